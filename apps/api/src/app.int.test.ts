@@ -1,0 +1,244 @@
+import {
+  createLogger,
+  createRedisConnection,
+  type JobData,
+  keysFor,
+  loadConfig,
+  QUEUES,
+  type RedisConnection,
+} from '@longhaul/shared';
+import { Queue } from 'bullmq';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../tests/support/redis.ts';
+import { createApp } from './app.ts';
+
+const A = 'Bearer tenant-a-key-0123456789';
+const B = 'Bearer tenant-b-key-0123456789';
+const sim = (input: object = {}) => ({ type: 'simulate', input: { durationMs: 10, ...input } });
+
+function build(url: string, prefix: string, extra: Record<string, string> = {}) {
+  const config = loadConfig(
+    {
+      REDIS_URL: url,
+      API_KEYS: 'a:tenant-a-key-0123456789,b:tenant-b-key-0123456789',
+      QUEUE_PREFIX: prefix,
+      BODY_LIMIT_BYTES: '4096',
+      ...extra,
+    },
+    'api',
+  );
+  const redis = createRedisConnection(url, 'producer', { commandTimeoutMs: 300 });
+  redis.on('error', () => undefined);
+  const queue = new Queue<JobData>(QUEUES.analyses, {
+    connection: redis,
+    prefix,
+    skipVersionCheck: true,
+    skipWaitingForReady: true,
+  });
+  queue.on('error', () => undefined);
+  const app = createApp({ config, log: createLogger({ name: 't', level: 'silent', pretty: false }), redis, queue });
+  return { app, redis, queue, config };
+}
+
+describe('the HTTP API against a real Redis (no worker)', () => {
+  const prefix = uniquePrefix();
+  let ctx: ReturnType<typeof build>;
+  let redis: RedisConnection;
+
+  beforeAll(async () => {
+    ctx = build(redisUrl(), prefix);
+    redis = ctx.redis;
+    if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
+  });
+  afterAll(async () => {
+    await ctx.queue.close();
+    await redis.quit().catch(() => redis.disconnect());
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+
+  const submit = (body: unknown, auth = A) =>
+    request(ctx.app)
+      .post('/v1/jobs')
+      .set('Authorization', auth)
+      .send(body as object);
+
+  it('when no key or a wrong key is sent, then it answers 401 with the error body', async () => {
+    const none = await request(ctx.app).get('/v1/jobs');
+    expect(none.status).toBe(401);
+    expect(none.body.error.code).toBe('unauthorized');
+    expect(none.headers['x-request-id']).toBeTruthy();
+    const wrong = await request(ctx.app).get('/v1/jobs').set('Authorization', 'Bearer not-a-real-key-000000');
+    expect(wrong.status).toBe(401);
+  });
+
+  it('when a job is submitted, then it answers 202 with the job view and a Location', async () => {
+    const res = await submit(sim());
+    expect(res.status).toBe(202);
+    expect(res.headers.location).toBe(`/v1/jobs/${res.body.id}`);
+    expect(res.body).toMatchObject({ type: 'simulate', status: 'queued', attempts: { made: 0, max: 3 }, error: null });
+    expect(res.body.id).toMatch(/^job_[0-9A-Z]{26}$/);
+    const get = await request(ctx.app)
+      .get(res.headers.location ?? '')
+      .set('Authorization', A);
+    expect(get.status).toBe(200);
+    expect(get.body.id).toBe(res.body.id);
+  });
+
+  it('when the type is unknown, then it answers 400 naming the known analyses', async () => {
+    const res = await submit({ type: 'nope', input: {} });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('unknown_analysis');
+    expect(res.body.error.details.known).toContain('simulate');
+  });
+
+  it('when the input breaks the schema, then it answers 400 with field-level details', async () => {
+    const res = await submit(sim({ durationMs: -5, steps: 'many' }));
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('validation_failed');
+    const paths = res.body.error.details.map((d: { path: string }) => d.path);
+    expect(paths).toEqual(expect.arrayContaining(['input.durationMs', 'input.steps']));
+  });
+
+  it('when the body is not JSON, then it answers 400; when not sent as JSON, 415', async () => {
+    const bad = await request(ctx.app)
+      .post('/v1/jobs')
+      .set('Authorization', A)
+      .set('Content-Type', 'application/json')
+      .send('{"type":');
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe('bad_request');
+    const text = await request(ctx.app)
+      .post('/v1/jobs')
+      .set('Authorization', A)
+      .set('Content-Type', 'text/plain')
+      .send('hi');
+    expect(text.status).toBe(415);
+  });
+
+  it('when the body is over the limit, then it answers 413', async () => {
+    const res = await submit({ ...sim(), pad: 'x'.repeat(10_000) });
+    expect(res.status).toBe(413);
+    expect(res.body.error.code).toBe('payload_too_large');
+  });
+
+  it('when an Idempotency-Key is replayed, then it answers 200 with the same job; with another body, 409', async () => {
+    const key = `idem-${Date.now()}`;
+    const first = await submit(sim()).set('Idempotency-Key', key);
+    expect(first.status).toBe(202);
+    const again = await submit(sim()).set('Idempotency-Key', key);
+    expect(again.status).toBe(200);
+    expect(again.body.id).toBe(first.body.id);
+    const other = await submit(sim({ durationMs: 99 })).set('Idempotency-Key', key);
+    expect(other.status).toBe(409);
+    expect(other.body.error.code).toBe('idempotency_conflict');
+    // The same key is another tenant's own: no clash.
+    const b = await submit(sim(), B).set('Idempotency-Key', key);
+    expect(b.status).toBe(202);
+    expect(b.body.id).not.toBe(first.body.id);
+  });
+
+  it("when a tenant asks for another tenant's job, then every route answers 404 as for a missing one", async () => {
+    const { body } = await submit(sim());
+    for (const [method, path] of [
+      ['get', `/v1/jobs/${body.id}`],
+      ['get', `/v1/jobs/${body.id}/result`],
+      ['delete', `/v1/jobs/${body.id}`],
+    ] as const) {
+      const res = await request(ctx.app)[method](path).set('Authorization', B);
+      expect(res.status, `${method} ${path}`).toBe(404);
+      expect(res.body.error.code).toBe('not_found');
+    }
+    const list = await request(ctx.app).get('/v1/jobs?limit=100').set('Authorization', B);
+    expect(list.body.jobs.map((j: { id: string }) => j.id)).not.toContain(body.id);
+  });
+
+  it('when an id is malformed or unknown, then it answers 404 without touching Redis data', async () => {
+    for (const id of ['..%2F..%2Fetc', 'job_%00', 'a:b', 'x'.repeat(10_000), 'job_01J00000000000000000000000']) {
+      const res = await request(ctx.app).get(`/v1/jobs/${id}`).set('Authorization', A);
+      expect([400, 404]).toContain(res.status);
+    }
+  });
+
+  it('when the result of an unfinished job is asked, then it answers 409 with the job view', async () => {
+    const { body } = await submit(sim());
+    const res = await request(ctx.app).get(`/v1/jobs/${body.id}/result`).set('Authorization', A);
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('not_completed');
+    expect(res.body.error.details.status).toBe('queued');
+  });
+
+  it('when a queued job is cancelled, then it is removed and shows cancelled; a second cancel answers 409', async () => {
+    const { body } = await submit(sim());
+    const res = await request(ctx.app).delete(`/v1/jobs/${body.id}`).set('Authorization', A);
+    expect(res.status).toBe(202);
+    expect(res.body.status).toBe('cancelled');
+    expect(await ctx.queue.getJob(body.id)).toBeUndefined();
+    const again = await request(ctx.app).delete(`/v1/jobs/${body.id}`).set('Authorization', A);
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('already_finished');
+  });
+
+  it('when retention has removed a job, then its id answers 410 from the tombstone', async () => {
+    const { body } = await submit(sim());
+    await ctx.queue.remove(body.id);
+    const res = await request(ctx.app).get(`/v1/jobs/${body.id}`).set('Authorization', A);
+    expect(res.status).toBe(410);
+    expect(res.body.error.code).toBe('gone');
+    const keys = keysFor(prefix);
+    expect(await redis.ttl(keys.meta(body.id))).toBeGreaterThan(86_400);
+  });
+
+  it('when a job is delayed, then it shows delayed', async () => {
+    const res = await submit({ ...sim(), delayMs: 60_000, priority: 3 });
+    expect(res.body.status).toBe('delayed');
+    expect(res.body.priority).toBe(3);
+  });
+
+  it("when listing, then the tenant's jobs come newest first, paged with a cursor, filtered by status", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await submit(sim(), B)).body.id);
+    const page1 = await request(ctx.app).get('/v1/jobs?limit=3&status=queued').set('Authorization', B);
+    expect(page1.status).toBe(200);
+    expect(page1.body.jobs.map((j: { id: string }) => j.id)).toEqual(ids.slice(-3).reverse());
+    const page2 = await request(ctx.app)
+      .get(`/v1/jobs?limit=3&status=queued&cursor=${page1.body.nextCursor}`)
+      .set('Authorization', B);
+    expect(page2.body.jobs.map((j: { id: string }) => j.id)).toEqual(expect.arrayContaining(ids.slice(0, 2).reverse()));
+    const bad = await request(ctx.app).get('/v1/jobs?status=weird').set('Authorization', B);
+    expect(bad.status).toBe(400);
+  });
+
+  it('when the analyses are listed, then each has its input JSON Schema', async () => {
+    const res = await request(ctx.app).get('/v1/analyses').set('Authorization', A);
+    expect(res.status).toBe(200);
+    const simulate = res.body.analyses.find((a: { name: string }) => a.name === 'simulate');
+    expect(simulate.input.properties.durationMs.type).toBe('integer');
+  });
+
+  it('when Redis answers, then /readyz and /healthz answer 200', async () => {
+    expect((await request(ctx.app).get('/healthz')).status).toBe(200);
+    const ready = await request(ctx.app).get('/readyz');
+    expect(ready.status).toBe(200);
+    expect(ready.body.checks.redis).toBe('ok');
+  });
+});
+
+describe('the HTTP API with Redis unreachable', () => {
+  it('when Redis is not there, then submit and /readyz answer 503 with Retry-After within a second', async () => {
+    const ctx = build('redis://127.0.0.1:1', uniquePrefix());
+    try {
+      const started = Date.now();
+      const res = await request(ctx.app).post('/v1/jobs').set('Authorization', A).send(sim());
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBeDefined();
+      expect(res.body.error.code).toBe('redis_unavailable');
+      const ready = await request(ctx.app).get('/readyz');
+      expect(ready.status).toBe(503);
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      ctx.redis.disconnect();
+      await ctx.queue.close().catch(() => undefined);
+    }
+  });
+});

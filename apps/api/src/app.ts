@@ -1,0 +1,81 @@
+import {
+  type Config,
+  createJobReader,
+  type JobData,
+  keysFor,
+  type Logger,
+  type RedisConnection,
+} from '@longhaul/shared';
+import type { Queue } from 'bullmq';
+import express, { type Express, type RequestHandler } from 'express';
+import { pinoHttp } from 'pino-http';
+import { analysesRoutes } from './analyses-route.ts';
+import { healthRoutes } from './health.ts';
+import { bearerAuth } from './http/auth.ts';
+import { errorHandler, notFoundHandler } from './http/error-handler.ts';
+import { redisUnavailable, withDeadline } from './http/redis-errors.ts';
+import { requestId } from './http/request-id.ts';
+import { createJobService } from './jobs/job-service.ts';
+import { jobRoutes } from './jobs/routes.ts';
+
+export interface AppDeps {
+  config: Config;
+  log: Logger;
+  /** The producer-role connection: fails fast while Redis is down. */
+  redis: RedisConnection;
+  queue: Queue<JobData>;
+}
+
+/**
+ * Builds the HTTP app. Never listens and never reads the environment: `main.ts` does, and tests
+ * call this with their own dependencies.
+ */
+export function createApp({ config, log, redis, queue }: AppDeps): Express {
+  const keys = keysFor(config.queuePrefix);
+  const reader = createJobReader({ redis, keys, retention: config.retention });
+  const jobs = createJobService({ config, redis, queue, keys, reader });
+  // A request waits for Redis at most this long, then answers 503 (a command's own timeout
+  // usually fires first; this also covers a client still waiting for its first connection).
+  const deadlineMs = Math.min(900, config.limits.redisCommandTimeoutMs * 2);
+
+  /** Answers 503 at once while the connection is known to be down, instead of queuing work. */
+  const requireRedis: RequestHandler = (_req, _res, next) => {
+    if (redis.status !== 'ready' && redis.status !== 'connect') throw redisUnavailable();
+    next();
+  };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', true);
+  app.set('query parser', 'simple');
+  app.use(
+    pinoHttp({
+      logger: log,
+      genReqId: requestId,
+      customLogLevel: (_req, res, err) =>
+        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
+      serializers: {
+        req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+      },
+      customProps: (req) => ({ reqId: req.id }),
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
+    }),
+  );
+
+  app.use(healthRoutes(redis, deadlineMs, config.strictRedisPolicy));
+
+  const v1 = express.Router();
+  v1.use(bearerAuth(config.apiKeys));
+  v1.use('/analyses', analysesRoutes());
+  v1.use(
+    '/jobs',
+    express.json({ limit: config.limits.bodyBytes, strict: true }),
+    requireRedis,
+    jobRoutes(jobs, (work) => withDeadline(work, deadlineMs)),
+  );
+  app.use('/v1', v1);
+
+  app.use(notFoundHandler);
+  app.use(errorHandler(log, redis));
+  return app;
+}

@@ -1,0 +1,65 @@
+import { isJobId } from '@longhaul/shared';
+import { Router } from 'express';
+import { tenantOf } from '../http/auth.ts';
+import { HttpError, notFound } from '../http/http-error.ts';
+import type { JobService } from './job-service.ts';
+import { issuesToDetails, listQuerySchema, submitBodySchema } from './schemas.ts';
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** A job id from the path, refused before it reaches Redis when it cannot be one of ours. */
+function jobIdParam(raw: string | string[] | undefined): string {
+  const id = Array.isArray(raw) ? raw[0] : raw;
+  if (!id || !isJobId(id)) throw notFound();
+  return id;
+}
+
+/** Bounds how long a use-case may wait on Redis (answers 503 past it). */
+export type Deadline = <T>(work: Promise<T>) => Promise<T>;
+
+export function jobRoutes(jobs: JobService, deadline: Deadline): Router {
+  const router = Router();
+
+  router.post('/', async (req, res) => {
+    if (!req.is('application/json')) {
+      throw new HttpError(415, 'unsupported_media_type', 'send the job as JSON with Content-Type: application/json');
+    }
+    const body = submitBodySchema.safeParse(req.body);
+    if (!body.success) {
+      throw new HttpError(400, 'validation_failed', 'the request body is not a valid job', issuesToDetails(body.error));
+    }
+    const key = req.get('idempotency-key');
+    if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
+      throw new HttpError(400, 'bad_request', 'Idempotency-Key must be 1 to 255 visible ASCII characters');
+    }
+    const { view, replay } = await deadline(jobs.submit(tenantOf(req), body.data, key));
+    res.location(view.links.self);
+    res.status(replay ? 200 : 202).json(view);
+  });
+
+  router.get('/', async (req, res) => {
+    const query = listQuerySchema.safeParse(req.query);
+    if (!query.success) {
+      throw new HttpError(400, 'validation_failed', 'invalid query', issuesToDetails(query.error));
+    }
+    res.json(await deadline(jobs.list(tenantOf(req), query.data)));
+  });
+
+  router.get('/:id', async (req, res) => {
+    res.json(await deadline(jobs.get(tenantOf(req), jobIdParam(req.params.id))));
+  });
+
+  router.get('/:id/result', async (req, res) => {
+    const { view, result } = await deadline(jobs.result(tenantOf(req), jobIdParam(req.params.id)));
+    if (view.status !== 'completed') {
+      throw new HttpError(409, 'not_completed', `the job is ${view.status}; it has no result yet`, view);
+    }
+    res.json({ id: view.id, type: view.type, completedAt: view.finishedAt, expiresAt: view.expiresAt, result });
+  });
+
+  router.delete('/:id', async (req, res) => {
+    res.status(202).json(await deadline(jobs.cancel(tenantOf(req), jobIdParam(req.params.id))));
+  });
+
+  return router;
+}

@@ -1,0 +1,52 @@
+import { analysisNames } from '@longhaul/shared';
+import { z } from 'zod';
+
+/** `POST /v1/jobs` body. The input is checked against the analysis' own schema afterwards. */
+export const submitBodySchema = z
+  .object({
+    type: z
+      .string()
+      .min(1)
+      .max(100)
+      .describe(`The analysis to run: ${analysisNames.join(', ')}.`),
+    input: z.unknown().describe("The analysis' input; see GET /v1/analyses for its JSON Schema."),
+    priority: z.number().int().min(1).max(1000).optional().describe('1 runs first, 1000 last; 500 when not given.'),
+    delayMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86_400_000)
+      .optional()
+      .describe('Run no earlier than this many milliseconds from now.'),
+    webhook: z
+      .object({ url: z.url({ protocol: /^https?$/ }).max(2048) })
+      .strict()
+      .optional()
+      .describe('POSTed the job view when the job completes, fails or is cancelled.'),
+  })
+  .strict()
+  .meta({ id: 'SubmitJob' });
+
+export type SubmitBody = z.infer<typeof submitBodySchema>;
+
+export const listQuerySchema = z
+  .object({
+    status: z.enum(['queued', 'delayed', 'active', 'completed', 'failed', 'cancelled']).optional(),
+    type: z.string().max(100).optional(),
+    cursor: z
+      .string()
+      .regex(/^job_[0-9A-HJKMNP-TV-Z]{26}$/, 'not a cursor from a previous page')
+      .optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+  })
+  .strict();
+
+export type ListQuery = z.infer<typeof listQuerySchema>;
+
+/** zod issues → `details` of a 400: where, and what is wrong there. */
+export function issuesToDetails(error: z.ZodError, root?: string): { path: string; message: string }[] {
+  return error.issues.map((i) => ({
+    path: [root, ...i.path.map(String)].filter(Boolean).join('.') || '(body)',
+    message: i.message,
+  }));
+}

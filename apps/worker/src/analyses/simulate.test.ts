@@ -1,0 +1,71 @@
+import { createLogger } from '@longhaul/shared';
+import { describe, expect, it } from 'vitest';
+import type { AnalysisContext } from '../define-analysis.ts';
+import { PermanentError } from '../errors/permanent-error.ts';
+import { simulate } from './simulate.ts';
+
+function fakeContext(over: Partial<AnalysisContext> = {}) {
+  const progress: { percent: number; step: string; message?: string }[] = [];
+  const checkpoints: unknown[] = [];
+  const ctx: AnalysisContext = {
+    jobId: 'job_test',
+    attempt: 1,
+    progress: (percent, step, message) => progress.push({ percent, step, message }),
+    checkpoint: async (state) => {
+      checkpoints.push(state);
+    },
+    restored: undefined,
+    signal: new AbortController().signal,
+    log: createLogger({ name: 'test', level: 'silent', pretty: false }),
+    ...over,
+  };
+  return { ctx, progress, checkpoints };
+}
+
+const input = (over: object = {}) => simulate.contract.input.parse({ durationMs: 100, steps: 4, ...over });
+
+describe('simulate', () => {
+  it('when run, then it reports a step per step and returns a result of the asked size', async () => {
+    const { ctx, progress, checkpoints } = fakeContext();
+    const result = await simulate.run(input({ durationMs: 400, resultBytes: 1000 }), ctx);
+    expect(progress.map((p) => p.percent)).toEqual([25, 50, 75, 100]);
+    expect(checkpoints).toEqual([{ step: 1 }, { step: 2 }, { step: 3 }]);
+    expect(result.payload).toHaveLength(1000);
+    expect(simulate.contract.result.safeParse(result).success).toBe(true);
+  });
+
+  it('when told to fail its first attempts, then it throws a transient error on those only', async () => {
+    await expect(simulate.run(input({ failTimes: 2 }), fakeContext({ attempt: 2 }).ctx)).rejects.toThrow(/transient/);
+    await expect(simulate.run(input({ failTimes: 2 }), fakeContext({ attempt: 3 }).ctx)).resolves.toMatchObject({
+      attempt: 3,
+    });
+  });
+
+  it('when told to fail permanently, then it throws a PermanentError', async () => {
+    await expect(simulate.run(input({ fail: 'permanent' }), fakeContext().ctx)).rejects.toBeInstanceOf(PermanentError);
+  });
+
+  it('when a checkpoint was restored, then it resumes at the saved step', async () => {
+    const { ctx, progress } = fakeContext({ restored: { step: 3 } });
+    const result = await simulate.run(input(), ctx);
+    expect(result.resumedFromStep).toBe(3);
+    expect(progress).toHaveLength(1);
+  });
+
+  it('when the signal aborts, then it stops between steps', async () => {
+    const controller = new AbortController();
+    const { ctx } = fakeContext({ signal: controller.signal });
+    const run = simulate.run(input({ durationMs: 10_000, steps: 10 }), ctx);
+    controller.abort('cancel');
+    await expect(run).rejects.toThrow(/abort/i);
+  });
+
+  it('when burning CPU, then the event loop stays free while it runs', async () => {
+    const { ctx } = fakeContext();
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 10);
+    await simulate.run(input({ durationMs: 300, steps: 1, cpu: true }), ctx);
+    clearInterval(ticker);
+    expect(ticks).toBeGreaterThan(5);
+  });
+});

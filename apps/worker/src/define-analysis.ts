@@ -1,0 +1,43 @@
+import type { AnalysisContract, AnalysisName, analyses, Logger } from '@longhaul/shared';
+import type { z } from 'zod';
+
+/** What an analysis gets besides its input. */
+export interface AnalysisContext {
+  readonly jobId: string;
+  /** 1 on the first attempt, 2 on the first retry, … */
+  readonly attempt: number;
+  /**
+   * Reports progress. Cheap to call often: writes are throttled (a changed step, 100% and the
+   * last call always go through), ordered, and never throw into the analysis.
+   */
+  progress(percent: number, step: string, message?: string): void;
+  /** Saves state that {@link restored} hands back on the next attempt, so a retry resumes. */
+  checkpoint(state: unknown): Promise<void>;
+  /** The state last saved with {@link checkpoint} by an earlier attempt, if any. */
+  readonly restored: unknown;
+  /** Aborted on cancel, on the attempt's timeout, and when a shutdown hands the job back. */
+  readonly signal: AbortSignal;
+  /** A logger bound to the job id and attempt. Never log the input: it may hold customer data. */
+  readonly log: Logger;
+}
+
+export interface Analysis<C extends AnalysisContract = AnalysisContract> {
+  contract: C;
+  run(input: z.output<C['input']>, ctx: AnalysisContext): Promise<z.input<C['result']>>;
+}
+
+/** An implementation of the analysis named N, typed by its contract. */
+export type Implementation<N extends AnalysisName> = Analysis<(typeof analyses)[N]>;
+
+/**
+ * Binds an implementation to its contract: `defineAnalysis({ ...contract, run })`. The contract
+ * (name, schemas, defaults) lives in packages/shared; only `run` lives in the worker.
+ */
+export function defineAnalysis<N extends string, I extends z.ZodType, R extends z.ZodType>(
+  definition: AnalysisContract<N, I, R> & {
+    run: (input: z.output<I>, ctx: AnalysisContext) => Promise<z.input<R>>;
+  },
+): Analysis<AnalysisContract<N, I, R>> {
+  const { run, ...contract } = definition;
+  return { contract, run };
+}

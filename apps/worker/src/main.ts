@@ -1,0 +1,70 @@
+import {
+  ConfigError,
+  createLogger,
+  createRedisConnection,
+  handleShutdown,
+  loadConfig,
+  redactRedisUrl,
+} from '@longhaul/shared';
+import { createHealthServer } from './health-server.ts';
+import { implementations } from './implementations.ts';
+import { createAnalysisWorker } from './worker.ts';
+
+function loadOrExit() {
+  try {
+    return loadConfig(process.env, 'worker');
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`longhaul worker: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+const config = loadOrExit();
+const log = createLogger({ name: 'longhaul-worker', level: config.log.level, pretty: config.log.pretty });
+
+const connection = createRedisConnection(config.redisUrl, 'worker', { name: 'longhaul-worker' });
+const subscriber = createRedisConnection(config.redisUrl, 'worker', { name: 'longhaul-worker-cancel' });
+let lastRedisError = '';
+for (const c of [connection, subscriber]) {
+  c.on('error', (err: Error) => {
+    if (err.message !== lastRedisError) log.warn({ err: err.message }, 'redis connection error');
+    lastRedisError = err.message;
+  });
+}
+connection.on('ready', () => {
+  lastRedisError = '';
+  log.info({ redis: redactRedisUrl(config.redisUrl) }, 'redis ready');
+});
+
+const state = { draining: false };
+const analysisWorker = createAnalysisWorker({ config, log, connection, subscriber, implementations });
+const health = createHealthServer({ redis: connection, state });
+health.listen(config.workerPort, () => {
+  const address = health.address();
+  const port = typeof address === 'object' && address ? address.port : config.workerPort;
+  log.info(
+    { port, concurrency: config.worker.concurrency },
+    `longhaul worker running; health on http://localhost:${port}`,
+  );
+});
+await analysisWorker.start();
+
+handleShutdown({
+  log,
+  // The grace period, the hand-back of what is still running, and closing connections.
+  deadlineMs: config.worker.shutdownGraceMs + 20_000,
+  steps: [
+    {
+      name: 'drain',
+      run: () => {
+        state.draining = true;
+        return analysisWorker.drain(config.worker.shutdownGraceMs);
+      },
+    },
+    { name: 'close health server', run: () => new Promise((resolve) => health.close(() => resolve(undefined))) },
+    { name: 'quit redis', run: () => Promise.all([subscriber.quit(), connection.quit()]).catch(() => undefined) },
+  ],
+});

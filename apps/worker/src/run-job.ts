@@ -1,0 +1,168 @@
+import {
+  type Config,
+  encodeResult,
+  type JobData,
+  type Keys,
+  type Logger,
+  type Progress,
+  type RedisConnection,
+  ResultTooLargeError,
+} from '@longhaul/shared';
+import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
+import type { Analysis, AnalysisContext } from './define-analysis.ts';
+import { PermanentError } from './errors/permanent-error.ts';
+
+/** Why BullMQ's abort signal fired: we pass one of these to `worker.cancelJob(id, reason)`. */
+export const ABORT = { cancel: 'cancel', shutdown: 'shutdown' } as const;
+
+/** The smallest gap between two progress writes of one job. */
+const PROGRESS_INTERVAL_MS = 200;
+
+export interface RunJobDeps {
+  config: Config;
+  log: Logger;
+  redis: RedisConnection;
+  keys: Keys;
+  implementations: Record<string, Analysis>;
+  /** How often an active job re-reads its cancel flag (the pub/sub message is the fast path). */
+  cancelPollMs?: number;
+}
+
+/** Ordered, throttled progress writes that never throw into the analysis. */
+function progressReporter(job: Job, log: Logger) {
+  let chain: Promise<unknown> = Promise.resolve();
+  let last: Progress | null = null;
+  let lastWrite = 0;
+  let pending: Progress | null = null;
+  let timer: NodeJS.Timeout | undefined;
+  const write = (p: Progress) => {
+    lastWrite = Date.now();
+    last = p;
+    chain = chain.then(() => job.updateProgress(p)).catch((err) => log.warn({ err }, 'progress write failed'));
+  };
+  return {
+    report(percent: number, step: string, message?: string) {
+      const p: Progress = { percent: Math.max(0, Math.min(100, Math.round(percent * 10) / 10)), step };
+      if (message !== undefined) p.message = message;
+      const urgent = !last || last.step !== step || p.percent >= 100;
+      if (urgent || Date.now() - lastWrite >= PROGRESS_INTERVAL_MS) {
+        clearTimeout(timer);
+        pending = null;
+        write(p);
+        return;
+      }
+      pending = p;
+      timer ??= setTimeout(() => {
+        timer = undefined;
+        if (pending) write(pending);
+        pending = null;
+      }, PROGRESS_INTERVAL_MS);
+    },
+    /** Writes what is pending and waits for every write. */
+    async flush() {
+      clearTimeout(timer);
+      timer = undefined;
+      if (pending) write(pending);
+      pending = null;
+      await chain;
+    },
+  };
+}
+
+/**
+ * The BullMQ processor: validates the job again, builds the context, runs the analysis and turns
+ * every way it can end into the right BullMQ outcome (result, retry, permanent failure, or the job
+ * handed back untouched on shutdown).
+ */
+export function createProcessor({ config, log, redis, keys, implementations, cancelPollMs = 2_000 }: RunJobDeps) {
+  return async function processJob(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
+    const id = job.id ?? '';
+    const attempt = job.attemptsMade + 1;
+    const jobLog = log.child({ jobId: id, attempt, analysis: job.name });
+    const analysis = implementations[job.name];
+    if (!analysis) throw new PermanentError(`no analysis named "${job.name}"`, 'unknown_analysis');
+
+    // Validate again: the API may run another version, or the data may have been written by hand.
+    const parsed = analysis.contract.input.safeParse(job.data?.input);
+    if (!parsed.success) {
+      const detail = parsed.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ');
+      throw new PermanentError(detail, 'invalid_input');
+    }
+
+    const [cancelledAt, saved] = await Promise.all([
+      redis.hget(keys.meta(id), 'cancelledAt'),
+      redis.get(keys.checkpoint(id)),
+    ]);
+    if (cancelledAt) throw new PermanentError('cancelled by request', 'cancelled');
+
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new Error(`timeout: the attempt ran longer than ${analysis.contract.defaults.timeoutMs} ms`)),
+      analysis.contract.defaults.timeoutMs,
+    );
+    // The pub/sub cancel message can be missed (a reconnect): re-read the flag now and then.
+    const poll = setInterval(() => {
+      redis.hget(keys.meta(id), 'cancelledAt').then(
+        (flag) => flag && timeout.abort(ABORT.cancel),
+        () => undefined,
+      );
+    }, cancelPollMs);
+    const aborts = signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal;
+    const progress = progressReporter(job, jobLog);
+    const ctx: AnalysisContext = {
+      jobId: id,
+      attempt,
+      progress: progress.report,
+      checkpoint: async (state) => {
+        await redis.set(keys.checkpoint(id), JSON.stringify(state), 'EX', config.retention.failedSeconds);
+      },
+      restored: saved === null ? undefined : JSON.parse(saved),
+      signal: aborts,
+      log: jobLog,
+    };
+
+    const startedAt = Date.now();
+    jobLog.info({ resumed: saved !== null }, 'analysis started');
+    try {
+      const raw = await analysis.run(parsed.data, ctx);
+      const result = analysis.contract.result.safeParse(raw);
+      if (!result.success) throw new PermanentError('the analysis returned a result that does not match its schema');
+      await progress.flush();
+      const stored = encodeResult(result.data, {
+        compressBytes: config.limits.resultCompressBytes,
+        maxBytes: config.limits.resultMaxBytes,
+      });
+      await redis.del(keys.checkpoint(id));
+      jobLog.info({ ms: Date.now() - startedAt, encoding: stored.encoding }, 'analysis completed');
+      return stored;
+    } catch (err) {
+      await progress.flush();
+      const reason = aborts.aborted ? aborts.reason : undefined;
+      if (reason === ABORT.shutdown && token) {
+        // Shutdown: give the job back as it was (no attempt spent); its checkpoint stays.
+        jobLog.info('handing the job back to the queue for another worker');
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      if (reason === ABORT.cancel) {
+        jobLog.info('analysis cancelled');
+        throw new PermanentError('cancelled by request', 'cancelled');
+      }
+      if (reason instanceof Error && reason.message.startsWith('timeout:')) {
+        jobLog.warn({ ms: Date.now() - startedAt }, 'analysis timed out');
+        throw reason;
+      }
+      if (err instanceof ResultTooLargeError)
+        throw new PermanentError(err.message.replace(/^result_too_large: /, ''), 'result_too_large');
+      if (err instanceof UnrecoverableError) {
+        jobLog.warn({ err: err.message }, 'analysis failed permanently');
+        throw err;
+      }
+      jobLog.warn({ err }, 'analysis failed; it will be retried if attempts remain');
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      clearInterval(poll);
+    }
+  };
+}

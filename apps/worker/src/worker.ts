@@ -1,0 +1,71 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Config, type JobData, keysFor, type Logger, QUEUES, type RedisConnection } from '@longhaul/shared';
+import { Worker } from 'bullmq';
+import type { Analysis } from './define-analysis.ts';
+import { assertImplementations } from './implementations.ts';
+import { ABORT, createProcessor } from './run-job.ts';
+
+export interface WorkerDeps {
+  config: Config;
+  log: Logger;
+  /** A worker-role connection (waits for Redis forever); BullMQ duplicates it for blocking reads. */
+  connection: RedisConnection;
+  /** A second worker-role connection, put in subscriber mode for cancel messages. */
+  subscriber: RedisConnection;
+  implementations: Record<string, Analysis>;
+}
+
+/** One BullMQ Worker on the analyses queue, with cancel messages and a graceful drain. */
+export function createAnalysisWorker({ config, log, connection, subscriber, implementations }: WorkerDeps) {
+  assertImplementations(implementations);
+  const keys = keysFor(config.queuePrefix);
+  const processor = createProcessor({ config, log, redis: connection, keys, implementations });
+  const worker = new Worker<JobData>(QUEUES.analyses, processor, {
+    connection,
+    prefix: config.queuePrefix,
+    autorun: false,
+    concurrency: config.worker.concurrency,
+    lockDuration: config.worker.lockDurationMs,
+    stalledInterval: config.worker.stalledIntervalMs,
+    maxStalledCount: config.worker.maxStalledCount,
+    name: 'longhaul-worker',
+  });
+  worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
+  worker.on('failed', (job, err) => {
+    if (job?.finishedOn)
+      log.info({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job failed for good');
+  });
+  worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled; handed to another worker'));
+
+  const onCancel = (channel: string, jobId: string) => {
+    if (channel === keys.cancelChannel && worker.cancelJob(jobId, ABORT.cancel)) {
+      log.info({ jobId }, 'cancel requested; aborting');
+    }
+  };
+
+  return {
+    worker,
+    async start(): Promise<void> {
+      subscriber.on('message', onCancel);
+      await subscriber.subscribe(keys.cancelChannel);
+      void worker.run().catch((err) => log.error({ err }, 'worker stopped running'));
+    },
+    /**
+     * Stops taking jobs and lets active ones finish for up to `graceMs`; then aborts the rest with
+     * the shutdown reason, which hands them back to the queue unharmed (no attempt spent).
+     */
+    async drain(graceMs: number): Promise<void> {
+      subscriber.off('message', onCancel);
+      const closing = worker.close();
+      const finished = await Promise.race([closing.then(() => true), sleep(graceMs).then(() => false)]);
+      if (finished) return;
+      log.warn({ graceMs }, 'grace period over: handing active jobs back to the queue');
+      worker.cancelAllJobs(ABORT.shutdown);
+      const handedBack = await Promise.race([closing.then(() => true), sleep(10_000).then(() => false)]);
+      if (!handedBack) {
+        log.error('active jobs did not stop; closing anyway (their locks expire and they run again)');
+        await worker.close(true);
+      }
+    },
+  };
+}

@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { failureOf, type JobFields, type JobSnapshot, statusOf, toJobView } from './job-view.ts';
+
+const retention = {
+  completedSeconds: 86_400,
+  completedCount: 10,
+  failedSeconds: 604_800,
+  failedCount: 10,
+  tombstoneSeconds: 2_592_000,
+};
+const meta = { tenant: 'acme', type: 'simulate', createdAt: 1_000, attempts: 3, priority: 500 };
+const fields = (over: Partial<JobFields> = {}): JobFields => ({
+  name: 'simulate',
+  timestamp: 1_000,
+  processedOn: null,
+  finishedOn: null,
+  failedReason: null,
+  attemptsMade: 0,
+  progress: null,
+  hasResult: false,
+  ...over,
+});
+const snap = (over: Partial<JobSnapshot> = {}): JobSnapshot => ({
+  id: 'job_01J0000000000000000000000A',
+  meta,
+  job: fields(),
+  locked: false,
+  delayed: false,
+  ...over,
+});
+
+describe('statusOf', () => {
+  it('when the job is waiting, then it is queued', () => expect(statusOf(snap())).toBe('queued'));
+  it('when a worker holds its lock, then it is active', () => expect(statusOf(snap({ locked: true }))).toBe('active'));
+  it('when it sits in the delayed set, then it is delayed', () =>
+    expect(statusOf(snap({ delayed: true }))).toBe('delayed'));
+  it('when it finished with a result, then it is completed', () =>
+    expect(statusOf(snap({ job: fields({ finishedOn: 5, hasResult: true }) }))).toBe('completed'));
+  it('when it finished without a result, then it failed', () =>
+    expect(statusOf(snap({ job: fields({ finishedOn: 5, failedReason: 'boom' }) }))).toBe('failed'));
+  it('when it failed after a cancel, then it is cancelled', () =>
+    expect(statusOf(snap({ job: fields({ finishedOn: 5, failedReason: 'cancelled: by request' }) }))).toBe(
+      'cancelled',
+    ));
+  it('when it was removed after a cancel, then it is still cancelled', () =>
+    expect(statusOf(snap({ job: null, meta: { ...meta, cancelledAt: 9 } }))).toBe('cancelled'));
+  it('when retention removed it, then it is gone', () => expect(statusOf(snap({ job: null }))).toBe('gone'));
+});
+
+describe('toJobView', () => {
+  it('when active with progress, then the view has an ETA and counts the running attempt', () => {
+    const view = toJobView(
+      snap({
+        locked: true,
+        job: fields({ processedOn: 10_000, attemptsMade: 1, progress: { percent: 25, step: 'x' } }),
+      }),
+      retention,
+      20_000,
+    );
+    expect(view.status).toBe('active');
+    expect(view.attempts).toEqual({ made: 2, max: 3 });
+    expect(view.etaSeconds).toBe(30);
+    expect(view.links.result).toBe(`/v1/jobs/${view.id}/result`);
+  });
+
+  it('when completed, then it expires after the completed retention', () => {
+    const view = toJobView(snap({ job: fields({ finishedOn: 5_000, hasResult: true, attemptsMade: 1 }) }), retention);
+    expect(view.expiresAt).toBe(new Date(5_000 + 86_400_000).toISOString());
+    expect(view.progress?.percent).toBe(100);
+    expect(view.error).toBeNull();
+  });
+
+  it('when failed, then the error code and message are split from the stored reason', () => {
+    const view = toJobView(
+      snap({ job: fields({ finishedOn: 5_000, failedReason: 'invalid_input: durationMs: too big' }) }),
+      retention,
+    );
+    expect(view.error).toEqual({ code: 'invalid_input', message: 'durationMs: too big' });
+  });
+});
+
+describe('failureOf', () => {
+  it('when a reason has no known code, then it is an analysis failure with the whole message', () =>
+    expect(failureOf('socket hang up')).toEqual({ code: 'analysis_failed', message: 'socket hang up' }));
+});

@@ -1,0 +1,54 @@
+import type { Logger } from 'pino';
+
+export interface ShutdownStep {
+  name: string;
+  run: () => Promise<unknown> | unknown;
+}
+
+export interface ShutdownOptions {
+  log: Logger;
+  /** Run in order on SIGTERM or SIGINT. */
+  steps: ShutdownStep[];
+  /** The whole shutdown is cut short, and the process exits 1, past this. */
+  deadlineMs: number;
+  exit?: (code: number) => void;
+}
+
+/**
+ * One shutdown for both apps: on the first SIGTERM/SIGINT run every step in order (stop accepting,
+ * drain, close queues, quit Redis), each step's failure logged and the next still run, then exit 0.
+ * A second signal, or the deadline, exits at once.
+ */
+export function handleShutdown({ log, steps, deadlineMs, exit = process.exit }: ShutdownOptions): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  const shutdown = (signal: string): Promise<void> => {
+    if (running) {
+      log.warn({ signal }, 'second signal: exiting now');
+      exit(1);
+      return running;
+    }
+    log.info({ signal }, 'shutting down');
+    const timer = setTimeout(() => {
+      log.error({ deadlineMs }, 'shutdown deadline passed: exiting');
+      exit(1);
+    }, deadlineMs);
+    timer.unref();
+    running = (async () => {
+      for (const step of steps) {
+        try {
+          await step.run();
+          log.debug({ step: step.name }, 'shutdown step done');
+        } catch (err) {
+          log.error({ err, step: step.name }, 'shutdown step failed');
+        }
+      }
+      clearTimeout(timer);
+      log.info('shut down cleanly');
+      exit(0);
+    })();
+    return running;
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  return () => shutdown('manual');
+}

@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api } from '../support/http.ts';
+import { startApi, startWorker } from '../support/processes.ts';
+import { type RedisServer, startRedisServer } from '../support/redis-server.ts';
+import { waitFor } from '../support/wait.ts';
+import { KEY_A, simulate, systemEnv, waitForJob } from './fixtures.ts';
+
+describe('Redis outages, real processes and a private redis-server', () => {
+  let redis: RedisServer;
+  let env: Record<string, string>;
+  let apiProcess: Awaited<ReturnType<typeof startApi>>;
+  let worker: Awaited<ReturnType<typeof startWorker>>;
+
+  beforeAll(async () => {
+    redis = await startRedisServer({ appendonly: true });
+    env = systemEnv(redis.url);
+    [apiProcess, worker] = await Promise.all([startApi(env), startWorker(env)]);
+  });
+  afterAll(async () => {
+    await Promise.all([apiProcess?.stop(), worker?.stop()]);
+    await redis?.destroy?.();
+  });
+
+  it('when Redis stops, then submit answers 503 with Retry-After within a second, and 202 again once it returns', async () => {
+    const client = api(apiProcess.url, KEY_A);
+    expect((await client.post('/v1/jobs', simulate({ durationMs: 10 }))).status).toBe(202);
+    await redis.stop();
+    const started = Date.now();
+    const down = await client.post('/v1/jobs', simulate({ durationMs: 10 }));
+    expect(down.status).toBe(503);
+    expect(down.headers['retry-after']).toBeDefined();
+    expect(down.body.error.code).toBe('redis_unavailable');
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect((await client.get('/readyz')).status).toBe(503);
+
+    await redis.restart();
+    const back = await waitFor(
+      async () => {
+        const res = await client.post('/v1/jobs', simulate({ durationMs: 10, steps: 1 }));
+        return res.status === 202 ? res : undefined;
+      },
+      { timeoutMs: 5_000, intervalMs: 100, what: 'the API to accept jobs again' },
+    );
+    // The worker reconnected by itself too: the job runs.
+    const done = await waitForJob(client, back.body.id, (v) => v.status === 'completed', 15_000);
+    expect(done.status).toBe('completed');
+  });
+
+  it('when Redis is frozen (SIGSTOP), then submit and /readyz answer 503 within a second', async () => {
+    const client = api(apiProcess.url, KEY_A);
+    await redis.freeze();
+    try {
+      const started = Date.now();
+      const [submit, ready] = await Promise.all([
+        client.post('/v1/jobs', simulate({ durationMs: 10 })),
+        client.get('/readyz'),
+      ]);
+      expect(submit.status).toBe(503);
+      expect(submit.headers['retry-after']).toBeDefined();
+      expect(ready.status).toBe(503);
+      expect(Date.now() - started).toBeLessThan(1_500);
+    } finally {
+      await redis.thaw();
+    }
+    await waitFor(async () => (await client.get('/readyz')).status === 200, { timeoutMs: 5_000, what: 'ready again' });
+  });
+
+  it('when the API starts while Redis is down, then it answers 503 and becomes ready by itself when Redis starts', async () => {
+    const cold = await startRedisServer({ appendonly: true });
+    await cold.stop();
+    const coldApi = await startApi(systemEnv(cold.url));
+    try {
+      const client = api(coldApi.url, KEY_A);
+      expect((await client.get('/readyz')).status).toBe(503);
+      expect((await client.post('/v1/jobs', simulate({ durationMs: 10 }))).status).toBe(503);
+      await cold.restart();
+      await waitFor(async () => (await client.get('/readyz')).status === 200, { timeoutMs: 5_000, what: 'API ready' });
+      expect((await client.post('/v1/jobs', simulate({ durationMs: 10 }))).status).toBe(202);
+    } finally {
+      await coldApi.stop();
+      await cold.destroy?.();
+    }
+  });
+});

@@ -1,0 +1,43 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorker } from '../support/processes.ts';
+import { simulate, startSystem, waitForJob } from './fixtures.ts';
+
+describe('worker shutdown (SIGTERM), real processes', () => {
+  let sys: Awaited<ReturnType<typeof startSystem>>;
+  beforeAll(async () => {
+    sys = await startSystem({ SHUTDOWN_GRACE_MS: '500' });
+  });
+  afterAll(async () => {
+    await sys?.stop();
+  });
+
+  it('when SIGTERM arrives mid-job, then the job is handed back unharmed, resumes on another worker and completes', async () => {
+    const { body } = await sys.a.post('/v1/jobs', simulate({ durationMs: 4_000, steps: 8 }));
+    await waitForJob(sys.a, body.id, (v) => v.status === 'active' && (v.progress?.percent ?? 0) >= 25);
+    const code = await sys.worker.stop();
+    expect(code).toBe(0);
+    const handedBack = (await sys.a.get(`/v1/jobs/${body.id}`)).body;
+    expect(handedBack.status).toBe('queued');
+    expect(handedBack.attempts.made).toBe(0);
+    expect(sys.worker.logs()).toContain('handing the job back');
+
+    const next = await startWorker(sys.env);
+    try {
+      const done = await waitForJob(sys.a, body.id, (v) => v.status === 'completed' || v.status === 'failed');
+      expect(done.status).toBe('completed');
+      const result = (await sys.a.get(`/v1/jobs/${body.id}/result`)).body.result;
+      expect(result.resumedFromStep).toBeGreaterThan(0);
+    } finally {
+      await next.stop();
+    }
+  });
+
+  it('when SIGTERM arrives and the job ends within the grace period, then it completes before the worker exits', async () => {
+    const worker = await startWorker({ ...sys.env, SHUTDOWN_GRACE_MS: '10000' });
+    const { body } = await sys.a.post('/v1/jobs', simulate({ durationMs: 1_500, steps: 3 }));
+    await waitForJob(sys.a, body.id, (v) => v.status === 'active');
+    expect(await worker.stop()).toBe(0);
+    const view = (await sys.a.get(`/v1/jobs/${body.id}`)).body;
+    expect(view.status).toBe('completed');
+  });
+});
