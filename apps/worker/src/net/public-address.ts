@@ -1,0 +1,85 @@
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import type { LookupFunction } from 'node:net';
+import ipaddr from 'ipaddr.js';
+import { Agent } from 'undici';
+
+/** A URL whose host resolves to an address outbound requests may not reach (SSRF guard). */
+export class ForbiddenAddressError extends Error {
+  constructor(
+    readonly host: string,
+    readonly address: string,
+    readonly range: string,
+  ) {
+    super(`refusing to connect to ${host} (${address}, ${range} range); set the allow-private setting to permit it`);
+    this.name = 'ForbiddenAddressError';
+  }
+}
+
+/** The range an IP address falls in, as ipaddr.js names it (`unicast` for a public address). */
+export function addressRange(address: string): string {
+  let parsed = ipaddr.parse(address);
+  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    parsed = (parsed as ipaddr.IPv6).toIPv4Address();
+  }
+  return parsed.range();
+}
+
+/** Loopback, private, link-local, unique-local, multicast, reserved…: anything but public unicast. */
+export function isPublicAddress(address: string): boolean {
+  return addressRange(address) === 'unicast';
+}
+
+/**
+ * A DNS lookup that fails for non-public addresses. Used as the socket's `lookup`, so the check
+ * applies to the address actually connected to, after resolution, on every redirect hop: a
+ * hostname that resolves to 127.0.0.1 (or rebinds to it) is refused as surely as the literal IP.
+ */
+export function guardedLookup(allowPrivate: boolean): LookupFunction {
+  return (hostname, options, callback) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) return callback(err, '', 0);
+      const list = addresses as LookupAddress[];
+      for (const a of list) {
+        if (!allowPrivate && !isPublicAddress(a.address)) {
+          return callback(new ForbiddenAddressError(hostname, a.address, addressRange(a.address)), '', 0);
+        }
+      }
+      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, list);
+      const first = list[0];
+      if (!first) return callback(new Error(`no address for ${hostname}`), '', 0);
+      callback(null, first.address, first.family);
+    });
+  };
+}
+
+/**
+ * An undici dispatcher for outbound HTTP (webhooks, dataset URLs) that refuses non-public
+ * addresses unless `allowPrivate`. Literal IPs skip DNS, so they are checked here too.
+ */
+export function createGuardedDispatcher({
+  allowPrivate,
+  connectTimeoutMs = 10_000,
+}: {
+  allowPrivate: boolean;
+  connectTimeoutMs?: number;
+}): Agent {
+  const lookup = guardedLookup(allowPrivate);
+  return new Agent({
+    connect: {
+      timeout: connectTimeoutMs,
+      lookup,
+    },
+    connections: 64,
+  });
+}
+
+/** Checks a URL before any request: scheme http(s), and a literal IP host must be public. */
+export function assertFetchableUrl(raw: string, allowPrivate: boolean): URL {
+  const url = new URL(raw);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`only http and https URLs are allowed`);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (ipaddr.isValid(host) && !allowPrivate && !isPublicAddress(host)) {
+    throw new ForbiddenAddressError(host, host, addressRange(host));
+  }
+  return url;
+}
