@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   assertFetchableUrl,
@@ -46,7 +47,7 @@ describe('the outbound address guard', () => {
 
     it('when a hostname resolves to loopback, then the connection is refused after DNS resolution', async () => {
       const dispatcher = createGuardedDispatcher({ allowPrivate: false });
-      const err = await fetch(`http://localhost:${port}/`, { dispatcher } as RequestInit).catch((e: Error) => e);
+      const err = await fetch(`http://localhost:${port}/`, { dispatcher }).catch((e: Error) => e);
       expect(err).toBeInstanceOf(Error);
       expect(String((err as Error & { cause?: unknown }).cause)).toMatch(/refusing to connect to localhost/);
       await dispatcher.close();
@@ -54,7 +55,7 @@ describe('the outbound address guard', () => {
 
     it('when private addresses are allowed, then the same request goes through', async () => {
       const dispatcher = createGuardedDispatcher({ allowPrivate: true });
-      const res = await fetch(`http://localhost:${port}/`, { dispatcher } as RequestInit);
+      const res = await fetch(`http://localhost:${port}/`, { dispatcher });
       expect(await res.text()).toBe('ok');
       await dispatcher.close();
     });
