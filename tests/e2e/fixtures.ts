@@ -22,6 +22,11 @@ export type ProcessHandle = Awaited<ReturnType<typeof startApi>>;
 export async function startSystem(extra: Record<string, string> = {}, url = redisUrl()) {
   const env = { ...systemEnv(url), ...extra };
   const [apiProcess, worker] = await Promise.all([startApi(env), startWorker(env)]);
+  // Healthy is not ready: wait until the API reaches Redis (a cluster needs its slots first).
+  await waitFor(async () => (await api(apiProcess.url).get('/readyz')).status === 200, {
+    timeoutMs: 15_000,
+    what: 'the API to be ready',
+  });
   return {
     env,
     api: apiProcess,

@@ -21,6 +21,8 @@ export interface RedisServerOptions {
   dir?: string;
   /** `maxmemory`, e.g. `'64mb'`. Default: unlimited. The policy is always `noeviction`, as in production. */
   maxmemory?: string;
+  /** More `redis-server` arguments, e.g. `['--cluster-enabled', 'yes']`. */
+  extraArgs?: string[];
   /** How long to wait for PING after spawning. Default 10 s. */
   readyTimeoutMs?: number;
 }
@@ -79,6 +81,7 @@ function buildArgs(port: number, dir: string, opts: RedisServerOptions): string[
     '',
   ];
   if (opts.maxmemory) args.push('--maxmemory', opts.maxmemory);
+  if (opts.extraArgs) args.push(...opts.extraArgs);
   return args;
 }
 

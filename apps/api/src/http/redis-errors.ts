@@ -6,7 +6,7 @@ import { HttpError } from './http-error.ts';
  * full). They become a 503 with Retry-After: the client may try again, nothing was accepted.
  */
 const UNAVAILABLE =
-  /Connection is closed|Stream isn't writeable|Command timed out|max retries|MaxRetriesPerRequest|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|did not answer within/i;
+  /Connection is closed|Stream isn't writeable|isn't ready|Failed to refresh slots cache|Command timed out|max retries|MaxRetriesPerRequest|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|did not answer within/i;
 const FULL = /^OOM /;
 
 export function redisUnavailable(message = 'Redis is unavailable; try again shortly'): HttpError {
