@@ -28,9 +28,13 @@ export interface RunJobDeps {
   cancelPollMs?: number;
 }
 
-/** Ordered, throttled progress writes that never throw into the analysis. */
+/**
+ * Throttled progress writes that never throw into the analysis. Each write is sent at once: the
+ * job's commands share one connection, so Redis applies them, and the completion after them, in
+ * the order they were issued, without a round trip spent waiting on each.
+ */
 function progressReporter(job: Job, log: Logger) {
-  let chain: Promise<unknown> = Promise.resolve();
+  const inflight = new Set<Promise<unknown>>();
   let last: Progress | null = null;
   let lastWrite = 0;
   let pending: Progress | null = null;
@@ -38,7 +42,9 @@ function progressReporter(job: Job, log: Logger) {
   const write = (p: Progress) => {
     lastWrite = Date.now();
     last = p;
-    chain = chain.then(() => job.updateProgress(p)).catch((err) => log.warn({ err }, 'progress write failed'));
+    const sent = job.updateProgress(p).catch((err) => log.warn({ err }, 'progress write failed'));
+    inflight.add(sent);
+    void sent.finally(() => inflight.delete(sent));
   };
   return {
     report(percent: number, step: string, message?: string) {
@@ -47,6 +53,7 @@ function progressReporter(job: Job, log: Logger) {
       const urgent = !last || last.step !== step || p.percent >= 100;
       if (urgent || Date.now() - lastWrite >= PROGRESS_INTERVAL_MS) {
         clearTimeout(timer);
+        timer = undefined;
         pending = null;
         write(p);
         return;
@@ -58,13 +65,13 @@ function progressReporter(job: Job, log: Logger) {
         pending = null;
       }, PROGRESS_INTERVAL_MS);
     },
-    /** Writes what is pending and waits for every write. */
-    async flush() {
+    /** Sends what is pending; the promise settles when every write has. */
+    flush(): Promise<unknown> {
       clearTimeout(timer);
       timer = undefined;
       if (pending) write(pending);
       pending = null;
-      await chain;
+      return Promise.all(inflight);
     },
   };
 }
@@ -109,11 +116,13 @@ export function createProcessor({ config, log, redis, keys, implementations, can
     }, cancelPollMs);
     const aborts = signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal;
     const progress = progressReporter(job, jobLog);
+    let checkpointed = saved !== null;
     const ctx: AnalysisContext = {
       jobId: id,
       attempt,
       progress: progress.report,
       checkpoint: async (state) => {
+        checkpointed = true;
         await redis.set(keys.checkpoint(id), JSON.stringify(state), 'EX', config.retention.failedSeconds);
       },
       restored: saved === null ? undefined : JSON.parse(saved),
@@ -127,16 +136,17 @@ export function createProcessor({ config, log, redis, keys, implementations, can
       const raw = await analysis.run(parsed.data, ctx);
       const result = analysis.contract.result.safeParse(raw);
       if (!result.success) throw new PermanentError('the analysis returned a result that does not match its schema');
-      await progress.flush();
+      // Sent, not awaited: the completion follows them on the same connection.
+      void progress.flush();
       const stored = encodeResult(result.data, {
         compressBytes: config.limits.resultCompressBytes,
         maxBytes: config.limits.resultMaxBytes,
       });
-      await redis.del(keys.checkpoint(id));
+      if (checkpointed) void redis.del(keys.checkpoint(id)).catch(() => undefined);
       jobLog.info({ ms: Date.now() - startedAt, encoding: stored.encoding }, 'analysis completed');
       return stored;
     } catch (err) {
-      await progress.flush();
+      void progress.flush();
       const reason = aborts.aborted ? aborts.reason : undefined;
       if (reason === ABORT.shutdown && token) {
         // Shutdown: give the job back as it was (no attempt spent); its checkpoint stays.
