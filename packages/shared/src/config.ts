@@ -42,8 +42,30 @@ const apiKeys = z.string().transform((raw, ctx) => {
   return entries;
 });
 
-const redisUrl = z.string().refine((u) => /^(rediss?|redis\+cluster|rediss\+cluster):\/\/.+/.test(u), {
-  message: 'must be a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL',
+/** `WEBHOOK_SECRETS="tenant:secret,..."` → tenant → signing secret (16+ characters). */
+const webhookSecrets = z.string().transform((raw, ctx) => {
+  const secrets = new Map<string, string>();
+  for (const part of raw
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const sep = part.indexOf(':');
+    const tenant = part.slice(0, sep);
+    if (sep < 1 || !TENANT.test(tenant)) {
+      ctx.addIssue({ code: 'custom', message: 'each entry must be "tenant:secret", tenant of [A-Za-z0-9_-]' });
+      continue;
+    }
+    if (part.length - sep - 1 < 16) {
+      ctx.addIssue({ code: 'custom', message: `the secret of tenant "${tenant}" is shorter than 16 characters` });
+      continue;
+    }
+    secrets.set(tenant, part.slice(sep + 1));
+  }
+  return secrets;
+});
+
+const redisUrl = z.string().refine((u) => /^rediss?(\+cluster|\+sentinel)?:\/\/.+/.test(u), {
+  message: 'must be a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL (rediss+… for TLS)',
 });
 
 const schema = z.object({

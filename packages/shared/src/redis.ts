@@ -42,11 +42,21 @@ function roleOptions(role: RedisRole, opts: RedisConnectionOptions): RedisOption
   };
 }
 
+/** `h1:p1,h2:p2` → seed nodes. */
+function hostList(list: string): { host: string; port: number }[] {
+  return list.split(',').map((hp) => {
+    const [host, port] = hp.split(':');
+    return { host: host || '127.0.0.1', port: Number(port || 6379) };
+  });
+}
+
 /**
  * The one place that builds Redis connections.
  *
- * `redis://` and `rediss://` (TLS) URLs open a single node; `redis+cluster://h1:p1,h2:p2` (or
- * `rediss+cluster://`) opens a Redis Cluster from those seed nodes.
+ * - `redis://` and `rediss://` (TLS): a single node.
+ * - `redis+cluster://h1:p1,h2:p2` (or `rediss+cluster://`): a Redis Cluster from those seeds.
+ * - `redis+sentinel://[user:pass@]s1:p1,s2:p2/<master name>[/db]` (or `rediss+sentinel://`): the
+ *   current master of `<master name>` as the sentinels report it, followed through fail-overs.
  */
 export function createRedisConnection(
   url: string,
@@ -54,6 +64,20 @@ export function createRedisConnection(
   opts: RedisConnectionOptions = {},
 ): RedisConnection {
   const options = roleOptions(role, opts);
+  const sentinel = /^(rediss?)\+sentinel:\/\/(?:([^@/]*)@)?([^/]+)\/([^/]+)(?:\/(\d+))?$/.exec(url);
+  if (sentinel) {
+    const [, scheme, auth, hosts = '', name, db] = sentinel;
+    const [username, password] = (auth ?? '').split(':').map((p) => (p ? decodeURIComponent(p) : undefined));
+    return new Redis({
+      ...options,
+      sentinels: hostList(hosts),
+      name: decodeURIComponent(name ?? 'mymaster'),
+      db: db ? Number(db) : 0,
+      username,
+      password,
+      ...(scheme === 'rediss' ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+    });
+  }
   const cluster = /^(rediss?)\+cluster:\/\/(.*)$/.exec(url);
   if (cluster) {
     const tls = cluster[1] === 'rediss';
