@@ -36,6 +36,14 @@ const env = (prefix: string, extra: Record<string, string> = {}) => ({
   WORKER_CONCURRENCY: String(WORKER_CONCURRENCY),
   ...extra,
 });
+/** Commands Redis has executed since the last CONFIG RESETSTAT (INFO commandstats, all commands). */
+async function commandCount(): Promise<number> {
+  const stats = await redis.info('commandstats');
+  let calls = 0;
+  for (const m of stats.matchAll(/calls=(\d+)/g)) calls += Number(m[1]);
+  return calls;
+}
+
 const memoryUsage = async (key: string) => Number((await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) ?? 0);
 
 /**
@@ -178,6 +186,7 @@ async function endToEnd(total: number, resultBytes: number) {
   const prefix = prefixOf(`e2e-${resultBytes}`);
   const api = await startApi(env(prefix));
   const client = httpClient(api.url, KEY);
+  await redis.config('RESETSTAT');
   await runConcurrent(
     total,
     CONCURRENCY,
@@ -188,6 +197,8 @@ async function endToEnd(total: number, resultBytes: number) {
   const queue = new Queue('analyses', { connection: redis, prefix });
   const worker = await startWorker(env(prefix));
   const span = await drainSpan(queue, total);
+  // Includes this bench's own polling of the completed count: the same on both sides.
+  const commands = (await commandCount()) / total;
   await worker.stop();
   const perJob = await perJobBytes(queue, (id) => [`${prefix}:lh:meta:${id}`], [
     `${prefix}:lh:tenant:bench:jobs`,
@@ -197,21 +208,18 @@ async function endToEnd(total: number, resultBytes: number) {
 
   const rawPrefix = prefixOf(`raw-e2e-${resultBytes}`);
   const rawQueue = new Queue('raw', { connection: redis, prefix: rawPrefix });
-  for (let added = 0; added < total; added += 1_000) {
-    await rawQueue.addBulk(
-      Array.from({ length: Math.min(1_000, total - added) }, () => ({
-        name: 'simulate',
-        data: { tenant: 'bench', input: { durationMs: 0, steps: 1, resultBytes } },
-      })),
-    );
-  }
+  await redis.config('RESETSTAT');
+  await runConcurrent(total, CONCURRENCY, async () => {
+    await rawQueue.add('simulate', { tenant: 'bench', input: { durationMs: 0, steps: 1, resultBytes } });
+  });
   const child = await rawWorker(rawPrefix, 'raw', WORKER_CONCURRENCY, resultBytes);
   const rawSpan = await drainSpan(rawQueue, total);
+  const rawCommands = (await commandCount()) / total;
   await stopChild(child);
   const rawPerJob = await perJobBytes(rawQueue, () => [], [rawQueue.keys.completed ?? '']);
   await rawQueue.close();
   await redis.flushall();
-  return { span, rawSpan, perJob, rawPerJob };
+  return { span, rawSpan, perJob, rawPerJob, commands, rawCommands };
 }
 
 {
@@ -239,6 +247,9 @@ async function endToEnd(total: number, resultBytes: number) {
     },
     small.perJob / small.rawPerJob <= 1.1,
   );
+  notes.push(
+    `commands: ${fmt(small.commands, 1)} Redis commands per no-op job through longhaul (submit over HTTP, run, progress, complete) vs ${fmt(small.rawCommands, 1)} with raw queue.add + Worker; this is what a metered Redis (Upstash) bills per job.`,
+  );
   const large = await endToEnd(n(300), 100_000);
   record(
     {
@@ -253,6 +264,22 @@ async function endToEnd(total: number, resultBytes: number) {
   notes.push(
     "memory: MEMORY USAGE of each side's per-job keys plus its share of index keys (the completed set; longhaul also keeps a per-job record, the tombstone behind 410, and the tenant index). The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
   );
+}
+
+// Idle command volume (for metered Redis): one API and one worker, no jobs, for 30 s.
+{
+  const prefix = prefixOf('idle');
+  const [api, worker] = await Promise.all([startApi(env(prefix)), startWorker(env(prefix))]);
+  await sleep(2_000);
+  await redis.config('RESETSTAT');
+  const seconds = Math.max(5, Math.round(30 * Math.min(1, SCALE * 5)));
+  await sleep(seconds * 1_000);
+  const perMinute = ((await commandCount()) - 1) * (60 / seconds);
+  await Promise.all([api.stop(), worker.stop()]);
+  notes.push(
+    `idle: one API and one worker with nothing to do send about ${fmt(perMinute)} Redis commands a minute (BullMQ's blocking wait and stalled-job checks), about ${fmt((perMinute * 60 * 24 * 30) / 1e6, 1)} million a month: choose a fixed-price plan on metered providers.`,
+  );
+  await redis.flushall();
 }
 
 // 6. CPU-bound jobs: one worker process vs two (scale-out).
