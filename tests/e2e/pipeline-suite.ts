@@ -66,7 +66,7 @@ export function pipelineSuite(label: string, url?: () => string): void {
       const done = await waitForJob(sys.a, body.id, (v) => v.status === 'cancelled', 5_000);
       expect(done.attempts.made).toBe(1);
       expect(done.error?.code).toBe('cancelled');
-      expect(sys.worker.logs()).toContain('analysis cancelled');
+      await sys.worker.waitForLog('analysis cancelled', 5_000);
     });
 
     it('when a queued job is cancelled, then it never runs', async () => {

@@ -9,14 +9,22 @@ import {
 import type { Queue } from 'bullmq';
 import express, { type Express, type RequestHandler } from 'express';
 import { pinoHttp } from 'pino-http';
+import { adminBoard, BOARD_PATH } from './admin/board.ts';
 import { analysesRoutes } from './analyses-route.ts';
+import { docsRoutes } from './docs/routes.ts';
+import type { JobEventHub } from './events/job-event-hub.ts';
+import { jobEventsRoute } from './events/job-events-route.ts';
 import { healthRoutes } from './health.ts';
 import { bearerAuth } from './http/auth.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
+import { tenantRateLimit } from './http/rate-limit.ts';
 import { redisUnavailable, withDeadline } from './http/redis-errors.ts';
 import { requestId } from './http/request-id.ts';
+import { createBacklogQuota } from './jobs/backlog-quota.ts';
 import { createJobService } from './jobs/job-service.ts';
 import { jobRoutes } from './jobs/routes.ts';
+import { type ApiMetrics, createApiMetrics } from './metrics.ts';
+import { createWebhookQueue } from './webhooks/webhook-queue.ts';
 
 export interface AppDeps {
   config: Config;
@@ -24,16 +32,35 @@ export interface AppDeps {
   /** The producer-role connection: fails fast while Redis is down. */
   redis: RedisConnection;
   queue: Queue<JobData>;
+  /** Prometheus metrics; built here (own registry) when not given. */
+  metrics?: ApiMetrics;
+  /** Live job events (one QueueEvents per process). Without it, `GET /v1/jobs/:id/events` is not served. */
+  events?: JobEventHub;
 }
 
 /**
  * Builds the HTTP app. Never listens and never reads the environment: `main.ts` does, and tests
  * call this with their own dependencies.
  */
-export function createApp({ config, log, redis, queue }: AppDeps): Express {
+export function createApp({
+  config,
+  log,
+  redis,
+  queue,
+  events,
+  metrics = createApiMetrics({ queue, redis, queuePrefix: config.queuePrefix }),
+}: AppDeps): Express {
   const keys = keysFor(config.queuePrefix);
   const reader = createJobReader({ redis, keys, retention: config.retention });
-  const jobs = createJobService({ config, redis, queue, keys, reader });
+  const quota = createBacklogQuota({
+    redis,
+    reader,
+    prefix: config.queuePrefix,
+    quota: config.limits.tenantBacklog,
+    ttlSeconds: config.retention.tombstoneSeconds,
+  });
+  const webhooks = createWebhookQueue(redis, config.queuePrefix, log);
+  const jobs = createJobService({ config, redis, queue, keys, reader, quota, webhooks });
   // A request waits for Redis at most this long, then answers 503 (a command's own timeout
   // usually fires first; this also covers a client still waiting for its first connection).
   const deadlineMs = Math.min(900, config.limits.redisCommandTimeoutMs * 2);
@@ -48,6 +75,7 @@ export function createApp({ config, log, redis, queue }: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('trust proxy', true);
   app.set('query parser', 'simple');
+  app.use(metrics.middleware);
   app.use(
     pinoHttp({
       logger: log,
@@ -56,6 +84,8 @@ export function createApp({ config, log, redis, queue }: AppDeps): Express {
         err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
       serializers: {
         req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+        // Status only: the default serialiser copies every response header into every line.
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
       },
       customProps: (req) => ({ reqId: req.id }),
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
@@ -63,10 +93,22 @@ export function createApp({ config, log, redis, queue }: AppDeps): Express {
   );
 
   app.use(healthRoutes(redis, deadlineMs, config.strictRedisPolicy));
+  app.use(metrics.routes(config.metricsToken));
+  app.use(docsRoutes());
+  // Closed (401) unless ADMIN_USER / ADMIN_PASSWORD are set; read-only unless ADMIN_READONLY=false.
+  app.use(BOARD_PATH, adminBoard({ admin: config.admin, queues: [queue] }));
 
   const v1 = express.Router();
   v1.use(bearerAuth(config.apiKeys));
   v1.use('/analyses', analysesRoutes());
+  // Submissions only, per tenant, shared by every replica through Redis (RATE_LIMIT_PER_MINUTE).
+  v1.post('/jobs', tenantRateLimit({ redis, prefix: config.queuePrefix, limit: config.limits.ratePerMinute }));
+  if (events) {
+    const deadline = <T>(work: Promise<T>) => withDeadline(work, deadlineMs);
+    const heartbeatMs = config.sseHeartbeatMs;
+    const route = jobEventsRoute({ hub: events, jobs, reader, redis, keys, deadline, log, heartbeatMs });
+    v1.get('/jobs/:id/events', requireRedis, route);
+  }
   v1.use(
     '/jobs',
     express.json({ limit: config.limits.bodyBytes, strict: true }),

@@ -56,6 +56,7 @@ queueConnection.on('error', () => undefined);
 const queue = new Queue<JobData>(QUEUES.analyses, {
   connection: queueConnection,
   prefix: config.queuePrefix,
+  streams: { events: { maxLen: config.eventsMaxLen } },
   skipVersionCheck: true,
   skipWaitingForReady: true,
 });

@@ -1,11 +1,13 @@
 import type { AnalysisName } from '@longhaul/shared';
 import { analysisNames } from '@longhaul/shared';
+import { datasetProfile } from './analyses/dataset-profile.ts';
 import { simulate } from './analyses/simulate.ts';
 import type { Analysis, Implementation } from './define-analysis.ts';
 
 /** Every analysis' implementation. A missing one fails the build here, and the start-up check. */
 export const implementations = {
   simulate,
+  'dataset-profile': datasetProfile,
 } satisfies { [N in AnalysisName]: Implementation<N> };
 
 /** Start-up check: each registered analysis has exactly one implementation under its own name. */

@@ -6,8 +6,12 @@ import {
   loadConfig,
   redactRedisUrl,
 } from '@longhaul/shared';
+import { createDatasetProfile } from './analyses/dataset-profile.ts';
+import { createSimulate } from './analyses/simulate.ts';
 import { createHealthServer } from './health-server.ts';
 import { implementations } from './implementations.ts';
+import { createWorkerMetrics } from './metrics.ts';
+import { createWebhookWorker } from './webhooks/webhook-worker.ts';
 import { createAnalysisWorker } from './worker.ts';
 
 function loadOrExit() {
@@ -40,8 +44,26 @@ connection.on('ready', () => {
 });
 
 const state = { draining: false };
-const analysisWorker = createAnalysisWorker({ config, log, connection, subscriber, implementations });
-const health = createHealthServer({ redis: connection, state });
+const analysisWorker = createAnalysisWorker({
+  config,
+  log,
+  connection,
+  subscriber,
+  // simulate with its test hooks as configured (both off unless SIMULATE_* is set).
+  implementations: {
+    ...implementations,
+    simulate: createSimulate(config.simulate),
+    'dataset-profile': createDatasetProfile(config.dataset),
+  },
+});
+const metrics = createWorkerMetrics();
+metrics.observe(analysisWorker.worker);
+const health = createHealthServer({
+  redis: connection,
+  state,
+  strictRedisPolicy: config.strictRedisPolicy,
+  routes: { '/metrics': metrics.route(config.metricsToken) },
+});
 health.listen(config.workerPort, () => {
   const address = health.address();
   const port = typeof address === 'object' && address ? address.port : config.workerPort;
@@ -51,6 +73,10 @@ health.listen(config.workerPort, () => {
   );
 });
 await analysisWorker.start();
+// Webhooks: deliveries from their own queue, and one enqueued whenever an analysis job ends for good.
+const webhooks = createWebhookWorker({ config, log, connection });
+webhooks.watch(analysisWorker.worker);
+webhooks.start();
 
 handleShutdown({
   log,
@@ -64,6 +90,7 @@ handleShutdown({
         return analysisWorker.drain(config.worker.shutdownGraceMs);
       },
     },
+    { name: 'close webhooks', run: () => webhooks.close() },
     { name: 'close health server', run: () => new Promise((resolve) => health.close(() => resolve(undefined))) },
     { name: 'quit redis', run: () => Promise.all([subscriber.quit(), connection.quit()]).catch(() => undefined) },
   ],

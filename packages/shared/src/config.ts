@@ -84,6 +84,7 @@ const schema = z.object({
   LOCK_DURATION_MS: int(1000, 3_600_000).default(30_000),
   STALLED_INTERVAL_MS: int(1000, 3_600_000).default(30_000),
   MAX_STALLED_COUNT: int(0, 100).default(2),
+  EVENTS_MAX_LEN: int(100, 10_000_000).default(10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_PRETTY: bool.optional(),
   QUEUE_PREFIX: z
@@ -96,11 +97,23 @@ const schema = z.object({
   RESULT_MAX_BYTES: int(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
   RESULT_COMPRESS_BYTES: int(0, 512 * 1024 * 1024).default(64 * 1024),
   REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
+  WEBHOOK_SECRETS: webhookSecrets.optional(),
+  WEBHOOK_ALLOW_PRIVATE: bool.default(false),
+  WEBHOOK_BACKOFF_MS: int(10, 3_600_000).default(10_000),
+  WEBHOOK_TIMEOUT_MS: int(100, 120_000).default(10_000),
+  SSE_HEARTBEAT_MS: int(100, 300_000).default(15_000),
   COMPLETED_RETENTION_SECONDS: int(60, 365 * 86400).default(86_400),
   COMPLETED_RETENTION_COUNT: int(1, 10_000_000).default(50_000),
   FAILED_RETENTION_SECONDS: int(60, 365 * 86400).default(7 * 86_400),
   FAILED_RETENTION_COUNT: int(1, 10_000_000).default(50_000),
   TOMBSTONE_TTL_SECONDS: int(60, 365 * 86400).default(30 * 86_400),
+  SIMULATE_EXECUTION_LOG: z.string().min(1).optional(),
+  SIMULATE_ALLOW_CRASH: bool.default(false),
+  DATASET_MAX_BYTES: int(1, Number.MAX_SAFE_INTEGER).default(20 * 1024 ** 3),
+  DATASET_FETCH_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  DATASET_MAX_REDIRECTS: int(0, 20).default(5),
+  DATASET_ALLOW_PRIVATE: bool.default(false),
+  DATASET_CHECKPOINT_MS: int(100, 3_600_000).default(10_000),
 });
 
 type Env = z.infer<typeof schema>;
@@ -117,6 +130,18 @@ export interface Config {
   metricsToken: string | undefined;
   /** Fail readiness (not only warn) when Redis' maxmemory-policy is not noeviction. */
   strictRedisPolicy: boolean;
+  webhooks: {
+    /** `WEBHOOK_SECRETS`: each tenant's signing secret. A tenant without one cannot ask for webhooks. */
+    secrets: Map<string, string>;
+    /** `WEBHOOK_ALLOW_PRIVATE`: allow loopback, private and link-local targets. Default `false`. */
+    allowPrivate: boolean;
+    /** `WEBHOOK_BACKOFF_MS`: first retry delay; each next one doubles, for up to 24 h. Default 10 s. */
+    backoffMs: number;
+    /** `WEBHOOK_TIMEOUT_MS`: one delivery attempt's limit (connect to last byte). Default 10 s. */
+    timeoutMs: number;
+  };
+  /** `SSE_HEARTBEAT_MS`: a comment line on idle event streams, so proxies keep them. Default 15 s. */
+  sseHeartbeatMs: number;
   worker: {
     concurrency: number;
     shutdownGraceMs: number;
@@ -124,6 +149,8 @@ export interface Config {
     stalledIntervalMs: number;
     maxStalledCount: number;
   };
+  /** Approximate cap of the queue's event stream (what SSE resumes and QueueEvents read from). */
+  eventsMaxLen: number;
   log: { level: Env['LOG_LEVEL']; pretty: boolean };
   queuePrefix: string;
   limits: {
@@ -140,6 +167,29 @@ export interface Config {
     failedSeconds: number;
     failedCount: number;
     tombstoneSeconds: number;
+  };
+  /**
+   * Test hooks of the `simulate` analysis, off by default. The fault suite (tests/chaos) turns them
+   * on to count executions outside Redis and to crash a worker on purpose.
+   */
+  simulate: {
+    /** `SIMULATE_EXECUTION_LOG`: append one JSON line per execution start and finish to this file. */
+    executionLog: string | undefined;
+    /** `SIMULATE_ALLOW_CRASH`: honour `crash: true` (the worker process kills itself mid-job). Default `false`. */
+    allowCrash: boolean;
+  };
+  /** Limits of the `dataset-profile` analysis (docs/dataset-profile.md). */
+  dataset: {
+    /** `DATASET_MAX_BYTES`: largest dataset read, inline or by URL. Default 20 GiB. */
+    maxBytes: number;
+    /** `DATASET_FETCH_TIMEOUT_MS`: a URL must answer, and keep sending, within this. Default 30 s. */
+    fetchTimeoutMs: number;
+    /** `DATASET_MAX_REDIRECTS`: redirects followed for a dataset URL. Default 5. */
+    maxRedirects: number;
+    /** `DATASET_ALLOW_PRIVATE`: allow URLs on loopback and private addresses. Default `false`. */
+    allowPrivate: boolean;
+    /** `DATASET_CHECKPOINT_MS`: how often a running profile checkpoints its state. Default 10 s. */
+    checkpointMs: number;
   };
 }
 
@@ -178,6 +228,13 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
         : null,
     metricsToken: e.METRICS_TOKEN,
     strictRedisPolicy: e.STRICT_REDIS_POLICY,
+    webhooks: {
+      secrets: e.WEBHOOK_SECRETS ?? new Map(),
+      allowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
+      backoffMs: e.WEBHOOK_BACKOFF_MS,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+    },
+    sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
     worker: {
       concurrency: e.WORKER_CONCURRENCY,
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
@@ -185,6 +242,7 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       stalledIntervalMs: e.STALLED_INTERVAL_MS,
       maxStalledCount: e.MAX_STALLED_COUNT,
     },
+    eventsMaxLen: e.EVENTS_MAX_LEN,
     log: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY ?? e.NODE_ENV === 'development' },
     queuePrefix: e.QUEUE_PREFIX,
     limits: {
@@ -201,6 +259,14 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       failedSeconds: e.FAILED_RETENTION_SECONDS,
       failedCount: e.FAILED_RETENTION_COUNT,
       tombstoneSeconds: e.TOMBSTONE_TTL_SECONDS,
+    },
+    simulate: { executionLog: e.SIMULATE_EXECUTION_LOG, allowCrash: e.SIMULATE_ALLOW_CRASH },
+    dataset: {
+      maxBytes: e.DATASET_MAX_BYTES,
+      fetchTimeoutMs: e.DATASET_FETCH_TIMEOUT_MS,
+      maxRedirects: e.DATASET_MAX_REDIRECTS,
+      allowPrivate: e.DATASET_ALLOW_PRIVATE,
+      checkpointMs: e.DATASET_CHECKPOINT_MS,
     },
   };
 }

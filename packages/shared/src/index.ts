@@ -1,3 +1,4 @@
+export * from './analyses/dataset-profile.ts';
 export * from './analysis.ts';
 export * from './config.ts';
 export * from './errors.ts';
@@ -7,7 +8,11 @@ export * from './job-store.ts';
 export * from './job-view.ts';
 export * from './keys.ts';
 export * from './logger.ts';
+export * from './metrics.ts';
+export * from './readiness.ts';
 export * from './redis.ts';
 export * from './registry.ts';
 export * from './result-codec.ts';
 export * from './shutdown.ts';
+export * from './webhook-delivery.ts';
+export * from './webhook-signature.ts';

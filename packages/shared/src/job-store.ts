@@ -11,6 +11,7 @@ import {
 import { type Keys, QUEUES } from './keys.ts';
 import type { RedisConnection } from './redis.ts';
 import { decodeResult, isStoredResult } from './result-codec.ts';
+import { parseDeliveries } from './webhook-delivery.ts';
 
 export interface JobReaderDeps {
   redis: RedisConnection;
@@ -32,9 +33,11 @@ export function createJobReader({ redis, keys, retention }: JobReaderDeps) {
       .hmget(keys.job(queue, id), ...JOB_HASH_FIELDS)
       .hstrlen(keys.job(queue, id), 'returnvalue')
       .exists(keys.lock(queue, id))
-      .zscore(keys.delayed(queue), id);
+      .zscore(keys.delayed(queue), id)
+      // Capped at MAX_DELIVERY_RECORDS entries, so still O(1); empty for jobs without a webhook.
+      .lrange(keys.webhookDeliveries(id), 0, -1);
   }
-  const PER_JOB = 5;
+  const PER_JOB = 6;
 
   /** Snapshots of many jobs in one round trip. */
   async function snapshots(ids: string[]): Promise<JobSnapshot[]> {
@@ -52,6 +55,7 @@ export function createJobReader({ redis, keys, retention }: JobReaderDeps) {
         job: parseJobFields((value(1) as (string | null)[] | null) ?? [], Number(value(2) ?? 0)),
         locked: value(3) === 1,
         delayed: value(4) !== null && value(4) !== undefined,
+        deliveries: parseDeliveries((value(5) as string[] | null) ?? []),
       };
     });
   }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Config } from './config.ts';
 import { FAILURE_CODES, type FailureCode } from './errors.ts';
+import { type DeliveryRecord, webhookViewSchema } from './webhook-delivery.ts';
 
 export const JOB_STATUSES = ['queued', 'delayed', 'active', 'completed', 'failed', 'cancelled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -28,6 +29,8 @@ export const jobViewSchema = z
     etaSeconds: z.number().nullable(),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     links: z.object({ self: z.string(), result: z.string(), events: z.string() }),
+    /** Only on jobs submitted with a webhook: its URL and the delivery attempts, newest first. */
+    webhook: webhookViewSchema.optional(),
   })
   .meta({ id: 'JobView' });
 export type JobView = z.infer<typeof jobViewSchema>;
@@ -42,6 +45,8 @@ export interface JobMeta {
   /** The client's priority (1 most urgent). */
   priority: number;
   cancelledAt?: number;
+  /** The webhook URL given on submit, if any. */
+  webhookUrl?: string;
 }
 
 export function parseMeta(hash: Record<string, string>): JobMeta | null {
@@ -53,6 +58,7 @@ export function parseMeta(hash: Record<string, string>): JobMeta | null {
     attempts: Number(hash.attempts ?? 1),
     priority: Number(hash.priority ?? 0),
     ...(hash.cancelledAt ? { cancelledAt: Number(hash.cancelledAt) } : {}),
+    ...(hash.webhookUrl ? { webhookUrl: hash.webhookUrl } : {}),
   };
 }
 
@@ -114,6 +120,8 @@ export interface JobSnapshot {
   locked: boolean;
   /** The job is in the delayed set (scheduled, or waiting out a retry backoff). */
   delayed: boolean;
+  /** Webhook delivery attempts, newest first (read only for jobs with a webhook). */
+  deliveries?: DeliveryRecord[];
 }
 
 /**
@@ -200,5 +208,6 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
     etaSeconds: eta,
     error,
     links: { self: base, result: `${base}/result`, events: `${base}/events` },
+    ...(meta?.webhookUrl ? { webhook: { url: meta.webhookUrl, deliveries: s.deliveries ?? [] } } : {}),
   };
 }

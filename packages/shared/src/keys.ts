@@ -2,6 +2,8 @@
 export const QUEUES = {
   /** Every analysis job; the job name is the analysis name. */
   analyses: 'analyses',
+  /** Webhook deliveries; one job per (job, final event), retried for up to 24 h. */
+  webhooks: 'webhooks',
 } as const;
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
@@ -28,6 +30,10 @@ export function keysFor(prefix: string) {
     job: (queue: QueueName, jobId: string) => `${prefix}:${queue}:${jobId}`,
     /** BullMQ's delayed set (scheduled jobs and retries waiting for their backoff). */
     delayed: (queue: QueueName) => `${prefix}:${queue}:delayed`,
+    /** BullMQ's events stream of a queue (read by QueueEvents; XRANGE for Last-Event-ID replays). */
+    events: (queue: QueueName) => `${prefix}:${queue}:events`,
+    /** List, newest first and capped: a job's webhook delivery attempts, shown on its view. */
+    webhookDeliveries: (jobId: string) => `${prefix}:lh:webhook:${jobId}`,
   };
 }
 

@@ -1,10 +1,12 @@
 import type { z } from 'zod';
+import { datasetProfile } from './analyses/dataset-profile.ts';
 import { simulate } from './analyses/simulate.ts';
 import type { AnalysisContract } from './analysis.ts';
 
 /** Every analysis longhaul runs, by name. Add a contract here and an implementation in the worker. */
 export const analyses = {
   [simulate.name]: simulate,
+  [datasetProfile.name]: datasetProfile,
 } as const satisfies Record<string, AnalysisContract>;
 
 export type AnalysisName = keyof typeof analyses;

@@ -25,6 +25,9 @@ function toHttpError(err: unknown, redis: RedisConnection): HttpError {
     case 'request.aborted':
       return new HttpError(400, 'bad_request', 'the request was aborted');
   }
+  // The router could not percent-decode a path parameter (`/v1/jobs/%`): the client's mistake.
+  // Its message quotes the raw parameter, so it is not echoed.
+  if (err instanceof URIError) return new HttpError(400, 'bad_request', 'the URL is not valid percent-encoding');
   if (typeof bp?.status === 'number' && bp.status >= 400 && bp.status < 500 && bp.expose) {
     return new HttpError(bp.status, 'bad_request', (err as Error).message);
   }

@@ -16,7 +16,9 @@ export function redisUnavailable(message = 'Redis is unavailable; try again shor
 /** Maps an error thrown while talking to Redis to a 503, or returns null when it is something else. */
 export function classifyRedisError(err: unknown, redis: RedisConnection): HttpError | null {
   const message = err instanceof Error ? err.message : String(err);
-  if (FULL.test(message)) {
+  // A MULTI refused for OOM fails as EXECABORT; ioredis keeps the queued commands' errors aside.
+  const previous = (err as { previousErrors?: unknown[] } | null)?.previousErrors ?? [];
+  if (FULL.test(message) || previous.some((e) => e instanceof Error && FULL.test(e.message))) {
     return redisUnavailable('Redis is out of memory and refuses new jobs; try again later');
   }
   if (UNAVAILABLE.test(message) || (redis.status !== 'ready' && redis.status !== 'connect')) {

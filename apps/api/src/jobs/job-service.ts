@@ -4,6 +4,7 @@ import {
   analysisNames,
   type Config,
   DEFAULT_PRIORITY,
+  enqueueWebhook,
   FINAL_STATUSES,
   getContract,
   isAnalysisName,
@@ -15,10 +16,12 @@ import {
   type Keys,
   newJobId,
   type RedisConnection,
+  type WebhookDeliveryData,
 } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
 import { encodeTime } from 'ulid';
 import { HttpError, notFound } from '../http/http-error.ts';
+import type { BacklogQuota } from './backlog-quota.ts';
 import { issuesToDetails, type ListQuery, type SubmitBody } from './schemas.ts';
 
 export interface JobServiceDeps {
@@ -27,6 +30,10 @@ export interface JobServiceDeps {
   queue: Queue<JobData>;
   keys: Keys;
   reader: JobReader;
+  /** The per-tenant backlog quota. Default: none. */
+  quota?: BacklogQuota;
+  /** The webhooks queue: a queued job removed by a cancel gets its `cancelled` delivery here. */
+  webhooks?: Queue<WebhookDeliveryData>;
 }
 
 export interface Submitted {
@@ -50,7 +57,7 @@ function canonical(value: unknown): string {
 }
 
 /** The job use-cases behind the HTTP routes; each reads like the feature it serves. */
-export function createJobService({ config, redis, queue, keys, reader }: JobServiceDeps) {
+export function createJobService({ config, redis, queue, keys, reader, quota, webhooks }: JobServiceDeps) {
   const idempotencyTtl = 86_400;
 
   /** The job, if it exists and belongs to the tenant; 404 otherwise, 410 when retention removed it. */
@@ -89,32 +96,52 @@ export function createJobService({ config, redis, queue, keys, reader }: JobServ
     const now = Date.now();
     const priority = body.priority ?? DEFAULT_PRIORITY;
     // Our record first: a job that exists always has one (tenant checks, listing, tombstone).
-    // If the add below fails, the record is an orphan that reads as gone and expires.
+    // If the add below fails, the record is removed again (best effort; an orphan reads as gone).
     const tombstoneMs = config.retention.tombstoneSeconds * 1000;
-    await redis
-      .multi()
-      .hsetnx(keys.meta(id), 'tenant', tenant)
-      .hsetnx(keys.meta(id), 'type', name)
-      .hsetnx(keys.meta(id), 'createdAt', String(now))
-      .hsetnx(keys.meta(id), 'attempts', String(contract.defaults.attempts))
-      .hsetnx(keys.meta(id), 'priority', String(priority))
-      .expire(keys.meta(id), config.retention.tombstoneSeconds)
-      .zadd(keys.tenantJobs(tenant), 0, id)
-      // Ids are ULIDs, so lexical order is time order: drop index entries older than any tombstone.
-      .zremrangebylex(keys.tenantJobs(tenant), '-', `(job_${encodeTime(Math.max(0, now - tombstoneMs), 10)}`)
-      .expire(keys.tenantJobs(tenant), config.retention.tombstoneSeconds)
-      .exec();
-    const data: JobData = { tenant, input, ...(body.webhook ? { webhook: body.webhook } : {}) };
-    await queue.add(
-      name,
-      data,
-      jobOptionsFor(contract, config.retention, { jobId: id, priority, delayMs: body.delayMs }),
-    );
+    try {
+      if (body.webhook) await redis.hset(keys.meta(id), 'webhookUrl', body.webhook.url);
+      await redis
+        .multi()
+        .hsetnx(keys.meta(id), 'tenant', tenant)
+        .hsetnx(keys.meta(id), 'type', name)
+        .hsetnx(keys.meta(id), 'createdAt', String(now))
+        .hsetnx(keys.meta(id), 'attempts', String(contract.defaults.attempts))
+        .hsetnx(keys.meta(id), 'priority', String(priority))
+        .expire(keys.meta(id), config.retention.tombstoneSeconds)
+        .zadd(keys.tenantJobs(tenant), 0, id)
+        // Ids are ULIDs, so lexical order is time order: drop index entries older than any tombstone.
+        .zremrangebylex(keys.tenantJobs(tenant), '-', `(job_${encodeTime(Math.max(0, now - tombstoneMs), 10)}`)
+        .expire(keys.tenantJobs(tenant), config.retention.tombstoneSeconds)
+        .exec();
+      const data: JobData = { tenant, input, ...(body.webhook ? { webhook: body.webhook } : {}) };
+      await queue.add(
+        name,
+        data,
+        jobOptionsFor(contract, config.retention, { jobId: id, priority, delayMs: body.delayMs }),
+      );
+    } catch (err) {
+      // Nothing was accepted (Redis full, down or frozen): leave no phantom behind. Best effort:
+      // what stays reads as gone, is never listed, and expires. Deletes are allowed when Redis is full.
+      if ((await reader.snapshot(id).catch(() => null))?.job === null) {
+        await Promise.all([
+          redis.multi().del(keys.meta(id)).zrem(keys.tenantJobs(tenant), id).exec(),
+          quota?.release(tenant, id),
+        ]).catch(() => undefined);
+      }
+      throw err;
+    }
   }
 
   return {
+    /** The tenant's job snapshot (404/410 like every route), for the event stream. */
+    snapshot: ownSnapshot,
+
     async submit(tenant: string, body: SubmitBody, idempotencyKey?: string): Promise<Submitted> {
       const { name, input } = validateInput(body.type, body.input);
+      if (body.webhook && !config.webhooks.secrets.has(tenant)) {
+        // Unsigned deliveries could be forged by anyone who learns the URL: no secret, no webhook.
+        throw new HttpError(400, 'bad_request', 'webhooks are not configured for this tenant (no signing secret)');
+      }
       let id = newJobId();
       let replay = false;
       if (idempotencyKey !== undefined) {
@@ -138,6 +165,7 @@ export function createJobService({ config, redis, queue, keys, reader }: JobServ
       }
       // On a replay the add is a no-op when the first request got that far (same job id), and
       // completes the submission when it did not: retries converge on one job.
+      await quota?.reserve(tenant, id);
       await enqueue(tenant, id, body, name, input);
       return { view: reader.view(await reader.snapshot(id)), replay };
     },
@@ -172,7 +200,13 @@ export function createJobService({ config, redis, queue, keys, reader }: JobServ
           () => false,
         );
       }
-      if (!removed) await redis.publish(keys.cancelChannel, id);
+      if (removed) await quota?.release(tenant, id);
+      else await redis.publish(keys.cancelChannel, id);
+      // A removed job never reaches a worker, so its `cancelled` webhook is sent from here.
+      if (removed && webhooks && s.meta?.webhookUrl) {
+        const view = reader.view(await reader.snapshot(id));
+        await enqueueWebhook(webhooks, { view, tenant, url: s.meta.webhookUrl, backoffMs: config.webhooks.backoffMs });
+      }
       return reader.view(await reader.snapshot(id));
     },
 

@@ -1,8 +1,11 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createLogger } from '@longhaul/shared';
 import { describe, expect, it } from 'vitest';
 import type { AnalysisContext } from '../define-analysis.ts';
 import { PermanentError } from '../errors/permanent-error.ts';
-import { simulate } from './simulate.ts';
+import { createSimulate, simulate } from './simulate.ts';
 
 function fakeContext(over: Partial<AnalysisContext> = {}) {
   const progress: { percent: number; step: string; message?: string }[] = [];
@@ -67,5 +70,33 @@ describe('simulate', () => {
     await simulate.run(input({ durationMs: 300, steps: 1, cpu: true }), ctx);
     clearInterval(ticker);
     expect(ticks).toBeGreaterThan(5);
+  });
+});
+
+describe('simulate test hooks (off unless configured)', () => {
+  it('when crash is asked and crashes are not allowed, then it fails permanently without running', async () => {
+    const { ctx, progress } = fakeContext();
+    await expect(simulate.run(input({ crash: true }), ctx)).rejects.toBeInstanceOf(PermanentError);
+    await expect(simulate.run(input({ crash: true }), ctx)).rejects.toThrow(/SIMULATE_ALLOW_CRASH/);
+    expect(progress).toEqual([]);
+  });
+
+  it('when an execution log is configured, then each run appends a start and a finish line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lh-sim-'));
+    try {
+      const file = join(dir, 'executions.jsonl');
+      const logged = createSimulate({ executionLog: file });
+      await logged.run(input({ durationMs: 0, steps: 1 }), fakeContext({ attempt: 2 }).ctx);
+      const lines = readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      expect(lines).toEqual([
+        expect.objectContaining({ event: 'start', jobId: 'job_test', attempt: 2, pid: process.pid }),
+        expect.objectContaining({ event: 'finish', jobId: 'job_test', attempt: 2, pid: process.pid }),
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

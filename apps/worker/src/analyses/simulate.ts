@@ -1,40 +1,74 @@
+import { appendFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { analyses } from '@longhaul/shared';
 import { burnCpu } from '../cpu-burn.ts';
 import { defineAnalysis } from '../define-analysis.ts';
 import { PermanentError } from '../errors/permanent-error.ts';
 
+/** Test hooks of `simulate`; both off by default, so production never crashes or writes files for it. */
+export interface SimulateOptions {
+  /**
+   * Append one JSON line per execution start and finish (`{ event, jobId, attempt, pid, at }`) to
+   * this file, so a fault test counts executions outside the Redis it breaks. Default: none.
+   */
+  executionLog?: string;
+  /** Honour `crash: true` by SIGKILLing this worker process mid-job. Default `false`: such a job fails at once. */
+  allowCrash?: boolean;
+}
+
 /**
  * Sleeps (or burns CPU off the event loop) through `steps` equal steps, checkpointing after each
  * one, so a retried or handed-back job resumes at the step it reached.
  */
-export const simulate = defineAnalysis({
-  ...analyses.simulate,
-  async run(input, ctx) {
-    const started = Date.now();
-    if (input.fail === 'permanent') throw new PermanentError('simulated permanent failure');
-    if (ctx.attempt <= input.failTimes) {
-      throw new Error(`simulated transient failure on attempt ${ctx.attempt} of ${input.failTimes + 1}`);
+export function createSimulate({ executionLog, allowCrash = false }: SimulateOptions = {}) {
+  const record = (event: 'start' | 'finish', jobId: string, attempt: number) => {
+    // Synchronous on purpose: the line must be on disk before a crash or a SIGKILL can intervene.
+    if (executionLog) {
+      appendFileSync(executionLog, `${JSON.stringify({ event, jobId, attempt, pid: process.pid, at: Date.now() })}\n`);
     }
-    const restored = ctx.restored as { step?: number } | undefined;
-    const resumedFromStep = typeof restored?.step === 'number' ? restored.step : 0;
-    const stepMs = input.durationMs / input.steps;
-    for (let step = resumedFromStep; step < input.steps; step++) {
-      ctx.signal.throwIfAborted();
-      if (stepMs > 0) {
-        if (input.cpu) await burnCpu(stepMs, ctx.signal);
-        else await sleep(stepMs, undefined, { signal: ctx.signal });
+  };
+  return defineAnalysis({
+    ...analyses.simulate,
+    async run(input, ctx) {
+      const started = Date.now();
+      if (input.crash && !allowCrash) {
+        throw new PermanentError('crash is a test hook, refused unless the worker runs with SIMULATE_ALLOW_CRASH=true');
       }
-      const done = step + 1;
-      ctx.progress((done / input.steps) * 100, 'running', `step ${done} of ${input.steps}`);
-      if (done < input.steps && stepMs >= 50) await ctx.checkpoint({ step: done });
-    }
-    return {
-      steps: input.steps,
-      attempt: ctx.attempt,
-      resumedFromStep,
-      elapsedMs: Date.now() - started,
-      payload: 'x'.repeat(input.resultBytes),
-    };
-  },
-});
+      record('start', ctx.jobId, ctx.attempt);
+      if (input.fail === 'permanent') throw new PermanentError('simulated permanent failure');
+      if (ctx.attempt <= input.failTimes) {
+        throw new Error(`simulated transient failure on attempt ${ctx.attempt} of ${input.failTimes + 1}`);
+      }
+      const restored = ctx.restored as { step?: number } | undefined;
+      const resumedFromStep = typeof restored?.step === 'number' ? restored.step : 0;
+      const stepMs = input.durationMs / input.steps;
+      if (input.crash) {
+        // A poison job: one step in, the process dies as a segfault or an OOM kill would, with no
+        // cleanup, on every attempt (a checkpoint does not get it past this point).
+        await sleep(stepMs, undefined, { signal: ctx.signal });
+        process.kill(process.pid, 'SIGKILL');
+      }
+      for (let step = resumedFromStep; step < input.steps; step++) {
+        ctx.signal.throwIfAborted();
+        if (stepMs > 0) {
+          if (input.cpu) await burnCpu(stepMs, ctx.signal);
+          else await sleep(stepMs, undefined, { signal: ctx.signal });
+        }
+        const done = step + 1;
+        ctx.progress((done / input.steps) * 100, 'running', `step ${done} of ${input.steps}`);
+        if (done < input.steps && stepMs >= 50) await ctx.checkpoint({ step: done });
+      }
+      record('finish', ctx.jobId, ctx.attempt);
+      return {
+        steps: input.steps,
+        attempt: ctx.attempt,
+        resumedFromStep,
+        elapsedMs: Date.now() - started,
+        payload: 'x'.repeat(input.resultBytes),
+      };
+    },
+  });
+}
+
+/** `simulate` without test hooks; `main.ts` builds the configured one with {@link createSimulate}. */
+export const simulate = createSimulate();

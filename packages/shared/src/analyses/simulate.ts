@@ -24,6 +24,12 @@ export const simulate = defineContract({
         .describe('Throw a transient (retried) error on this many first attempts.'),
       fail: z.literal('permanent').optional().describe('Throw a permanent error: fails at once, no retry.'),
       cpu: z.boolean().default(false).describe('Burn CPU (in a worker thread) instead of sleeping.'),
+      crash: z
+        .boolean()
+        .default(false)
+        .describe(
+          'Test hook: kill the worker process mid-job. Refused (failed, no retry) unless the worker runs with SIMULATE_ALLOW_CRASH=true.',
+        ),
       resultBytes: z
         .number()
         .int()

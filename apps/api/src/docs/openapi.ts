@@ -1,0 +1,266 @@
+import { analyses, ERROR_CODES, jobViewSchema } from '@longhaul/shared';
+import { z } from 'zod';
+import { listQuerySchema, submitBodySchema } from '../jobs/schemas.ts';
+
+/** `{ error: { code, message, details? } }`: every error the API answers. */
+export const errorBodySchema = z
+  .object({
+    error: z.object({
+      code: z.enum(ERROR_CODES),
+      message: z.string(),
+      details: z.unknown().optional().describe('Field-level problems for a 400; the job view for a 409.'),
+    }),
+  })
+  .meta({ id: 'Error' });
+
+const jobListSchema = z
+  .object({
+    jobs: z.array(jobViewSchema),
+    nextCursor: z.string().nullable().describe('Pass as `cursor` for the next page; null on the last one.'),
+  })
+  .meta({ id: 'JobList' });
+
+const jobResultSchema = z
+  .object({
+    id: z.string(),
+    type: z.string(),
+    completedAt: z.string().nullable(),
+    expiresAt: z.string().nullable(),
+    result: z.unknown().describe("The analysis' result; see GET /v1/analyses for its JSON Schema."),
+  })
+  .meta({ id: 'JobResult' });
+
+const analysisListSchema = z
+  .object({
+    analyses: z.array(
+      z.object({
+        name: z.string(),
+        summary: z.string(),
+        steps: z.array(z.string()),
+        defaults: z.object({ attempts: z.number().int(), backoffMs: z.number().int(), timeoutMs: z.number().int() }),
+        input: z.record(z.string(), z.unknown()).describe('JSON Schema of the input.'),
+        result: z.record(z.string(), z.unknown()).describe('JSON Schema of the result.'),
+      }),
+    ),
+  })
+  .meta({ id: 'AnalysisList' });
+
+const pascal = (name: string) => name.replace(/(^|-)([a-z0-9])/g, (_m, _d, c: string) => c.toUpperCase());
+
+/** zod → JSON Schema 2020-12 (OpenAPI 3.1's own dialect), named schemas as component refs. */
+function componentSchemas(
+  entries: { id: string; schema: z.ZodType; io: 'input' | 'output' }[],
+): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const io of ['input', 'output'] as const) {
+    const registry = z.registry<{ id: string }>();
+    for (const e of entries) if (e.io === io) registry.add(e.schema, { id: e.id });
+    const { schemas } = z.toJSONSchema(registry, {
+      io,
+      target: 'draft-2020-12',
+      unrepresentable: 'any',
+      uri: (id) => `#/components/schemas/${id}`,
+    });
+    for (const [id, schema] of Object.entries(schemas)) {
+      const { $schema: _dialect, $id: _id, id: _legacyId, ...rest } = schema as Record<string, unknown>;
+      out[id] = rest;
+    }
+  }
+  return out;
+}
+
+const json = (ref: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } });
+const error = (description: string, headers?: Record<string, unknown>) => ({
+  description,
+  content: json('Error'),
+  ...(headers ? { headers } : {}),
+});
+const retryAfter = { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } } };
+const jobId = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  description: 'A job id as returned on submit (`job_` and a ULID).',
+  schema: { type: 'string', pattern: '^job_[0-9A-HJKMNP-TV-Z]{26}$' },
+};
+const common = {
+  '401': error('Missing or invalid API key.'),
+  '503': error('Redis is unreachable; answered within a second.', retryAfter),
+};
+
+/** Query parameters of `GET /v1/jobs`, from the same schema the route validates with. */
+function listParameters() {
+  const schema = z.toJSONSchema(listQuerySchema, { io: 'input', unrepresentable: 'any' }) as {
+    properties: Record<string, Record<string, unknown>>;
+    required?: string[];
+  };
+  return Object.entries(schema.properties).map(([name, s]) => ({
+    name,
+    in: 'query',
+    required: schema.required?.includes(name) ?? false,
+    schema: s,
+  }));
+}
+
+/**
+ * The OpenAPI 3.1 document of the v1 API, generated from the zod schemas the API validates with
+ * (request body, query, analysis inputs) and answers with (job view), so it cannot drift from them.
+ */
+export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown> {
+  const analysisInputs = Object.values(analyses).map((a) => ({
+    id: `${pascal(a.name)}Input`,
+    schema: a.input as z.ZodType,
+    io: 'input' as const,
+  }));
+  const schemas = componentSchemas([
+    { id: 'SubmitJob', schema: submitBodySchema, io: 'input' },
+    ...analysisInputs,
+    { id: 'JobView', schema: jobViewSchema, io: 'output' },
+    { id: 'JobList', schema: jobListSchema, io: 'output' },
+    { id: 'JobResult', schema: jobResultSchema, io: 'output' },
+    { id: 'AnalysisList', schema: analysisListSchema, io: 'output' },
+    { id: 'Error', schema: errorBodySchema, io: 'output' },
+  ]);
+  const inputList = analysisInputs.map((a) => `\`${a.id}\``).join(', ');
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'longhaul API',
+      version,
+      description:
+        'Long-running analysis jobs behind an HTTP API. Submit a job, poll it, fetch its result for 24 hours. ' +
+        'Every error is `{ "error": { "code", "message", "details"? } }` and every response carries `X-Request-Id`.',
+    },
+    servers: [{ url: '/' }],
+    security: [{ bearer: [] }],
+    tags: [{ name: 'jobs' }, { name: 'analyses' }, { name: 'health' }],
+    paths: {
+      '/v1/jobs': {
+        post: {
+          tags: ['jobs'],
+          operationId: 'submitJob',
+          summary: 'Submit a job',
+          description: `The \`input\` is validated against the analysis' own schema: ${inputList}.`,
+          parameters: [
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              required: false,
+              description: 'A replay with the same key and body answers 200 with the same job.',
+              schema: { type: 'string', minLength: 1, maxLength: 255 },
+            },
+          ],
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': {
+                schema: { $ref: '#/components/schemas/SubmitJob' },
+                example: { type: 'simulate', input: { durationMs: 5000, steps: 5 } },
+              },
+            },
+          },
+          responses: {
+            '200': {
+              description: 'Idempotent replay: the job first submitted with this key.',
+              content: json('JobView'),
+            },
+            '202': {
+              description: 'Accepted: the job is in Redis.',
+              headers: { Location: { description: 'The job URL.', schema: { type: 'string' } } },
+              content: json('JobView'),
+            },
+            '400': error('Unknown analysis or invalid input, with field details.'),
+            ...common,
+            '409': error('The Idempotency-Key was used with another body.'),
+            '413': error('The body is larger than the configured limit.'),
+            '415': error('The body is not JSON.'),
+            '429': error('Tenant rate or backlog quota exceeded.', retryAfter),
+          },
+        },
+        get: {
+          tags: ['jobs'],
+          operationId: 'listJobs',
+          summary: "The tenant's jobs, newest first",
+          parameters: listParameters(),
+          responses: {
+            '200': { description: 'A page of jobs.', content: json('JobList') },
+            '400': error('Bad query.'),
+            ...common,
+          },
+        },
+      },
+      '/v1/jobs/{id}': {
+        get: {
+          tags: ['jobs'],
+          operationId: 'getJob',
+          summary: 'The job view',
+          parameters: [jobId],
+          responses: {
+            '200': { description: 'The job.', content: json('JobView') },
+            '404': error('No such job for this tenant.'),
+            '410': error('Retention removed the job.'),
+            ...common,
+          },
+        },
+        delete: {
+          tags: ['jobs'],
+          operationId: 'cancelJob',
+          summary: 'Cancel a job',
+          description: 'A queued job is removed; an active one is aborted by its worker.',
+          parameters: [jobId],
+          responses: {
+            '202': { description: 'Cancel accepted.', content: json('JobView') },
+            '404': error('No such job for this tenant.'),
+            '409': error('The job has already finished.'),
+            ...common,
+          },
+        },
+      },
+      '/v1/jobs/{id}/result': {
+        get: {
+          tags: ['jobs'],
+          operationId: 'getJobResult',
+          summary: "The job's result",
+          parameters: [jobId],
+          responses: {
+            '200': { description: 'The result.', content: json('JobResult') },
+            '404': error('No such job for this tenant.'),
+            '409': error('The job has not completed; `details` is the job view.'),
+            '410': error('Retention removed the job.'),
+            ...common,
+          },
+        },
+      },
+      '/v1/analyses': {
+        get: {
+          tags: ['analyses'],
+          operationId: 'listAnalyses',
+          summary: 'The analyses with their input and result JSON Schemas',
+          responses: { '200': { description: 'The analyses.', content: json('AnalysisList') }, '401': common['401'] },
+        },
+      },
+      '/healthz': {
+        get: {
+          tags: ['health'],
+          operationId: 'liveness',
+          security: [],
+          summary: 'Liveness',
+          responses: { '200': { description: 'The process is up.' } },
+        },
+      },
+      '/readyz': {
+        get: {
+          tags: ['health'],
+          operationId: 'readiness',
+          security: [],
+          summary: 'Readiness: Redis reachable, maxmemory-policy',
+          responses: { '200': { description: 'Ready.' }, '503': { description: 'Not ready, with reasons.' } },
+        },
+      },
+    },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API key from API_KEYS.' } },
+      schemas,
+    },
+  };
+}

@@ -1,0 +1,156 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  createLogger,
+  createRedisConnection,
+  type JobData,
+  loadConfig,
+  QUEUES,
+  type RedisConnection,
+} from '@longhaul/shared';
+import { Job, Queue } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSse } from '../../../../tests/clients/sse-reader.ts';
+import { api } from '../../../../tests/support/http.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { waitFor } from '../../../../tests/support/wait.ts';
+import { createApp } from '../app.ts';
+import { createJobEventHub, type JobEventHub } from './job-event-hub.ts';
+
+const KEY_A = 'sse-tenant-a-key-0123456789';
+const KEY_B = 'sse-tenant-b-key-0123456789';
+
+/** Active timers of this process (heartbeats are intervals: a leak shows here). */
+const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+
+describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)', () => {
+  const prefix = uniquePrefix();
+  let redis: RedisConnection;
+  let queue: Queue<JobData>;
+  let hub: JobEventHub;
+  let server: Server;
+  let base: string;
+
+  beforeAll(async () => {
+    const config = loadConfig(
+      {
+        REDIS_URL: redisUrl(),
+        API_KEYS: `a:${KEY_A},b:${KEY_B}`,
+        QUEUE_PREFIX: prefix,
+        SSE_HEARTBEAT_MS: '200',
+        RATE_LIMIT_PER_MINUTE: '0',
+      },
+      'api',
+    );
+    const log = createLogger({ name: 't', level: 'silent', pretty: false });
+    redis = createRedisConnection(redisUrl(), 'producer', { commandTimeoutMs: 1000 });
+    redis.on('error', () => undefined);
+    queue = new Queue<JobData>(QUEUES.analyses, { connection: redis, prefix, skipVersionCheck: true });
+    const eventsConnection = createRedisConnection(redisUrl(), 'worker');
+    hub = createJobEventHub({ connection: eventsConnection, prefix, log });
+    await hub.ready;
+    const app = createApp({ config, log, redis, queue, events: hub });
+    server = app.listen(0);
+    await new Promise((resolve) => server.once('listening', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    await hub.close();
+    await new Promise((resolve) => server.close(resolve));
+    await queue.close();
+    await redis.quit().catch(() => redis.disconnect());
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+
+  const submit = async () => {
+    const res = await api(base, KEY_A).post('/v1/jobs', { type: 'simulate', input: { durationMs: 10 } });
+    expect(res.status).toBe(202);
+    return res.body.id as string;
+  };
+  const progress = async (id: string, percent: number) => {
+    const job = await Job.fromId(queue, id);
+    await job?.updateProgress({ percent, step: 'running', message: `at ${percent}` });
+  };
+
+  it('when a stream opens, then it answers text/event-stream and the first event is the snapshot', async () => {
+    const id = await submit();
+    const sse = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A);
+    expect(sse.status).toBe(200);
+    expect(sse.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const first = await sse.next();
+    expect(first).toMatchObject({ event: 'snapshot', id: undefined, data: { id, status: 'queued' } });
+    // Heartbeat comments keep idle streams open through proxies.
+    await waitFor(() => sse.comments() >= 2, { timeoutMs: 3_000, what: 'heartbeats' });
+    sse.close();
+  });
+
+  it("when another tenant or no key asks for a job's events, then it answers 404 or 401 like every route", async () => {
+    const id = await submit();
+    const other = await api(base, KEY_B).get(`/v1/jobs/${id}/events`);
+    expect(other.status).toBe(404);
+    expect(other.body.error.code).toBe('not_found');
+    expect((await api(base).get(`/v1/jobs/${id}/events`)).status).toBe(401);
+    expect((await api(base, KEY_A).get('/v1/jobs/job_01ARZ3NDEKTSV4RRFFQ69G5FAV/events')).status).toBe(404);
+  });
+
+  it('when a client reconnects with Last-Event-ID, then it gets the snapshot and exactly the events after that id', async () => {
+    const id = await submit();
+    const first = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A);
+    expect((await first.next())?.event).toBe('snapshot');
+    await progress(id, 10);
+    await progress(id, 20);
+    const e10 = await first.next();
+    const e20 = await first.next();
+    expect([e10?.data.progress.percent, e20?.data.progress.percent]).toEqual([10, 20]);
+    first.close();
+
+    // While nobody listens.
+    await progress(id, 30);
+    await progress(id, 40);
+
+    const resumed = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A, { lastEventId: e10?.id as string });
+    expect((await resumed.next())?.event).toBe('snapshot');
+    const replayed = [await resumed.next(), await resumed.next(), await resumed.next()];
+    expect(replayed.map((e) => e?.data.progress.percent)).toEqual([20, 30, 40]);
+    expect(replayed[0]?.id).toBe(e20?.id);
+    await progress(id, 50);
+    expect((await resumed.next())?.data.progress.percent).toBe(50);
+
+    // A queued job removed by a cancel ends the stream with `cancelled`.
+    expect((await api(base, KEY_A).delete(`/v1/jobs/${id}`)).status).toBe(202);
+    const rest = await resumed.rest();
+    expect(rest.map((e) => e.event)).toEqual(['cancelled']);
+    expect(rest[0]?.data).toMatchObject({ id, status: 'cancelled' });
+  });
+
+  it('when a job is already finished, then the stream sends the snapshot and the final event, and ends', async () => {
+    const id = await submit();
+    await api(base, KEY_A).delete(`/v1/jobs/${id}`);
+    const sse = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A);
+    const events = await sse.rest();
+    expect(events.map((e) => e.event)).toEqual(['snapshot', 'cancelled']);
+  });
+
+  it('when 1,000 clients connect and disconnect, then no subscriber, listener or timer is left behind', async () => {
+    const id = await submit();
+    const listenersBefore = hub.stats().queueEventListeners;
+    const timersBefore = timers();
+    for (let round = 0; round < 20; round++) {
+      await Promise.all(
+        Array.from({ length: 50 }, async () => {
+          const sse = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A);
+          expect((await sse.next())?.event).toBe('snapshot');
+          sse.close();
+        }),
+      );
+    }
+    await waitFor(() => hub.stats().subscribers === 0 && hub.stats().streams === 0, {
+      timeoutMs: 10_000,
+      what: 'every subscription to be released',
+    });
+    expect(hub.stats()).toEqual({ subscribers: 0, jobs: 0, streams: 0, queueEventListeners: listenersBefore });
+    // 1,000 leaked heartbeats would show as 1,000 timers; allow a few for sockets closing.
+    await waitFor(() => timers() <= timersBefore + 5, { timeoutMs: 10_000, what: 'timers to be cleared' });
+  }, 120_000);
+});

@@ -1,0 +1,295 @@
+import {
+  type ColumnProfile,
+  DATASET_EXACT_DISTINCT_LIMIT,
+  DATASET_QUANTILES,
+} from '@longhaul/shared/analyses/dataset-profile';
+import { HyperLogLog, hash53 } from './hyperloglog.ts';
+import { createSketch, type SketchState, sketchBins, sketchFromState, sketchToState } from './quantile-sketch.ts';
+import type { Classified, ValueKind } from './value-kind.ts';
+
+/** Values longer than this are counted by a prefix and a hash of the whole, so keys stay small. */
+const MAX_KEY_CHARS = 200;
+const QUANTILE_OF: Record<(typeof DATASET_QUANTILES)[number], number> = {
+  p01: 0.01,
+  p05: 0.05,
+  p25: 0.25,
+  p50: 0.5,
+  p75: 0.75,
+  p95: 0.95,
+  p99: 0.99,
+};
+
+type KindCounts = Record<ValueKind, number>;
+
+/** A column's aggregation state as plain JSON, for checkpoints. */
+export interface ColumnState {
+  name: string;
+  nonNull: number;
+  kinds: KindCounts;
+  n: number;
+  mean: number;
+  m2: number;
+  min: number | null;
+  max: number | null;
+  textMin: string | null;
+  textMax: string | null;
+  exact: boolean;
+  counts: [string, number][];
+  hll: string | null;
+  sketch: SketchState | null;
+  sketchOffset: number;
+}
+
+const keyOf = (key: string) =>
+  key.length <= MAX_KEY_CHARS ? key : `${key.slice(0, MAX_KEY_CHARS)}…#${hash53(key).toString(36)}`;
+
+/** The value at 0-based position `index` of the sorted values that `[value, count]` pairs expand to. */
+function valueAt(sorted: [number, number][], index: number): number {
+  let seen = 0;
+  for (const [value, count] of sorted) {
+    seen += count;
+    if (index < seen) return value;
+  }
+  return sorted.at(-1)?.[0] ?? Number.NaN;
+}
+
+/** Linear interpolation between closest ranks (numpy's default, R type 7) over `[value, count]` pairs sorted by value. */
+function exactQuantile(sorted: [number, number][], total: number, q: number): number {
+  const h = (total - 1) * q;
+  const lo = Math.floor(h);
+  const lower = valueAt(sorted, lo);
+  const upper = valueAt(sorted, Math.min(lo + 1, total - 1));
+  return lower + (h - lo) * (upper - lower);
+}
+
+/**
+ * One column's running statistics. Memory per column is bounded: at most
+ * DATASET_EXACT_DISTINCT_LIMIT + 1 counted keys of ≤ 200 characters, then a 16 KiB HyperLogLog and
+ * a DDSketch of ≤ 4096 bins replace exactness; count, mean, variance, min and max stay exact.
+ */
+export class ColumnStats {
+  nonNull = 0;
+  readonly kinds: KindCounts = { integer: 0, number: 0, boolean: 0, datetime: 0, string: 0 };
+  // Welford's running mean and sum of squared deviations over numbers and dates (epoch ms).
+  private n = 0;
+  private mean = 0;
+  private m2 = 0;
+  private min: number | null = null;
+  private max: number | null = null;
+  private textMin: string | null = null;
+  private textMax: string | null = null;
+  /** Exact value counts while `exact`; afterwards a Misra–Gries summary of the frequent ones. */
+  private counts = new Map<string, number>();
+  private exact = true;
+  private hll: HyperLogLog | null = null;
+  private sketch: ReturnType<typeof createSketch> | null = null;
+  /**
+   * Subtracted before a value enters the sketch. 0 for numbers; the earliest date for date/time
+   * columns, because 1% of an epoch in milliseconds is months, while 1% of the span is not.
+   */
+  private sketchOffset = 0;
+
+  constructor(readonly name: string) {}
+
+  add(value: Classified): void {
+    this.nonNull++;
+    this.kinds[value.kind]++;
+    const x = value.numeric;
+    if (!Number.isNaN(x)) {
+      this.n++;
+      const delta = x - this.mean;
+      this.mean += delta / this.n;
+      this.m2 += delta * (x - this.mean);
+      if (this.min === null || x < this.min) this.min = x;
+      if (this.max === null || x > this.max) this.max = x;
+      this.sketch?.accept(x - this.sketchOffset);
+    } else if (value.kind === 'string') {
+      const text = keyOf(value.key);
+      if (this.textMin === null || text < this.textMin) this.textMin = text;
+      if (this.textMax === null || text > this.textMax) this.textMax = text;
+    }
+    const key = keyOf(value.key);
+    if (this.exact) {
+      this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+      if (this.counts.size > DATASET_EXACT_DISTINCT_LIMIT) this.overflow();
+      return;
+    }
+    this.hll?.add(key);
+    this.countFrequent(key);
+  }
+
+  /** Past the exact limit: seed the HyperLogLog and the sketch with what was counted exactly. */
+  private overflow(): void {
+    this.exact = false;
+    this.hll = new HyperLogLog();
+    this.sketchOffset = this.kinds.datetime > this.kinds.integer + this.kinds.number ? (this.min ?? 0) : 0;
+    this.sketch = createSketch();
+    for (const [key, count] of this.counts) {
+      this.hll.add(key);
+      const x = this.numericOfKey(key);
+      if (!Number.isNaN(x)) this.sketch.accept(x - this.sketchOffset, count);
+    }
+    this.decrementAll();
+  }
+
+  private numericOfKey(key: string): number {
+    if (this.kinds.datetime > 0 && /^\d{4}-\d{2}-\d{2}/.test(key)) {
+      const iso = key.length === 10 ? `${key}T00:00:00Z` : key.replace(' ', 'T');
+      return Date.parse(/(?:Z|[+-]\d{2}:?\d{2})$/.test(iso) ? iso : `${iso}Z`);
+    }
+    if (this.kinds.integer + this.kinds.number === 0) return Number.NaN;
+    const n = Number(key);
+    return key.trim() === '' ? Number.NaN : n;
+  }
+
+  /**
+   * Misra–Gries: keep at most DATASET_EXACT_DISTINCT_LIMIT counters; a new value when all are
+   * taken decrements every counter instead. Each count then underestimates by at most
+   * n / (limit + 1), and any value more frequent than that is kept. Amortised O(1) per value.
+   */
+  private countFrequent(key: string): void {
+    const count = this.counts.get(key);
+    if (count !== undefined) this.counts.set(key, count + 1);
+    else if (this.counts.size < DATASET_EXACT_DISTINCT_LIMIT) this.counts.set(key, 1);
+    else this.decrementAll();
+  }
+
+  private decrementAll(): void {
+    for (const [key, count] of this.counts) {
+      if (count <= 1) this.counts.delete(key);
+      else this.counts.set(key, count - 1);
+    }
+  }
+
+  toState(): ColumnState {
+    return {
+      name: this.name,
+      nonNull: this.nonNull,
+      kinds: { ...this.kinds },
+      n: this.n,
+      mean: this.mean,
+      m2: this.m2,
+      min: this.min,
+      max: this.max,
+      textMin: this.textMin,
+      textMax: this.textMax,
+      exact: this.exact,
+      counts: [...this.counts],
+      hll: this.hll?.toBase64() ?? null,
+      sketch: this.sketch ? sketchToState(this.sketch) : null,
+      sketchOffset: this.sketchOffset,
+    };
+  }
+
+  static fromState(state: ColumnState): ColumnStats {
+    const c = new ColumnStats(state.name);
+    c.nonNull = state.nonNull;
+    Object.assign(c.kinds, state.kinds);
+    c.n = state.n;
+    c.mean = state.mean;
+    c.m2 = state.m2;
+    c.min = state.min;
+    c.max = state.max;
+    c.textMin = state.textMin;
+    c.textMax = state.textMax;
+    c.exact = state.exact;
+    c.counts = new Map(state.counts);
+    c.hll = state.hll ? HyperLogLog.fromBase64(state.hll) : null;
+    c.sketch = state.sketch ? sketchFromState(state.sketch) : null;
+    c.sketchOffset = state.sketchOffset;
+    return c;
+  }
+
+  /** The narrowest type covering every non-null value. */
+  type(): ColumnProfile['type'] {
+    const k = this.kinds;
+    if (this.nonNull === 0) return 'empty';
+    if (k.integer === this.nonNull) return 'integer';
+    if (k.integer + k.number === this.nonNull) return 'number';
+    if (k.boolean === this.nonNull) return 'boolean';
+    if (k.datetime === this.nonNull) return 'datetime';
+    return 'string';
+  }
+
+  finalize(rowCount: number, { topK, bins }: { topK: number; bins: number }): ColumnProfile {
+    const type = this.type();
+    const numeric = type === 'integer' || type === 'number' || type === 'datetime';
+    const show = (x: number | null) =>
+      x === null || Number.isNaN(x) ? null : type === 'datetime' ? new Date(Math.round(x)).toISOString() : x;
+    const distinct = this.exact
+      ? { value: this.counts.size, estimated: false }
+      : { value: Math.max(this.hll?.count() ?? 0, DATASET_EXACT_DISTINCT_LIMIT + 1), estimated: true };
+    const top = [...this.counts]
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .slice(0, topK)
+      .map(([value, count]) => ({ value, count }));
+    const profile: ColumnProfile = {
+      name: this.name,
+      type,
+      count: this.nonNull,
+      nulls: rowCount - this.nonNull,
+      typeCounts: { ...this.kinds },
+      distinct,
+      min: numeric ? show(this.min) : type === 'string' ? this.textMin : null,
+      max: numeric ? show(this.max) : type === 'string' ? this.textMax : null,
+      mean: numeric && this.n > 0 ? show(this.mean) : null,
+      // Sample standard deviation (n − 1), as pandas and R report it; in milliseconds for date/time.
+      stdDev: numeric && this.n > 1 ? Math.sqrt(this.m2 / (this.n - 1)) : null,
+      quantiles: null,
+      quantilesEstimated: !this.exact,
+      topK: top,
+      topKEstimated: !this.exact,
+      histogram: null,
+    };
+    if (!numeric || this.min === null || this.max === null) return profile;
+
+    const distribution = this.distribution();
+    const quantiles = {} as Record<(typeof DATASET_QUANTILES)[number], number | string | null>;
+    for (const name of DATASET_QUANTILES) {
+      const q = QUANTILE_OF[name];
+      const x =
+        this.exact || !this.sketch
+          ? exactQuantile(distribution, this.n, q)
+          : this.sketch.getValueAtQuantile(q) + this.sketchOffset;
+      quantiles[name] = show(Math.min(this.max, Math.max(this.min, x)));
+    }
+    profile.quantiles = quantiles;
+    profile.histogram = { estimated: !this.exact, bins: this.histogram(distribution, bins, show) };
+    return profile;
+  }
+
+  /** `[value, count]` pairs sorted by value: exact counts, or the sketch's bins. */
+  private distribution(): [number, number][] {
+    if (!this.exact && this.sketch) {
+      return sketchBins(this.sketch).map(([v, c]) => [v + this.sketchOffset, c] as [number, number]);
+    }
+    const pairs: [number, number][] = [];
+    for (const [key, count] of this.counts) {
+      const x = this.numericOfKey(key);
+      if (!Number.isNaN(x)) pairs.push([x, count]);
+    }
+    return pairs.sort((a, b) => a[0] - b[0]);
+  }
+
+  private histogram(
+    distribution: [number, number][],
+    bins: number,
+    show: (x: number | null) => number | string | null,
+  ): { lower: number | string | null; upper: number | string | null; count: number }[] {
+    const min = this.min as number;
+    const max = this.max as number;
+    const width = (max - min) / bins;
+    const counts = new Array<number>(width > 0 ? bins : 1).fill(0);
+    for (const [value, count] of distribution) {
+      const clamped = Math.min(max, Math.max(min, value));
+      // Equal-width bins, each [lower, upper) but the last, which includes max.
+      const i = width > 0 ? Math.min(bins - 1, Math.floor((clamped - min) / width)) : 0;
+      counts[i] = (counts[i] ?? 0) + count;
+    }
+    return counts.map((count, i) => ({
+      lower: show(width > 0 ? min + i * width : min),
+      upper: show(width > 0 ? (i === counts.length - 1 ? max : min + (i + 1) * width) : max),
+      count,
+    }));
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * HyperLogLog (Flajolet et al. 2007) with 2^14 one-byte registers: 16 KiB, standard error
+ * 1.04 / √16384 ≈ 0.81%, linear counting below 2.5·m where it is nearly exact.
+ *
+ * Written here (60 lines) rather than taken from npm: the JavaScript packages we looked at were
+ * either wrong (bloom-filters' HyperLogLog, Callidon/bloom-filters#69) or need a native addon
+ * (hyperloglog-lite → murmurhash-native), which the Docker images and worker threads do without.
+ */
+const P = 14;
+const M = 1 << P;
+const ALPHA = 0.7213 / (1 + 1.079 / M);
+
+/**
+ * cyrb53: a well-mixed 53-bit string hash (two 32-bit murmur-style lanes). HyperLogLog needs
+ * P bits for the register and enough for the rank: 53 − 14 = 39, so counts to ~10^11 stay sound.
+ */
+export function hash53(text: string): number {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ ch, 2654435761);
+    h2 = Math.imul(h2 ^ ch, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
+  h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
+  h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+}
+
+export class HyperLogLog {
+  readonly registers: Uint8Array;
+
+  constructor(registers?: Uint8Array) {
+    this.registers = registers ?? new Uint8Array(M);
+  }
+
+  add(text: string): void {
+    const h = hash53(text);
+    // The top P of the 53 bits pick the register; the rank is 1 + the leading zeros of the other 39.
+    const index = Math.floor(h / 2 ** (53 - P));
+    const rest = h % 2 ** (53 - P);
+    const rank = rest === 0 ? 53 - P + 1 : 53 - P - Math.floor(Math.log2(rest));
+    if (rank > (this.registers[index] ?? 0)) this.registers[index] = rank;
+  }
+
+  count(): number {
+    let sum = 0;
+    let zeros = 0;
+    for (let i = 0; i < M; i++) {
+      const r = this.registers[i] ?? 0;
+      sum += 2 ** -r;
+      if (r === 0) zeros++;
+    }
+    const raw = (ALPHA * M * M) / sum;
+    if (raw <= 2.5 * M && zeros > 0) return Math.round(M * Math.log(M / zeros));
+    return Math.round(raw);
+  }
+
+  toBase64(): string {
+    return Buffer.from(this.registers).toString('base64');
+  }
+
+  static fromBase64(data: string): HyperLogLog {
+    const bytes = Buffer.from(data, 'base64');
+    if (bytes.length !== M) throw new Error(`a HyperLogLog state has ${M} registers, not ${bytes.length}`);
+    return new HyperLogLog(new Uint8Array(bytes));
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The worker-thread side of a profile: parsing and aggregation, the CPU-bound part, run here so
+ * the worker's event loop stays free to renew job locks, write progress and hear cancels.
+ * Protocol: see {@link ToThread} and {@link FromThread}.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { gzipSync } from 'node:zlib';
+import { DatasetError } from './dataset-error.ts';
+import { type ProfileOptions, Profiler, type ProfilerState, type ProfileSummary } from './profiler.ts';
+
+export interface ThreadData {
+  options: ProfileOptions;
+  restored: ProfilerState | undefined;
+  checkpointMs: number;
+}
+
+export type ToThread = { type: 'chunk'; data: Uint8Array } | { type: 'end' };
+
+export type FromThread =
+  | { type: 'ack'; bytes: number; rows: number }
+  | { type: 'checkpoint'; offset: number; rows: number; state: string }
+  | { type: 'finalizing'; rows: number }
+  | { type: 'done'; summary: ProfileSummary }
+  | { type: 'error'; message: string; permanent: boolean };
+
+/** The state gzipped and base64'd: checkpoints go to Redis, and sketches compress well. */
+export function packState(state: ProfilerState): string {
+  return gzipSync(JSON.stringify(state)).toString('base64');
+}
+
+const port = parentPort;
+if (port) {
+  const { options, restored, checkpointMs } = workerData as ThreadData;
+  const post = (message: FromThread) => port.postMessage(message);
+  let profiler: Profiler | null = null;
+  let lastCheckpoint = Date.now();
+  port.on('message', async (message: ToThread) => {
+    try {
+      profiler ??= new Profiler(options, restored);
+      if (message.type === 'chunk') {
+        profiler.write(message.data);
+        const now = Date.now();
+        if (now - lastCheckpoint >= checkpointMs && profiler.resumable()) {
+          lastCheckpoint = now;
+          const state = profiler.state();
+          post({ type: 'checkpoint', offset: state.offset, rows: state.rows, state: packState(state) });
+        }
+        post({ type: 'ack', bytes: profiler.bytesRead, rows: profiler.rowCount });
+        return;
+      }
+      await profiler.end();
+      post({ type: 'finalizing', rows: profiler.rowCount });
+      post({ type: 'done', summary: profiler.summary() });
+    } catch (err) {
+      post({
+        type: 'error',
+        message: err instanceof Error ? err.message : String(err),
+        permanent: err instanceof DatasetError,
+      });
+    }
+  });
+}

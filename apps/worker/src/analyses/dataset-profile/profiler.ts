@@ -1,0 +1,387 @@
+import {
+  DATASET_MAX_COLUMNS,
+  type DatasetProfileInput,
+  type DatasetProfileResult,
+} from '@longhaul/shared/analyses/dataset-profile';
+import type { CsvError } from 'csv-parse';
+import { parse } from 'csv-parse/sync';
+import { type ColumnState, ColumnStats } from './column-stats.ts';
+import { DatasetError } from './dataset-error.ts';
+import { countLines, RecordBatcher } from './record-batcher.ts';
+import { type CsvDialect, sniffDialect } from './sniff.ts';
+import { Utf8Validator } from './utf8-validator.ts';
+import { classifyJson, classifyText } from './value-kind.ts';
+
+export type DatasetFormat = 'csv' | 'ndjson';
+
+/** The input options the profiler needs, plus a format hint from the URL or its Content-Type. */
+export type ProfileOptions = Pick<
+  DatasetProfileInput,
+  'format' | 'encoding' | 'csv' | 'columns' | 'topK' | 'bins' | 'nullValues' | 'maxErrors'
+> & { formatHint?: DatasetFormat | undefined };
+
+/** Everything needed to resume at `offset`: a record boundary, all rows before it counted. */
+export interface ProfilerState {
+  v: 1;
+  format: DatasetFormat;
+  dialect: CsvDialect | null;
+  /** CSV: the names of all fields, once known (from the header, or `column_N`). */
+  names: string[] | null;
+  offset: number;
+  lines: number;
+  rows: number;
+  errors: { count: number; first: { line: number; message: string }[] };
+  columns: ColumnState[];
+}
+
+export type ProfileSummary = Omit<DatasetProfileResult, 'resumedFrom' | 'attempts' | 'durationMs'>;
+
+/** Bytes gathered before the format and dialect are guessed (or the whole dataset, if smaller). */
+const SNIFF_BYTES = 64 * 1024;
+/** A record or line longer than this is malformed: it fails, so one bad quote cannot eat all memory. */
+export const MAX_RECORD_BYTES = 4 * 1024 * 1024;
+
+function formatOf(sample: Uint8Array): DatasetFormat {
+  for (const b of sample) {
+    if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d || b === 0xef || b === 0xbb || b === 0xbf) continue;
+    return b === 0x7b ? 'ndjson' : 'csv';
+  }
+  return 'csv';
+}
+
+/** Names for CSV fields: the header's (trimmed; blanks and repeats made unique) or `column_N`. */
+function fieldNames(header: string[] | null, width: number): string[] {
+  const seen = new Map<string, number>();
+  return Array.from({ length: width }, (_, i) => {
+    const base = header?.[i]?.trim() || `column_${i + 1}`;
+    const n = (seen.get(base) ?? 0) + 1;
+    seen.set(base, n);
+    return n === 1 ? base : `${base}_${n}`;
+  });
+}
+
+/**
+ * Streams a CSV or NDJSON dataset through per-column statistics. Synchronous per chunk (it runs in
+ * a worker thread), resumable from {@link state} at a record boundary, and bounded in memory: the
+ * columns' sketches, a few parse errors, and at most one record being parsed.
+ */
+export class Profiler {
+  private format: DatasetFormat | null;
+  private dialect: CsvDialect | null;
+  private names: string[] | null;
+  /** Absolute byte offset just past the last record counted. */
+  private offset: number;
+  private lines: number;
+  private rows: number;
+  private readonly errors: ProfilerState['errors'];
+  private readonly columns = new Map<string, ColumnStats>();
+  /** CSV: for each field position, its column's statistics (undefined: not profiled). */
+  private fieldStats: (ColumnStats | undefined)[] = [];
+  private readonly nulls: Set<string>;
+  private readonly utf8: Utf8Validator | null;
+  /** Where this run started reading (the resume offset), and how many bytes it was given since. */
+  private readonly start: number;
+  private written = 0;
+  private sample: Uint8Array[] = [];
+  private sampleBytes = 0;
+  private batcher: RecordBatcher | null = null;
+  private columnCapNoted = false;
+
+  constructor(
+    private readonly options: ProfileOptions,
+    restored?: ProfilerState,
+  ) {
+    this.format = restored?.format ?? options.format ?? null;
+    this.dialect = restored?.dialect ?? null;
+    this.names = restored?.names ?? null;
+    this.offset = restored?.offset ?? 0;
+    this.start = this.offset;
+    this.lines = restored?.lines ?? 0;
+    this.rows = restored?.rows ?? 0;
+    this.errors = restored?.errors ?? { count: 0, first: [] };
+    this.nulls = new Set(options.nullValues);
+    for (const c of restored?.columns ?? []) this.columns.set(c.name, ColumnStats.fromState(c));
+    for (const name of options.columns ?? [])
+      if (!this.columns.has(name)) this.columns.set(name, new ColumnStats(name));
+    this.utf8 = options.encoding === 'utf-8' ? new Utf8Validator(this.offset) : null;
+    if (this.names) this.mapFields();
+  }
+
+  get rowCount(): number {
+    return this.rows;
+  }
+
+  /** Bytes read so far, absolute (including those before the resume offset). */
+  get bytesRead(): number {
+    return this.start + this.written;
+  }
+
+  write(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    if (this.written === 0 && this.start === 0) this.refuseUtf16(chunk);
+    this.written += chunk.length;
+    this.utf8?.check(chunk);
+    if (!this.started()) {
+      this.sample.push(chunk);
+      this.sampleBytes += chunk.length;
+      if (this.sampleBytes >= SNIFF_BYTES) this.begin();
+      return;
+    }
+    this.feed(chunk);
+  }
+
+  /** Ends the input: counts the last record (one with no newline after it). */
+  async end(): Promise<void> {
+    this.utf8?.end();
+    if (!this.started()) {
+      if (this.start === 0 && this.sampleBytes === 0) throw new DatasetError('the dataset is empty (0 bytes)');
+      this.begin();
+    }
+    const rest = this.batcher?.flush();
+    if (rest && rest.length > 0) this.records(rest);
+    if (this.start === 0 && this.rows === 0 && this.names === null && this.errors.count === 0) {
+      throw new DatasetError('the dataset has no records (only blank lines)');
+    }
+  }
+
+  state(): ProfilerState {
+    return {
+      v: 1,
+      format: this.format ?? 'csv',
+      dialect: this.dialect,
+      names: this.names,
+      offset: this.offset,
+      lines: this.lines,
+      rows: this.rows,
+      errors: { count: this.errors.count, first: [...this.errors.first] },
+      columns: [...this.columns.values()].map((c) => c.toState()),
+    };
+  }
+
+  /** Whether {@link state} can be saved now: the format is known, so a resume needs no sniffing. */
+  resumable(): boolean {
+    return this.started() && this.offset > 0;
+  }
+
+  summary(): ProfileSummary {
+    return {
+      format: this.format ?? 'csv',
+      dialect: this.format === 'csv' ? this.dialect : null,
+      rowCount: this.rows,
+      bytes: this.bytesRead,
+      columns: [...this.columns.values()].map((c) =>
+        c.finalize(this.rows, { topK: this.options.topK, bins: this.options.bins }),
+      ),
+      parseErrors: { count: this.errors.count, first: [...this.errors.first] },
+    };
+  }
+
+  private started(): boolean {
+    return this.batcher !== null;
+  }
+
+  private refuseUtf16(chunk: Uint8Array): void {
+    const [a, b] = chunk;
+    if ((a === 0xff && b === 0xfe) || (a === 0xfe && b === 0xff)) {
+      throw new DatasetError('the dataset is UTF-16 (it starts with a UTF-16 byte order mark); re-encode it as UTF-8');
+    }
+    if (chunk.subarray(0, 4096).includes(0)) {
+      throw new DatasetError(
+        'the dataset has NUL bytes near its start: it is binary or UTF-16, not CSV or NDJSON text',
+      );
+    }
+  }
+
+  /** Guesses what is not given from the sample, then parses the sample and everything after. */
+  private begin(): void {
+    const sample = Buffer.concat(this.sample);
+    this.sample = [];
+    this.sampleBytes = 0;
+    this.format ??= this.options.formatHint ?? formatOf(sample);
+    if (this.format === 'csv' && !this.dialect) {
+      const text = sample.toString(this.options.encoding === 'latin1' ? 'latin1' : 'utf8');
+      if (this.start === 0 && text.trim() === '') throw new DatasetError('the dataset is empty (only blank lines)');
+      this.dialect = sniffDialect(text, this.options.csv ?? {});
+    }
+    const quote = this.format === 'csv' ? (this.dialect?.quote ?? '"').charCodeAt(0) : null;
+    this.batcher = new RecordBatcher(quote, MAX_RECORD_BYTES);
+    if (sample.length > 0) this.feed(sample);
+  }
+
+  private feed(chunk: Uint8Array): void {
+    const { batch, overflow } = (this.batcher as RecordBatcher).push(chunk);
+    if (batch.length > 0) this.records(batch);
+    if (overflow > 0) {
+      this.error(
+        this.lines + 1,
+        `a record is longer than ${MAX_RECORD_BYTES} bytes (an unclosed quote?); ${overflow} bytes are skipped`,
+      );
+      this.lines += countLines(chunk);
+      this.offset = this.bytesRead - (this.batcher as RecordBatcher).pending;
+    }
+  }
+
+  /** Counts a batch of whole records that starts at {@link offset}. */
+  private records(batch: Buffer): void {
+    if (this.format === 'ndjson') this.ndjsonBatch(batch);
+    else this.csvBatch(batch);
+  }
+
+  private error(line: number, message: string): void {
+    this.errors.count++;
+    if (this.errors.first.length < this.options.maxErrors) this.errors.first.push({ line, message });
+  }
+
+  private csvBatch(batch: Buffer): void {
+    const dialect = this.dialect as CsvDialect;
+    const baseLine = this.lines;
+    const atStart = this.offset === 0;
+    const options = {
+      delimiter: dialect.delimiter,
+      quote: dialect.quote,
+      escape: dialect.quote,
+      bom: atStart,
+      encoding: this.options.encoding === 'latin1' ? ('latin1' as const) : ('utf8' as const),
+      relax_column_count: true,
+      skip_empty_lines: true,
+      skip_records_with_error: true,
+      on_skip: (err: CsvError | undefined): undefined => {
+        if (err) this.error(baseLine + ((err as CsvError & { lines?: number }).lines ?? 1), err.message);
+      },
+    };
+    let records: string[][];
+    try {
+      records = parse(batch, options) as string[][];
+    } catch (err) {
+      throw new DatasetError(`the CSV cannot be parsed near line ${baseLine + 1}: ${(err as Error).message}`);
+    }
+    let first = 0;
+    if (!this.names) {
+      const head = records[0];
+      if (head) {
+        const header = dialect.header ? head : null;
+        this.names = fieldNames(header, head.length);
+        this.mapFields();
+        if (header) first = 1;
+      }
+    }
+    const width = this.names?.length ?? 0;
+    let misfits = 0;
+    for (let r = first; r < records.length; r++) {
+      const record = records[r] as string[];
+      if (record.length !== width) {
+        misfits++;
+        continue;
+      }
+      this.rows++;
+      for (let i = 0; i < width; i++) {
+        const stats = this.fieldStats[i];
+        if (!stats) continue;
+        const raw = record[i] as string;
+        if (this.nulls.has(raw.trim())) continue;
+        stats.add(classifyText(raw));
+      }
+    }
+    // Rare, so only then is the batch parsed again, slowly, for the line numbers of the misfits.
+    if (misfits > 0) this.reportMisfits(batch, options, baseLine, width);
+    this.lines = baseLine + countLines(batch);
+    this.offset += batch.length;
+  }
+
+  private reportMisfits(batch: Buffer, options: object, baseLine: number, width: number): void {
+    const withInfo = parse(batch, { ...options, on_skip: undefined, info: true }) as unknown as {
+      record: string[];
+      info: { lines: number };
+    }[];
+    const skipHeader = this.offset === 0 && this.dialect?.header ? 1 : 0;
+    for (const { record, info } of withInfo.slice(skipHeader)) {
+      if (record.length === width) continue;
+      this.error(baseLine + info.lines, `expected ${width} fields, found ${record.length}; the row is skipped`);
+    }
+  }
+
+  /** CSV: binds field positions to columns; refuses requested columns the header lacks. */
+  private mapFields(): void {
+    const names = this.names ?? [];
+    const wanted = this.options.columns;
+    if (wanted) {
+      const unknown = wanted.filter((w) => !names.includes(w));
+      if (unknown.length > 0) {
+        throw new DatasetError(
+          `unknown column(s) ${unknown.map((u) => JSON.stringify(u)).join(', ')}; the dataset has ${names
+            .slice(0, 20)
+            .map((n) => JSON.stringify(n))
+            .join(', ')}${names.length > 20 ? ', …' : ''}`,
+        );
+      }
+    }
+    this.fieldStats = names.map((name, i) => {
+      if (wanted && !wanted.includes(name)) return undefined;
+      if (!wanted && i >= DATASET_MAX_COLUMNS) {
+        this.noteColumnCap(names.length);
+        return undefined;
+      }
+      let stats = this.columns.get(name);
+      if (!stats) {
+        stats = new ColumnStats(name);
+        this.columns.set(name, stats);
+      }
+      return stats;
+    });
+  }
+
+  private noteColumnCap(width: number): void {
+    if (this.columnCapNoted) return;
+    this.columnCapNoted = true;
+    this.error(
+      1,
+      `the dataset has ${width} or more columns; only the first ${DATASET_MAX_COLUMNS} are profiled (choose with "columns")`,
+    );
+  }
+
+  private ndjsonBatch(batch: Buffer): void {
+    let from = 0;
+    if (this.offset === 0 && batch[0] === 0xef && batch[1] === 0xbb && batch[2] === 0xbf) from = 3;
+    while (from < batch.length) {
+      const nl = batch.indexOf(0x0a, from);
+      const end = nl === -1 ? batch.length : nl;
+      this.ndjsonLine(batch.subarray(from, end));
+      from = end + 1;
+    }
+    this.offset += batch.length;
+  }
+
+  private ndjsonLine(bytes: Buffer): void {
+    this.lines++;
+    const text = bytes.toString(this.options.encoding === 'latin1' ? 'latin1' : 'utf8').trim();
+    if (text === '') return;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      this.error(this.lines, `invalid JSON: ${(err as Error).message}; the line is skipped`);
+      return;
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      this.error(this.lines, 'not a JSON object; the line is skipped');
+      return;
+    }
+    this.rows++;
+    const wanted = this.options.columns;
+    for (const [name, field] of Object.entries(value)) {
+      let stats = this.columns.get(name);
+      if (!stats) {
+        if (wanted) continue;
+        if (this.columns.size >= DATASET_MAX_COLUMNS) {
+          this.noteColumnCap(this.columns.size + 1);
+          continue;
+        }
+        stats = new ColumnStats(name);
+        this.columns.set(name, stats);
+      }
+      if (typeof field === 'string' && this.nulls.has(field.trim())) continue;
+      const c = classifyJson(field);
+      if (c) stats.add(c);
+    }
+  }
+}

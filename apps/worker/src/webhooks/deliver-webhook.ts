@@ -1,0 +1,123 @@
+import {
+  type Config,
+  type DeliveryRecord,
+  EVENT_ID_HEADER,
+  type Keys,
+  type Logger,
+  type RedisConnection,
+  recordDelivery,
+  SIGNATURE_HEADER,
+  signWebhook,
+  type WebhookDeliveryData,
+} from '@longhaul/shared';
+import { type Job, UnrecoverableError } from 'bullmq';
+import { type Dispatcher, fetch } from 'undici';
+import { assertFetchableUrl, ForbiddenAddressError } from '../net/public-address.ts';
+
+export interface DeliverWebhookDeps {
+  config: Config;
+  log: Logger;
+  redis: RedisConnection;
+  keys: Keys;
+  /** The SSRF-guarded dispatcher (createGuardedDispatcher): refuses private targets after DNS. */
+  dispatcher: Dispatcher;
+}
+
+/** The guard's refusal, wherever undici wrapped it (fetch failed → cause → …). */
+function forbiddenCause(err: unknown): ForbiddenAddressError | null {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof ForbiddenAddressError) return e;
+  }
+  return null;
+}
+
+function describe(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const base = err instanceof Error ? err.message : String(err);
+  return cause?.code || cause?.message ? `${base} (${cause.code ?? cause.message})` : base;
+}
+
+/**
+ * The webhooks queue's processor: one POST of the job view, signed Stripe-style with the tenant's
+ * secret. A non-2xx answer or a network error throws (BullMQ retries with exponential backoff for
+ * up to 24 h); a refused address or a missing secret fails at once. Every attempt is recorded on
+ * the job view.
+ */
+export function createDeliveryProcessor({ config, log, redis, keys, dispatcher }: DeliverWebhookDeps) {
+  const { allowPrivate, timeoutMs, backoffMs, secrets } = config.webhooks;
+
+  return async function deliverWebhook(job: Job<WebhookDeliveryData>): Promise<{ status: number }> {
+    const { jobId, tenant, event, url, eventId, body } = job.data;
+    const attempt = job.attemptsMade + 1;
+    const maxAttempts = job.opts.attempts ?? 1;
+    const started = Date.now();
+    const deliveryLog = log.child({ jobId, event, attempt, host: URL.canParse(url) ? new URL(url).host : '?' });
+
+    async function record(outcome: { ok: boolean; status: number | null; error: string | null }, final: boolean) {
+      const last = final || outcome.ok || attempt >= maxAttempts;
+      const entry: DeliveryRecord = {
+        event,
+        attempt,
+        at: new Date(started).toISOString(),
+        ...outcome,
+        durationMs: Date.now() - started,
+        // BullMQ's exponential backoff: the n-th retry waits backoffMs · 2^(n-1).
+        nextAttemptAt: last ? null : new Date(Date.now() + backoffMs * 2 ** (attempt - 1)).toISOString(),
+      };
+      await recordDelivery(redis, keys, jobId, entry, config.retention.tombstoneSeconds).catch((err) =>
+        deliveryLog.warn({ err }, 'could not record the webhook attempt'),
+      );
+    }
+
+    const secret = secrets.get(tenant);
+    if (!secret) {
+      const error = 'no webhook signing secret is configured for this tenant';
+      await record({ ok: false, status: null, error }, true);
+      throw new UnrecoverableError(error);
+    }
+
+    let status: number;
+    try {
+      assertFetchableUrl(url, allowPrivate);
+      const res = await fetch(url, {
+        method: 'POST',
+        body,
+        dispatcher,
+        // A redirect could lead anywhere (and past a per-hop check, to a different host): not followed.
+        redirect: 'manual',
+        signal: AbortSignal.timeout(timeoutMs),
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'longhaul-webhooks/1',
+          [SIGNATURE_HEADER]: signWebhook(secret, body),
+          [EVENT_ID_HEADER]: eventId,
+          'Longhaul-Event': event,
+          'Longhaul-Delivery-Attempt': String(attempt),
+        },
+      });
+      status = res.status;
+      await res.body?.cancel().catch(() => undefined);
+    } catch (err) {
+      const refused = forbiddenCause(err);
+      if (refused) {
+        await record({ ok: false, status: null, error: refused.message }, true);
+        deliveryLog.warn({ range: refused.range }, 'webhook target refused (not a public address)');
+        throw new UnrecoverableError(refused.message);
+      }
+      const error = describe(err);
+      await record({ ok: false, status: null, error }, false);
+      deliveryLog.info({ err: error }, 'webhook delivery failed; it will be retried');
+      throw new Error(`webhook delivery failed: ${error}`);
+    }
+
+    if (status >= 200 && status < 300) {
+      await record({ ok: true, status, error: null }, true);
+      deliveryLog.info({ status, ms: Date.now() - started }, 'webhook delivered');
+      return { status };
+    }
+    const error = `the receiver answered ${status}`;
+    await record({ ok: false, status, error }, false);
+    deliveryLog.info({ status }, 'webhook refused by the receiver; it will be retried');
+    throw new Error(error);
+  };
+}

@@ -1,0 +1,171 @@
+import { ApiError, ConnectionError, errorFromResponse, LonghaulError } from './errors.ts';
+import { readJobEvents } from './event-stream.ts';
+import {
+  type AnalysisInput,
+  type AnalysisName,
+  type AnalysisResult,
+  FINAL_STATUSES,
+  type JobEvent,
+  type JobPage,
+  type JobResult,
+  type JobView,
+  type ListQuery,
+  type SubmitOptions,
+} from './types.ts';
+
+export interface ClientOptions {
+  /** The API's base URL, e.g. `https://longhaul.example.com`. */
+  baseUrl: string;
+  /** A tenant's API key, sent as `Authorization: Bearer <key>`. */
+  apiKey: string;
+  /** Per-request timeout for everything but event streams. @defaultValue 30000 */
+  timeoutMs?: number;
+  /** A fetch implementation. @defaultValue globalThis.fetch */
+  fetch?: typeof fetch;
+}
+
+export interface EventsOptions {
+  /** Resume after this event id (sent as `Last-Event-ID`). */
+  lastEventId?: string;
+  signal?: AbortSignal;
+  /** Give up after this many reconnects in a row that deliver nothing. @defaultValue 5 */
+  maxReconnects?: number;
+}
+
+export interface WaitOptions {
+  signal?: AbortSignal;
+  /** Called with every event while the job runs (or each polled view, as a `snapshot`, when polling). */
+  onEvent?: (event: JobEvent) => void;
+  /** Poll interval once the event stream has failed. @defaultValue 1000 */
+  pollIntervalMs?: number;
+}
+
+/**
+ * A typed client for the longhaul HTTP API. Inputs and results are typed by the analysis name,
+ * from the same contracts the server validates with.
+ */
+export class LonghaulClient {
+  readonly baseUrl: string;
+  readonly #apiKey: string;
+  readonly #timeoutMs: number;
+  readonly #fetch: typeof fetch;
+
+  constructor({ baseUrl, apiKey, timeoutMs = 30_000, fetch: fetchImpl = globalThis.fetch }: ClientOptions) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.#apiKey = apiKey;
+    this.#timeoutMs = timeoutMs;
+    this.#fetch = fetchImpl;
+  }
+
+  async #request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    init: { headers?: Record<string, string>; signal?: AbortSignal } = {},
+  ): Promise<T> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    let res: Response;
+    try {
+      res = await this.#fetch(`${this.baseUrl}${path}`, {
+        method,
+        signal,
+        headers: {
+          authorization: `Bearer ${this.#apiKey}`,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...init.headers,
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (err) {
+      const why = timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : (err as Error).message;
+      throw new ConnectionError(`${method} ${this.baseUrl}${path} failed: ${why}`, { cause: err });
+    }
+    if (!res.ok) throw await errorFromResponse(res);
+    return (await res.json()) as T;
+  }
+
+  /** Submits a job; resolves with its view (status `queued` or `delayed`). */
+  submit<N extends AnalysisName>(type: N, input: AnalysisInput<N>, opts: SubmitOptions = {}): Promise<JobView> {
+    const { idempotencyKey, signal, ...rest } = opts;
+    return this.#request<JobView>(
+      'POST',
+      '/v1/jobs',
+      { type, input, ...rest },
+      {
+        ...(idempotencyKey ? { headers: { 'idempotency-key': idempotencyKey } } : {}),
+        ...(signal ? { signal } : {}),
+      },
+    );
+  }
+
+  /** The job view: status, progress, attempts, error, webhook deliveries. */
+  get(id: string): Promise<JobView> {
+    return this.#request<JobView>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+  }
+
+  /** The result of a completed job; a {@link ConflictError} (`not_completed`) before that. */
+  result<N extends AnalysisName = AnalysisName>(id: string): Promise<JobResult<AnalysisResult<N>>> {
+    return this.#request('GET', `/v1/jobs/${encodeURIComponent(id)}/result`);
+  }
+
+  /** Cancels a queued or running job; a {@link ConflictError} (`already_finished`) when it is over. */
+  cancel(id: string): Promise<JobView> {
+    return this.#request<JobView>('DELETE', `/v1/jobs/${encodeURIComponent(id)}`);
+  }
+
+  /** A page of the tenant's jobs, newest first. */
+  list(query: ListQuery = {}): Promise<JobPage> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+    const qs = params.size > 0 ? `?${params}` : '';
+    return this.#request<JobPage>('GET', `/v1/jobs${qs}`);
+  }
+
+  /**
+   * The job's live events: a `snapshot`, then `status` and `progress`, and one final `completed`,
+   * `failed` or `cancelled`, after which the iteration ends. Reconnects by itself (with
+   * `Last-Event-ID`) when the connection drops; each reconnect begins with a fresh `snapshot`.
+   */
+  events(id: string, opts: EventsOptions = {}): AsyncGenerator<JobEvent> {
+    return readJobEvents({
+      url: `${this.baseUrl}/v1/jobs/${encodeURIComponent(id)}/events`,
+      headers: { authorization: `Bearer ${this.#apiKey}` },
+      fetch: this.#fetch,
+      ...opts,
+    });
+  }
+
+  /**
+   * Resolves with the job's final view (completed, failed or cancelled; check `status`). Follows
+   * the event stream, and falls back to polling when the stream cannot be had.
+   */
+  async waitFor(id: string, { signal, onEvent, pollIntervalMs = 1_000 }: WaitOptions = {}): Promise<JobView> {
+    try {
+      for await (const event of this.events(id, signal ? { signal } : {})) {
+        onEvent?.(event);
+        if (event.type === 'completed' || event.type === 'failed' || event.type === 'cancelled') {
+          // A final event sent without the view (its record was unreadable) still ends the wait.
+          return 'attempts' in event.data ? event.data : await this.get(id);
+        }
+      }
+    } catch (err) {
+      // Not found, gone, unauthorized: polling would answer the same.
+      if (err instanceof ApiError && err.status !== 503 && err.status !== 429 && err.status < 500) throw err;
+      if (!(err instanceof LonghaulError)) throw err;
+    }
+    while (!signal?.aborted) {
+      const view = await this.get(id);
+      onEvent?.({ type: 'snapshot', data: view });
+      if (FINAL_STATUSES.includes(view.status)) return view;
+      await new Promise((resolve) => setTimeout(resolve, pollIntervalMs));
+    }
+    throw new LonghaulError('waiting was aborted');
+  }
+}
+
+/** `new LonghaulClient(options)`. */
+export function createClient(options: ClientOptions): LonghaulClient {
+  return new LonghaulClient(options);
+}

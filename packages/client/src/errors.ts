@@ -1,0 +1,94 @@
+import type { ErrorCode } from '@longhaul/shared';
+
+/** Every error the SDK throws. */
+export class LonghaulError extends Error {
+  override name = 'LonghaulError';
+}
+
+/** The API answered with an error body `{ error: { code, message, details? } }`. */
+export class ApiError extends LonghaulError {
+  override name = 'ApiError';
+  constructor(
+    /** The HTTP status. */
+    readonly status: number,
+    /** The API's error code, e.g. `validation_failed`, `not_found`, `redis_unavailable`. */
+    readonly code: ErrorCode | (string & {}),
+    message: string,
+    /** Field-level problems for a 400, the job view for a 409 `not_completed`, … */
+    readonly details?: unknown,
+    /** The response's `X-Request-Id`, to quote when reporting a problem. */
+    readonly requestId?: string,
+    /** Seconds to wait before retrying (429, 503), from `Retry-After`. */
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** 400: unknown analysis, invalid input (see `details`), bad request. */
+export class BadRequestError extends ApiError {
+  override name = 'BadRequestError';
+}
+/** 401: missing or wrong API key. */
+export class UnauthorizedError extends ApiError {
+  override name = 'UnauthorizedError';
+}
+/** 404: no such job (or another tenant's). */
+export class NotFoundError extends ApiError {
+  override name = 'NotFoundError';
+}
+/** 409: the job has no result yet, is already finished, or an Idempotency-Key was reused with another body. */
+export class ConflictError extends ApiError {
+  override name = 'ConflictError';
+}
+/** 410: the job finished and its record was removed after the retention period. */
+export class GoneError extends ApiError {
+  override name = 'GoneError';
+}
+/** 429: rate limit or backlog quota; retry after `retryAfterSeconds`. */
+export class RateLimitedError extends ApiError {
+  override name = 'RateLimitedError';
+}
+/** 503: Redis unavailable; nothing was accepted, retry after `retryAfterSeconds`. */
+export class UnavailableError extends ApiError {
+  override name = 'UnavailableError';
+}
+
+/** The API could not be reached, or did not answer in time. */
+export class ConnectionError extends LonghaulError {
+  override name = 'ConnectionError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+const BY_STATUS: Record<number, typeof ApiError> = {
+  400: BadRequestError,
+  401: UnauthorizedError,
+  404: NotFoundError,
+  409: ConflictError,
+  410: GoneError,
+  429: RateLimitedError,
+  503: UnavailableError,
+};
+
+/** The typed error for an error response. */
+export async function errorFromResponse(res: Response): Promise<ApiError> {
+  const text = await res.text().catch(() => '');
+  let error: { code?: string; message?: string; details?: unknown } = {};
+  try {
+    error = (JSON.parse(text) as { error?: typeof error }).error ?? {};
+  } catch {
+    // not our error body (a proxy's page): keep the status and text
+  }
+  const retryAfter = Number(res.headers.get('retry-after'));
+  const Class = BY_STATUS[res.status] ?? ApiError;
+  return new Class(
+    res.status,
+    error.code ?? `http_${res.status}`,
+    error.message ?? (text.slice(0, 200) || res.statusText),
+    error.details,
+    res.headers.get('x-request-id') ?? undefined,
+    Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined,
+  );
+}

@@ -1,0 +1,164 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api } from '../support/http.ts';
+import { type AppProcess, startApi } from '../support/processes.ts';
+import { uniquePrefix } from '../support/redis.ts';
+import { type RedisServer, startRedisServer } from '../support/redis-server.ts';
+import { waitFor } from '../support/wait.ts';
+import {
+  chaosEnv,
+  executionCounts,
+  executionLogFile,
+  leakedSecrets,
+  readExecutions,
+  recordFigures,
+  rssKb,
+  SECRETS,
+  size,
+  sleep,
+  startWorkers,
+} from './chaos-support.ts';
+
+/** Per test: generous, since a fault test's length is mostly waiting for recovery. */
+const TIMEOUT = size(120_000, 1_200_000);
+
+const DURATION_MS = size(30_000, 180_000);
+const LANES = 12;
+
+interface Sample {
+  at: number;
+  apiRssKb: number;
+  redisUsedBytes: number;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
+
+describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
+  const prefix = uniquePrefix();
+  const log = executionLogFile();
+  let redis: RedisServer;
+  let admin: Redis;
+  const all: AppProcess[] = [];
+  let apiProcess: AppProcess;
+
+  beforeAll(async () => {
+    // A private Redis: its memory is this test's alone.
+    redis = await startRedisServer();
+    admin = new Redis(redis.url);
+    const env = chaosEnv(redis.url, prefix, {
+      WORKER_CONCURRENCY: '8',
+      SIMULATE_EXECUTION_LOG: log,
+      LOG_LEVEL: 'warn',
+      // Bounded memory is the retention caps' job: short ones, so the plateau comes within the run.
+      COMPLETED_RETENTION_COUNT: String(size(300, 2_000)),
+      COMPLETED_RETENTION_SECONDS: '60',
+      TOMBSTONE_TTL_SECONDS: '60',
+    });
+    const [a, workers] = await Promise.all([startApi(env), startWorkers(2, env)]);
+    apiProcess = a;
+    all.push(a, ...workers);
+  });
+  afterAll(async () => {
+    admin?.disconnect();
+    await Promise.all(all.map((p) => p.stop().catch(() => undefined)));
+    await redis?.destroy();
+  });
+
+  it(
+    `G13: when ${DURATION_MS / 1000} s of mixed submit/poll traffic run as fast as the machine allows, then no request fails, no job is lost, and API and Redis memory stay flat`,
+    async () => {
+      const client = api(apiProcess.url, SECRETS.keyA);
+      const ids: string[] = [];
+      const errors: string[] = [];
+      let submits = 0;
+      let polls = 0;
+      const samples: Sample[] = [];
+      const started = Date.now();
+      const deadline = started + DURATION_MS;
+
+      const sampler = (async () => {
+        while (Date.now() < deadline) {
+          const info = await admin.info('memory');
+          samples.push({
+            at: Date.now() - started,
+            apiRssKb: rssKb(apiProcess.pid),
+            redisUsedBytes: Number(/used_memory:(\d+)/.exec(info)?.[1]),
+          });
+          await sleep(1_000);
+        }
+      })();
+
+      // Closed loop: each lane submits, then polls a job submitted earlier, as fast as answers come.
+      await Promise.all(
+        Array.from({ length: LANES }, async () => {
+          while (Date.now() < deadline) {
+            try {
+              const res = await client.post('/v1/jobs', {
+                type: 'simulate',
+                input: { durationMs: Math.floor(Math.random() * 50), steps: 1 },
+              });
+              submits++;
+              if (res.status !== 202) errors.push(`submit ${res.status} ${JSON.stringify(res.body)}`);
+              else ids.push(res.body.id as string);
+              // A recent job: older ones may have passed the retention cap (410 by design).
+              const id = ids[Math.max(0, ids.length - 1 - Math.floor(Math.random() * 100))];
+              if (id) {
+                const poll = await client.get(`/v1/jobs/${id}`);
+                polls++;
+                if (poll.status !== 200) errors.push(`poll ${poll.status} ${JSON.stringify(poll.body)}`);
+              }
+            } catch (err) {
+              errors.push(`request failed: ${(err as Error).message}`);
+            }
+          }
+        }),
+      );
+      await sampler;
+      const elapsedS = (Date.now() - started) / 1000;
+      expect(errors.slice(0, 5)).toEqual([]);
+
+      // No lost job: every accepted job ran to its end, and none failed.
+      await waitFor(
+        () => {
+          const { finishes } = executionCounts(readExecutions(log));
+          return ids.every((id) => (finishes.get(id) ?? 0) >= 1);
+        },
+        { timeoutMs: 60_000, intervalMs: 500, what: 'every accepted job to finish' },
+      );
+      expect(await admin.zcard(`${prefix}:analyses:failed`)).toBe(0);
+
+      // Flat memory: the last window against the one before it (after warm-up).
+      const third = DURATION_MS / 3;
+      const middle = samples.filter((s) => s.at >= third && s.at < 2 * third);
+      const last = samples.filter((s) => s.at >= 2 * third);
+      const rss = { middleKb: mean(middle.map((s) => s.apiRssKb)), lastKb: mean(last.map((s) => s.apiRssKb)) };
+      const mem = {
+        middleBytes: mean(middle.map((s) => s.redisUsedBytes)),
+        lastBytes: mean(last.map((s) => s.redisUsedBytes)),
+      };
+      recordFigures('G13', {
+        durationS: Math.round(elapsedS),
+        lanes: LANES,
+        submits,
+        polls,
+        requestsPerSecond: Math.round((submits + polls) / elapsedS),
+        jobsPerSecond: Math.round(ids.length / elapsedS),
+        errors: errors.length,
+        apiRssMiB: { middle: +(rss.middleKb / 1024).toFixed(1), last: +(rss.lastKb / 1024).toFixed(1) },
+        redisUsedMiB: {
+          middle: +(mem.middleBytes / 1048576).toFixed(1),
+          last: +(mem.lastBytes / 1048576).toFixed(1),
+        },
+      });
+      expect(middle.length).toBeGreaterThan(3);
+      expect(last.length).toBeGreaterThan(3);
+      expect(rss.lastKb).toBeLessThanOrEqual(rss.middleKb * 1.2 + 16 * 1024);
+      expect(mem.lastBytes).toBeLessThanOrEqual(mem.middleBytes * 1.2 + 1024 * 1024);
+    },
+    TIMEOUT,
+  );
+
+  it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {
+    expect(leakedSecrets(all)).toEqual([]);
+  });
+});

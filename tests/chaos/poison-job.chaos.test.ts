@@ -1,0 +1,122 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api } from '../support/http.ts';
+import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
+import {
+  chaosEnv,
+  countBy,
+  executionLogFile,
+  leakedSecrets,
+  readExecutions,
+  recordFigures,
+  SECRETS,
+  size,
+  sleep,
+  startWorkers,
+  submitJobs,
+  waitAllFinal,
+} from './chaos-support.ts';
+
+/** Per test: generous, since a fault test's length is mostly waiting for recovery. */
+const TIMEOUT = size(120_000, 1_200_000);
+
+const MAX_STALLED_COUNT = 1;
+
+describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a short lock', () => {
+  const prefix = uniquePrefix();
+  const log = executionLogFile();
+  const env = chaosEnv(redisUrl(), prefix, {
+    WORKER_CONCURRENCY: '4',
+    LOCK_DURATION_MS: '1000',
+    STALLED_INTERVAL_MS: '1000',
+    MAX_STALLED_COUNT: String(MAX_STALLED_COUNT),
+    SIMULATE_EXECUTION_LOG: log,
+    SIMULATE_ALLOW_CRASH: 'true',
+  });
+  const all: AppProcess[] = [];
+  let apiProcess: AppProcess;
+  let workers: AppProcess[];
+  let supervising = false;
+  let supervisor: Promise<void> | undefined;
+
+  beforeAll(async () => {
+    [apiProcess, workers] = await Promise.all([startApi(env), startWorkers(3, env)]);
+    all.push(apiProcess, ...workers);
+  });
+  afterAll(async () => {
+    supervising = false;
+    await supervisor;
+    await Promise.all(all.map((p) => p.stop().catch(() => undefined)));
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+
+  it(
+    'G9: when a CPU-bound job runs longer than its 1 s lock, then it is never marked stalled nor run twice',
+    async () => {
+      const client = api(apiProcess.url, SECRETS.keyA);
+      const { body } = await client.post('/v1/jobs', {
+        type: 'simulate',
+        input: { durationMs: size(5_000, 30_000), steps: 1, cpu: true },
+      });
+      const [status] = (await waitAllFinal(client, [body.id], size(30_000, 90_000))).values();
+      expect(status).toBe('completed');
+      const view = (await client.get(`/v1/jobs/${body.id}`)).body;
+      expect(view.attempts.made).toBe(1);
+      expect(readExecutions(log).filter((e) => e.jobId === body.id && e.event === 'start')).toHaveLength(1);
+      for (const w of workers) expect(w.logs()).not.toContain('job stalled');
+      recordFigures('G9', { cpuMs: size(5_000, 30_000), lockDurationMs: 1000, starts: 1, stalled: 0 });
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'G7: when a job crashes its worker on every start, then it ends failed (stalled) after a bounded number of starts and the jobs around it complete',
+    async () => {
+      const client = api(apiProcess.url, SECRETS.keyA);
+      // A supervisor, as Railway or Kubernetes would be: a dead worker is replaced.
+      supervising = true;
+      supervisor = (async () => {
+        while (supervising) {
+          for (const [i, w] of workers.entries()) {
+            const ended = await Promise.race([w.exited.then(() => true), sleep(0).then(() => false)]);
+            if (ended && supervising) {
+              const next = await startWorker(env);
+              all.push(next);
+              workers[i] = next;
+            }
+          }
+          await sleep(100);
+        }
+      })();
+      const before = await submitJobs(client, size(20, 100), { durationMs: 500, steps: 2 });
+      const { body: poison } = await client.post('/v1/jobs', {
+        type: 'simulate',
+        input: { durationMs: 400, steps: 2, crash: true },
+      });
+      expect(poison.id).toBeTruthy();
+      const after = await submitJobs(client, size(20, 100), { durationMs: 500, steps: 2 });
+
+      const [poisonStatus] = (await waitAllFinal(client, [poison.id], 60_000)).values();
+      expect(poisonStatus).toBe('failed');
+      const view = (await client.get(`/v1/jobs/${poison.id}`)).body;
+      expect(view.error.code).toBe('stalled');
+      const starts = readExecutions(log).filter((e) => e.jobId === poison.id && e.event === 'start').length;
+      expect(starts).toBeGreaterThanOrEqual(2);
+      expect(starts).toBeLessThanOrEqual(MAX_STALLED_COUNT + 1);
+
+      const others = await waitAllFinal(client, [...before, ...after], 60_000);
+      expect(countBy(others.values())).toEqual({ completed: before.length + after.length });
+      recordFigures('G7', {
+        maxStalledCount: MAX_STALLED_COUNT,
+        poisonStarts: starts,
+        workersKilled: all.filter((p) => p.name === 'worker').length - 3,
+        neighbours: before.length + after.length,
+      });
+    },
+    TIMEOUT,
+  );
+
+  it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {
+    expect(leakedSecrets(all)).toEqual([]);
+  });
+});

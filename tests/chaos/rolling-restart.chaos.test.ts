@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api } from '../support/http.ts';
+import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
+import { waitFor } from '../support/wait.ts';
+import {
+  chaosEnv,
+  countBy,
+  executionCounts,
+  executionLogFile,
+  inFlightOf,
+  leakedSecrets,
+  readExecutions,
+  recordFigures,
+  SECRETS,
+  size,
+  startWorkers,
+  submitJobs,
+  waitAllFinal,
+} from './chaos-support.ts';
+
+/** Per test: generous, since a fault test's length is mostly waiting for recovery. */
+const TIMEOUT = size(120_000, 1_200_000);
+
+describe('G2/G6 deploys: rolling SIGTERM, and SIGTERM followed at once by SIGKILL', () => {
+  const prefix = uniquePrefix();
+  const log = executionLogFile();
+  const env = chaosEnv(redisUrl(), prefix, {
+    WORKER_CONCURRENCY: '4',
+    SHUTDOWN_GRACE_MS: '300',
+    LOCK_DURATION_MS: '2000',
+    STALLED_INTERVAL_MS: '1000',
+    SIMULATE_EXECUTION_LOG: log,
+  });
+  const all: AppProcess[] = [];
+  let apiProcess: AppProcess;
+  let workers: AppProcess[];
+
+  beforeAll(async () => {
+    [apiProcess, workers] = await Promise.all([startApi(env), startWorkers(3, env)]);
+    all.push(apiProcess, ...workers);
+  });
+  afterAll(async () => {
+    await Promise.all(all.map((p) => p.stop().catch(() => undefined)));
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+
+  it(
+    'G2: when each of 3 workers gets SIGTERM in turn while jobs run, then no job fails and none is lost',
+    async () => {
+      const client = api(apiProcess.url, SECRETS.keyA);
+      const jobs = size(90, 400);
+      const ids = await submitJobs(client, jobs, { durationMs: size(1_500, 3_000), steps: 6 });
+      const handedBack: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const old = workers[i] as AppProcess;
+        await waitFor(() => inFlightOf(readExecutions(log), old.pid).length > 0, {
+          timeoutMs: 20_000,
+          intervalMs: 20,
+          what: `worker ${old.pid} busy`,
+        });
+        // Stop the old one mid-job while its replacement starts, as a rolling deploy does.
+        const [code, next] = await Promise.all([old.stop(30_000), startWorker(env)]);
+        expect(code).toBe(0);
+        all.push(next);
+        workers.push(next);
+        handedBack.push((old.logs().match(/handing the job back/g) ?? []).length);
+      }
+      const final = await waitAllFinal(client, ids, size(120_000, 600_000));
+      expect(countBy(final.values())).toEqual({ completed: jobs });
+      // The hand-backs really happened (the grace period is shorter than a job), and spent no attempt.
+      expect(handedBack.reduce((a, n) => a + n, 0)).toBeGreaterThan(0);
+      const { extraStarts } = executionCounts(readExecutions(log));
+      recordFigures('G2', { jobs, workersRestarted: 3, handedBack, reExecutions: extraStarts, failed: 0 });
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'G6: when SIGTERM is followed at once by SIGKILL (0 s draining), then the job runs again at most once and completes',
+    async () => {
+      const client = api(apiProcess.url, SECRETS.keyA);
+      const victim = await startWorker(env);
+      all.push(victim);
+      // Only the victim may take the job: stop the others.
+      const others = workers.filter((w) => w.pid !== victim.pid);
+      await Promise.all(others.map((w) => w.stop(30_000).catch(() => undefined)));
+      const { body } = await client.post('/v1/jobs', { type: 'simulate', input: { durationMs: 3_000, steps: 6 } });
+      await waitFor(() => inFlightOf(readExecutions(log), victim.pid).includes(body.id), {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        what: 'the job to start on the victim',
+      });
+      victim.signal('SIGTERM');
+      victim.signal('SIGKILL');
+      await victim.exited;
+      const rescuer = await startWorker(env);
+      all.push(rescuer);
+      const [status] = (await waitAllFinal(client, [body.id], 30_000)).values();
+      expect(status).toBe('completed');
+      const starts = readExecutions(log).filter((e) => e.jobId === body.id && e.event === 'start');
+      expect(starts.length).toBeLessThanOrEqual(2);
+      const view = (await client.get(`/v1/jobs/${body.id}`)).body;
+      expect(view.error).toBeNull();
+      recordFigures('G6', { starts: starts.length, attemptsMade: view.attempts.made, status });
+    },
+    TIMEOUT,
+  );
+
+  it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {
+    expect(leakedSecrets(all)).toEqual([]);
+  });
+});

@@ -1,0 +1,131 @@
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KEY_A, startSystem } from '../e2e/fixtures.ts';
+import { trackChild } from '../support/child-registry.ts';
+import { REPO_ROOT } from '../support/processes.ts';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI as a user would (`node --import tsx packages/client/src/cli.ts …`), off a terminal. */
+function run(args: string[], env: Record<string, string>): Promise<Run> {
+  return capture(process.execPath, ['--import', 'tsx', 'packages/client/src/cli.ts', ...args], env);
+}
+
+/** The same inside a pseudo-terminal (`script` from util-linux), so stdout and stderr are TTYs. */
+function runOnTty(args: string[], env: Record<string, string>): Promise<Run> {
+  const quoted = ['node', '--import', 'tsx', 'packages/client/src/cli.ts', ...args]
+    .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+    .join(' ');
+  return capture('script', ['-qfec', quoted, '/dev/null'], { ...env, TERM: 'xterm', COLUMNS: '100' });
+}
+
+function capture(cmd: string, args: string[], env: Record<string, string>): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    trackChild(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('the longhaul CLI against a real api and worker', () => {
+  let system: Awaited<ReturnType<typeof startSystem>>;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    system = await startSystem();
+    env = { LONGHAUL_URL: system.api.url, LONGHAUL_API_KEY: KEY_A };
+  });
+  afterAll(async () => {
+    await system?.stop();
+  });
+
+  it('when a job is submitted with --wait off a terminal, then progress comes as plain lines and it exits 0', async () => {
+    const r = await run(['submit', 'simulate', '--input', '{"durationMs":1200,"steps":4}', '--wait'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^submitted job_/m);
+    expect(r.stderr).toMatch(/^\[ 50%\] running: step 2 of 4/m);
+    expect(r.stderr).not.toContain(String.fromCharCode(27)); // no terminal control codes in a pipe
+    expect(r.stdout).toMatch(/^completed job_\w+ in \d+\.\ds$/m);
+  });
+
+  it('when --wait runs on a terminal, then a live progress bar with step and ETA is drawn', async () => {
+    const r = await runOnTty(['submit', 'simulate', '--input', '{"durationMs":2000,"steps":5}', '--wait'], env);
+    expect(r.code, r.stdout).toBe(0);
+    // script merges both streams into its stdout.
+    expect(r.stdout).toMatch(/[█░]{10,}/);
+    expect(r.stdout).toMatch(/\d+% \| running: step \d of 5 \| ETA \d+s/);
+    expect(r.stdout).toMatch(/completed job_/);
+  });
+
+  it('when --json is given, then stdout is the final job view as JSON', async () => {
+    const input = join(tmpdir(), `lh-cli-input-${process.pid}.json`);
+    await writeFile(input, JSON.stringify({ durationMs: 50 }));
+    const r = await run(['--json', 'submit', 'simulate', '--input', `@${input}`, '--wait'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const view = JSON.parse(r.stdout);
+    expect(view).toMatchObject({ type: 'simulate', status: 'completed' });
+
+    const status = await run(['--json', 'status', view.id], env);
+    expect(JSON.parse(status.stdout)).toMatchObject({ id: view.id, status: 'completed' });
+    const result = await run(['result', view.id], env);
+    expect(JSON.parse(result.stdout)).toMatchObject({ attempt: 1 });
+    const list = await run(['list', '--status', 'completed', '--limit', '100'], env);
+    expect(list.stdout).toContain(view.id);
+  });
+
+  it('when a job fails, then --wait exits 1 and says why', async () => {
+    const r = await run(['submit', 'simulate', '--input', '{"durationMs":10,"fail":"permanent"}', '--wait'], env);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^failed job_\w+: analysis_failed/m);
+  });
+
+  it('when a job is cancelled while watched, then watch exits 3', async () => {
+    const submitted = await run(['submit', 'simulate', '--input', '{"durationMs":10}', '--delay-ms', '60000'], env);
+    const id = submitted.stdout.trim();
+    expect(id).toMatch(/^job_/);
+    const watching = run(['watch', id], env);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const cancel = await run(['cancel', id], env);
+    expect(cancel.stdout.trim()).toBe(`cancelled ${id}`);
+    const r = await watching;
+    expect(r.code).toBe(3);
+    expect(r.stdout).toMatch(/^cancelled job_/m);
+    expect((await run(['result', id], env)).code).toBe(3);
+  });
+
+  it('when the command is misused or the input is invalid, then it exits 2 with a message', async () => {
+    const badJson = await run(['submit', 'simulate', '--input', '{nope'], env);
+    expect(badJson.code).toBe(2);
+    expect(badJson.stderr).toMatch(/not valid JSON/);
+    const badInput = await run(['submit', 'simulate', '--input', '{"durationMs":-1}'], env);
+    expect(badInput.code).toBe(2);
+    expect(badInput.stderr).toMatch(/validation_failed/);
+    expect((await run(['frobnicate'], env)).code).toBe(2);
+    const noKey = await run(['list'], { LONGHAUL_URL: system.api.url });
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toMatch(/LONGHAUL_API_KEY/);
+    // Flags win over the environment.
+    const wrongKey = await run(['--api-key', 'wrong-key-000000000000', 'list'], env);
+    expect(wrongKey.code).toBe(1);
+    expect(wrongKey.stderr).toMatch(/unauthorized/);
+  });
+});

@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BadRequestError,
+  ConflictError,
+  createClient,
+  type JobEvent,
+  type LonghaulClient,
+  NotFoundError,
+  UnauthorizedError,
+} from '../../packages/client/src/index.ts';
+import { KEY_A, KEY_B, startSystem } from '../e2e/fixtures.ts';
+
+describe('the typed SDK against a real api and worker', () => {
+  let system: Awaited<ReturnType<typeof startSystem>>;
+  let client: LonghaulClient;
+
+  beforeAll(async () => {
+    system = await startSystem();
+    client = createClient({ baseUrl: system.api.url, apiKey: KEY_A });
+  });
+  afterAll(async () => {
+    await system?.stop();
+  });
+
+  it('when a job is followed with events(), then it yields the snapshot, ordered progress and completed, and ends', async () => {
+    const job = await client.submit('simulate', { durationMs: 800, steps: 4 });
+    const events: JobEvent[] = [];
+    for await (const event of client.events(job.id)) events.push(event);
+    expect(events[0]?.type).toBe('snapshot');
+    expect(events.at(-1)).toMatchObject({ type: 'completed', data: { id: job.id, status: 'completed' } });
+    const percents = events.flatMap((e) => (e.type === 'progress' ? [e.data.progress.percent] : []));
+    expect(percents).toEqual([...percents].sort((a, b) => a - b));
+    const { result } = await client.result<'simulate'>(job.id);
+    expect(result.steps).toBe(4);
+  });
+
+  it('when waitFor() follows a job, then it resolves with the final view', async () => {
+    const job = await client.submit('simulate', { durationMs: 50, fail: 'permanent' });
+    const seen: string[] = [];
+    const final = await client.waitFor(job.id, { onEvent: (e) => seen.push(e.type) });
+    expect(final).toMatchObject({ id: job.id, status: 'failed', error: { code: 'analysis_failed' } });
+    expect(seen.at(-1)).toBe('failed');
+  });
+
+  it('when the API refuses, then the error is typed and carries the code and status', async () => {
+    await expect(client.get('job_01ARZ3NDEKTSV4RRFFQ69G5FAV')).rejects.toMatchObject({
+      constructor: NotFoundError,
+      status: 404,
+      code: 'not_found',
+    });
+    const bad = await client.submit('simulate', { durationMs: -1 }).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(BadRequestError);
+    expect((bad as BadRequestError).code).toBe('validation_failed');
+    const queued = await client.submit('simulate', { durationMs: 10 }, { delayMs: 60_000 });
+    await expect(client.result(queued.id)).rejects.toBeInstanceOf(ConflictError);
+    await expect(createClient({ baseUrl: system.api.url, apiKey: 'not-a-key-00000000' }).list()).rejects.toBeInstanceOf(
+      UnauthorizedError,
+    );
+    // Another tenant's job is a 404 on the event stream too.
+    const other = createClient({ baseUrl: system.api.url, apiKey: KEY_B });
+    await expect(other.waitFor(queued.id)).rejects.toBeInstanceOf(NotFoundError);
+    expect((await client.cancel(queued.id)).status).toBe('cancelled');
+    expect((await client.list({ status: 'cancelled' })).jobs.map((j) => j.id)).toContain(queued.id);
+  });
+});
