@@ -1,10 +1,9 @@
 import {
-  ConfigError,
   createLogger,
   createRedisConnection,
   handleShutdown,
   type JobData,
-  loadConfig,
+  loadConfigOrExit,
   QUEUES,
   redactRedisUrl,
 } from '@longhaul/shared';
@@ -12,19 +11,7 @@ import { Queue } from 'bullmq';
 import { createApp } from './app.ts';
 import { createJobEventHub } from './events/job-event-hub.ts';
 
-function loadOrExit() {
-  try {
-    return loadConfig(process.env, 'api');
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`longhaul api: ${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
-  }
-}
-
-const config = loadOrExit();
+const config = loadConfigOrExit(process.env, 'api');
 const log = createLogger({ name: 'longhaul-api', level: config.log.level, pretty: config.log.pretty });
 
 const redis = createRedisConnection(config.redisUrl, 'producer', {

@@ -1,9 +1,8 @@
 import {
-  ConfigError,
   createLogger,
   createRedisConnection,
   handleShutdown,
-  loadConfig,
+  loadConfigOrExit,
   redactRedisUrl,
 } from '@longhaul/shared';
 import { createDatasetProfile } from './analyses/dataset-profile.ts';
@@ -14,19 +13,7 @@ import { createWorkerMetrics } from './metrics.ts';
 import { createWebhookWorker } from './webhooks/webhook-worker.ts';
 import { createAnalysisWorker } from './worker.ts';
 
-function loadOrExit() {
-  try {
-    return loadConfig(process.env, 'worker');
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`longhaul worker: ${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
-  }
-}
-
-const config = loadOrExit();
+const config = loadConfigOrExit(process.env, 'worker');
 const log = createLogger({ name: 'longhaul-worker', level: config.log.level, pretty: config.log.pretty });
 
 const connection = createRedisConnection(config.redisUrl, 'worker', { name: 'longhaul-worker' });

@@ -15,54 +15,50 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
+/**
+ * `"tenant:value,tenant2:value2"` → [{ tenant, value }], each value at least `minLength` long.
+ * Problems name the tenant, never the value (these are secrets).
+ */
+function tenantPairs(what: string, minLength: number) {
+  return z.string().transform((raw, ctx) => {
+    const entries: { tenant: string; value: string }[] = [];
+    for (const part of raw
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
+      const sep = part.indexOf(':');
+      const tenant = part.slice(0, sep);
+      const value = part.slice(sep + 1);
+      if (sep < 1 || !TENANT.test(tenant)) {
+        ctx.addIssue({ code: 'custom', message: `each entry must be "tenant:${what}", tenant of [A-Za-z0-9_-]` });
+        continue;
+      }
+      if (value.length < minLength) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `the ${what} of tenant "${tenant}" is shorter than ${minLength} characters`,
+        });
+        continue;
+      }
+      entries.push({ tenant, value });
+    }
+    return entries;
+  });
+}
+
 /** `API_KEYS="tenant:key,tenant2:key2"` → [{ tenant, key }]. */
-const apiKeys = z.string().transform((raw, ctx) => {
-  const entries: { tenant: string; key: string }[] = [];
-  for (const part of raw
-    .split(',')
-    .map((p) => p.trim())
-    .filter(Boolean)) {
-    const sep = part.indexOf(':');
-    const tenant = part.slice(0, sep);
-    const key = part.slice(sep + 1);
-    if (sep < 1 || !TENANT.test(tenant)) {
-      ctx.addIssue({ code: 'custom', message: 'each entry must be "tenant:key", tenant of [A-Za-z0-9_-]' });
-      continue;
-    }
-    if (key.length < 12) {
-      ctx.addIssue({ code: 'custom', message: `the key of tenant "${tenant}" is shorter than 12 characters` });
-      continue;
-    }
-    entries.push({ tenant, key });
-  }
-  if (entries.length === 0 && !ctx.issues?.length) ctx.addIssue({ code: 'custom', message: 'no keys given' });
-  if (new Set(entries.map((e) => e.key)).size !== entries.length) {
+const apiKeys = tenantPairs('key', 12).transform((entries, ctx) => {
+  if (entries.length === 0) ctx.addIssue({ code: 'custom', message: 'no keys given' });
+  if (new Set(entries.map((e) => e.value)).size !== entries.length) {
     ctx.addIssue({ code: 'custom', message: 'the same key is given twice' });
   }
-  return entries;
+  return entries.map(({ tenant, value }) => ({ tenant, key: value }));
 });
 
 /** `WEBHOOK_SECRETS="tenant:secret,..."` → tenant → signing secret (16+ characters). */
-const webhookSecrets = z.string().transform((raw, ctx) => {
-  const secrets = new Map<string, string>();
-  for (const part of raw
-    .split(',')
-    .map((p) => p.trim())
-    .filter(Boolean)) {
-    const sep = part.indexOf(':');
-    const tenant = part.slice(0, sep);
-    if (sep < 1 || !TENANT.test(tenant)) {
-      ctx.addIssue({ code: 'custom', message: 'each entry must be "tenant:secret", tenant of [A-Za-z0-9_-]' });
-      continue;
-    }
-    if (part.length - sep - 1 < 16) {
-      ctx.addIssue({ code: 'custom', message: `the secret of tenant "${tenant}" is shorter than 16 characters` });
-      continue;
-    }
-    secrets.set(tenant, part.slice(sep + 1));
-  }
-  return secrets;
-});
+const webhookSecrets = tenantPairs('secret', 16).transform(
+  (entries) => new Map(entries.map(({ tenant, value }) => [tenant, value])),
+);
 
 const redisUrl = z.string().refine((u) => /^rediss?(\+cluster|\+sentinel)?:\/\/.+/.test(u), {
   message: 'must be a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL (rediss+… for TLS)',
@@ -269,4 +265,20 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       checkpointMs: e.DATASET_CHECKPOINT_MS,
     },
   };
+}
+
+/**
+ * For a `main.ts`: {@link loadConfig}, or print every problem and exit 1 (a bad deployment stops at
+ * once, saying all that is wrong, instead of failing later on the first bad value it meets).
+ */
+export function loadConfigOrExit(env: Record<string, string | undefined>, role: Role): Config {
+  try {
+    return loadConfig(env, role);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`longhaul ${role}: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
 }
