@@ -1,4 +1,4 @@
-import { defineConfig, mergeConfig } from 'vitest/config';
+import { defineConfig } from 'vitest/config';
 import base from './vitest.config.ts';
 
 /**
@@ -7,14 +7,13 @@ import base from './vitest.config.ts';
  * `pnpm test` runs the same tests in their short form. One file at a time: each one measures
  * recovery and memory, which a neighbour competing for the 2 cores would distort.
  */
-export default mergeConfig(
-  base,
-  defineConfig({
-    test: {
-      include: ['tests/chaos/**/*.test.ts'],
-      env: { LONGHAUL_CHAOS_FULL: '1' },
-      maxWorkers: 1,
-      testTimeout: 1_200_000,
-    },
-  }),
-);
+// Not mergeConfig: it would append to the base `include` and run the whole suite.
+export default defineConfig({
+  test: {
+    ...base.test,
+    include: ['tests/chaos/**/*.test.ts'],
+    env: { LONGHAUL_CHAOS_FULL: '1' },
+    maxWorkers: 1,
+    testTimeout: 1_200_000,
+  },
+});

@@ -6,6 +6,7 @@ import {
   chaosEnv,
   countBy,
   executionLogFile,
+  inFlightOf,
   leakedSecrets,
   readExecutions,
   recordFigures,
@@ -20,7 +21,8 @@ import {
 /** Per test: generous, since a fault test's length is mostly waiting for recovery. */
 const TIMEOUT = size(120_000, 1_200_000);
 
-const MAX_STALLED_COUNT = 1;
+/** The default: a job may lose its worker twice; the third loss fails it. */
+const MAX_STALLED_COUNT = 2;
 
 describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a short lock', () => {
   const prefix = uniquePrefix();
@@ -54,10 +56,8 @@ describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a sho
     'G9: when a CPU-bound job runs longer than its 1 s lock, then it is never marked stalled nor run twice',
     async () => {
       const client = api(apiProcess.url, SECRETS.keyA);
-      const { body } = await client.post('/v1/jobs', {
-        type: 'simulate',
-        input: { durationMs: size(5_000, 30_000), steps: 1, cpu: true },
-      });
+      const [id] = await submitJobs(client, 1, { durationMs: size(5_000, 30_000), steps: 1, cpu: true });
+      const body = { id: id as string };
       const [status] = (await waitAllFinal(client, [body.id], size(30_000, 90_000))).values();
       expect(status).toBe('completed');
       const view = (await client.get(`/v1/jobs/${body.id}`)).body;
@@ -89,11 +89,8 @@ describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a sho
         }
       })();
       const before = await submitJobs(client, size(20, 100), { durationMs: 500, steps: 2 });
-      const { body: poison } = await client.post('/v1/jobs', {
-        type: 'simulate',
-        input: { durationMs: 400, steps: 2, crash: true },
-      });
-      expect(poison.id).toBeTruthy();
+      const [poisonId] = await submitJobs(client, 1, { durationMs: 400, steps: 2, crash: true });
+      const poison = { id: poisonId as string };
       const after = await submitJobs(client, size(20, 100), { durationMs: 500, steps: 2 });
 
       const [poisonStatus] = (await waitAllFinal(client, [poison.id], 60_000)).values();
@@ -104,13 +101,28 @@ describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a sho
       expect(starts).toBeGreaterThanOrEqual(2);
       expect(starts).toBeLessThanOrEqual(MAX_STALLED_COUNT + 1);
 
-      const others = await waitAllFinal(client, [...before, ...after], 60_000);
-      expect(countBy(others.values())).toEqual({ completed: before.length + after.length });
+      // The neighbours complete. BullMQ cannot tell the culprit from a job that merely shared its
+      // worker: a neighbour that was in flight on more than MAX_STALLED_COUNT of the crashed
+      // workers is failed as stalled too. That collateral is counted from the execution log,
+      // asserted to be the only exception, and reported.
+      const neighbours = [...before, ...after];
+      const others = await waitAllFinal(client, neighbours, 60_000);
+      const executions = readExecutions(log);
+      const crashedPids = [...new Set(executions.filter((e) => e.jobId === poison.id).map((e) => e.pid))];
+      const hitsOf = (id: string) => crashedPids.filter((pid) => inFlightOf(executions, pid).includes(id)).length;
+      const collateral = neighbours.filter((id) => hitsOf(id) > MAX_STALLED_COUNT);
+      for (const id of neighbours) {
+        expect(others.get(id), `neighbour ${id}, in flight at ${hitsOf(id)} crashes`).toBe(
+          collateral.includes(id) ? 'failed' : 'completed',
+        );
+      }
       recordFigures('G7', {
         maxStalledCount: MAX_STALLED_COUNT,
         poisonStarts: starts,
-        workersKilled: all.filter((p) => p.name === 'worker').length - 3,
-        neighbours: before.length + after.length,
+        workersKilled: crashedPids.length,
+        neighbours: neighbours.length,
+        neighboursCompleted: countBy(others.values()).completed ?? 0,
+        collateralFailedAsStalled: collateral.length,
       });
     },
     TIMEOUT,
