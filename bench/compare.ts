@@ -90,6 +90,21 @@ function rawWorker(prefix: string, queueName: string, concurrency: number, resul
   );
   return new Promise((resolve) => child.once('message', () => resolve(child)));
 }
+/** The hand-written Express + BullMQ API (bench/plain-api.ts) on a free port. */
+async function plainApi(prefix: string): Promise<{ child: ChildProcess; url: string }> {
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const child = fork(
+    fileURLToPath(new URL('./plain-api.ts', import.meta.url)),
+    [redisServer.url, prefix, String(port)],
+    {
+      execArgv: ['--import', 'tsx'],
+      cwd: fileURLToPath(new URL('../apps/api/', import.meta.url)),
+    },
+  );
+  await new Promise((resolve) => child.once('message', resolve));
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
 const stopChild = (child: ChildProcess) =>
   new Promise<void>((resolve) => {
     child.once('exit', () => resolve());
@@ -116,8 +131,21 @@ const simulateNoop = (resultBytes = 0) => ({ type: 'simulate', input: { duration
     await queue.add('noop', { input: { durationMs: 0 } });
   });
   await queue.close();
+  const plain = await plainApi(prefixOf('plain'));
+  const plainClient = httpClient(plain.url, KEY);
+  await runConcurrent(
+    200,
+    CONCURRENCY,
+    async () => void (await plainClient.request('POST', '/v1/jobs', simulateNoop())),
+  );
+  const hand = await runConcurrent(total, CONCURRENCY, async () => {
+    await plainClient.request('POST', '/v1/jobs', simulateNoop());
+  });
+  await plainClient.close();
+  await stopChild(plain.child);
   const oursRate = total / ours.seconds;
   const rawRate = total / raw.seconds;
+  const handRate = total / hand.seconds;
   if (errors) notes.push(`submit: ${errors} of ${total} requests did not answer 202`);
   record(
     {
@@ -128,6 +156,16 @@ const simulateNoop = (resultBytes = 0) => ({ type: 'simulate', input: { duration
       goal: '≥ 0.7',
     },
     oursRate / rawRate >= 0.7,
+  );
+  record(
+    {
+      comparison: '1b. submit throughput vs a hand-written Express + BullMQ API (no auth, no validation)',
+      longhaul: `${fmt(oursRate)}/s`,
+      raw: `${fmt(handRate)}/s, p99 ${fmt(percentile(hand.latencies, 99), 1)} ms`,
+      ratio: oursRate / handRate,
+      goal: '(reference)',
+    },
+    true,
   );
   await redis.flushall();
 }

@@ -32,6 +32,12 @@ export interface AppDeps {
   /** The producer-role connection: fails fast while Redis is down. */
   redis: RedisConnection;
   queue: Queue<JobData>;
+  /**
+   * The connection the app's own BullMQ queues use (webhook deliveries). BullMQ defines its Lua
+   * scripts on the connection it gets, and ioredis copies them all into every pipeline built on it,
+   * so keep it apart from `redis`, whose pipelines serve every status read. @defaultValue `redis`
+   */
+  queueConnection?: RedisConnection;
   /** Prometheus metrics; built here (own registry) when not given. */
   metrics?: ApiMetrics;
   /** Live job events (one QueueEvents per process). Without it, `GET /v1/jobs/:id/events` is not served. */
@@ -47,6 +53,7 @@ export function createApp({
   log,
   redis,
   queue,
+  queueConnection = redis,
   events,
   metrics = createApiMetrics({ queue, redis, queuePrefix: config.queuePrefix }),
 }: AppDeps): Express {
@@ -59,7 +66,7 @@ export function createApp({
     quota: config.limits.tenantBacklog,
     ttlSeconds: config.retention.tombstoneSeconds,
   });
-  const webhooks = createWebhookQueue(redis, config.queuePrefix, log);
+  const webhooks = createWebhookQueue(queueConnection, config.queuePrefix, log);
   const jobs = createJobService({ config, redis, queue, keys, reader, quota, webhooks });
   // A request waits for Redis at most this long, then answers 503 (a command's own timeout
   // usually fires first; this also covers a client still waiting for its first connection).

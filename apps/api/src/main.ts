@@ -55,7 +55,7 @@ const eventsConnection = createRedisConnection(config.redisUrl, 'worker', { name
 eventsConnection.on('error', () => undefined);
 const events = createJobEventHub({ connection: eventsConnection, prefix: config.queuePrefix, log });
 
-const app = createApp({ config, log, redis, queue, events });
+const app = createApp({ config, log, redis, queue, queueConnection, events });
 const server = app.listen(config.port, () => {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;

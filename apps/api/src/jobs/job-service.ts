@@ -91,34 +91,70 @@ export function createJobService({ config, redis, queue, keys, reader, quota, we
     return { name: type, input: parsed.data };
   }
 
-  async function enqueue(tenant: string, id: string, body: SubmitBody, name: AnalysisName, input: unknown) {
+  async function enqueue(
+    tenant: string,
+    id: string,
+    body: SubmitBody,
+    name: AnalysisName,
+    input: unknown,
+  ): Promise<JobSnapshot> {
     const contract = getContract(name);
     const now = Date.now();
     const priority = body.priority ?? DEFAULT_PRIORITY;
-    // Our record first: a job that exists always has one (tenant checks, listing, tombstone).
-    // If the add below fails, the record is removed again (best effort; an orphan reads as gone).
+    // Our record (tenant checks, listing, the tombstone behind 410) and the job are sent at once,
+    // each in one round trip; the client hears 202 only when both are stored. If either fails the
+    // catch below removes what got in, so no half-submitted job stays visible.
     const tombstoneMs = config.retention.tombstoneSeconds * 1000;
     try {
-      if (body.webhook) await redis.hset(keys.meta(id), 'webhookUrl', body.webhook.url);
-      await redis
+      const record = redis
         .multi()
         .hsetnx(keys.meta(id), 'tenant', tenant)
         .hsetnx(keys.meta(id), 'type', name)
         .hsetnx(keys.meta(id), 'createdAt', String(now))
         .hsetnx(keys.meta(id), 'attempts', String(contract.defaults.attempts))
-        .hsetnx(keys.meta(id), 'priority', String(priority))
+        .hsetnx(keys.meta(id), 'priority', String(priority));
+      if (body.webhook) record.hsetnx(keys.meta(id), 'webhookUrl', body.webhook.url);
+      record
         .expire(keys.meta(id), config.retention.tombstoneSeconds)
         .zadd(keys.tenantJobs(tenant), 0, id)
         // Ids are ULIDs, so lexical order is time order: drop index entries older than any tombstone.
         .zremrangebylex(keys.tenantJobs(tenant), '-', `(job_${encodeTime(Math.max(0, now - tombstoneMs), 10)}`)
-        .expire(keys.tenantJobs(tenant), config.retention.tombstoneSeconds)
-        .exec();
+        .expire(keys.tenantJobs(tenant), config.retention.tombstoneSeconds);
       const data: JobData = { tenant, input, ...(body.webhook ? { webhook: body.webhook } : {}) };
-      await queue.add(
-        name,
-        data,
-        jobOptionsFor(contract, config.retention, { jobId: id, priority, delayMs: body.delayMs }),
-      );
+      const [, job] = await Promise.all([
+        record.exec(),
+        queue.add(
+          name,
+          data,
+          jobOptionsFor(contract, config.retention, { jobId: id, priority, delayMs: body.delayMs }),
+        ),
+      ]);
+      // What was just stored, as a snapshot: no read back on the submit path.
+      const accepted: JobSnapshot = {
+        id,
+        meta: {
+          tenant,
+          type: name,
+          createdAt: now,
+          attempts: contract.defaults.attempts,
+          priority,
+          ...(body.webhook ? { webhookUrl: body.webhook.url } : {}),
+        },
+        job: {
+          name,
+          timestamp: job.timestamp,
+          processedOn: null,
+          finishedOn: null,
+          failedReason: null,
+          attemptsMade: 0,
+          progress: null,
+          hasResult: false,
+        },
+        locked: false,
+        delayed: (body.delayMs ?? 0) > 0,
+        deliveries: [],
+      };
+      return accepted;
     } catch (err) {
       // Nothing was accepted (Redis full, down or frozen): leave no phantom behind. Best effort:
       // what stays reads as gone, is never listed, and expires. Deletes are allowed when Redis is full.
@@ -166,8 +202,9 @@ export function createJobService({ config, redis, queue, keys, reader, quota, we
       // On a replay the add is a no-op when the first request got that far (same job id), and
       // completes the submission when it did not: retries converge on one job.
       await quota?.reserve(tenant, id);
-      await enqueue(tenant, id, body, name, input);
-      return { view: reader.view(await reader.snapshot(id)), replay };
+      const accepted = await enqueue(tenant, id, body, name, input);
+      // A replay reads the job as it is now; a new job is as it was just stored.
+      return { view: reader.view(replay ? await reader.snapshot(id) : accepted), replay };
     },
 
     async get(tenant: string, id: string): Promise<JobView> {

@@ -2,8 +2,8 @@ import { type Logger, QUEUES, type RedisConnection, type WebhookDeliveryData } f
 import { Queue } from 'bullmq';
 
 /**
- * The API's producer on the webhooks queue, on the request connection (so it fails fast with the
- * rest of the request while Redis is down). It sends only the `cancelled` deliveries of queued jobs
+ * The API's producer on the webhooks queue, on a producer-role connection (so it fails fast with
+ * the rest of the request while Redis is down). It sends only the `cancelled` deliveries of queued jobs
  * the API removes itself; workers send every other one.
  */
 export function createWebhookQueue(redis: RedisConnection, prefix: string, log: Logger): Queue<WebhookDeliveryData> {
