@@ -3,6 +3,7 @@ import {
   createJobReader,
   enqueueWebhook,
   FINAL_STATUSES,
+  type JobData,
   keysFor,
   type Logger,
   QUEUES,
@@ -63,7 +64,8 @@ export function createWebhookWorker({ config, log, connection, concurrency = 8 }
   }
 
   const onFinished = (job: Job | undefined) => {
-    if (!job?.id) return;
+    // Most jobs have no webhook: they cost nothing here (no read of the job's record).
+    if (!job?.id || !(job.data as Partial<JobData> | undefined)?.webhook) return;
     const jobId = job.id;
     const pending = notify(jobId)
       .catch((err) => log.error({ err, jobId }, 'could not enqueue the webhook delivery'))
