@@ -1,9 +1,11 @@
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { trackDir } from '../support/child-registry.ts';
 import type { ApiClient } from '../support/http.ts';
-import { type AppProcess, REPO_ROOT, startWorker } from '../support/processes.ts';
+import { type AppProcess, REPO_ROOT, startApi, startWorker } from '../support/processes.ts';
+import { cleanupPrefix, redisUrl } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 
 /**
@@ -213,3 +215,52 @@ export function rssKb(pid: number): number {
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One API and `workers` worker processes for a describe block, started before and stopped after it. */
+export interface Fleet {
+  readonly api: AppProcess;
+  /** The workers started with the fleet, then any a test adds with {@link Fleet.track}. */
+  readonly workers: AppProcess[];
+  /** Every process the fleet ever ran: what the afterAll stops and the secrets scan reads. */
+  readonly all: AppProcess[];
+  /** Adds a process started by a test, so it is stopped and scanned with the rest. */
+  track(process: AppProcess): AppProcess;
+}
+
+/**
+ * Registers the beforeAll/afterAll of a fault test: start the API and `workers` workers on `env`;
+ * afterwards run `beforeStop` (e.g. end a supervisor), stop everything and delete the prefix's keys.
+ */
+export function useFleet(
+  env: Record<string, string>,
+  prefix: string,
+  workers = 3,
+  beforeStop: () => Promise<unknown> | unknown = () => undefined,
+): Fleet {
+  const all: AppProcess[] = [];
+  const started: AppProcess[] = [];
+  let apiProcess: AppProcess | undefined;
+  beforeAll(async () => {
+    const [a, ws] = await Promise.all([startApi(env), startWorkers(workers, env)]);
+    apiProcess = a;
+    started.push(...ws);
+    all.push(a, ...ws);
+  });
+  afterAll(async () => {
+    await beforeStop();
+    await Promise.all(all.map((p) => p.stop().catch(() => undefined)));
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+  return {
+    get api() {
+      if (!apiProcess) throw new Error('the fleet has not started');
+      return apiProcess;
+    },
+    workers: started,
+    all,
+    track(process) {
+      all.push(process);
+      return process;
+    },
+  };
+}

@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { api } from '../support/http.ts';
-import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
+import { startWorker } from '../support/processes.ts';
+import { redisUrl, uniquePrefix } from '../support/redis.ts';
 import {
   chaosEnv,
   countBy,
@@ -13,8 +13,8 @@ import {
   SECRETS,
   size,
   sleep,
-  startWorkers,
   submitJobs,
+  useFleet,
   waitAllFinal,
 } from './chaos-support.ts';
 
@@ -35,27 +35,17 @@ describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a sho
     SIMULATE_EXECUTION_LOG: log,
     SIMULATE_ALLOW_CRASH: 'true',
   });
-  const all: AppProcess[] = [];
-  let apiProcess: AppProcess;
-  let workers: AppProcess[];
   let supervising = false;
   let supervisor: Promise<void> | undefined;
-
-  beforeAll(async () => {
-    [apiProcess, workers] = await Promise.all([startApi(env), startWorkers(3, env)]);
-    all.push(apiProcess, ...workers);
-  });
-  afterAll(async () => {
+  const fleet = useFleet(env, prefix, 3, async () => {
     supervising = false;
     await supervisor;
-    await Promise.all(all.map((p) => p.stop().catch(() => undefined)));
-    await cleanupPrefix(redisUrl(), prefix);
   });
 
   it(
     'G9: when a CPU-bound job runs longer than its 1 s lock, then it is never marked stalled nor run twice',
     async () => {
-      const client = api(apiProcess.url, SECRETS.keyA);
+      const client = api(fleet.api.url, SECRETS.keyA);
       const [id] = await submitJobs(client, 1, { durationMs: size(5_000, 30_000), steps: 1, cpu: true });
       const body = { id: id as string };
       const [status] = (await waitAllFinal(client, [body.id], size(30_000, 90_000))).values();
@@ -63,7 +53,7 @@ describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a sho
       const view = (await client.get(`/v1/jobs/${body.id}`)).body;
       expect(view.attempts.made).toBe(1);
       expect(readExecutions(log).filter((e) => e.jobId === body.id && e.event === 'start')).toHaveLength(1);
-      for (const w of workers) expect(w.logs()).not.toContain('job stalled');
+      for (const w of fleet.workers) expect(w.logs()).not.toContain('job stalled');
       recordFigures('G9', { cpuMs: size(5_000, 30_000), lockDurationMs: 1000, starts: 1, stalled: 0 });
     },
     TIMEOUT,
@@ -72,17 +62,17 @@ describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a sho
   it(
     'G7: when a job crashes its worker on every start, then it ends failed (stalled) after a bounded number of starts and the jobs around it complete',
     async () => {
-      const client = api(apiProcess.url, SECRETS.keyA);
+      const client = api(fleet.api.url, SECRETS.keyA);
       // A supervisor, as Railway or Kubernetes would be: a dead worker is replaced.
       supervising = true;
       supervisor = (async () => {
         while (supervising) {
-          for (const [i, w] of workers.entries()) {
+          for (const [i, w] of fleet.workers.entries()) {
             const ended = await Promise.race([w.exited.then(() => true), sleep(0).then(() => false)]);
             if (ended && supervising) {
               const next = await startWorker(env);
-              all.push(next);
-              workers[i] = next;
+              fleet.track(next);
+              fleet.workers[i] = next;
             }
           }
           await sleep(100);
@@ -129,6 +119,6 @@ describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a sho
   );
 
   it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {
-    expect(leakedSecrets(all)).toEqual([]);
+    expect(leakedSecrets(fleet.all)).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { api } from '../support/http.ts';
-import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
+import { type AppProcess, startWorker } from '../support/processes.ts';
+import { redisUrl, uniquePrefix } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 import {
   chaosEnv,
@@ -14,8 +14,8 @@ import {
   recordFigures,
   SECRETS,
   size,
-  startWorkers,
   submitJobs,
+  useFleet,
   waitAllFinal,
 } from './chaos-support.ts';
 
@@ -32,28 +32,17 @@ describe('G2/G6 deploys: rolling SIGTERM, and SIGTERM followed at once by SIGKIL
     STALLED_INTERVAL_MS: '1000',
     SIMULATE_EXECUTION_LOG: log,
   });
-  const all: AppProcess[] = [];
-  let apiProcess: AppProcess;
-  let workers: AppProcess[];
-
-  beforeAll(async () => {
-    [apiProcess, workers] = await Promise.all([startApi(env), startWorkers(3, env)]);
-    all.push(apiProcess, ...workers);
-  });
-  afterAll(async () => {
-    await Promise.all(all.map((p) => p.stop().catch(() => undefined)));
-    await cleanupPrefix(redisUrl(), prefix);
-  });
+  const fleet = useFleet(env, prefix);
 
   it(
     'G2: when each of 3 workers gets SIGTERM in turn while jobs run, then no job fails and none is lost',
     async () => {
-      const client = api(apiProcess.url, SECRETS.keyA);
+      const client = api(fleet.api.url, SECRETS.keyA);
       const jobs = size(90, 400);
       const ids = await submitJobs(client, jobs, { durationMs: size(1_500, 3_000), steps: 6 });
       const handedBack: number[] = [];
       for (let i = 0; i < 3; i++) {
-        const old = workers[i] as AppProcess;
+        const old = fleet.workers[i] as AppProcess;
         await waitFor(() => inFlightOf(readExecutions(log), old.pid).length > 0, {
           timeoutMs: 20_000,
           intervalMs: 20,
@@ -62,8 +51,8 @@ describe('G2/G6 deploys: rolling SIGTERM, and SIGTERM followed at once by SIGKIL
         // Stop the old one mid-job while its replacement starts, as a rolling deploy does.
         const [code, next] = await Promise.all([old.stop(30_000), startWorker(env)]);
         expect(code).toBe(0);
-        all.push(next);
-        workers.push(next);
+        fleet.track(next);
+        fleet.workers.push(next);
         handedBack.push((old.logs().match(/handing the job back/g) ?? []).length);
       }
       const final = await waitAllFinal(client, ids, size(120_000, 600_000));
@@ -79,11 +68,11 @@ describe('G2/G6 deploys: rolling SIGTERM, and SIGTERM followed at once by SIGKIL
   it(
     'G6: when SIGTERM is followed at once by SIGKILL (0 s draining), then the job runs again at most once and completes',
     async () => {
-      const client = api(apiProcess.url, SECRETS.keyA);
+      const client = api(fleet.api.url, SECRETS.keyA);
       const victim = await startWorker(env);
-      all.push(victim);
+      fleet.track(victim);
       // Only the victim may take the job: stop the others.
-      const others = workers.filter((w) => w.pid !== victim.pid);
+      const others = fleet.workers.filter((w) => w.pid !== victim.pid);
       await Promise.all(others.map((w) => w.stop(30_000).catch(() => undefined)));
       const { body } = await client.post('/v1/jobs', { type: 'simulate', input: { durationMs: 3_000, steps: 6 } });
       await waitFor(() => inFlightOf(readExecutions(log), victim.pid).includes(body.id), {
@@ -95,7 +84,7 @@ describe('G2/G6 deploys: rolling SIGTERM, and SIGTERM followed at once by SIGKIL
       victim.signal('SIGKILL');
       await victim.exited;
       const rescuer = await startWorker(env);
-      all.push(rescuer);
+      fleet.track(rescuer);
       const [status] = (await waitAllFinal(client, [body.id], 30_000)).values();
       expect(status).toBe('completed');
       const starts = readExecutions(log).filter((e) => e.jobId === body.id && e.event === 'start');
@@ -108,6 +97,6 @@ describe('G2/G6 deploys: rolling SIGTERM, and SIGTERM followed at once by SIGKIL
   );
 
   it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {
-    expect(leakedSecrets(all)).toEqual([]);
+    expect(leakedSecrets(fleet.all)).toEqual([]);
   });
 });

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { api } from '../support/http.ts';
-import { type AppProcess, startApi } from '../support/processes.ts';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
+import type { AppProcess } from '../support/processes.ts';
+import { redisUrl, uniquePrefix } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 import {
   chaosEnv,
@@ -17,8 +17,8 @@ import {
   retried503,
   SECRETS,
   size,
-  startWorkers,
   submitJobs,
+  useFleet,
   waitAllFinal,
 } from './chaos-support.ts';
 
@@ -38,24 +38,13 @@ describe('G1/G8 worker killed with SIGKILL mid-run, real processes', () => {
     STALLED_INTERVAL_MS: '1000',
     SIMULATE_EXECUTION_LOG: log,
   });
-  const all: AppProcess[] = [];
-  let apiProcess: AppProcess;
-  let workers: AppProcess[];
-
-  beforeAll(async () => {
-    [apiProcess, workers] = await Promise.all([startApi(env), startWorkers(3, env)]);
-    all.push(apiProcess, ...workers);
-  });
-  afterAll(async () => {
-    await Promise.all(all.map((p) => p.stop().catch(() => undefined)));
-    await cleanupPrefix(redisUrl(), prefix);
-  });
+  const fleet = useFleet(env, prefix);
 
   it(
     `G1: when one of 3 workers is SIGKILLed while ${JOBS} jobs run, then every job completes and each result is stored once`,
     async () => {
-      const client = api(apiProcess.url, SECRETS.keyA);
-      const victim = workers[0] as AppProcess;
+      const client = api(fleet.api.url, SECRETS.keyA);
+      const victim = fleet.workers[0] as AppProcess;
       const submitting = submitJobs(client, JOBS, { durationMs: DURATION_MS, steps: 2 });
       // Awaited below; until then a failure must not surface as an unhandled rejection.
       submitting.catch(() => undefined);
@@ -119,6 +108,6 @@ describe('G1/G8 worker killed with SIGKILL mid-run, real processes', () => {
   );
 
   it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {
-    expect(leakedSecrets(all)).toEqual([]);
+    expect(leakedSecrets(fleet.all)).toEqual([]);
   });
 });
