@@ -42,6 +42,30 @@ describe('the typed SDK against a real api and worker', () => {
     expect(seen.at(-1)).toBe('failed');
   });
 
+  it('when the event stream cannot be had (a proxy answers 503), then waitFor() falls back to polling and still resolves', async () => {
+    // The transport, not the system, is faulty: every request to /events answers 503, as a proxy
+    // that does not pass Server-Sent Events would; everything else reaches the real API.
+    let streamAttempts = 0;
+    const faultyFetch: typeof fetch = async (input, init) => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      if (url.endsWith('/events')) {
+        streamAttempts++;
+        return new Response(JSON.stringify({ error: { code: 'redis_unavailable', message: 'no streams here' } }), {
+          status: 503,
+          headers: { 'content-type': 'application/json', 'retry-after': '0' },
+        });
+      }
+      return fetch(input, init);
+    };
+    const polling = createClient({ baseUrl: system.api.url, apiKey: KEY_A, fetch: faultyFetch });
+    const job = await polling.submit('simulate', { durationMs: 300, steps: 2 });
+    const seen: string[] = [];
+    const final = await polling.waitFor(job.id, { pollIntervalMs: 100, onEvent: (e) => seen.push(e.type) });
+    expect(final).toMatchObject({ id: job.id, status: 'completed' });
+    expect(streamAttempts).toBeGreaterThan(1);
+    expect(seen.every((t) => t === 'snapshot')).toBe(true);
+  }, 30_000);
+
   it('when the API refuses, then the error is typed and carries the code and status', async () => {
     await expect(client.get('job_01ARZ3NDEKTSV4RRFFQ69G5FAV')).rejects.toMatchObject({
       constructor: NotFoundError,
