@@ -10,7 +10,7 @@ as_root() {
 }
 if command -v apt-get >/dev/null 2>&1; then
   echo "chromium not found at $chromium_path: installing Debian's chromium for the browser tests" >&2
-  if as_root env DEBIAN_FRONTEND=noninteractive bash -c \
+  if as_root env DEBIAN_FRONTEND=noninteractive timeout 300 bash -c \
     'apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium' >/tmp/longhaul-chromium-apt.log 2>&1; then
     exit 0
   fi
