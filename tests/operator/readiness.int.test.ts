@@ -5,6 +5,9 @@ import { createHealthServer } from '../../apps/worker/src/health-server.ts';
 import { request } from '../support/http.ts';
 import { hasRedisServer, type RedisServer, startRedisServer } from '../support/redis-server.ts';
 
+// Needs a Redis of its own with an evicting policy (the shared test Redis must stay noeviction):
+// runs wherever redis-server is on PATH (CI, `pnpm start` machines); only a Docker-only machine,
+// where the harness falls back to testcontainers, skips it.
 describe.skipIf(!hasRedisServer())("/readyz and Redis' maxmemory-policy", () => {
   let server: RedisServer;
   let redis: RedisConnection;
