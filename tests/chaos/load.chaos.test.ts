@@ -72,6 +72,12 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
       const errors: string[] = [];
       let submits = 0;
       let polls = 0;
+      // 503 + Retry-After: the API shed a request because Redis answered later than its command
+      // timeout (the CI machine's 2 cores are shared with other test files). Nothing was accepted,
+      // so nothing is lost; a client retries. Counted, bounded, reported; any other answer fails.
+      let shed = 0;
+      const isShed = (res: { status: number; headers: Record<string, string> }) =>
+        res.status === 503 && Boolean(res.headers['retry-after']);
       const samples: Sample[] = [];
       const started = Date.now();
       const deadline = started + DURATION_MS;
@@ -98,6 +104,11 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
                 input: { durationMs: Math.floor(Math.random() * 50), steps: 1 },
               });
               submits++;
+              if (isShed(res)) {
+                shed++;
+                await sleep(100);
+                continue;
+              }
               if (res.status !== 202) errors.push(`submit ${res.status} ${JSON.stringify(res.body)}`);
               else ids.push(res.body.id as string);
               // A recent job: older ones may have passed the retention cap (410 by design).
@@ -105,7 +116,8 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
               if (id) {
                 const poll = await client.get(`/v1/jobs/${id}`);
                 polls++;
-                if (poll.status !== 200) errors.push(`poll ${poll.status} ${JSON.stringify(poll.body)}`);
+                if (isShed(poll)) shed++;
+                else if (poll.status !== 200) errors.push(`poll ${poll.status} ${JSON.stringify(poll.body)}`);
               }
             } catch (err) {
               errors.push(`request failed: ${(err as Error).message}`);
@@ -116,6 +128,7 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
       await sampler;
       const elapsedS = (Date.now() - started) / 1000;
       expect(errors.slice(0, 5)).toEqual([]);
+      expect(shed, `${shed} of ${submits + polls} requests shed with 503`).toBeLessThan((submits + polls) / 100);
 
       // No lost job: every accepted job ran to its end, and none failed.
       await waitFor(
@@ -144,6 +157,7 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
         requestsPerSecond: Math.round((submits + polls) / elapsedS),
         jobsPerSecond: Math.round(ids.length / elapsedS),
         errors: errors.length,
+        shed503: shed,
         apiRssMiB: { middle: +(rss.middleKb / 1024).toFixed(1), last: +(rss.lastKb / 1024).toFixed(1) },
         redisUsedMiB: {
           middle: +(mem.middleBytes / 1048576).toFixed(1),
