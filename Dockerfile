@@ -3,7 +3,7 @@
 #   docker build --target api -t longhaul-api .
 #   docker build --target worker -t longhaul-worker .
 #   docker build --build-arg APP=worker .   (the last stage, for builders that take no target: Railway)
-# All run `node dist/main.js` (a tsup bundle; see apps/*/tsup.config.ts) as the unprivileged
+# All run `node dist/main.js` (a tsup bundle; see tsup.app.ts) as the unprivileged
 # `node` user, with only production dependencies installed (`pnpm deploy --prod`).
 
 ARG NODE_VERSION=24

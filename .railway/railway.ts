@@ -49,38 +49,30 @@ export default defineRailway(() => {
     LOG_LEVEL: 'info',
   };
 
-  const api = service('api', {
-    build: { builder: 'DOCKERFILE', dockerfilePath: 'Dockerfile' },
-    start: 'node dist/main.js',
-    healthcheck: '/readyz',
-    healthcheckTimeout: 60,
-    replicas: API_REPLICAS,
-    deploy: { drainingSeconds: API_DRAINING_SECONDS, restartPolicyType: 'ON_FAILURE', restartPolicyMaxRetries: 10 },
-    env: {
-      ...common,
-      APP: 'api',
-      API_KEYS: preserve(),
-      ADMIN_USER: preserve(),
-      ADMIN_PASSWORD: preserve(),
-    },
+  /** An app service: built from the Dockerfile (APP picks the stage), health checked on /readyz. */
+  const app = (name: 'api' | 'worker', replicas: number, drainingSeconds: number, env: Record<string, unknown>) =>
+    service(name, {
+      build: { builder: 'DOCKERFILE', dockerfilePath: 'Dockerfile' },
+      start: 'node dist/main.js',
+      healthcheck: '/readyz',
+      healthcheckTimeout: 60,
+      replicas,
+      deploy: { drainingSeconds, restartPolicyType: 'ON_FAILURE', restartPolicyMaxRetries: 10 },
+      env: { ...common, APP: name, ...env },
+    });
+
+  const api = app('api', API_REPLICAS, API_DRAINING_SECONDS, {
+    API_KEYS: preserve(),
+    ADMIN_USER: preserve(),
+    ADMIN_PASSWORD: preserve(),
   });
 
-  const worker = service('worker', {
-    build: { builder: 'DOCKERFILE', dockerfilePath: 'Dockerfile' },
-    start: 'node dist/main.js',
-    // Railway checks health on PORT: the worker serves /healthz, /readyz and /metrics there.
-    healthcheck: '/readyz',
-    healthcheckTimeout: 60,
-    replicas: WORKER_REPLICAS,
-    deploy: { drainingSeconds: WORKER_DRAINING_SECONDS, restartPolicyType: 'ON_FAILURE', restartPolicyMaxRetries: 10 },
-    env: {
-      ...common,
-      APP: 'worker',
-      PORT: '3001',
-      WORKER_PORT: '3001',
-      SHUTDOWN_GRACE_MS: String(SHUTDOWN_GRACE_MS),
-      WORKER_CONCURRENCY: '4',
-    },
+  // Railway checks health on PORT: the worker serves /healthz, /readyz and /metrics there.
+  const worker = app('worker', WORKER_REPLICAS, WORKER_DRAINING_SECONDS, {
+    PORT: '3001',
+    WORKER_PORT: '3001',
+    SHUTDOWN_GRACE_MS: String(SHUTDOWN_GRACE_MS),
+    WORKER_CONCURRENCY: '4',
   });
 
   return project('longhaul', { resources: [redisData, redis, api, worker] });

@@ -1,20 +1,3 @@
-import { defineConfig } from 'tsup';
+import { appBundle } from '../../tsup.app.ts';
 
-/**
- * One ESM file, `dist/main.js`, run with `node dist/main.js` (the Docker image does). The workspace
- * package @longhaul/shared ships TypeScript sources, so it is bundled in; the app's own npm
- * dependencies stay external (tsup's default) and are installed beside it by `pnpm deploy --prod`.
- * Anything else shared imports (e.g. `ulid`) is bundled, since a pruned install does not expose
- * shared's dependencies to the app.
- */
-export default defineConfig({
-  entry: ['src/main.ts'],
-  format: ['esm'],
-  platform: 'node',
-  target: 'node20',
-  outDir: 'dist',
-  clean: true,
-  sourcemap: true,
-  splitting: false,
-  noExternal: ['@longhaul/shared'],
-});
+export default appBundle(['src/main.ts']);

@@ -6,16 +6,13 @@ import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
 import {
   chaosEnv,
   executionLogFile,
+  FAULT_TIMEOUT,
   leakedSecrets,
   readExecutions,
   recordFigures,
   SECRETS,
-  size,
   waitAllFinal,
 } from './chaos-support.ts';
-
-/** Per test: generous, since a fault test's length is mostly waiting for recovery. */
-const TIMEOUT = size(120_000, 1_200_000);
 
 const job = (input: Record<string, unknown> = { durationMs: 10, steps: 1 }) => ({ type: 'simulate', input });
 
@@ -65,7 +62,7 @@ describe('G10/G12 retries, authentication, tenant isolation, rate limit and back
       expect(gaps[1]).toBeGreaterThanOrEqual(500);
       recordFigures('G10', { attempts: 3, backoffGapsMs: gaps });
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it(
@@ -87,7 +84,7 @@ describe('G10/G12 retries, authentication, tenant isolation, rate limit and back
         redis.disconnect();
       }
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it(
@@ -117,7 +114,7 @@ describe('G10/G12 retries, authentication, tenant isolation, rate limit and back
         }
       }
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it(
@@ -143,7 +140,7 @@ describe('G10/G12 retries, authentication, tenant isolation, rate limit and back
       // Still A's, still running: B's cancel did nothing.
       expect((await a.get(`/v1/jobs/${body.id}`)).body.status).not.toBe('cancelled');
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it(
@@ -159,7 +156,7 @@ describe('G10/G12 retries, authentication, tenant isolation, rate limit and back
         200,
       );
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it(
@@ -187,7 +184,7 @@ describe('G10/G12 retries, authentication, tenant isolation, rate limit and back
         retryAfterSeconds: Number(limited.headers['retry-after']),
       });
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it(
@@ -207,7 +204,7 @@ describe('G10/G12 retries, authentication, tenant isolation, rate limit and back
       expect((await a.post('/v1/jobs', job())).status).toBe(202);
       expect((await a.post('/v1/jobs', job())).status).toBe(429);
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {

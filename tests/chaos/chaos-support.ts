@@ -5,7 +5,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { trackDir } from '../support/child-registry.ts';
 import type { ApiClient } from '../support/http.ts';
 import { type AppProcess, REPO_ROOT, startApi, startWorker } from '../support/processes.ts';
-import { cleanupPrefix, redisUrl } from '../support/redis.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 
 /**
@@ -18,6 +18,9 @@ export const FULL = process.env.LONGHAUL_CHAOS_FULL === '1';
 export function size<T>(ci: T, full: T): T {
   return FULL ? full : ci;
 }
+
+/** Per fault test: generous, since a fault test's length is mostly waiting for recovery. */
+export const FAULT_TIMEOUT = size(120_000, 1_200_000);
 
 /** Keys and passwords the suite's processes are given; none may ever show up in their logs. */
 export const SECRETS = {
@@ -218,6 +221,12 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 
 /** One API and `workers` worker processes for a describe block, started before and stopped after it. */
 export interface Fleet {
+  /** The fleet's own QUEUE_PREFIX. */
+  readonly prefix: string;
+  /** The file `simulate` appends its executions to (SIMULATE_EXECUTION_LOG). */
+  readonly log: string;
+  /** The environment every process of the fleet starts with. */
+  readonly env: Record<string, string>;
   readonly api: AppProcess;
   /** The workers started with the fleet, then any a test adds with {@link Fleet.track}. */
   readonly workers: AppProcess[];
@@ -227,16 +236,27 @@ export interface Fleet {
   track(process: AppProcess): AppProcess;
 }
 
+export interface FleetOptions {
+  /** Worker processes to start. @defaultValue 3 */
+  workers?: number;
+  /** Run in afterAll before the processes stop (e.g. end a supervisor). */
+  beforeStop?: () => Promise<unknown> | unknown;
+}
+
 /**
- * Registers the beforeAll/afterAll of a fault test: start the API and `workers` workers on `env`;
- * afterwards run `beforeStop` (e.g. end a supervisor), stop everything and delete the prefix's keys.
+ * Registers the beforeAll/afterAll of a fault test: a fresh prefix and execution log, an API and
+ * workers on the chaos environment (2 s locks, 1 s stalled checks, executions logged) plus `extra`;
+ * afterwards `beforeStop`, then stop everything and delete the prefix's keys.
  */
-export function useFleet(
-  env: Record<string, string>,
-  prefix: string,
-  workers = 3,
-  beforeStop: () => Promise<unknown> | unknown = () => undefined,
-): Fleet {
+export function useFleet(extra: Record<string, string> = {}, { workers = 3, beforeStop }: FleetOptions = {}): Fleet {
+  const prefix = uniquePrefix();
+  const log = executionLogFile();
+  const env = chaosEnv(redisUrl(), prefix, {
+    LOCK_DURATION_MS: '2000',
+    STALLED_INTERVAL_MS: '1000',
+    SIMULATE_EXECUTION_LOG: log,
+    ...extra,
+  });
   const all: AppProcess[] = [];
   const started: AppProcess[] = [];
   let apiProcess: AppProcess | undefined;
@@ -247,11 +267,14 @@ export function useFleet(
     all.push(a, ...ws);
   });
   afterAll(async () => {
-    await beforeStop();
+    await beforeStop?.();
     await Promise.all(all.map((p) => p.stop().catch(() => undefined)));
     await cleanupPrefix(redisUrl(), prefix);
   });
   return {
+    prefix,
+    log,
+    env,
     get api() {
       if (!apiProcess) throw new Error('the fleet has not started');
       return apiProcess;

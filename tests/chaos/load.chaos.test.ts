@@ -9,6 +9,7 @@ import {
   chaosEnv,
   executionCounts,
   executionLogFile,
+  FAULT_TIMEOUT,
   leakedSecrets,
   readExecutions,
   recordFigures,
@@ -18,9 +19,6 @@ import {
   sleep,
   startWorkers,
 } from './chaos-support.ts';
-
-/** Per test: generous, since a fault test's length is mostly waiting for recovery. */
-const TIMEOUT = size(120_000, 1_200_000);
 
 const DURATION_MS = size(30_000, 180_000);
 const LANES = 12;
@@ -169,7 +167,7 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
       expect(rss.lastKb).toBeLessThanOrEqual(rss.middleKb * 1.2 + 16 * 1024);
       expect(mem.lastBytes).toBeLessThanOrEqual(mem.middleBytes * 1.2 + 1024 * 1024);
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {

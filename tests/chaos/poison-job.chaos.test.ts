@@ -1,11 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { api } from '../support/http.ts';
 import { startWorker } from '../support/processes.ts';
-import { redisUrl, uniquePrefix } from '../support/redis.ts';
 import {
-  chaosEnv,
   countBy,
-  executionLogFile,
+  FAULT_TIMEOUT,
   inFlightOf,
   leakedSecrets,
   readExecutions,
@@ -18,29 +16,27 @@ import {
   waitAllFinal,
 } from './chaos-support.ts';
 
-/** Per test: generous, since a fault test's length is mostly waiting for recovery. */
-const TIMEOUT = size(120_000, 1_200_000);
-
 /** The default: a job may lose its worker twice; the third loss fails it. */
 const MAX_STALLED_COUNT = 2;
 
 describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a short lock', () => {
-  const prefix = uniquePrefix();
-  const log = executionLogFile();
-  const env = chaosEnv(redisUrl(), prefix, {
-    WORKER_CONCURRENCY: '4',
-    LOCK_DURATION_MS: '1000',
-    STALLED_INTERVAL_MS: '1000',
-    MAX_STALLED_COUNT: String(MAX_STALLED_COUNT),
-    SIMULATE_EXECUTION_LOG: log,
-    SIMULATE_ALLOW_CRASH: 'true',
-  });
   let supervising = false;
   let supervisor: Promise<void> | undefined;
-  const fleet = useFleet(env, prefix, 3, async () => {
-    supervising = false;
-    await supervisor;
-  });
+  const fleet = useFleet(
+    {
+      WORKER_CONCURRENCY: '4',
+      LOCK_DURATION_MS: '1000',
+      MAX_STALLED_COUNT: String(MAX_STALLED_COUNT),
+      SIMULATE_ALLOW_CRASH: 'true',
+    },
+    {
+      beforeStop: async () => {
+        supervising = false;
+        await supervisor;
+      },
+    },
+  );
+  const { env, log } = fleet;
 
   it(
     'G9: when a CPU-bound job runs longer than its 1 s lock, then it is never marked stalled nor run twice',
@@ -56,7 +52,7 @@ describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a sho
       for (const w of fleet.workers) expect(w.logs()).not.toContain('job stalled');
       recordFigures('G9', { cpuMs: size(5_000, 30_000), lockDurationMs: 1000, starts: 1, stalled: 0 });
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it(
@@ -115,7 +111,7 @@ describe('G7/G9 a poison job that kills its worker, and a CPU-bound job on a sho
         collateralFailedAsStalled: collateral.length,
       });
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {

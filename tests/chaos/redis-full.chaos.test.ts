@@ -7,16 +7,13 @@ import { type RedisServer, startRedisServer } from '../support/redis-server.ts';
 import {
   chaosEnv,
   countBy,
+  FAULT_TIMEOUT,
   leakedSecrets,
   recordFigures,
   SECRETS,
-  size,
   submitJobs,
   waitAllFinal,
 } from './chaos-support.ts';
-
-/** Per test: generous, since a fault test's length is mostly waiting for recovery. */
-const TIMEOUT = size(120_000, 1_200_000);
 
 async function countKeys(redis: Redis, pattern: string): Promise<number> {
   let n = 0;
@@ -118,7 +115,7 @@ describe('G5 Redis full (maxmemory with noeviction), real processes', () => {
         acceptedIntact: 15,
       });
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {

@@ -9,6 +9,7 @@ import {
   countBy,
   executionCounts,
   executionLogFile,
+  FAULT_TIMEOUT,
   leakedSecrets,
   readExecutions,
   recordFigures,
@@ -19,9 +20,6 @@ import {
   submitJobs,
   waitAllFinal,
 } from './chaos-support.ts';
-
-/** Per test: generous, since a fault test's length is mostly waiting for recovery. */
-const TIMEOUT = size(120_000, 1_200_000);
 
 /** Jobs started and not finished, on any process: what is in flight right now. */
 function inFlightNow(log: string): string[] {
@@ -116,7 +114,7 @@ describe('G3/G4/G8 Redis restarted (AOF everysec) and down with idle workers, re
         back2xxAfterRestartMs: backMs,
       });
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it(
@@ -138,7 +136,7 @@ describe('G3/G4/G8 Redis restarted (AOF everysec) and down with idle workers, re
       expect(status).toBe('completed');
       recordFigures('G4', { downMs: 20_000, completedAfterSubmitMs: Date.now() - submittedAt });
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {

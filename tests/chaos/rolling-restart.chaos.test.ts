@@ -1,13 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { api } from '../support/http.ts';
 import { type AppProcess, startWorker } from '../support/processes.ts';
-import { redisUrl, uniquePrefix } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 import {
-  chaosEnv,
   countBy,
   executionCounts,
-  executionLogFile,
+  FAULT_TIMEOUT,
   inFlightOf,
   leakedSecrets,
   readExecutions,
@@ -19,20 +17,12 @@ import {
   waitAllFinal,
 } from './chaos-support.ts';
 
-/** Per test: generous, since a fault test's length is mostly waiting for recovery. */
-const TIMEOUT = size(120_000, 1_200_000);
-
 describe('G2/G6 deploys: rolling SIGTERM, and SIGTERM followed at once by SIGKILL', () => {
-  const prefix = uniquePrefix();
-  const log = executionLogFile();
-  const env = chaosEnv(redisUrl(), prefix, {
+  const fleet = useFleet({
     WORKER_CONCURRENCY: '4',
     SHUTDOWN_GRACE_MS: '300',
-    LOCK_DURATION_MS: '2000',
-    STALLED_INTERVAL_MS: '1000',
-    SIMULATE_EXECUTION_LOG: log,
   });
-  const fleet = useFleet(env, prefix);
+  const { env, log } = fleet;
 
   it(
     'G2: when each of 3 workers gets SIGTERM in turn while jobs run, then no job fails and none is lost',
@@ -62,7 +52,7 @@ describe('G2/G6 deploys: rolling SIGTERM, and SIGTERM followed at once by SIGKIL
       const { extraStarts } = executionCounts(readExecutions(log));
       recordFigures('G2', { jobs, workersRestarted: 3, handedBack, reExecutions: extraStarts, failed: 0 });
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it(
@@ -93,7 +83,7 @@ describe('G2/G6 deploys: rolling SIGTERM, and SIGTERM followed at once by SIGKIL
       expect(view.error).toBeNull();
       recordFigures('G6', { starts: starts.length, attemptsMade: view.attempts.made, status });
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {

@@ -2,13 +2,12 @@ import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { api } from '../support/http.ts';
 import type { AppProcess } from '../support/processes.ts';
-import { redisUrl, uniquePrefix } from '../support/redis.ts';
+import { redisUrl } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 import {
-  chaosEnv,
   countBy,
   executionCounts,
-  executionLogFile,
+  FAULT_TIMEOUT,
   inFlightOf,
   leakedSecrets,
   mapLimit,
@@ -22,23 +21,15 @@ import {
   waitAllFinal,
 } from './chaos-support.ts';
 
-/** Per test: generous, since a fault test's length is mostly waiting for recovery. */
-const TIMEOUT = size(120_000, 1_200_000);
-
 const JOBS = 1_000;
 const DURATION_MS = size(100, 400);
 const CONCURRENCY = 8;
 
 describe('G1/G8 worker killed with SIGKILL mid-run, real processes', () => {
-  const prefix = uniquePrefix();
-  const log = executionLogFile();
-  const env = chaosEnv(redisUrl(), prefix, {
+  const fleet = useFleet({
     WORKER_CONCURRENCY: String(CONCURRENCY),
-    LOCK_DURATION_MS: '2000',
-    STALLED_INTERVAL_MS: '1000',
-    SIMULATE_EXECUTION_LOG: log,
   });
-  const fleet = useFleet(env, prefix);
+  const { log, prefix } = fleet;
 
   it(
     `G1: when one of 3 workers is SIGKILLed while ${JOBS} jobs run, then every job completes and each result is stored once`,
@@ -104,7 +95,7 @@ describe('G1/G8 worker killed with SIGKILL mid-run, real processes', () => {
         submitsRetriedAfter503: retried503.count,
       });
     },
-    TIMEOUT,
+    FAULT_TIMEOUT,
   );
 
   it('G12: when the run is over, then no API key, password, token or job input appears in any process log', () => {

@@ -9,15 +9,11 @@ import type { Classified, ValueKind } from './value-kind.ts';
 
 /** Values longer than this are counted by a prefix and a hash of the whole, so keys stay small. */
 const MAX_KEY_CHARS = 200;
-const QUANTILE_OF: Record<(typeof DATASET_QUANTILES)[number], number> = {
-  p01: 0.01,
-  p05: 0.05,
-  p25: 0.25,
-  p50: 0.5,
-  p75: 0.75,
-  p95: 0.95,
-  p99: 0.99,
-};
+/** `p05` → 0.05: each reported quantile's level, read off its name. */
+const QUANTILE_OF = Object.fromEntries(DATASET_QUANTILES.map((name) => [name, Number(name.slice(1)) / 100])) as Record<
+  (typeof DATASET_QUANTILES)[number],
+  number
+>;
 
 type KindCounts = Record<ValueKind, number>;
 
