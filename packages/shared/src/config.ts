@@ -107,6 +107,7 @@ const schema = z.object({
   SIMULATE_ALLOW_CRASH: bool.default(false),
   DATASET_MAX_BYTES: int(1, Number.MAX_SAFE_INTEGER).default(20 * 1024 ** 3),
   DATASET_FETCH_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  DATASET_FETCH_TOTAL_MS: int(100, 86_400_000).default(3_600_000),
   DATASET_MAX_REDIRECTS: int(0, 20).default(5),
   DATASET_ALLOW_PRIVATE: bool.default(false),
   DATASET_CHECKPOINT_MS: int(100, 3_600_000).default(10_000),
@@ -180,6 +181,8 @@ export interface Config {
     maxBytes: number;
     /** `DATASET_FETCH_TIMEOUT_MS`: a URL must answer, and keep sending, within this. Default 30 s. */
     fetchTimeoutMs: number;
+    /** `DATASET_FETCH_TOTAL_MS`: a whole fetch, first request to last byte, within this (retried). Default 1 h. */
+    fetchTotalMs: number;
     /** `DATASET_MAX_REDIRECTS`: redirects followed for a dataset URL. Default 5. */
     maxRedirects: number;
     /** `DATASET_ALLOW_PRIVATE`: allow URLs on loopback and private addresses. Default `false`. */
@@ -260,6 +263,7 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
     dataset: {
       maxBytes: e.DATASET_MAX_BYTES,
       fetchTimeoutMs: e.DATASET_FETCH_TIMEOUT_MS,
+      fetchTotalMs: e.DATASET_FETCH_TOTAL_MS,
       maxRedirects: e.DATASET_MAX_REDIRECTS,
       allowPrivate: e.DATASET_ALLOW_PRIVATE,
       checkpointMs: e.DATASET_CHECKPOINT_MS,

@@ -1,9 +1,7 @@
 import { gunzipSync } from 'node:zlib';
 import { analyses, type Config, type DatasetProfileInput } from '@longhaul/shared';
-import type { Agent } from 'undici';
 import { type AnalysisContext, defineAnalysis } from '../define-analysis.ts';
 import { PermanentError } from '../errors/permanent-error.ts';
-import { createGuardedDispatcher } from '../net/public-address.ts';
 import { DatasetError } from './dataset-profile/dataset-error.ts';
 import { type OpenedSource, openInline, openUrl, type SourceValidator } from './dataset-profile/dataset-source.ts';
 import { startProfileThread } from './dataset-profile/profile-thread-client.ts';
@@ -15,6 +13,7 @@ export type DatasetProfileOptions = Config['dataset'];
 export const DATASET_DEFAULTS: DatasetProfileOptions = {
   maxBytes: 20 * 1024 ** 3,
   fetchTimeoutMs: 30_000,
+  fetchTotalMs: 3_600_000,
   maxRedirects: 5,
   allowPrivate: false,
   checkpointMs: 10_000,
@@ -50,7 +49,6 @@ function describe(rows: number, bytes: number, total: number | null): string {
  */
 export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {}) {
   const limits = { ...DATASET_DEFAULTS, ...options };
-  let dispatcher: Agent | undefined;
 
   async function open(
     input: DatasetProfileInput,
@@ -59,11 +57,7 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
     signal: AbortSignal,
   ): Promise<OpenedSource> {
     if ('inline' in input.source) return openInline(input.source.inline, from, limits.maxBytes);
-    dispatcher ??= createGuardedDispatcher({
-      allowPrivate: limits.allowPrivate,
-      connectTimeoutMs: limits.fetchTimeoutMs,
-    });
-    return openUrl(input.source.url, from, validator, { limits, dispatcher, signal });
+    return openUrl(input.source.url, from, validator, { limits, signal });
   }
 
   async function profile(input: DatasetProfileInput, ctx: AnalysisContext) {

@@ -1,7 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGuardedDispatcher } from '../../net/public-address.ts';
 import { DatasetError } from './dataset-error.ts';
 import { type OpenedSource, openUrl, type SourceLimits } from './dataset-source.ts';
 
@@ -57,8 +56,13 @@ function route(req: IncomingMessage, res: ServerResponse): void {
 
 let server: Server;
 let base: string;
-const limits: SourceLimits = { maxBytes: 1 << 20, fetchTimeoutMs: 500, maxRedirects: 3, allowPrivate: true };
-const dispatcher = createGuardedDispatcher({ allowPrivate: true });
+const limits: SourceLimits = {
+  maxBytes: 1 << 20,
+  fetchTimeoutMs: 500,
+  fetchTotalMs: 60_000,
+  maxRedirects: 3,
+  allowPrivate: true,
+};
 const signal = new AbortController().signal;
 
 beforeAll(async () => {
@@ -69,7 +73,6 @@ beforeAll(async () => {
 afterAll(async () => {
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
-  await dispatcher.close();
 });
 
 async function readAll(source: OpenedSource): Promise<Buffer> {
@@ -79,7 +82,7 @@ async function readAll(source: OpenedSource): Promise<Buffer> {
 }
 
 const open = (path: string, from = 0, over: Partial<SourceLimits> = {}, validator?: { etag?: string }) =>
-  openUrl(`${base}${path}`, from, validator, { limits: { ...limits, ...over }, dispatcher, signal });
+  openUrl(`${base}${path}`, from, validator, { limits: { ...limits, ...over }, signal });
 
 describe('dataset URLs', () => {
   it('when a URL serves a CSV, then its bytes, size and format hint come through', async () => {
@@ -127,13 +130,10 @@ describe('dataset URLs', () => {
   });
 
   it('when private addresses are not allowed, then loopback URLs are refused before any request', async () => {
-    const strict = createGuardedDispatcher({ allowPrivate: false });
-    const go = (url: string) =>
-      openUrl(url, 0, undefined, { limits: { ...limits, allowPrivate: false }, dispatcher: strict, signal });
+    const go = (url: string) => openUrl(url, 0, undefined, { limits: { ...limits, allowPrivate: false }, signal });
     await expect(go(`${base}/data.csv`)).rejects.toThrow(/refused: refusing to connect to 127\.0\.0\.1/);
     const port = new URL(base).port;
     await expect(go(`http://localhost:${port}/data.csv`)).rejects.toBeInstanceOf(DatasetError);
     await expect(go('ftp://example.com/x.csv')).rejects.toThrow(/only http and https/);
-    await strict.close();
   });
 });

@@ -1,5 +1,7 @@
-import type { Readable } from 'node:stream';
-import { type Dispatcher, request } from 'undici';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { pipeline, type Readable } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { type GuardedResponse, guardedGet } from '../../net/guarded-get.ts';
 import { assertFetchableUrl, ForbiddenAddressError } from '../../net/public-address.ts';
 import { DatasetError } from './dataset-error.ts';
 import type { DatasetFormat } from './profiler.ts';
@@ -10,6 +12,8 @@ export interface SourceLimits {
   maxBytes: number;
   /** A URL must answer, and then keep sending, within this (ms). */
   fetchTimeoutMs: number;
+  /** The whole fetch, first request to last byte, must end within this (ms). */
+  fetchTotalMs: number;
   maxRedirects: number;
   allowPrivate: boolean;
 }
@@ -60,7 +64,7 @@ function formatHint(url: URL, contentType: string | undefined): DatasetFormat | 
   return undefined;
 }
 
-/** The first ForbiddenAddressError in an error's cause chain (undici wraps connect errors). */
+/** The first ForbiddenAddressError in an error's cause chain. */
 function forbidden(err: unknown): ForbiddenAddressError | undefined {
   for (let e = err; e instanceof Error; e = e.cause) if (e instanceof ForbiddenAddressError) return e;
   return undefined;
@@ -74,19 +78,75 @@ function checkUrl(raw: string | URL, allowPrivate: boolean): URL {
   }
 }
 
-function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** The deadline of one fetch: the job's signal (cancel, shutdown) or `DATASET_FETCH_TOTAL_MS`. */
+interface Deadline {
+  signal: AbortSignal;
+  /** The job's own signal, whose reason wins over ours. */
+  job: AbortSignal;
+  totalMs: number;
+  expired: AbortSignal;
+}
+
+/** Waiting for the next body chunk took longer than the idle timeout. */
+class IdleTimeoutError extends Error {
+  readonly code = 'IDLE_TIMEOUT';
+}
+
 /** Turns a network failure into a clear error: permanent for a refused address, transient otherwise. */
-function networkError(err: unknown, timeoutMs: number, signal: AbortSignal): Error {
-  if (signal.aborted) return signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
+function networkError(err: unknown, timeoutMs: number, deadline: Deadline): Error {
+  if (deadline.job.aborted) {
+    const reason = deadline.job.reason;
+    return reason instanceof Error ? reason : new Error(String(reason));
+  }
+  if (deadline.expired.aborted) {
+    return new Error(
+      `the dataset fetch took longer than its ${deadline.totalMs} ms limit (DATASET_FETCH_TOTAL_MS); will retry from the last checkpoint`,
+    );
+  }
   const refused = forbidden(err);
   if (refused) return new DatasetError(`the dataset URL is refused: ${refused.message}`);
   const code = (err as { code?: string }).code ?? '';
   if (/TIMEOUT/.test(code)) return new Error(`the dataset URL did not answer or stopped sending for ${timeoutMs} ms`);
+  if (code === 'ECONNRESET')
+    return new Error('cannot fetch the dataset: the connection closed before the whole body arrived');
+  if (/^Z_|BROTLI/.test(code) && code !== 'Z_BUF_ERROR') {
+    return new DatasetError(`the dataset's Content-Encoding is corrupt: ${(err as Error).message}`);
+  }
   return new Error(`cannot fetch the dataset: ${(err as Error).message}`);
+}
+
+/** `next` of an iterator, failing when nothing arrives for `ms`. The timer runs only while we wait. */
+async function nextWithin<T>(it: AsyncIterator<T>, ms: number): Promise<IteratorResult<T>> {
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new IdleTimeoutError(`no data for ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([it.next(), idle]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The decoded body: identity as is; gzip, deflate and br decompressed (the output is what is counted
+ * against `maxBytes`, so a small "gzip bomb" that expands hugely stops at the limit).
+ */
+function decoded(body: IncomingMessage, encoding: string): Readable {
+  const decoder =
+    encoding === 'gzip' || encoding === 'x-gzip'
+      ? createGunzip()
+      : encoding === 'deflate'
+        ? createInflate()
+        : createBrotliDecompress();
+  // The error surfaces through reading the decoder; pipeline destroys both streams on either side's error.
+  pipeline(body, decoder, () => undefined);
+  return decoder;
 }
 
 async function* counted(
@@ -94,13 +154,18 @@ async function* counted(
   skip: number,
   startAt: number,
   limits: SourceLimits,
-  signal: AbortSignal,
+  deadline: Deadline,
 ): AsyncGenerator<Uint8Array> {
   let position = startAt;
   let toSkip = skip;
+  const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   try {
-    for await (const raw of body) {
-      let chunk = raw as Buffer;
+    for (;;) {
+      // Our own idle timer, running only while we wait for bytes: the body is never read ahead of
+      // the consumer beyond the stream's buffer, and a slow consumer is not mistaken for a slow server.
+      const next = await nextWithin(it, limits.fetchTimeoutMs);
+      if (next.done) break;
+      let chunk = next.value;
       if (toSkip > 0) {
         const dropped = Math.min(toSkip, chunk.length);
         toSkip -= dropped;
@@ -113,7 +178,7 @@ async function* counted(
     }
   } catch (err) {
     if (err instanceof DatasetError) throw err;
-    throw networkError(err, limits.fetchTimeoutMs, signal);
+    throw networkError(err, limits.fetchTimeoutMs, deadline);
   } finally {
     body.destroy();
   }
@@ -123,36 +188,45 @@ async function* counted(
  * Opens a dataset URL at byte `from`: a Range request when resuming (with If-Range on the ETag),
  * falling back to reading and skipping `from` bytes when the server ignores ranges, or to the start
  * when the file changed. Redirects are followed by hand, each hop checked by the address guard.
+ * The whole fetch, from the first request to the last byte read, is bounded by `fetchTotalMs`.
  */
 export async function openUrl(
   raw: string,
   from: number,
   previous: SourceValidator | undefined,
-  { limits, dispatcher, signal }: { limits: SourceLimits; dispatcher: Dispatcher; signal: AbortSignal },
+  { limits, signal }: { limits: SourceLimits; signal: AbortSignal },
 ): Promise<OpenedSource> {
   let url = checkUrl(raw, limits.allowPrivate);
+  const expired = AbortSignal.timeout(limits.fetchTotalMs);
+  const deadline: Deadline = {
+    signal: AbortSignal.any([signal, expired]),
+    job: signal,
+    totalMs: limits.fetchTotalMs,
+    expired,
+  };
   for (let hop = 0; ; hop++) {
-    const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+    const headers: Record<string, string> = {
+      'accept-encoding': 'identity',
+      'user-agent': 'longhaul-dataset-profile/1',
+    };
     if (from > 0) {
       headers.range = `bytes=${from}-`;
       if (previous?.etag) headers['if-range'] = previous.etag;
     }
-    let res: Dispatcher.ResponseData;
+    let res: GuardedResponse;
     try {
-      res = await request(url, {
-        method: 'GET',
+      res = await guardedGet(url, {
         headers,
-        dispatcher,
-        signal,
-        headersTimeout: limits.fetchTimeoutMs,
-        bodyTimeout: limits.fetchTimeoutMs,
+        allowPrivate: limits.allowPrivate,
+        headersTimeoutMs: limits.fetchTimeoutMs,
+        signal: deadline.signal,
       });
     } catch (err) {
-      throw networkError(err, limits.fetchTimeoutMs, signal);
+      throw networkError(err, limits.fetchTimeoutMs, deadline);
     }
-    const status = res.statusCode;
+    const { statusCode: status, body } = res;
     if ([301, 302, 303, 307, 308].includes(status)) {
-      await res.body.dump();
+      body.destroy();
       const location = header(res.headers, 'location');
       if (!location) throw new DatasetError(`the dataset URL answered ${status} without a Location`);
       if (hop >= limits.maxRedirects)
@@ -161,21 +235,35 @@ export async function openUrl(
       continue;
     }
     if (status !== 200 && status !== 206) {
-      await res.body.dump();
+      body.destroy();
       const what = `the dataset URL answered HTTP ${status}`;
       if (status === 408 || status === 429 || status >= 500) throw new Error(`${what}; will retry`);
       throw new DatasetError(what);
     }
+    const encoding = (header(res.headers, 'content-encoding') ?? 'identity').trim().toLowerCase();
+    if (!['identity', 'gzip', 'x-gzip', 'deflate', 'br'].includes(encoding)) {
+      body.destroy();
+      throw new DatasetError(
+        `the dataset URL answered with an unsupported Content-Encoding (${encoding.slice(0, 40)})`,
+      );
+    }
+    const encoded = encoding !== 'identity';
+    if (encoded && status === 206) {
+      // A range of compressed bytes cannot be decompressed on its own.
+      body.destroy();
+      throw new DatasetError('the dataset URL answered a compressed partial response (Content-Encoding with 206)');
+    }
     const etag = header(res.headers, 'etag');
     const lengthHeader = header(res.headers, 'content-length');
-    const length = lengthHeader === undefined ? undefined : Number(lengthHeader);
+    // With a Content-Encoding, Content-Length counts the compressed bytes: the dataset's size is unknown.
+    const length = lengthHeader === undefined || encoded ? undefined : Number(lengthHeader);
     let total: number | null = null;
     let offset = 0;
     let skip = 0;
     if (status === 206) {
       const range = /bytes (\d+)-\d+\/(\d+|\*)/.exec(header(res.headers, 'content-range') ?? '');
       if (!range || Number(range[1]) !== from) {
-        await res.body.dump();
+        body.destroy();
         throw new Error('the dataset URL answered a range other than the one asked for');
       }
       offset = from;
@@ -193,7 +281,7 @@ export async function openUrl(
       }
     }
     if (total !== null && total > limits.maxBytes) {
-      await res.body.dump();
+      body.destroy();
       throw tooBig(limits.maxBytes);
     }
     const validator: SourceValidator = {};
@@ -204,7 +292,7 @@ export async function openUrl(
       total,
       formatHint: formatHint(url, header(res.headers, 'content-type')),
       validator,
-      chunks: counted(res.body, skip, offset, limits, signal),
+      chunks: counted(encoded ? decoded(body, encoding) : body, skip, offset, limits, deadline),
     };
   }
 }
