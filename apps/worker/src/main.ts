@@ -16,6 +16,16 @@ import { createAnalysisWorker } from './worker.ts';
 const config = loadConfigOrExit(process.env, 'worker');
 const log = createLogger({ name: 'longhaul-worker', level: config.log.level, pretty: config.log.pretty });
 
+// After an uncaught exception (or an unhandled rejection, which Node raises as one) the process is in
+// an unknown state: log it and exit non-zero, so a supervisor restarts the worker and its jobs are
+// recovered as stalled by another one. Only the error's name, message and stack are logged: other
+// fields may carry job data (ioredis puts the command's arguments on its errors).
+process.on('uncaughtException', (err, origin) => {
+  const { name, message, stack } = err instanceof Error ? err : new Error(String(err));
+  log.fatal({ origin, err: { type: name, message, stack } }, 'uncaught exception; the worker exits');
+  process.exit(1);
+});
+
 const connection = createRedisConnection(config.redisUrl, 'worker', { name: 'longhaul-worker' });
 const subscriber = createRedisConnection(config.redisUrl, 'worker', { name: 'longhaul-worker-cancel' });
 let lastRedisError = '';
