@@ -38,7 +38,7 @@ describe('a worker that hits an uncaught exception', () => {
     await cleanupPrefix(env.REDIS_URL as string, env.QUEUE_PREFIX as string);
   });
 
-  it('when an uncaught exception hits a worker mid-job, then it is logged without job data, the process exits non-zero and another worker completes the job', async () => {
+  it('G14: when an uncaught exception hits a worker mid-job, then it is logged without job data, the process exits non-zero and another worker completes the job', async () => {
     const client = api(apiProcess.url, KEY_A);
     const first = await startWorker(crashing);
     let second: AppProcess | undefined;

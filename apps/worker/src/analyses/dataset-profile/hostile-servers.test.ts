@@ -73,7 +73,7 @@ function expectBytes(got: Buffer, want: Buffer): void {
 const bytes = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => 97 + (i % 26)));
 
 describe('hostile dataset servers', () => {
-  it('when the server closes the socket (FIN) while the body is paused by a slow consumer, then the whole body is read', async () => {
+  it('G14: when the server closes the socket (FIN) while the body is paused by a slow consumer, then the whole body is read', async () => {
     // undici 7 crashed the process here (nodejs/undici#5360): the whole body fits the first socket
     // read, the reader does not read yet, the parser pauses, and the FIN reaches the paused parser.
     for (const size of [64 * 1024, 256 * 1024, 1024 * 1024]) {
