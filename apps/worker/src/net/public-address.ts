@@ -53,7 +53,7 @@ export function guardedLookup(allowPrivate: boolean): LookupFunction {
 }
 
 /**
- * An undici dispatcher for outbound HTTP (webhooks, dataset URLs) that refuses non-public
+ * An undici dispatcher for outbound HTTP (webhooks) that refuses non-public
  * addresses unless `allowPrivate`. Literal IPs skip DNS, so they are checked here too.
  */
 export function createGuardedDispatcher({
