@@ -1,19 +1,11 @@
 import type { AddressInfo } from 'node:net';
-import {
-  analyses,
-  createRedisConnection,
-  type JobData,
-  loadConfig,
-  QUEUES,
-  REDACT_PATHS,
-  type RedisConnection,
-} from '@longhaul/shared';
-import { Queue } from 'bullmq';
+import { analyses, createRedisConnection, loadConfig, REDACT_PATHS, type RedisConnection } from '@longhaul/shared';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createApp } from '../../apps/api/src/app.ts';
+import { type ApiServices, createApiServices } from '../../apps/api/src/services.ts';
 import { type ApiResponse, request } from '../support/http.ts';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
 import { chaosEnv, recordFigures, SECRETS, size } from './chaos-support.ts';
@@ -34,7 +26,7 @@ function expectClientAnswer(res: ApiResponse, what: string): void {
 describe('G11 hostile input against createApp (in-process, real Redis)', () => {
   const prefix = uniquePrefix();
   let redis: RedisConnection;
-  let queue: Queue<JobData>;
+  let services: ApiServices;
   let base: string;
   let close: () => Promise<void>;
   const logLines: string[] = [];
@@ -52,19 +44,14 @@ describe('G11 hostile input against createApp (in-process, real Redis)', () => {
     const config = loadConfig({ ...chaosEnv(redisUrl(), prefix), BODY_LIMIT_BYTES: String(BODY_LIMIT) }, 'api');
     redis = createRedisConnection(config.redisUrl, 'producer', { commandTimeoutMs: 1_000 });
     redis.on('error', () => undefined);
-    queue = new Queue<JobData>(QUEUES.analyses, {
-      connection: redis,
-      prefix,
-      skipVersionCheck: true,
-      skipWaitingForReady: true,
-    });
     // The app's own logs, captured, to check that no input or key reaches them.
     // Same redaction as createLogger, written to memory.
     const log = pino(
       { name: 'hostile', level: 'debug', redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
       { write: (line: string) => logLines.push(line) },
     );
-    const app = createApp({ config, log, redis, queue });
+    services = createApiServices({ config, log, redis });
+    const app = createApp({ config, log, redis, ...services });
     const server = app.listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -73,7 +60,7 @@ describe('G11 hostile input against createApp (in-process, real Redis)', () => {
   });
   afterAll(async () => {
     await close?.();
-    await queue?.close();
+    await services?.close();
     await redis?.quit().catch(() => redis.disconnect());
     await cleanupPrefix(redisUrl(), prefix);
     recordFigures('G11', { propertyRuns: RUNS, answers: statusCounts });

@@ -50,6 +50,7 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
       // Bounded memory is the retention caps' job: short ones, so the plateau comes within the run.
       COMPLETED_RETENTION_COUNT: String(size(300, 2_000)),
       COMPLETED_RETENTION_SECONDS: '60',
+      FAILED_RETENTION_SECONDS: '60',
       TOMBSTONE_TTL_SECONDS: '60',
     });
     const [a, workers] = await Promise.all([startApi(env), startWorkers(2, env)]);

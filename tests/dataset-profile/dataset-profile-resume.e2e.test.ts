@@ -1,4 +1,4 @@
-import { keysFor } from '@longhaul/shared';
+import { layoutFor, OWN_FIELDS } from '@longhaul/shared';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEY_A, systemEnv, waitForJob } from '../e2e/fixtures.ts';
@@ -46,17 +46,18 @@ describe('dataset-profile resumes after its worker is killed', () => {
     });
     expect(res.status).toBe(202);
     const id = res.body.id as string;
-    const checkpointKey = keysFor(env.QUEUE_PREFIX as string).checkpoint(id);
+    const jobKey = layoutFor(env.QUEUE_PREFIX as string).job('analyses', id);
+    const readCheckpoint = () => redis.hget(jobKey, OWN_FIELDS.checkpoint);
     // Killed once a checkpoint exists and the profile is well under way, but far from done.
     await waitFor(
       async () => {
-        const saved = await redis.get(checkpointKey);
+        const saved = await readCheckpoint();
         return saved && (JSON.parse(saved) as { offset: number }).offset > csv.length * 0.2;
       },
       { timeoutMs: 60_000, intervalMs: 100, what: 'a checkpoint past 20% of the dataset' },
     );
     await first.kill();
-    const saved = JSON.parse((await redis.get(checkpointKey)) as string) as { offset: number; rows: number };
+    const saved = JSON.parse((await readCheckpoint()) as string) as { offset: number; rows: number };
     expect(saved.offset).toBeLessThan(csv.length);
 
     const second = await startWorker(env);

@@ -1,4 +1,4 @@
-import { keysFor } from '@longhaul/shared';
+import { layoutFor } from '@longhaul/shared';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSystem, waitForJob } from '../e2e/fixtures.ts';
@@ -81,7 +81,7 @@ describe('dataset-profile through the real api and worker', () => {
     expect(res.body.result).toMatchObject({ format: 'csv', resumedFrom: 0, parseErrors: { count: 0 } });
     // Above RESULT_COMPRESS_BYTES: gzipped in Redis, served decompressed above.
     const stored = JSON.parse(
-      (await redis.hget(keysFor(sys.env.QUEUE_PREFIX as string).job('analyses', id), 'returnvalue')) ?? '{}',
+      (await redis.hget(layoutFor(sys.env.QUEUE_PREFIX as string).job('analyses', id), 'returnvalue')) ?? '{}',
     );
     expect(stored.encoding).toBe('gzip');
   });

@@ -1,17 +1,9 @@
-import {
-  createLogger,
-  createRedisConnection,
-  type JobData,
-  keysFor,
-  loadConfig,
-  QUEUES,
-  type RedisConnection,
-} from '@longhaul/shared';
-import { Queue } from 'bullmq';
+import { createLogger, createRedisConnection, loadConfig, type RedisConnection } from '@longhaul/shared';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../tests/support/redis.ts';
 import { createApp } from './app.ts';
+import { createApiServices } from './services.ts';
 
 const A = 'Bearer tenant-a-key-0123456789';
 const B = 'Bearer tenant-b-key-0123456789';
@@ -30,15 +22,10 @@ function build(url: string, prefix: string, extra: Record<string, string> = {}) 
   );
   const redis = createRedisConnection(url, 'producer', { commandTimeoutMs: 300 });
   redis.on('error', () => undefined);
-  const queue = new Queue<JobData>(QUEUES.analyses, {
-    connection: redis,
-    prefix,
-    skipVersionCheck: true,
-    skipWaitingForReady: true,
-  });
-  queue.on('error', () => undefined);
-  const app = createApp({ config, log: createLogger({ name: 't', level: 'silent', pretty: false }), redis, queue });
-  return { app, redis, queue, config };
+  const log = createLogger({ name: 't', level: 'silent', pretty: false });
+  const services = createApiServices({ config, log, redis });
+  const app = createApp({ config, log, redis, ...services });
+  return { app, redis, services, config };
 }
 
 describe('the HTTP API against a real Redis (no worker)', () => {
@@ -52,7 +39,7 @@ describe('the HTTP API against a real Redis (no worker)', () => {
     if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   });
   afterAll(async () => {
-    await ctx.queue.close();
+    await ctx.services.close();
     await redis.quit().catch(() => redis.disconnect());
     await cleanupPrefix(redisUrl(), prefix);
   });
@@ -168,12 +155,14 @@ describe('the HTTP API against a real Redis (no worker)', () => {
     expect(res.body.error.details.status).toBe('queued');
   });
 
-  it('when a queued job is cancelled, then it is removed and shows cancelled; a second cancel answers 409', async () => {
+  it('when a queued job is cancelled, then it shows cancelled and waits at the head of the queue to be drained; a second cancel answers 409', async () => {
     const { body } = await submit(sim());
     const res = await request(ctx.app).delete(`/v1/jobs/${body.id}`).set('Authorization', A);
     expect(res.status).toBe(202);
     expect(res.body.status).toBe('cancelled');
-    expect(await ctx.queue.getJob(body.id)).toBeUndefined();
+    expect(res.body.error.code).toBe('cancelled');
+    // Moved from the prioritized set to the wait list, which workers serve first.
+    expect(await redis.lpos(ctx.services.store.layout.wait('analyses'), body.id)).not.toBeNull();
     const again = await request(ctx.app).delete(`/v1/jobs/${body.id}`).set('Authorization', A);
     expect(again.status).toBe(409);
     expect(again.body.error.code).toBe('already_finished');
@@ -181,12 +170,34 @@ describe('the HTTP API against a real Redis (no worker)', () => {
 
   it('when retention has removed a job, then its id answers 410 from the tombstone', async () => {
     const { body } = await submit(sim());
-    await ctx.queue.remove(body.id);
+    await ctx.services.queue.remove(body.id);
     const res = await request(ctx.app).get(`/v1/jobs/${body.id}`).set('Authorization', A);
     expect(res.status).toBe(410);
     expect(res.body.error.code).toBe('gone');
-    const keys = keysFor(prefix);
-    expect(await redis.ttl(keys.meta(body.id))).toBeGreaterThan(86_400);
+    // Another tenant still gets 404: the tombstone is the owner's index entry.
+    const other = await request(ctx.app).get(`/v1/jobs/${body.id}`).set('Authorization', B);
+    expect(other.status).toBe(404);
+  });
+
+  it('when the Idempotency-Key of a removed job is replayed, then it answers 410 and adds no job', async () => {
+    const key = `idem-gone-${Date.now()}`;
+    const first = await submit(sim()).set('Idempotency-Key', key);
+    expect(first.status).toBe(202);
+    await ctx.services.queue.remove(first.body.id);
+    const again = await submit(sim()).set('Idempotency-Key', key);
+    expect(again.status).toBe(410);
+    expect(await ctx.services.queue.getJob(first.body.id)).toBeUndefined();
+  });
+
+  it('when the Idempotency-Key of a cancelled delayed job is replayed, then it answers 200 cancelled and the job is not re-added', async () => {
+    const key = `idem-cancel-${Date.now()}`;
+    const first = await submit({ ...sim(), delayMs: 60_000 }).set('Idempotency-Key', key);
+    expect(first.body.status).toBe('delayed');
+    await request(ctx.app).delete(`/v1/jobs/${first.body.id}`).set('Authorization', A).expect(202);
+    const again = await submit({ ...sim(), delayMs: 60_000 }).set('Idempotency-Key', key);
+    expect(again.status).toBe(200);
+    expect(again.body.status).toBe('cancelled');
+    expect(await redis.zscore(ctx.services.store.layout.delayed('analyses'), first.body.id)).toBeNull();
   });
 
   it('when a job is delayed, then it shows delayed', async () => {
@@ -238,7 +249,7 @@ describe('the HTTP API with Redis unreachable', () => {
       expect(Date.now() - started).toBeLessThan(2_000);
     } finally {
       ctx.redis.disconnect();
-      await ctx.queue.close().catch(() => undefined);
+      await ctx.services.close().catch(() => undefined);
     }
   });
 });

@@ -1,11 +1,4 @@
-import {
-  type Config,
-  createJobReader,
-  type JobData,
-  keysFor,
-  type Logger,
-  type RedisConnection,
-} from '@longhaul/shared';
+import { type Config, type Logger, layoutFor, type RedisConnection } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
 import express, { type Express, type RequestHandler } from 'express';
 import { pinoHttp } from 'pino-http';
@@ -20,54 +13,30 @@ import { errorHandler, notFoundHandler } from './http/error-handler.ts';
 import { tenantRateLimit } from './http/rate-limit.ts';
 import { redisUnavailable, withDeadline } from './http/redis-errors.ts';
 import { requestId } from './http/request-id.ts';
-import { createBacklogQuota } from './jobs/backlog-quota.ts';
-import { createJobService } from './jobs/job-service.ts';
+import type { JobService } from './jobs/job-service.ts';
 import { jobRoutes } from './jobs/routes.ts';
-import { type ApiMetrics, createApiMetrics } from './metrics.ts';
-import { createWebhookQueue } from './webhooks/webhook-queue.ts';
+import type { ApiMetrics } from './metrics.ts';
 
 export interface AppDeps {
   config: Config;
   log: Logger;
-  /** The producer-role connection: fails fast while Redis is down. */
+  /** The producer-role connection (fails fast while Redis is down): health, rate limit, replays. */
   redis: RedisConnection;
-  queue: Queue<JobData>;
-  /**
-   * The connection the app's own BullMQ queues use (webhook deliveries). BullMQ defines its Lua
-   * scripts on the connection it gets, and ioredis copies them all into every pipeline built on it,
-   * so keep it apart from `redis`, whose pipelines serve every status read. @defaultValue `redis`
-   */
-  queueConnection?: RedisConnection;
-  /** Prometheus metrics; built here (own registry) when not given. */
-  metrics?: ApiMetrics;
+  /** The job use-cases (`createJobService` over the job store). */
+  jobs: JobService;
+  /** Queues shown in Bull Board. */
+  queues: Queue[];
+  /** Prometheus metrics. */
+  metrics: ApiMetrics;
   /** Live job events (one QueueEvents per process). Without it, `GET /v1/jobs/:id/events` is not served. */
   events?: JobEventHub;
 }
 
 /**
- * Builds the HTTP app. Never listens and never reads the environment: `main.ts` does, and tests
- * call this with their own dependencies.
+ * Builds the HTTP app from its services. Never listens, never reads the environment and never
+ * opens a connection: `main.ts` does, and tests call this with their own services.
  */
-export function createApp({
-  config,
-  log,
-  redis,
-  queue,
-  queueConnection = redis,
-  events,
-  metrics = createApiMetrics({ queue, redis, queuePrefix: config.queuePrefix }),
-}: AppDeps): Express {
-  const keys = keysFor(config.queuePrefix);
-  const reader = createJobReader({ redis, keys, retention: config.retention });
-  const quota = createBacklogQuota({
-    redis,
-    reader,
-    prefix: config.queuePrefix,
-    quota: config.limits.tenantBacklog,
-    ttlSeconds: config.retention.tombstoneSeconds,
-  });
-  const webhooks = createWebhookQueue(queueConnection, config.queuePrefix, log);
-  const jobs = createJobService({ config, redis, queue, keys, reader, quota, webhooks });
+export function createApp({ config, log, redis, jobs, queues, events, metrics }: AppDeps): Express {
   // A request waits for Redis at most this long, then answers 503 (a command's own timeout
   // usually fires first; this also covers a client still waiting for its first connection).
   const deadlineMs = Math.min(900, config.limits.redisCommandTimeoutMs * 2);
@@ -103,7 +72,7 @@ export function createApp({
   app.use(metrics.routes(config.metricsToken));
   app.use(docsRoutes());
   // Closed (401) unless ADMIN_USER / ADMIN_PASSWORD are set; read-only unless ADMIN_READONLY=false.
-  app.use(BOARD_PATH, adminBoard({ admin: config.admin, queues: [queue] }));
+  app.use(BOARD_PATH, adminBoard({ admin: config.admin, queues }));
 
   const v1 = express.Router();
   v1.use(bearerAuth(config.apiKeys));
@@ -113,7 +82,8 @@ export function createApp({
   if (events) {
     const deadline = <T>(work: Promise<T>) => withDeadline(work, deadlineMs);
     const heartbeatMs = config.sseHeartbeatMs;
-    const route = jobEventsRoute({ hub: events, jobs, reader, redis, keys, deadline, log, heartbeatMs });
+    const layout = layoutFor(config.queuePrefix);
+    const route = jobEventsRoute({ hub: events, jobs, redis, layout, deadline, log, heartbeatMs });
     v1.get('/jobs/:id/events', requireRedis, route);
   }
   v1.use(

@@ -2,14 +2,12 @@ import {
   createLogger,
   createRedisConnection,
   handleShutdown,
-  type JobData,
   loadConfigOrExit,
-  QUEUES,
   redactRedisUrl,
 } from '@longhaul/shared';
-import { Queue } from 'bullmq';
 import { createApp } from './app.ts';
 import { createJobEventHub } from './events/job-event-hub.ts';
+import { createApiServices } from './services.ts';
 
 const config = loadConfigOrExit(process.env, 'api');
 const log = createLogger({ name: 'longhaul-api', level: config.log.level, pretty: config.log.pretty });
@@ -29,10 +27,7 @@ redis.on('ready', () => {
   log.info({ redis: redactRedisUrl(config.redisUrl) }, 'redis ready');
 });
 
-// skipVersionCheck + skipWaitingForReady: the queue sends nothing until asked, so an API started
-// while Redis is down stays usable once Redis returns (BullMQ's start-up INFO would otherwise
-// fail once and leave the queue's client rejected for good).
-// The queue gets a connection of its own: BullMQ defines its Lua scripts on the connection it is
+// The queues get a connection of their own: BullMQ defines its Lua scripts on the connection it is
 // given, and ioredis copies every defined script into each pipeline or MULTI it creates, which
 // would make each of our own pipelined reads cost far more CPU than the read itself.
 const queueConnection = createRedisConnection(config.redisUrl, 'producer', {
@@ -40,14 +35,7 @@ const queueConnection = createRedisConnection(config.redisUrl, 'producer', {
   name: 'longhaul-api-queue',
 });
 queueConnection.on('error', () => undefined);
-const queue = new Queue<JobData>(QUEUES.analyses, {
-  connection: queueConnection,
-  prefix: config.queuePrefix,
-  streams: { events: { maxLen: config.eventsMaxLen } },
-  skipVersionCheck: true,
-  skipWaitingForReady: true,
-});
-queue.on('error', (err) => log.debug({ err: err.message }, 'queue error'));
+const services = createApiServices({ config, log, redis, queueConnection });
 
 // Live job events: one QueueEvents per process on a worker-role connection of its own (it blocks
 // on XREAD, and waits out a Redis outage instead of failing), fanned out to every SSE stream.
@@ -55,7 +43,7 @@ const eventsConnection = createRedisConnection(config.redisUrl, 'worker', { name
 eventsConnection.on('error', () => undefined);
 const events = createJobEventHub({ connection: eventsConnection, prefix: config.queuePrefix, log });
 
-const app = createApp({ config, log, redis, queue, queueConnection, events });
+const app = createApp({ config, log, redis, ...services, events });
 const server = app.listen(config.port, () => {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -77,7 +65,7 @@ handleShutdown({
         }),
     },
     { name: 'close job events', run: () => events.close() },
-    { name: 'close queue', run: () => queue.close() },
+    { name: 'close queues', run: () => services.close() },
     {
       name: 'quit redis',
       run: () => Promise.all([redis, queueConnection].map((c) => c.quit().catch(() => c.disconnect()))),

@@ -2,7 +2,7 @@ import {
   createMetricsRegistry,
   isAnalysisName,
   type JobData,
-  keysFor,
+  layoutFor,
   metricsAuthorized,
   QUEUES,
   type RedisConnection,
@@ -58,8 +58,7 @@ export function createApiMetrics({ queue, redis, queuePrefix }: ApiMetricsDeps):
     registers: [registry],
   });
 
-  const keys = keysFor(queuePrefix);
-  const base = `${queuePrefix}:${QUEUES.analyses}`;
+  const layout = layoutFor(queuePrefix);
   /**
    * One Redis read per scrape: prom-client collects every metric at once, so the gauges of one
    * scrape share the read in flight; the next scrape reads again.
@@ -77,11 +76,11 @@ export function createApiMetrics({ queue, redis, queuePrefix }: ApiMetricsDeps):
       // The job next in line: the tail of the wait list (BullMQ pushes left, takes right) and the
       // head of the prioritized set. Every longhaul job carries a priority, so it is usually the latter.
       const [waitTail, prioritizedHead] = await Promise.all([
-        redis.lindex(`${base}:wait`, -1),
-        redis.zrange(`${base}:prioritized`, 0, 0),
+        redis.lindex(layout.wait(QUEUES.analyses), -1),
+        redis.zrange(layout.prioritized(QUEUES.analyses), 0, 0),
       ]);
       const ids = [waitTail, prioritizedHead[0]].filter((id): id is string => Boolean(id));
-      const stamps = await Promise.all(ids.map((id) => redis.hget(keys.job(QUEUES.analyses, id), 'timestamp')));
+      const stamps = await Promise.all(ids.map((id) => redis.hget(layout.job(QUEUES.analyses, id), 'timestamp')));
       const oldest = Math.min(...stamps.map((t) => (t ? Number(t) : Number.POSITIVE_INFINITY)));
       return { counts, oldestAgeSeconds: Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0 };
     } catch {

@@ -70,9 +70,8 @@ health.listen(config.workerPort, () => {
   );
 });
 await analysisWorker.start();
-// Webhooks: deliveries from their own queue, and one enqueued whenever an analysis job ends for good.
+// Webhooks: deliveries from their own queue; BullMQ releases each when its job ends for good.
 const webhooks = createWebhookWorker({ config, log, connection });
-webhooks.watch(analysisWorker.worker);
 webhooks.start();
 
 handleShutdown({

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   createMetricsRegistry,
-  failureOf,
+  decodeFailure,
   JOB_RUN_SECONDS_BUCKETS,
   type JobData,
   metricsAuthorized,
@@ -54,7 +54,7 @@ export function createWorkerMetrics(): WorkerMetrics {
         if (!job) return;
         // A job with attempts left goes back to delayed/wait without a finishedOn.
         if (!job.finishedOn) return record(job, 'retried');
-        record(job, failureOf(job.failedReason).code === 'cancelled' ? 'cancelled' : 'failed');
+        record(job, decodeFailure(job.failedReason).code === 'cancelled' ? 'cancelled' : 'failed');
       });
     },
     route(token) {

@@ -1,16 +1,24 @@
 import {
   type Config,
+  encodeFailure,
   encodeResult,
   type JobData,
-  type Keys,
+  type JobRunStore,
   type Logger,
   type Progress,
-  type RedisConnection,
   ResultTooLargeError,
 } from '@longhaul/shared';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type { Analysis, AnalysisContext } from './define-analysis.ts';
 import { PermanentError } from './errors/permanent-error.ts';
+
+/** An attempt ran past its analysis' `timeoutMs`: retried, with the reason `timeout: …`. */
+class AttemptTimeoutError extends Error {
+  constructor(message: string) {
+    super(encodeFailure('timeout', message));
+    this.name = 'AttemptTimeoutError';
+  }
+}
 
 /** Why BullMQ's abort signal fired: we pass one of these to `worker.cancelJob(id, reason)`. */
 export const ABORT = { cancel: 'cancel', shutdown: 'shutdown' } as const;
@@ -21,8 +29,7 @@ const PROGRESS_INTERVAL_MS = 200;
 export interface RunJobDeps {
   config: Config;
   log: Logger;
-  redis: RedisConnection;
-  keys: Keys;
+  store: JobRunStore;
   implementations: Record<string, Analysis>;
   /** How often an active job re-reads its cancel flag (the pub/sub message is the fast path). */
   cancelPollMs?: number;
@@ -81,7 +88,7 @@ function progressReporter(job: Job, log: Logger) {
  * every way it can end into the right BullMQ outcome (result, retry, permanent failure, or the job
  * handed back untouched on shutdown).
  */
-export function createProcessor({ config, log, redis, keys, implementations, cancelPollMs = 2_000 }: RunJobDeps) {
+export function createProcessor({ config, log, store, implementations, cancelPollMs = 2_000 }: RunJobDeps) {
   return async function processJob(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
     const id = job.id ?? '';
     const attempt = job.attemptsMade + 1;
@@ -96,20 +103,20 @@ export function createProcessor({ config, log, redis, keys, implementations, can
       throw new PermanentError(detail, 'invalid_input');
     }
 
-    const [cancelledAt, saved] = await Promise.all([
-      redis.hget(keys.meta(id), 'cancelledAt'),
-      redis.get(keys.checkpoint(id)),
-    ]);
-    if (cancelledAt) throw new PermanentError('cancelled by request', 'cancelled');
+    const { cancelled, checkpoint: saved } = await store.start(id);
+    if (cancelled) throw new PermanentError('cancelled by request', 'cancelled');
 
     const timeout = new AbortController();
     const timer = setTimeout(
-      () => timeout.abort(new Error(`timeout: the attempt ran longer than ${analysis.contract.defaults.timeoutMs} ms`)),
+      () =>
+        timeout.abort(
+          new AttemptTimeoutError(`the attempt ran longer than ${analysis.contract.defaults.timeoutMs} ms`),
+        ),
       analysis.contract.defaults.timeoutMs,
     );
     // The pub/sub cancel message can be missed (a reconnect): re-read the flag now and then.
     const poll = setInterval(() => {
-      redis.hget(keys.meta(id), 'cancelledAt').then(
+      store.isCancelled(id).then(
         (flag) => flag && timeout.abort(ABORT.cancel),
         () => undefined,
       );
@@ -123,7 +130,7 @@ export function createProcessor({ config, log, redis, keys, implementations, can
       progress: progress.report,
       checkpoint: async (state) => {
         checkpointed = true;
-        await redis.set(keys.checkpoint(id), JSON.stringify(state), 'EX', config.retention.failedSeconds);
+        await store.saveCheckpoint(id, JSON.stringify(state));
       },
       restored: saved === null ? undefined : JSON.parse(saved),
       signal: aborts,
@@ -142,7 +149,7 @@ export function createProcessor({ config, log, redis, keys, implementations, can
         compressBytes: config.limits.resultCompressBytes,
         maxBytes: config.limits.resultMaxBytes,
       });
-      if (checkpointed) void redis.del(keys.checkpoint(id)).catch(() => undefined);
+      if (checkpointed) void store.clearCheckpoint(id).catch(() => undefined);
       jobLog.info({ ms: Date.now() - startedAt, encoding: stored.encoding }, 'analysis completed');
       return stored;
     } catch (err) {
@@ -158,12 +165,11 @@ export function createProcessor({ config, log, redis, keys, implementations, can
         jobLog.info('analysis cancelled');
         throw new PermanentError('cancelled by request', 'cancelled');
       }
-      if (reason instanceof Error && reason.message.startsWith('timeout:')) {
+      if (reason instanceof AttemptTimeoutError) {
         jobLog.warn({ ms: Date.now() - startedAt }, 'analysis timed out');
         throw reason;
       }
-      if (err instanceof ResultTooLargeError)
-        throw new PermanentError(err.message.replace(/^result_too_large: /, ''), 'result_too_large');
+      if (err instanceof ResultTooLargeError) throw new PermanentError(err.message, 'result_too_large');
       if (err instanceof UnrecoverableError) {
         jobLog.warn({ err: err.message }, 'analysis failed permanently');
         throw err;

@@ -1,5 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Config, type JobData, keysFor, type Logger, QUEUES, type RedisConnection } from '@longhaul/shared';
+import {
+  type Config,
+  createJobRunStore,
+  type JobData,
+  type Logger,
+  QUEUES,
+  type RedisConnection,
+  retentionOptions,
+} from '@longhaul/shared';
 import { Worker } from 'bullmq';
 import type { Analysis } from './define-analysis.ts';
 import { assertImplementations } from './implementations.ts';
@@ -18,8 +26,8 @@ export interface WorkerDeps {
 /** One BullMQ Worker on the analyses queue, with cancel messages and a graceful drain. */
 export function createAnalysisWorker({ config, log, connection, subscriber, implementations }: WorkerDeps) {
   assertImplementations(implementations);
-  const keys = keysFor(config.queuePrefix);
-  const processor = createProcessor({ config, log, redis: connection, keys, implementations });
+  const store = createJobRunStore({ redis: connection, prefix: config.queuePrefix });
+  const processor = createProcessor({ config, log, store, implementations });
   const worker = new Worker<JobData>(QUEUES.analyses, processor, {
     connection,
     prefix: config.queuePrefix,
@@ -28,17 +36,21 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     lockDuration: config.worker.lockDurationMs,
     stalledInterval: config.worker.stalledIntervalMs,
     maxStalledCount: config.worker.maxStalledCount,
+    // Retention lives on the Worker, not on each job: every job gets it, however it was born.
+    ...retentionOptions(config.retention),
     name: 'longhaul-worker',
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
   worker.on('failed', (job, err) => {
-    if (job?.finishedOn)
-      log.info({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job failed for good');
+    if (!job?.id || !job.finishedOn) return;
+    log.info({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job failed for good');
+    // A job that ended keeps no checkpoint (retention would drop it with the job anyway).
+    void store.clearCheckpoint(job.id).catch(() => undefined);
   });
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled; handed to another worker'));
 
   const onCancel = (channel: string, jobId: string) => {
-    if (channel === keys.cancelChannel && worker.cancelJob(jobId, ABORT.cancel)) {
+    if (channel === store.layout.cancelChannel && worker.cancelJob(jobId, ABORT.cancel)) {
       log.info({ jobId }, 'cancel requested; aborting');
     }
   };
@@ -47,7 +59,7 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     worker,
     async start(): Promise<void> {
       subscriber.on('message', onCancel);
-      await subscriber.subscribe(keys.cancelChannel);
+      await subscriber.subscribe(store.layout.cancelChannel);
       void worker.run().catch((err) => log.error({ err }, 'worker stopped running'));
     },
     /**

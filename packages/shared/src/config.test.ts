@@ -53,4 +53,12 @@ describe('loadConfig', () => {
       expect((e as Error).message).not.toContain('super-secret-key-1');
     }
   });
+  it('when the tombstone is shorter than the retention of finished jobs, then start-up is refused and says why', () => {
+    expect(() =>
+      loadConfig(
+        { REDIS_URL: 'redis://x', TOMBSTONE_TTL_SECONDS: '3600', COMPLETED_RETENTION_SECONDS: '7200' },
+        'worker',
+      ),
+    ).toThrow(/TOMBSTONE_TTL_SECONDS: must be at least the longest retention/);
+  });
 });

@@ -212,6 +212,13 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
     if (e.RESULT_COMPRESS_BYTES > e.RESULT_MAX_BYTES) {
       problems.push('RESULT_COMPRESS_BYTES: must not exceed RESULT_MAX_BYTES');
     }
+    // The tombstone (410) must outlive the retention of the finished jobs it stands for.
+    const longest = Math.max(e.COMPLETED_RETENTION_SECONDS, e.FAILED_RETENTION_SECONDS);
+    if (e.TOMBSTONE_TTL_SECONDS < longest) {
+      problems.push(
+        `TOMBSTONE_TTL_SECONDS: must be at least the longest retention of finished jobs (${longest} s), or a removed job would answer 404 instead of 410`,
+      );
+    }
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   const e = parsed.data;

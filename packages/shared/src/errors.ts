@@ -39,3 +39,35 @@ export const FAILURE_CODES = [
 ] as const;
 
 export type FailureCode = (typeof FAILURE_CODES)[number];
+
+/** A failure as the job view shows it: a code from {@link FAILURE_CODES} and a message. */
+export interface Failure {
+  code: FailureCode;
+  message: string;
+}
+
+/** BullMQ's own reason for a job that stalled past `maxStalledCount`. */
+const STALLED_REASON = /stalled more than allowable limit/;
+
+/**
+ * The one encoding of a failure into BullMQ's `failedReason` (`code: message`). Every failure a
+ * worker raises on purpose goes through it, and {@link decodeFailure} reads it back.
+ */
+export function encodeFailure(code: FailureCode, message: string): string {
+  return `${code}: ${message}`;
+}
+
+/** Reads a `failedReason` back into a {@link Failure}; a reason of unknown shape is `analysis_failed`. */
+export function decodeFailure(reason: string | null | undefined): Failure {
+  const match = /^([a-z_]+): ([\s\S]*)$/.exec(reason ?? '');
+  if (match && (FAILURE_CODES as readonly string[]).includes(match[1] ?? '')) {
+    return { code: match[1] as FailureCode, message: match[2] ?? '' };
+  }
+  if (reason && STALLED_REASON.test(reason)) {
+    return {
+      code: 'stalled',
+      message: 'the job stopped its worker too many times (crash or lost lock) and was given up',
+    };
+  }
+  return { code: 'analysis_failed', message: reason || 'the analysis failed' };
+}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { failureOf, type JobFields, type JobSnapshot, statusOf, toJobView } from './job-view.ts';
+import { decodeFailure, encodeFailure } from './errors.ts';
+import { type JobFields, type JobSnapshot, statusOf, toJobView } from './job-view.ts';
 
 const retention = {
   completedSeconds: 86_400,
@@ -8,7 +9,6 @@ const retention = {
   failedCount: 10,
   tombstoneSeconds: 2_592_000,
 };
-const meta = { tenant: 'acme', type: 'simulate', createdAt: 1_000, attempts: 3, priority: 500 };
 const fields = (over: Partial<JobFields> = {}): JobFields => ({
   name: 'simulate',
   timestamp: 1_000,
@@ -16,13 +16,17 @@ const fields = (over: Partial<JobFields> = {}): JobFields => ({
   finishedOn: null,
   failedReason: null,
   attemptsMade: 0,
+  attemptsMax: 3,
+  priority: 500,
   progress: null,
+  stalledCount: 0,
+  cancelledAt: null,
+  webhookUrl: null,
   hasResult: false,
   ...over,
 });
 const snap = (over: Partial<JobSnapshot> = {}): JobSnapshot => ({
   id: 'job_01J0000000000000000000000A',
-  meta,
   job: fields(),
   locked: false,
   delayed: false,
@@ -42,9 +46,10 @@ describe('statusOf', () => {
     expect(statusOf(snap({ job: fields({ finishedOn: 5, failedReason: 'cancelled: by request' }) }))).toBe(
       'cancelled',
     ));
-  it('when it was removed after a cancel, then it is still cancelled', () =>
-    expect(statusOf(snap({ job: null, meta: { ...meta, cancelledAt: 9 } }))).toBe('cancelled'));
-  it('when retention removed it, then it is gone', () => expect(statusOf(snap({ job: null }))).toBe('gone'));
+  it('when a waiting job was flagged cancelled, then it is cancelled before a worker drains it', () =>
+    expect(statusOf(snap({ job: fields({ cancelledAt: 9 }) }))).toBe('cancelled'));
+  it('when an active job was flagged cancelled, then it stays active until its worker stops it', () =>
+    expect(statusOf(snap({ locked: true, job: fields({ cancelledAt: 9 }) }))).toBe('active'));
 });
 
 describe('toJobView', () => {
@@ -79,7 +84,23 @@ describe('toJobView', () => {
   });
 });
 
-describe('failureOf', () => {
+describe('decodeFailure', () => {
   it('when a reason has no known code, then it is an analysis failure with the whole message', () =>
-    expect(failureOf('socket hang up')).toEqual({ code: 'analysis_failed', message: 'socket hang up' }));
+    expect(decodeFailure('socket hang up')).toEqual({ code: 'analysis_failed', message: 'socket hang up' }));
+  it('when a failure is encoded, then decoding gives back its code and message', () => {
+    for (const code of ['cancelled', 'timeout', 'result_too_large', 'invalid_input'] as const) {
+      expect(decodeFailure(encodeFailure(code, 'why: it broke'))).toEqual({ code, message: 'why: it broke' });
+    }
+  });
+  it('when BullMQ gave up a stalled job, then the code is stalled', () =>
+    expect(decodeFailure('job stalled more than allowable limit').code).toBe('stalled'));
+  it('when a worker died and the job waits for another, then its stale progress is hidden and it says why', () => {
+    const view = toJobView(
+      snap({ job: fields({ processedOn: 10, stalledCount: 1, progress: { percent: 40, step: 'x' } }) }),
+      retention,
+    );
+    expect(view.status).toBe('queued');
+    expect(view.progress).toBeNull();
+    expect(view.waiting).toBe('worker_lost');
+  });
 });

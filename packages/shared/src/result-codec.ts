@@ -8,7 +8,7 @@ export class ResultTooLargeError extends Error {
     readonly bytes: number,
     readonly maxBytes: number,
   ) {
-    super(`result_too_large: the result is ${bytes} bytes compressed; the cap is ${maxBytes}`);
+    super(`the result is ${bytes} bytes compressed; the cap is ${maxBytes}`);
     this.name = 'ResultTooLargeError';
   }
 }

@@ -1,12 +1,12 @@
-import type { JobsOptions, Queue } from 'bullmq';
+import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
-import type { JobView } from './job-view.ts';
-import type { Keys } from './keys.ts';
 import type { RedisConnection } from './redis.ts';
+import type { Layout } from './store/bullmq-layout.ts';
 
 /**
- * The contract of the `webhooks` queue: what the API and the worker enqueue when a job ends, and
- * what the webhook worker records per attempt. The delivery itself lives in apps/worker/src/webhooks.
+ * The contract of the `webhooks` queue: a delivery job is the BullMQ parent of the analysis job it
+ * reports on, added with it at submit, and released by BullMQ when that job ends for good. The
+ * delivery itself lives in apps/worker/src/webhooks.
  */
 
 export const WEBHOOK_EVENTS = ['completed', 'failed', 'cancelled'] as const;
@@ -18,16 +18,20 @@ export const WEBHOOK_RETRY_WINDOW_MS = 24 * 60 * 60 * 1000;
 /** Attempts kept on the job view, newest first. */
 export const MAX_DELIVERY_RECORDS = 20;
 
-/** What one delivery job carries. */
+/** What one delivery job carries: where to send, for which job. */
 export interface WebhookDeliveryData {
   jobId: string;
   tenant: string;
-  event: WebhookEvent;
+  /** The analysis, for the rare body written after retention already removed the job. */
+  type: string;
   url: string;
-  /** `Longhaul-Event-Id`: the same on every attempt, so receivers can drop duplicates. */
-  eventId: string;
-  /** The JSON body, serialised once when the job ended, so every attempt sends (and signs) the same bytes. */
-  body: string;
+  /** Set by the first attempt, so that every attempt sends (and signs) the same bytes. */
+  sent?: {
+    event: WebhookEvent;
+    /** `Longhaul-Event-Id`: the same on every attempt, so receivers can drop duplicates. */
+    eventId: string;
+    body: string;
+  };
 }
 
 export const deliveryRecordSchema = z.object({
@@ -70,46 +74,25 @@ export function webhookAttempts(backoffMs: number, windowMs = WEBHOOK_RETRY_WIND
   return attempts;
 }
 
-/** Options of a delivery job: a deterministic id (a repeated enqueue is a no-op) and the 24 h retry budget. */
-export function webhookJobOptions(eventId: string, backoffMs: number): JobsOptions {
-  const week = 7 * 86_400;
+/** Options of a delivery job: the 24 h retry budget; removed once delivered, kept a week if given up. */
+export function webhookJobOptions(backoffMs: number): Omit<JobsOptions, 'jobId'> {
   return {
-    jobId: eventId,
     attempts: webhookAttempts(backoffMs),
     backoff: { type: 'exponential', delay: backoffMs },
-    // Kept past the retry window, so a late duplicate enqueue still finds the id and stays a no-op.
-    removeOnComplete: { age: week, count: 100_000 },
-    removeOnFail: { age: week, count: 100_000 },
+    removeOnComplete: true,
+    removeOnFail: { age: 7 * 86_400 },
   };
-}
-
-/**
- * Enqueues the delivery of `view`'s final event to `url`. Safe to call more than once for the same
- * job and event (API and worker, a retried call): the job id is the event id.
- */
-export async function enqueueWebhook(
-  queue: Queue<WebhookDeliveryData>,
-  { view, tenant, url, backoffMs }: { view: JobView; tenant: string; url: string; backoffMs: number },
-): Promise<void> {
-  const event = view.status as WebhookEvent;
-  if (!(WEBHOOK_EVENTS as readonly string[]).includes(event)) {
-    throw new Error(`job ${view.id} is ${view.status}: only a finished job has a webhook to send`);
-  }
-  const { webhook: _deliveries, ...body } = view;
-  const eventId = webhookEventId(view.id, event);
-  const data: WebhookDeliveryData = { jobId: view.id, tenant, event, url, eventId, body: JSON.stringify(body) };
-  await queue.add(event, data, webhookJobOptions(eventId, backoffMs));
 }
 
 /** Appends one attempt to the job's delivery history (newest first, capped, expiring with the tombstone). */
 export async function recordDelivery(
   redis: RedisConnection,
-  keys: Keys,
+  layout: Layout,
   jobId: string,
   record: DeliveryRecord,
   ttlSeconds: number,
 ): Promise<void> {
-  const key = keys.webhookDeliveries(jobId);
+  const key = layout.webhookDeliveries(jobId);
   await redis
     .multi()
     .lpush(key, JSON.stringify(record))

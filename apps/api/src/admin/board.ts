@@ -1,7 +1,7 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
-import type { Config, JobData } from '@longhaul/shared';
+import type { Config } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
 import { Router } from 'express';
 import { basicAuth } from './basic-auth.ts';
@@ -24,7 +24,7 @@ export const BOARD_PATH = '/admin/queues';
 export interface BoardDeps {
   /** Credentials and read-only switch; `null` keeps the board closed (every request 401). */
   admin: Config['admin'];
-  queues: Queue<JobData>[];
+  queues: Queue[];
   /** Largest JSON shown for a job's data or result. @defaultValue 2048 */
   maxChars?: number;
 }

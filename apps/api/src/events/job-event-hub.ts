@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Logger, QUEUES, type RedisConnection } from '@longhaul/shared';
+import { type Logger, layoutFor, QUEUES, type RedisConnection } from '@longhaul/shared';
 import { QueueEvents, type QueueEventsOptions } from 'bullmq';
 
 /** The BullMQ events the SSE stream cares about, as read from the queue's events stream. */
-export type QueueEventName = 'active' | 'waiting' | 'delayed' | 'progress' | 'completed' | 'failed' | 'removed';
+export type QueueEventName = 'active' | 'waiting' | 'delayed' | 'progress' | 'completed' | 'failed' | 'cancelled';
 const FORWARDED: readonly QueueEventName[] = [
   'active',
   'waiting',
@@ -11,7 +11,7 @@ const FORWARDED: readonly QueueEventName[] = [
   'progress',
   'completed',
   'failed',
-  'removed',
+  'cancelled',
 ];
 
 /** One event of one job. `id` is the Redis stream id (`<ms>-<seq>`): ordered, and what Last-Event-ID names. */
@@ -70,12 +70,15 @@ export function createJobEventHub({ connection, prefix, log, restartDelayMs = 1_
     if (!listeners) return;
     for (const listener of listeners) listener({ id, name, jobId, fields });
   };
-  for (const name of FORWARDED) queueEvents.on(name, dispatch(name) as never);
+  // `cancelled` is ours (the job store writes it when a cancel reaches a job no worker holds):
+  // QueueEvents emits every entry of the stream under its event name, known to its types or not.
+  const on = queueEvents.on.bind(queueEvents) as (name: string, listener: (...args: never[]) => void) => void;
+  for (const name of FORWARDED) on(name, dispatch(name) as never);
 
   const ready = (async () => {
     // Start from the stream's current end, read now: every stream served after `ready` then has its
     // starting position (read later) covered, even if the first XREAD comes a little later.
-    const [last] = await connection.xrevrange(`${prefix}:${QUEUES.analyses}:events`, '+', '-', 'COUNT', 1);
+    const [last] = await connection.xrevrange(layoutFor(prefix).events(QUEUES.analyses), '+', '-', 'COUNT', 1);
     lastSeen = last?.[0] ?? '0-0';
   })();
   ready.catch(() => undefined);

@@ -1,9 +1,9 @@
 import {
+  decodeFailure,
   FINAL_STATUSES,
   isJobId,
-  type JobReader,
   type JobView,
-  type Keys,
+  type Layout,
   type Logger,
   QUEUES,
   type RedisConnection,
@@ -24,10 +24,9 @@ import {
 export interface JobEventsDeps {
   hub: JobEventHub;
   jobs: JobService;
-  reader: JobReader;
   /** The producer connection, for the Last-Event-ID replay (XRANGE) and final views. */
   redis: RedisConnection;
-  keys: Keys;
+  layout: Layout;
   deadline: Deadline;
   log: Logger;
   /** A comment line is sent this often on an idle stream, so proxies do not close it. */
@@ -69,8 +68,8 @@ function parseEntry([id, flat]: [string, string[]]): QueueEvent | null {
  * `Last-Event-ID` replays this job's events after that id that the (capped) stream still holds.
  */
 export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
-  const { hub, jobs, reader, redis, keys, deadline, log, heartbeatMs, retryMs = 2_000 } = deps;
-  const eventsKey = keys.events(QUEUES.analyses);
+  const { hub, jobs, redis, layout, deadline, log, heartbeatMs, retryMs = 2_000 } = deps;
+  const eventsKey = layout.events(QUEUES.analyses);
 
   /** The newest id in the events stream: everything after it is yet to come. */
   async function streamEnd(): Promise<string> {
@@ -113,7 +112,7 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
     let view: JobView;
     try {
       position = await deadline(streamEnd());
-      view = reader.view(await deadline(jobs.snapshot(tenant, id)));
+      view = jobs.view(await deadline(jobs.snapshot(tenant, id)));
     } catch (err) {
       unsubscribe();
       throw err;
@@ -140,13 +139,12 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
       const fallback =
         event.name === 'completed'
           ? 'completed'
-          : event.name === 'failed' && !String(event.fields.failedReason ?? '').startsWith('cancelled:')
+          : event.name === 'failed' && decodeFailure(String(event.fields.failedReason ?? '')).code !== 'cancelled'
             ? 'failed'
             : 'cancelled';
       try {
-        const s = await deadline(reader.snapshot(id as string));
-        const status = reader.status(s);
-        if (FINAL.includes(status)) return { name: status, data: reader.view(s) };
+        const final = jobs.view(await deadline(jobs.snapshot(tenant, id as string)));
+        if (FINAL.includes(final.status)) return { name: final.status, data: final };
       } catch (err) {
         log.debug({ err, jobId: id }, 'final view unavailable; sending the event alone');
       }

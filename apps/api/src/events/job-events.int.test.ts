@@ -1,20 +1,14 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  createLogger,
-  createRedisConnection,
-  type JobData,
-  loadConfig,
-  QUEUES,
-  type RedisConnection,
-} from '@longhaul/shared';
-import { Job, Queue } from 'bullmq';
+import { createLogger, createRedisConnection, type JobData, loadConfig, type RedisConnection } from '@longhaul/shared';
+import { Job, type Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSse } from '../../../../tests/clients/sse-reader.ts';
 import { api } from '../../../../tests/support/http.ts';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
 import { waitFor } from '../../../../tests/support/wait.ts';
 import { createApp } from '../app.ts';
+import { type ApiServices, createApiServices } from '../services.ts';
 import { createJobEventHub, type JobEventHub } from './job-event-hub.ts';
 
 const KEY_A = 'sse-tenant-a-key-0123456789';
@@ -27,6 +21,7 @@ describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)
   const prefix = uniquePrefix();
   let redis: RedisConnection;
   let queue: Queue<JobData>;
+  let services: ApiServices;
   let hub: JobEventHub;
   let server: Server;
   let base: string;
@@ -45,11 +40,12 @@ describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)
     const log = createLogger({ name: 't', level: 'silent', pretty: false });
     redis = createRedisConnection(redisUrl(), 'producer', { commandTimeoutMs: 1000 });
     redis.on('error', () => undefined);
-    queue = new Queue<JobData>(QUEUES.analyses, { connection: redis, prefix, skipVersionCheck: true });
+    services = createApiServices({ config, log, redis });
+    queue = services.queue;
     const eventsConnection = createRedisConnection(redisUrl(), 'worker');
     hub = createJobEventHub({ connection: eventsConnection, prefix, log });
     await hub.ready;
-    const app = createApp({ config, log, redis, queue, events: hub });
+    const app = createApp({ config, log, redis, ...services, events: hub });
     server = app.listen(0);
     await new Promise((resolve) => server.once('listening', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -58,7 +54,7 @@ describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)
   afterAll(async () => {
     await hub.close();
     await new Promise((resolve) => server.close(resolve));
-    await queue.close();
+    await services.close();
     await redis.quit().catch(() => redis.disconnect());
     await cleanupPrefix(redisUrl(), prefix);
   });
@@ -117,7 +113,7 @@ describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)
     await progress(id, 50);
     expect((await resumed.next())?.data.progress.percent).toBe(50);
 
-    // A queued job removed by a cancel ends the stream with `cancelled`.
+    // A queued job cancelled ends the stream with `cancelled`.
     expect((await api(base, KEY_A).delete(`/v1/jobs/${id}`)).status).toBe(202);
     const rest = await resumed.rest();
     expect(rest.map((e) => e.event)).toEqual(['cancelled']);

@@ -1,4 +1,4 @@
-import type { RedisConnection } from '@longhaul/shared';
+import { layoutFor, type RedisConnection } from '@longhaul/shared';
 import type { RequestHandler } from 'express';
 import { type IncrementResponse, type RateLimitInfo, rateLimit, type Store } from 'express-rate-limit';
 import { tenantOf } from './auth.ts';
@@ -33,7 +33,7 @@ return { hits, ttl }`;
  */
 export function createRedisRateStore(redis: RedisConnection, prefix: string): Store {
   let windowMs = 60_000;
-  const key = (tenant: string) => `${prefix}:lh:rate:${tenant}`;
+  const key = layoutFor(prefix).rate;
   return {
     prefix,
     init(options) {

@@ -1,14 +1,19 @@
 import {
   type Config,
   type DeliveryRecord,
+  decodeFailure,
   EVENT_ID_HEADER,
-  type Keys,
+  FINAL_STATUSES,
+  type JobReads,
   type Logger,
   type RedisConnection,
   recordDelivery,
   SIGNATURE_HEADER,
   signWebhook,
+  toJobView,
   type WebhookDeliveryData,
+  type WebhookEvent,
+  webhookEventId,
 } from '@longhaul/shared';
 import { type Job, UnrecoverableError } from 'bullmq';
 import { type Dispatcher, fetch } from 'undici';
@@ -18,7 +23,8 @@ export interface DeliverWebhookDeps {
   config: Config;
   log: Logger;
   redis: RedisConnection;
-  keys: Keys;
+  /** Reads of the job the delivery reports on. */
+  reads: JobReads;
   /** The SSRF-guarded dispatcher (createGuardedDispatcher): refuses private targets after DNS. */
   dispatcher: Dispatcher;
 }
@@ -43,11 +49,47 @@ function describe(err: unknown): string {
  * up to 24 h); a refused address or a missing secret fails at once. Every attempt is recorded on
  * the job view.
  */
-export function createDeliveryProcessor({ config, log, redis, keys, dispatcher }: DeliverWebhookDeps) {
+export function createDeliveryProcessor({ config, log, redis, reads, dispatcher }: DeliverWebhookDeps) {
   const { allowPrivate, timeoutMs, backoffMs, secrets } = config.webhooks;
 
+  /**
+   * The event to send, from the job as it ended. Retention may already have removed a job kept by
+   * count (a `COMPLETED_RETENTION_COUNT` of 1): then the body is what BullMQ kept on this parent.
+   */
+  async function compose(job: Job<WebhookDeliveryData>): Promise<NonNullable<WebhookDeliveryData['sent']>> {
+    const { jobId, tenant, type } = job.data;
+    const owned = await reads.snapshot(tenant, jobId);
+    let body: Record<string, unknown>;
+    if (
+      owned.kind === 'job' &&
+      (FINAL_STATUSES as string[]).includes(toJobView(owned.snapshot, config.retention).status)
+    ) {
+      const { webhook: _deliveries, ...view } = toJobView(owned.snapshot, config.retention);
+      body = view;
+    } else {
+      const failures = Object.values(await job.getIgnoredChildrenFailures());
+      const error = failures[0] === undefined ? null : decodeFailure(String(failures[0]));
+      const status = error === null ? 'completed' : error.code === 'cancelled' ? 'cancelled' : 'failed';
+      const base = `/v1/jobs/${jobId}`;
+      body = {
+        id: jobId,
+        type,
+        status,
+        error,
+        links: { self: base, result: `${base}/result`, events: `${base}/events` },
+      };
+    }
+    const event = body.status as WebhookEvent;
+    return { event, eventId: webhookEventId(jobId, event), body: JSON.stringify(body) };
+  }
+
   return async function deliverWebhook(job: Job<WebhookDeliveryData>): Promise<{ status: number }> {
-    const { jobId, tenant, event, url, eventId, body } = job.data;
+    if (!job.data.sent) {
+      // Stored before the first attempt, so every retry sends (and signs) the same bytes.
+      await job.updateData({ ...job.data, sent: await compose(job) });
+    }
+    const { jobId, tenant, url } = job.data;
+    const { event, eventId, body } = job.data.sent as NonNullable<WebhookDeliveryData['sent']>;
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
     const started = Date.now();
@@ -64,7 +106,7 @@ export function createDeliveryProcessor({ config, log, redis, keys, dispatcher }
         // BullMQ's exponential backoff: the n-th retry waits backoffMs · 2^(n-1).
         nextAttemptAt: last ? null : new Date(Date.now() + backoffMs * 2 ** (attempt - 1)).toISOString(),
       };
-      await recordDelivery(redis, keys, jobId, entry, config.retention.tombstoneSeconds).catch((err) =>
+      await recordDelivery(redis, reads.layout, jobId, entry, config.retention.tombstoneSeconds).catch((err) =>
         deliveryLog.warn({ err }, 'could not record the webhook attempt'),
       );
     }

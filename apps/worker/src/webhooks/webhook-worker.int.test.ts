@@ -1,43 +1,29 @@
 import {
+  createJobStore,
   createLogger,
   createRedisConnection,
-  enqueueWebhook,
-  type JobView,
-  keysFor,
+  getContract,
+  type JobData,
   loadConfig,
   parseDeliveries,
   QUEUES,
   type RedisConnection,
   type WebhookDeliveryData,
 } from '@longhaul/shared';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startReceiver } from '../../../../tests/clients/webhook-receiver.ts';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
 import { waitFor } from '../../../../tests/support/wait.ts';
 import { createWebhookWorker } from './webhook-worker.ts';
 
-const view = (id: string): JobView => ({
-  id,
-  type: 'simulate',
-  status: 'completed',
-  progress: { percent: 100, step: 'done' },
-  attempts: { made: 1, max: 3 },
-  priority: 500,
-  createdAt: new Date().toISOString(),
-  startedAt: null,
-  finishedAt: null,
-  expiresAt: null,
-  etaSeconds: null,
-  error: null,
-  links: { self: `/v1/jobs/${id}`, result: `/v1/jobs/${id}/result`, events: `/v1/jobs/${id}/events` },
-});
-
 describe('webhook deliveries refuse private targets (real Redis and BullMQ, WEBHOOK_ALLOW_PRIVATE unset)', () => {
   const prefix = uniquePrefix();
-  const keys = keysFor(prefix);
   let connection: RedisConnection;
-  let queue: Queue<WebhookDeliveryData>;
+  let queue: Queue<JobData>;
+  let deliveries: Queue<WebhookDeliveryData>;
+  let store: ReturnType<typeof createJobStore>;
+  let analyses: Worker;
   let webhooks: ReturnType<typeof createWebhookWorker>;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
 
@@ -52,7 +38,11 @@ describe('webhook deliveries refuse private targets (real Redis and BullMQ, WEBH
       'worker',
     );
     connection = createRedisConnection(redisUrl(), 'worker');
-    queue = new Queue<WebhookDeliveryData>(QUEUES.webhooks, { connection, prefix });
+    queue = new Queue<JobData>(QUEUES.analyses, { connection, prefix });
+    deliveries = new Queue<WebhookDeliveryData>(QUEUES.webhooks, { connection, prefix });
+    store = createJobStore({ redis: connection, queue, webhooks: deliveries, config });
+    // A stand-in analysis worker: completes every job at once.
+    analyses = new Worker(QUEUES.analyses, async () => ({ encoding: 'json', value: {} }), { connection, prefix });
     webhooks = createWebhookWorker({
       config,
       log: createLogger({ name: 't', level: 'silent', pretty: false }),
@@ -63,11 +53,15 @@ describe('webhook deliveries refuse private targets (real Redis and BullMQ, WEBH
   });
   afterAll(async () => {
     await receiver.close();
+    await analyses.close();
     await webhooks.close();
-    await queue.close();
+    await Promise.all([queue.close(), deliveries.close()]);
     await connection.quit();
     await cleanupPrefix(redisUrl(), prefix);
   });
+
+  const accept = (id: string, url: string) =>
+    store.accept({ tenant: 'a', id, contract: getContract('simulate'), input: { durationMs: 1 }, webhookUrl: url });
 
   it('when the URL is loopback (also by name, after DNS), private or link-local, then nothing is sent and the refusal is recorded once, without retries', async () => {
     const targets = [
@@ -78,35 +72,39 @@ describe('webhook deliveries refuse private targets (real Redis and BullMQ, WEBH
       `http://[::1]:${receiver.port}/hook`,
     ];
     const ids = targets.map((_, i) => `job_01HZZZZZZZZZZZZZZZZZZZZZ${String(i).padStart(2, '0')}`);
-    await Promise.all(
-      targets.map((url, i) => enqueueWebhook(queue, { view: view(ids[i] as string), tenant: 'a', url, backoffMs: 50 })),
-    );
+    await Promise.all(targets.map((url, i) => accept(ids[i] as string, url)));
     for (const [i, id] of ids.entries()) {
       const records = await waitFor(
         async () => {
-          const r = parseDeliveries(await connection.lrange(keys.webhookDeliveries(id), 0, -1));
+          const r = parseDeliveries(await connection.lrange(store.layout.webhookDeliveries(id), 0, -1));
           return r.length > 0 ? r : undefined;
         },
         { what: `the refusal of ${targets[i]}` },
       );
       expect(records).toHaveLength(1);
-      expect(records[0]).toMatchObject({ attempt: 1, ok: false, status: null, nextAttemptAt: null });
+      expect(records[0]).toMatchObject({
+        event: 'completed',
+        attempt: 1,
+        ok: false,
+        status: null,
+        nextAttemptAt: null,
+      });
       expect(records[0]?.error).toMatch(/refusing to connect/);
-      const job = await queue.getJob(`${id}.completed`);
+      const job = await deliveries.getJob(`${id}.webhook`);
       expect(await job?.getState()).toBe('failed');
     }
     expect(receiver.received).toHaveLength(0);
   });
 
-  it('when the same delivery is enqueued twice, then it is sent once (deterministic delivery id)', async () => {
+  it('when a job with a webhook is accepted, then its delivery waits for it as its BullMQ parent', async () => {
+    await analyses.pause();
     const id = 'job_01HZZZZZZZZZZZZZZZZZZZZZ99';
-    const url = 'http://10.9.9.9/hook';
-    await enqueueWebhook(queue, { view: view(id), tenant: 'a', url, backoffMs: 50 });
-    await enqueueWebhook(queue, { view: view(id), tenant: 'a', url, backoffMs: 50 });
-    expect(
-      await queue
-        .getJobCounts('wait', 'active', 'failed', 'completed', 'delayed')
-        .then((c) => Object.values(c).reduce((a, b) => a + b, 0)),
-    ).toBe(6);
+    await accept(id, 'http://10.9.9.9/hook');
+    const parent = await deliveries.getJob(`${id}.webhook`);
+    expect(await parent?.getState()).toBe('waiting-children');
+    analyses.resume();
+    await waitFor(async () => ((await parent?.getState()) === 'failed' ? true : undefined), {
+      what: 'the delivery released by BullMQ and refused',
+    });
   });
 });

@@ -1,0 +1,144 @@
+import { Job, type JobsOptions, type Queue } from 'bullmq';
+import type { ChainableCommander } from 'ioredis';
+
+/**
+ * Everything longhaul assumes about how BullMQ 6 lays a queue out in Redis, in one file: key
+ * names, the job hash's fields, the fields we add to it, and how a job is added inside a MULTI of
+ * ours. `bullmq-layout.int.test.ts` checks each assumption against the pinned BullMQ version, so
+ * an upgrade that moves any of them fails there first. No other file builds a Redis key.
+ */
+
+/** BullMQ queue names. One Worker per queue. */
+export const QUEUES = {
+  /** Every analysis job; the job name is the analysis name. */
+  analyses: 'analyses',
+  /**
+   * Webhook deliveries. Each is the BullMQ parent of the analysis job it reports on, so BullMQ
+   * itself releases it, in the same script that finishes the child.
+   */
+  webhooks: 'webhooks',
+} as const;
+
+export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
+
+/**
+ * Fields longhaul adds to BullMQ's job hash. They live and die with the job: BullMQ deletes the
+ * whole hash when retention removes the job, and never touches fields it does not know.
+ */
+export const OWN_FIELDS = {
+  /** Epoch ms at which a cancel was asked for. */
+  cancelledAt: 'lhc',
+  /** The JSON checkpoint the job saved, read back on its next attempt. */
+  checkpoint: 'lhk',
+  /** The webhook URL given on submit. */
+  webhookUrl: 'lhw',
+} as const;
+
+/**
+ * The fields of BullMQ's job hash a status read needs, read with HMGET so that neither the input
+ * (`data`) nor the result (`returnvalue`, only its length) is transferred.
+ */
+export const STATUS_FIELDS = [
+  'name',
+  'timestamp',
+  'processedOn',
+  'finishedOn',
+  'failedReason',
+  'atm',
+  'progress',
+  'opts',
+  'priority',
+  'stc',
+  OWN_FIELDS.cancelledAt,
+  OWN_FIELDS.webhookUrl,
+] as const;
+
+/** Key names, all under the queue prefix (a `{hash-tag}` by default: one Cluster slot for all). */
+export function layoutFor(prefix: string) {
+  const queueKey = (queue: QueueName) => `${prefix}:${queue}`;
+  return {
+    prefix,
+    /** The queue's base key, as BullMQ's `parent.queue` option names a queue. */
+    queueKey,
+    /** BullMQ's job hash. */
+    job: (queue: QueueName, jobId: string) => `${prefix}:${queue}:${jobId}`,
+    /** BullMQ's lock key of an active job (exists while a worker holds the job). */
+    lock: (queue: QueueName, jobId: string) => `${prefix}:${queue}:${jobId}:lock`,
+    /** BullMQ's sorted set of delayed jobs (scheduled, or waiting out a retry backoff). */
+    delayed: (queue: QueueName) => `${prefix}:${queue}:delayed`,
+    /** BullMQ's wait list (pushed left, taken right). */
+    wait: (queue: QueueName) => `${prefix}:${queue}:wait`,
+    /** BullMQ's sorted set of prioritized waiting jobs. */
+    prioritized: (queue: QueueName) => `${prefix}:${queue}:prioritized`,
+    /** BullMQ's events stream of a queue (QueueEvents reads it; XRANGE serves Last-Event-ID replays). */
+    events: (queue: QueueName) => `${prefix}:${queue}:events`,
+
+    /** Ours: a tenant's job ids (score 0, so ULID ids sort by time); ownership of gone jobs (410). */
+    tenantJobs: (tenant: string) => `${prefix}:lh:tenant:${tenant}:jobs`,
+    /** Ours: a tenant's unfinished job ids, scored by reservation time; its size is the backlog. */
+    backlog: (tenant: string) => `${prefix}:lh:tenant:${tenant}:backlog`,
+    /** Ours: `{ id, bodyHash }` of the request that first used an Idempotency-Key. */
+    idempotency: (tenant: string, keyHash: string) => `${prefix}:lh:idem:${tenant}:${keyHash}`,
+    /** Ours: a tenant's submissions in the current rate-limit window. */
+    rate: (tenant: string) => `${prefix}:lh:rate:${tenant}`,
+    /** Ours: a job's webhook delivery attempts, newest first and capped. */
+    webhookDeliveries: (jobId: string) => `${prefix}:lh:webhook:${jobId}`,
+    /** Ours: the pub/sub channel on which the API asks workers to abort an active job. */
+    cancelChannel: `${prefix}:lh:cancel`,
+  };
+}
+
+export type Layout = ReturnType<typeof layoutFor>;
+
+/** A MULTI of the queue's own connection, which has BullMQ's scripts defined. */
+export type QueueMulti = ChainableCommander;
+
+/** A MULTI on the queue's connection, so BullMQ's add scripts and our writes share one transaction. */
+export async function queueMulti(queue: Queue): Promise<QueueMulti> {
+  // BullMQ types its client through its own backend interface; with ioredis it is ioredis' MULTI.
+  return (await queue.backend.client).multi() as unknown as ChainableCommander;
+}
+
+export interface NewJob {
+  name: string;
+  data: unknown;
+  /** Options without `jobId`: BullMQ would store it again inside `opts`, for every job. */
+  opts: Omit<JobsOptions, 'jobId'>;
+  id: string;
+}
+
+/**
+ * Queues BullMQ's own add script for `job` on `multi`, exactly as FlowProducer does for a flow,
+ * so the job is added in the same transaction as our writes. With `parent`, the job is added as a
+ * child of that (already queued) parent; with `asParent`, the job waits for its children.
+ */
+export async function addToMulti(
+  multi: QueueMulti,
+  queue: Queue,
+  job: NewJob,
+  link: { parent?: { queue: Queue; id: string }; asParent?: boolean } = {},
+): Promise<void> {
+  const opts: JobsOptions = { ...job.opts };
+  let parentKey: string | undefined;
+  if (link.parent) {
+    const { queue: parentQueue, id } = link.parent;
+    opts.parent = { id, queue: parentQueue.qualifiedName };
+    parentKey = `${parentQueue.qualifiedName}:${id}`;
+  }
+  const bullJob = new Job(queue, job.name, job.data, opts, job.id);
+  await bullJob.addJob(multi as never, {
+    ...(parentKey ? { parentKey, parentDependenciesKey: `${parentKey}:dependencies` } : {}),
+    ...(link.asParent ? { addToWaitingChildren: true } : {}),
+  });
+}
+
+/**
+ * HSET on a queue MULTI. BullMQ 6 wraps ioredis' MULTI and replaces its `hset` with one that takes
+ * `(key, { field: value })`; every other command is ioredis' own.
+ */
+export function hsetOnMulti(multi: QueueMulti, key: string, field: string, value: string): void {
+  (multi as unknown as { hset(key: string, data: Record<string, string>): unknown }).hset(key, { [field]: value });
+}
+
+/** The value BullMQ stores for an absent result ("null"); ours are always objects, so longer. */
+export const NO_RESULT_LENGTH = 4;
