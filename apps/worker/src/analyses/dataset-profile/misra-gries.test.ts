@@ -68,6 +68,16 @@ describe('HyperLogLog', () => {
     );
   });
 
+  it('when two HyperLogLogs merge, then the result is the one that saw every value', () => {
+    const [a, b, both] = [new HyperLogLog(), new HyperLogLog(), new HyperLogLog()];
+    for (let i = 0; i < 5000; i++) {
+      (i % 3 === 0 ? a : b).add(`v${i}`);
+      both.add(`v${i}`);
+    }
+    a.merge(b);
+    expect(a.registers).toEqual(both.registers);
+  });
+
   it('when text is hashed in place, then the hash equals that of the sliced string', () => {
     fc.assert(
       fc.property(fc.string(), fc.nat(), fc.nat(), (text, a, b) => {
