@@ -13,6 +13,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startApi as startApiProcess, startWorker } from '../tests/support/processes.ts';
 import { startRedisServer } from '../tests/support/redis-server.ts';
+import { benchDatasetProfileCsv } from './dataset-profile-csv.ts';
 import { fmt, httpClient, percentile, type Row, runConcurrent } from './lib.ts';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
@@ -436,6 +437,13 @@ async function endToEnd(total: number, resultBytes: number) {
     },
     one / two >= 1.7,
   );
+}
+
+// 7. dataset-profile throughput on a generated CSV, next to Python's csv module (bench/dataset-profile-csv.ts).
+{
+  const csv = await benchDatasetProfileCsv();
+  for (const { met, ...row } of csv.rows) record(row, met);
+  notes.push(...csv.notes);
 }
 
 redis.disconnect();

@@ -8,6 +8,11 @@
  * 3. The API (`PORT`, default 3000) and one worker (`WORKER_PORT`, default 3001), output prefixed
  *    `[api]` / `[worker]`; once both answer /healthz it prints the URLs and a curl example.
  *
+ * `--prod` (`pnpm start:prod`, which runs `pnpm build` first) starts the production bundles,
+ * `node apps/api/dist/main.js` and `node apps/worker/dist/main.js`, instead of the sources through
+ * tsx, with `NODE_ENV=production` and plain JSON logs unless set otherwise: what a deployment runs,
+ * and what benchmark figures should come from.
+ *
  * Ctrl-C / SIGTERM: SIGTERM to the API and the worker (the worker hands its active jobs back to the
  * queue), wait for them, then stop the Redis started here; exit 0. A child that dies on its own
  * stops everything; exit 1. The children run in their own process groups so that a Ctrl-C reaches
@@ -27,6 +32,12 @@ const REDIS_PORT = 6379;
 const READY_TIMEOUT_MS = 30_000;
 /** Upper bound for the API and worker to exit after SIGTERM: above the worker's default 30 s grace. */
 const STOP_TIMEOUT_MS = Number(process.env.SHUTDOWN_GRACE_MS ?? 30_000) + 15_000;
+
+/** Run the built bundles (see the header). */
+const PROD = process.argv.includes('--prod');
+const ENTRIES = PROD
+  ? { api: ['apps/api/dist/main.js'], worker: ['apps/worker/dist/main.js'] }
+  : { api: ['--import', 'tsx', 'apps/api/src/main.ts'], worker: ['--import', 'tsx', 'apps/worker/src/main.ts'] };
 
 const tty = process.stdout.isTTY === true;
 const paint = (code: number, text: string) => (tty ? `\x1b[${code}m${text}\x1b[0m` : text);
@@ -288,6 +299,14 @@ async function main(): Promise<void> {
     }
   }
 
+  if (PROD) {
+    const missing = [ENTRIES.api[0], ENTRIES.worker[0]].filter((entry) => !existsSync(join(ROOT, entry as string)));
+    if (missing.length > 0) {
+      warn(`${missing.join(' and ')} not found: build first (\`pnpm build\`; \`pnpm start:prod\` does both)`);
+      process.exit(1);
+    }
+  }
+
   const redisUrl = await resolveRedis();
 
   let apiKeys = process.env.API_KEYS;
@@ -314,17 +333,12 @@ async function main(): Promise<void> {
     API_KEYS: apiKeys,
     PORT: String(port),
     WORKER_PORT: String(workerPort),
-    LOG_PRETTY: process.env.LOG_PRETTY ?? (tty ? 'true' : 'false'),
+    LOG_PRETTY: process.env.LOG_PRETTY ?? (tty && !PROD ? 'true' : 'false'),
+    ...(PROD ? { NODE_ENV: process.env.NODE_ENV ?? 'production' } : {}),
   };
-  const node = [process.execPath, '--import', 'tsx'];
-  const api = launch('api', node[0] as string, [...node.slice(1), 'apps/api/src/main.ts'], env, paint(36, '[api]'));
-  const worker = launch(
-    'worker',
-    node[0] as string,
-    [...node.slice(1), 'apps/worker/src/main.ts'],
-    env,
-    paint(35, '[worker]'),
-  );
+  if (PROD) say('starting the built bundles (apps/*/dist/main.js)');
+  const api = launch('api', process.execPath, ENTRIES.api, env, paint(36, '[api]'));
+  const worker = launch('worker', process.execPath, ENTRIES.worker, env, paint(35, '[worker]'));
   children.push(api, worker);
   for (const child of children) {
     void child.exited.then(({ code, signal }) => {

@@ -19,10 +19,16 @@ export interface DatasetServerOptions {
   bytesPerSecond?: number;
   /** Rows streamed, generated on the fly, at /stream.csv (no Content-Length, no Range). */
   streamRows?: number;
+  /**
+   * Keep streaming /stream.csv past `streamRows` until this long after the request (ms), so a test
+   * that needs a long profile gets one however fast the profiler is; `streamed()` says how many rows.
+   */
+  streamMinMs?: number;
 }
 
 /** A local HTTP server on 127.0.0.1 that serves test datasets, so workers need DATASET_ALLOW_PRIVATE=true. */
 export async function startDatasetServer(options: DatasetServerOptions) {
+  let streamed = 0;
   const server: Server = createServer((req, res) => {
     if (req.url === '/data.csv' && options.data) {
       const data = options.data;
@@ -52,14 +58,16 @@ export async function startDatasetServer(options: DatasetServerOptions) {
       return;
     }
     if (req.url === '/stream.csv' && options.streamRows) {
-      const total = options.streamRows;
+      const until = Date.now() + (options.streamMinMs ?? 0);
+      const more = (i: number) => i < (options.streamRows as number) || Date.now() < until;
       res.writeHead(200, { 'content-type': 'text/csv' });
       res.write(HEADER);
       let i = 0;
       const pump = () => {
-        while (i < total && !res.destroyed) {
+        while (more(i) && !res.destroyed) {
           const parts: string[] = [];
-          for (const end = Math.min(total, i + 2000); i < end; i++) parts.push(rowOf(i));
+          for (const end = i + 2000; i < end; i++) parts.push(rowOf(i));
+          streamed = i;
           if (!res.write(parts.join(''))) return void res.once('drain', pump);
         }
         res.end();
@@ -74,6 +82,8 @@ export async function startDatasetServer(options: DatasetServerOptions) {
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     url,
+    /** Rows the last /stream.csv response held. */
+    streamed: () => streamed,
     async close() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));

@@ -3,9 +3,21 @@ import {
   DATASET_EXACT_DISTINCT_LIMIT,
   DATASET_QUANTILES,
 } from '@longhaul/shared/analyses/dataset-profile';
-import { HyperLogLog, hash53 } from './hyperloglog.ts';
+import { HyperLogLog, hash53, hash53Range } from './hyperloglog.ts';
+import { MisraGries } from './misra-gries.ts';
 import { createSketch, type SketchState, sketchBins, sketchFromState, sketchToState } from './quantile-sketch.ts';
-import type { Classified, ValueKind } from './value-kind.ts';
+import {
+  type Classified,
+  type CountKey,
+  countKeyOf,
+  type FieldValue,
+  KIND_DATETIME,
+  KIND_INTEGER,
+  KIND_NUMBER,
+  KIND_STRING,
+  VALUE_KINDS,
+  type ValueKind,
+} from './value-kind.ts';
 
 /** Values longer than this are counted by a prefix and a hash of the whole, so keys stay small. */
 const MAX_KEY_CHARS = 200;
@@ -65,17 +77,21 @@ function exactQuantile(sorted: [number, number][], total: number, q: number): nu
  */
 export class ColumnStats {
   nonNull = 0;
-  readonly kinds: KindCounts = { integer: 0, number: 0, boolean: 0, datetime: 0, string: 0 };
+  /** Values per kind, indexed by the kind's code (VALUE_KINDS). */
+  private readonly kindCounts = new Float64Array(VALUE_KINDS.length);
   // Welford's running mean and sum of squared deviations over numbers and dates (epoch ms).
   private n = 0;
   private mean = 0;
   private m2 = 0;
-  private min: number | null = null;
-  private max: number | null = null;
+  /** Meaningful once `n > 0`. */
+  private min = Number.POSITIVE_INFINITY;
+  private max = Number.NEGATIVE_INFINITY;
   private textMin: string | null = null;
   private textMax: string | null = null;
-  /** Exact value counts while `exact`; afterwards a Misra–Gries summary of the frequent ones. */
-  private counts = new Map<string, number>();
+  /** Exact value counts while `exact` (then `frequent` is null). */
+  private counts = new Map<CountKey, number>();
+  /** Past the exact limit: a Misra–Gries summary of the frequent values. */
+  private frequent: MisraGries | null = null;
   private exact = true;
   private hll: HyperLogLog | null = null;
   private sketch: ReturnType<typeof createSketch> | null = null;
@@ -87,90 +103,106 @@ export class ColumnStats {
 
   constructor(readonly name: string) {}
 
+  get kinds(): KindCounts {
+    const k = this.kindCounts;
+    return { integer: k[0] ?? 0, number: k[1] ?? 0, boolean: k[2] ?? 0, datetime: k[3] ?? 0, string: k[4] ?? 0 };
+  }
+
+  /** Counts a classified value (NDJSON, and the slow path). */
   add(value: Classified): void {
+    const kind = VALUE_KINDS.indexOf(value.kind);
+    const numericKind = kind === KIND_INTEGER || kind === KIND_NUMBER;
+    // A number's key is itself; a JSON string that reads as a canonical number shares its key, as before.
+    const key = numericKind ? value.numeric : kind === KIND_STRING ? countKeyOf(value.key) : value.key;
+    this.addKeyed(kind, value.numeric, key, value.key, -1, -1);
+  }
+
+  /** Counts a value the CSV hot path classified in place (no object per value). */
+  addValue(value: FieldValue): void {
+    this.addKeyed(value.kind, value.numeric, value.key, value.text, value.keyStart, value.keyEnd);
+  }
+
+  /**
+   * The one update: `key` counts the value; for a number key, `text.slice(keyStart, keyEnd)` is
+   * `String(key)` when `keyStart >= 0`, hashed in place instead of writing the number out again.
+   */
+  private addKeyed(kind: number, x: number, key: CountKey, text: string, keyStart: number, keyEnd: number): void {
     this.nonNull++;
-    this.kinds[value.kind]++;
-    const x = value.numeric;
+    this.kindCounts[kind] = (this.kindCounts[kind] as number) + 1;
+    let k = key;
     if (!Number.isNaN(x)) {
       this.n++;
       const delta = x - this.mean;
       this.mean += delta / this.n;
       this.m2 += delta * (x - this.mean);
-      if (this.min === null || x < this.min) this.min = x;
-      if (this.max === null || x > this.max) this.max = x;
+      if (x < this.min) this.min = x;
+      if (x > this.max) this.max = x;
       this.sketch?.accept(x - this.sketchOffset);
-    } else if (value.kind === 'string') {
-      const text = keyOf(value.key);
-      if (this.textMin === null || text < this.textMin) this.textMin = text;
-      if (this.textMax === null || text > this.textMax) this.textMax = text;
+    } else if (kind === KIND_STRING) {
+      // An NDJSON string that reads as a number is counted under the number (see CountKey); `text` is its text.
+      const t = keyOf(typeof key === 'string' ? key : text);
+      if (this.textMin === null || t < this.textMin) this.textMin = t;
+      if (this.textMax === null || t > this.textMax) this.textMax = t;
+      if (typeof key === 'string') k = t;
     }
-    const key = keyOf(value.key);
     if (this.exact) {
-      this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+      this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
       if (this.counts.size > DATASET_EXACT_DISTINCT_LIMIT) this.overflow();
       return;
     }
-    this.hll?.add(key);
-    this.countFrequent(key);
+    const hash =
+      typeof k === 'string' ? hash53(k) : keyStart >= 0 ? hash53Range(text, keyStart, keyEnd) : hash53(String(k));
+    (this.hll as HyperLogLog).addHash(hash);
+    (this.frequent as MisraGries).add(k, hash);
   }
 
   /** Past the exact limit: seed the HyperLogLog and the sketch with what was counted exactly. */
   private overflow(): void {
     this.exact = false;
     this.hll = new HyperLogLog();
-    this.sketchOffset = this.kinds.datetime > this.kinds.integer + this.kinds.number ? (this.min ?? 0) : 0;
+    const kinds = this.kinds;
+    this.sketchOffset = kinds.datetime > kinds.integer + kinds.number && this.n > 0 ? this.min : 0;
     this.sketch = createSketch();
     for (const [key, count] of this.counts) {
-      this.hll.add(key);
+      this.hll.add(String(key));
       const x = this.numericOfKey(key);
       if (!Number.isNaN(x)) this.sketch.accept(x - this.sketchOffset, count);
     }
-    this.decrementAll();
+    this.frequent = MisraGries.from(this.counts, DATASET_EXACT_DISTINCT_LIMIT);
+    this.counts = new Map();
   }
 
-  private numericOfKey(key: string): number {
-    if (this.kinds.datetime > 0 && /^\d{4}-\d{2}-\d{2}/.test(key)) {
+  private numericOfKey(key: CountKey): number {
+    const numbers = (this.kindCounts[KIND_INTEGER] ?? 0) + (this.kindCounts[KIND_NUMBER] ?? 0);
+    if (typeof key === 'number') return numbers === 0 ? Number.NaN : key;
+    if ((this.kindCounts[KIND_DATETIME] ?? 0) > 0 && /^\d{4}-\d{2}-\d{2}/.test(key)) {
       const iso = key.length === 10 ? `${key}T00:00:00Z` : key.replace(' ', 'T');
       return Date.parse(/(?:Z|[+-]\d{2}:?\d{2})$/.test(iso) ? iso : `${iso}Z`);
     }
-    if (this.kinds.integer + this.kinds.number === 0) return Number.NaN;
+    if (numbers === 0) return Number.NaN;
     const n = Number(key);
     return key.trim() === '' ? Number.NaN : n;
   }
 
-  /**
-   * Misra–Gries: keep at most DATASET_EXACT_DISTINCT_LIMIT counters; a new value when all are
-   * taken decrements every counter instead. Each count then underestimates by at most
-   * n / (limit + 1), and any value more frequent than that is kept. Amortised O(1) per value.
-   */
-  private countFrequent(key: string): void {
-    const count = this.counts.get(key);
-    if (count !== undefined) this.counts.set(key, count + 1);
-    else if (this.counts.size < DATASET_EXACT_DISTINCT_LIMIT) this.counts.set(key, 1);
-    else this.decrementAll();
-  }
-
-  private decrementAll(): void {
-    for (const [key, count] of this.counts) {
-      if (count <= 1) this.counts.delete(key);
-      else this.counts.set(key, count - 1);
-    }
+  /** The counted values: exact counts, or the frequent values' Misra–Gries counts. */
+  private countEntries(): [CountKey, number][] {
+    return this.frequent ? this.frequent.entries() : [...this.counts];
   }
 
   toState(): ColumnState {
     return {
       name: this.name,
       nonNull: this.nonNull,
-      kinds: { ...this.kinds },
+      kinds: this.kinds,
       n: this.n,
       mean: this.mean,
       m2: this.m2,
-      min: this.min,
-      max: this.max,
+      min: this.n > 0 ? this.min : null,
+      max: this.n > 0 ? this.max : null,
       textMin: this.textMin,
       textMax: this.textMax,
       exact: this.exact,
-      counts: [...this.counts],
+      counts: this.countEntries().map(([key, count]) => [String(key), count]),
       hll: this.hll?.toBase64() ?? null,
       sketch: this.sketch ? sketchToState(this.sketch) : null,
       sketchOffset: this.sketchOffset,
@@ -180,16 +212,20 @@ export class ColumnStats {
   static fromState(state: ColumnState): ColumnStats {
     const c = new ColumnStats(state.name);
     c.nonNull = state.nonNull;
-    Object.assign(c.kinds, state.kinds);
+    VALUE_KINDS.forEach((kind, i) => {
+      c.kindCounts[i] = state.kinds[kind];
+    });
     c.n = state.n;
     c.mean = state.mean;
     c.m2 = state.m2;
-    c.min = state.min;
-    c.max = state.max;
+    c.min = state.min ?? Number.POSITIVE_INFINITY;
+    c.max = state.max ?? Number.NEGATIVE_INFINITY;
     c.textMin = state.textMin;
     c.textMax = state.textMax;
     c.exact = state.exact;
-    c.counts = new Map(state.counts);
+    const counts = state.counts.map(([key, count]): [CountKey, number] => [countKeyOf(key), count]);
+    if (state.exact) c.counts = new Map(counts);
+    else c.frequent = MisraGries.from(counts, DATASET_EXACT_DISTINCT_LIMIT);
     c.hll = state.hll ? HyperLogLog.fromBase64(state.hll) : null;
     c.sketch = state.sketch ? sketchFromState(state.sketch) : null;
     c.sketchOffset = state.sketchOffset;
@@ -210,12 +246,16 @@ export class ColumnStats {
   finalize(rowCount: number, { topK, bins }: { topK: number; bins: number }): ColumnProfile {
     const type = this.type();
     const numeric = type === 'integer' || type === 'number' || type === 'datetime';
+    const min = this.n > 0 ? this.min : null;
+    const max = this.n > 0 ? this.max : null;
     const show = (x: number | null) =>
       x === null || Number.isNaN(x) ? null : type === 'datetime' ? new Date(Math.round(x)).toISOString() : x;
+    const entries = this.countEntries();
     const distinct = this.exact
-      ? { value: this.counts.size, estimated: false }
+      ? { value: entries.length, estimated: false }
       : { value: Math.max(this.hll?.count() ?? 0, DATASET_EXACT_DISTINCT_LIMIT + 1), estimated: true };
-    const top = [...this.counts]
+    const top = entries
+      .map(([key, count]): [string, number] => [String(key), count])
       .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
       .slice(0, topK)
       .map(([value, count]) => ({ value, count }));
@@ -224,10 +264,10 @@ export class ColumnStats {
       type,
       count: this.nonNull,
       nulls: rowCount - this.nonNull,
-      typeCounts: { ...this.kinds },
+      typeCounts: this.kinds,
       distinct,
-      min: numeric ? show(this.min) : type === 'string' ? this.textMin : null,
-      max: numeric ? show(this.max) : type === 'string' ? this.textMax : null,
+      min: numeric ? show(min) : type === 'string' ? this.textMin : null,
+      max: numeric ? show(max) : type === 'string' ? this.textMax : null,
       mean: numeric && this.n > 0 ? show(this.mean) : null,
       // Sample standard deviation (n − 1), as pandas and R report it; in milliseconds for date/time.
       stdDev: numeric && this.n > 1 ? Math.sqrt(this.m2 / (this.n - 1)) : null,
@@ -237,9 +277,9 @@ export class ColumnStats {
       topKEstimated: !this.exact,
       histogram: null,
     };
-    if (!numeric || this.min === null || this.max === null) return profile;
+    if (!numeric || min === null || max === null) return profile;
 
-    const distribution = this.distribution();
+    const distribution = this.distribution(entries);
     const quantiles = {} as Record<(typeof DATASET_QUANTILES)[number], number | string | null>;
     for (const name of DATASET_QUANTILES) {
       const q = QUANTILE_OF[name];
@@ -247,7 +287,7 @@ export class ColumnStats {
         this.exact || !this.sketch
           ? exactQuantile(distribution, this.n, q)
           : this.sketch.getValueAtQuantile(q) + this.sketchOffset;
-      quantiles[name] = show(Math.min(this.max, Math.max(this.min, x)));
+      quantiles[name] = show(Math.min(max, Math.max(min, x)));
     }
     profile.quantiles = quantiles;
     profile.histogram = { estimated: !this.exact, bins: this.histogram(distribution, bins, show) };
@@ -255,12 +295,12 @@ export class ColumnStats {
   }
 
   /** `[value, count]` pairs sorted by value: exact counts, or the sketch's bins. */
-  private distribution(): [number, number][] {
+  private distribution(entries: [CountKey, number][]): [number, number][] {
     if (!this.exact && this.sketch) {
       return sketchBins(this.sketch).map(([v, c]) => [v + this.sketchOffset, c] as [number, number]);
     }
     const pairs: [number, number][] = [];
-    for (const [key, count] of this.counts) {
+    for (const [key, count] of entries) {
       const x = this.numericOfKey(key);
       if (!Number.isNaN(x)) pairs.push([x, count]);
     }
@@ -272,8 +312,7 @@ export class ColumnStats {
     bins: number,
     show: (x: number | null) => number | string | null,
   ): { lower: number | string | null; upper: number | string | null; count: number }[] {
-    const min = this.min as number;
-    const max = this.max as number;
+    const { min, max } = this;
     const width = (max - min) / bins;
     const counts = new Array<number>(width > 0 ? bins : 1).fill(0);
     for (const [value, count] of distribution) {

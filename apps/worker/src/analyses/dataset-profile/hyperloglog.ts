@@ -15,9 +15,17 @@ const ALPHA = 0.7213 / (1 + 1.079 / M);
  * P bits for the register and enough for the rank: 53 − 14 = 39, so counts to ~10^11 stay sound.
  */
 export function hash53(text: string): number {
+  return hash53Range(text, 0, text.length);
+}
+
+/**
+ * {@link hash53} of `text.slice(start, end)`, without making that string: the profiler hashes
+ * values where they lie in the decoded batch.
+ */
+export function hash53Range(text: string, start: number, end: number): number {
   let h1 = 0xdeadbeef;
   let h2 = 0x41c6ce57;
-  for (let i = 0; i < text.length; i++) {
+  for (let i = start; i < end; i++) {
     const ch = text.charCodeAt(i);
     h1 = Math.imul(h1 ^ ch, 2654435761);
     h2 = Math.imul(h2 ^ ch, 1597334677);
@@ -37,12 +45,28 @@ export class HyperLogLog {
   }
 
   add(text: string): void {
-    const h = hash53(text);
-    // The top P of the 53 bits pick the register; the rank is 1 + the leading zeros of the other 39.
-    const index = Math.floor(h / 2 ** (53 - P));
-    const rest = h % 2 ** (53 - P);
-    const rank = rest === 0 ? 53 - P + 1 : 53 - P - Math.floor(Math.log2(rest));
-    if (rank > (this.registers[index] ?? 0)) this.registers[index] = rank;
+    this.addHash(hash53(text));
+  }
+
+  /** Adds a value by its {@link hash53}. */
+  addHash(h: number): void {
+    // The top P of the 53 bits pick the register; the rank is 1 + the leading zeros of the other
+    // 39 (40 when they are all zero). In 32-bit halves: exact, and no floating-point log or modulo.
+    const high = Math.floor(h / 4294967296);
+    const low = h >>> 0;
+    const index = high >>> (53 - P - 32);
+    const rest = high & ((1 << (53 - P - 32)) - 1);
+    const bits = rest !== 0 ? 64 - Math.clz32(rest) : 32 - Math.clz32(low);
+    const rank = 53 - P + 1 - bits;
+    if (rank > (this.registers[index] as number)) this.registers[index] = rank;
+  }
+
+  /** Adds every value `other` has seen: the register-wise maximum (HyperLogLogs merge losslessly). */
+  merge(other: HyperLogLog): void {
+    for (let i = 0; i < M; i++) {
+      const r = other.registers[i] ?? 0;
+      if (r > (this.registers[i] ?? 0)) this.registers[i] = r;
+    }
   }
 
   count(): number {

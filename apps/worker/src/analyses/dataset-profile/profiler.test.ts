@@ -196,6 +196,31 @@ describe('dataset-profile on bad input', () => {
     ]);
   });
 
+  it('when quotes are malformed, then only those rows are skipped, listed by the line they start on', async () => {
+    const bom = '\ufeff';
+    const s = await profile(`${bom}a,b\r\n12" pizza,1\r\n"x\r\ny",2\r\n"ab"c,3\r\n4,5\r\n`, {}, 5);
+    expect(s.columns.map((c) => c.name)).toEqual(['a', 'b']);
+    expect(s.rowCount).toBe(2);
+    expect(column(s, 'a').topK.map((t) => t.value)).toEqual(['4', 'x\r\ny']);
+    expect(s.parseErrors.first).toEqual([
+      { line: 2, message: 'a quote inside an unquoted field; the row is skipped' },
+      {
+        line: 5,
+        message: 'a closing quote is followed by "c" instead of a delimiter or the end of the line; the row is skipped',
+      },
+    ]);
+  });
+
+  it('when the same bytes arrive in chunks of any size, then the profile is the same', async () => {
+    const lines = ['id,text,n'];
+    for (let i = 0; i < 300; i++) lines.push(`${i},"row ${i}, ""quoted""\nsecond line",${i % 7 === 0 ? '' : i * 1.5}`);
+    const data = `${lines.join('\r\n')}\r\n`;
+    const whole = await profile(data, {}, 1 << 20);
+    expect(whole.rowCount).toBe(300);
+    expect(column(whole, 'text').distinct).toEqual({ value: 300, estimated: false });
+    for (const chunk of [1, 7, 64]) expect(await profile(data, {}, chunk)).toEqual(whole);
+  });
+
   it('when the file is empty or blank, then it fails clearly', async () => {
     await expect(profile('')).rejects.toThrow(new DatasetError('the dataset is empty (0 bytes)'));
     await expect(profile('\n \n')).rejects.toThrow(/only blank lines/);

@@ -1,16 +1,16 @@
+import { isAscii } from 'node:buffer';
 import {
   DATASET_MAX_COLUMNS,
   type DatasetProfileInput,
   type DatasetProfileResult,
 } from '@longhaul/shared/analyses/dataset-profile';
-import type { CsvError } from 'csv-parse';
-import { parse } from 'csv-parse/sync';
 import { type ColumnState, ColumnStats } from './column-stats.ts';
+import { CsvTokenizer } from './csv-tokenizer.ts';
 import { DatasetError } from './dataset-error.ts';
 import { countLines, RecordBatcher } from './record-batcher.ts';
 import { type CsvDialect, sniffDialect } from './sniff.ts';
 import { Utf8Validator } from './utf8-validator.ts';
-import { classifyJson, classifyText } from './value-kind.ts';
+import { classifyJson, FieldClassifier } from './value-kind.ts';
 
 export type DatasetFormat = 'csv' | 'ndjson';
 
@@ -40,6 +40,8 @@ export type ProfileSummary = Omit<DatasetProfileResult, 'resumedFrom' | 'attempt
 const SNIFF_BYTES = 64 * 1024;
 /** A record or line longer than this is malformed: it fails, so one bad quote cannot eat all memory. */
 export const MAX_RECORD_BYTES = 4 * 1024 * 1024;
+/** The most bytes handed to the batcher at once (see `feed`). */
+const PIECE_BYTES = 64 * 1024;
 
 function formatOf(sample: Uint8Array): DatasetFormat {
   for (const b of sample) {
@@ -78,10 +80,14 @@ export class Profiler {
   /** CSV: for each field position, its column's statistics (undefined: not profiled). */
   private fieldStats: (ColumnStats | undefined)[] = [];
   private readonly nulls: Set<string>;
+  private readonly classifier: FieldClassifier;
+  private tokenizer: CsvTokenizer | null = null;
   private readonly utf8: Utf8Validator | null;
   /** Where this run started reading (the resume offset), and how many bytes it was given since. */
   private readonly start: number;
   private written = 0;
+  /** Bytes handed to the batcher so far, absolute. */
+  private fed: number;
   private sample: Uint8Array[] = [];
   private sampleBytes = 0;
   private batcher: RecordBatcher | null = null;
@@ -96,10 +102,12 @@ export class Profiler {
     this.names = restored?.names ?? null;
     this.offset = restored?.offset ?? 0;
     this.start = this.offset;
+    this.fed = this.offset;
     this.lines = restored?.lines ?? 0;
     this.rows = restored?.rows ?? 0;
     this.errors = restored?.errors ?? { count: 0, first: [] };
     this.nulls = new Set(options.nullValues);
+    this.classifier = new FieldClassifier(options.nullValues);
     for (const c of restored?.columns ?? []) this.columns.set(c.name, ColumnStats.fromState(c));
     for (const name of options.columns ?? [])
       if (!this.columns.has(name)) this.columns.set(name, new ColumnStats(name));
@@ -203,21 +211,47 @@ export class Profiler {
       if (this.start === 0 && text.trim() === '') throw new DatasetError('the dataset is empty (only blank lines)');
       this.dialect = sniffDialect(text, this.options.csv ?? {});
     }
-    const quote = this.format === 'csv' ? (this.dialect?.quote ?? '"').charCodeAt(0) : null;
-    this.batcher = new RecordBatcher(quote, MAX_RECORD_BYTES);
+    let quote: number | null = null;
+    let delimiter = 0x2c;
+    if (this.format === 'csv') {
+      const dialect = this.dialect as CsvDialect;
+      const encoding = this.options.encoding === 'latin1' ? 'latin1' : 'utf8';
+      const quoteBytes = Buffer.from(dialect.quote, encoding);
+      if (quoteBytes.length !== 1) {
+        throw new DatasetError(
+          `the quote ${JSON.stringify(dialect.quote)} is not one byte in ${encoding}; choose an ASCII quote`,
+        );
+      }
+      quote = quoteBytes[0] as number;
+      // A delimiter of several UTF-8 bytes is known to the batcher by its last byte: it only asks
+      // whether a quote starts a field, and a false yes needs a stray quote right after such a byte.
+      delimiter = Buffer.from(dialect.delimiter, encoding).at(-1) as number;
+      this.tokenizer = new CsvTokenizer(dialect.delimiter, dialect.quote);
+    }
+    this.batcher = new RecordBatcher(quote, delimiter, MAX_RECORD_BYTES);
     if (sample.length > 0) this.feed(sample);
   }
 
+  /**
+   * Hands `chunk` to the batcher in pieces of at most {@link PIECE_BYTES}, so each decoded batch
+   * stays a small string in V8's young generation: a string of hundreds of KiB goes to large-object
+   * space, a fresh mapping each time, and decoding into it cost several times more.
+   */
   private feed(chunk: Uint8Array): void {
-    const { batch, overflow } = (this.batcher as RecordBatcher).push(chunk);
-    if (batch.length > 0) this.records(batch);
-    if (overflow > 0) {
-      this.error(
-        this.lines + 1,
-        `a record is longer than ${MAX_RECORD_BYTES} bytes (an unclosed quote?); ${overflow} bytes are skipped`,
-      );
-      this.lines += countLines(chunk);
-      this.offset = this.bytesRead - (this.batcher as RecordBatcher).pending;
+    const batcher = this.batcher as RecordBatcher;
+    for (let at = 0; at < chunk.length; at += PIECE_BYTES) {
+      const piece = chunk.subarray(at, at + PIECE_BYTES);
+      this.fed += piece.length;
+      const { batch, overflow, overflowLines } = batcher.push(piece);
+      if (batch.length > 0) this.records(batch);
+      if (overflow > 0) {
+        this.error(
+          this.lines + 1,
+          `a record is longer than ${MAX_RECORD_BYTES} bytes (an unclosed quote?); ${overflow} bytes are skipped`,
+        );
+        this.lines += overflowLines;
+        this.offset = this.fed - batcher.pending;
+      }
     }
   }
 
@@ -232,72 +266,53 @@ export class Profiler {
     if (this.errors.first.length < this.options.maxErrors) this.errors.first.push({ line, message });
   }
 
+  /**
+   * Tokenizes and counts a batch of whole CSV records in one pass: each field is classified where
+   * it lies in the decoded text and goes straight into its column (see FieldClassifier), and a
+   * record is counted only once its field count is known to match.
+   */
   private csvBatch(batch: Buffer): void {
-    const dialect = this.dialect as CsvDialect;
+    const tokenizer = this.tokenizer as CsvTokenizer;
     const baseLine = this.lines;
-    const atStart = this.offset === 0;
-    const options = {
-      delimiter: dialect.delimiter,
-      quote: dialect.quote,
-      escape: dialect.quote,
-      bom: atStart,
-      encoding: this.options.encoding === 'latin1' ? ('latin1' as const) : ('utf8' as const),
-      relax_column_count: true,
-      skip_empty_lines: true,
-      skip_records_with_error: true,
-      on_skip: (err: CsvError | undefined): undefined => {
-        if (err) this.error(baseLine + ((err as CsvError & { lines?: number }).lines ?? 1), err.message);
-      },
-    };
-    let records: string[][];
-    try {
-      records = parse(batch, options) as string[][];
-    } catch (err) {
-      throw new DatasetError(`the CSV cannot be parsed near line ${baseLine + 1}: ${(err as Error).message}`);
-    }
-    let first = 0;
-    if (!this.names) {
-      const head = records[0];
-      if (head) {
-        const header = dialect.header ? head : null;
-        this.names = fieldNames(header, head.length);
-        this.mapFields();
-        if (header) first = 1;
+    const bom = this.offset === 0 && batch[0] === 0xef && batch[1] === 0xbb && batch[2] === 0xbf ? 3 : 0;
+    // ASCII (most CSV) decodes as latin1 alike, and that is a plain copy, several times faster than utf8.
+    const latin1 = this.options.encoding === 'latin1' || isAscii(batch);
+    const text = batch.toString(latin1 ? 'latin1' : 'utf8', bom);
+    tokenizer.reset(text);
+    const classifier = this.classifier;
+    let width = this.names?.length ?? 0;
+    let fieldStats = this.fieldStats;
+    while (tokenizer.next()) {
+      if (tokenizer.error !== null) {
+        this.error(baseLine + tokenizer.line() + 1, tokenizer.error);
+        continue;
       }
-    }
-    const width = this.names?.length ?? 0;
-    let misfits = 0;
-    for (let r = first; r < records.length; r++) {
-      const record = records[r] as string[];
-      if (record.length !== width) {
-        misfits++;
+      const count = tokenizer.count;
+      if (!this.names) {
+        const first = Array.from({ length: count }, (_, i) => tokenizer.value(i));
+        this.names = fieldNames(this.dialect?.header ? first : null, count);
+        this.mapFields();
+        width = count;
+        fieldStats = this.fieldStats;
+        if (this.dialect?.header) continue;
+      }
+      if (count !== width) {
+        this.error(baseLine + tokenizer.line() + 1, `expected ${width} fields, found ${count}; the row is skipped`);
         continue;
       }
       this.rows++;
+      const { starts, ends, escaped } = tokenizer;
       for (let i = 0; i < width; i++) {
-        const stats = this.fieldStats[i];
-        if (!stats) continue;
-        const raw = record[i] as string;
-        if (this.nulls.has(raw.trim())) continue;
-        stats.add(classifyText(raw));
+        const stats = fieldStats[i];
+        if (stats === undefined) continue;
+        const known = escaped[i]
+          ? classifier.classifyString(tokenizer.value(i))
+          : classifier.classify(text, starts[i] as number, ends[i] as number);
+        if (known) stats.addValue(classifier);
       }
     }
-    // Rare, so only then is the batch parsed again, slowly, for the line numbers of the misfits.
-    if (misfits > 0) this.reportMisfits(batch, options, baseLine, width);
     this.lines = baseLine + countLines(batch);
     this.offset += batch.length;
-  }
-
-  private reportMisfits(batch: Buffer, options: object, baseLine: number, width: number): void {
-    const withInfo = parse(batch, { ...options, on_skip: undefined, info: true }) as unknown as {
-      record: string[];
-      info: { lines: number };
-    }[];
-    const skipHeader = this.offset === 0 && this.dialect?.header ? 1 : 0;
-    for (const { record, info } of withInfo.slice(skipHeader)) {
-      if (record.length === width) continue;
-      this.error(baseLine + info.lines, `expected ${width} fields, found ${record.length}; the row is skipped`);
-    }
   }
 
   /** CSV: binds field positions to columns; refuses requested columns the header lacks. */

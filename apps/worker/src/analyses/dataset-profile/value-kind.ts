@@ -59,3 +59,314 @@ export function classifyJson(value: unknown): Classified | null {
   }
   return { kind: 'string', key: JSON.stringify(value), numeric: Number.NaN };
 }
+
+/** {@link ValueKind}s by their code, the index the hot path counts them under. */
+export const VALUE_KINDS: readonly ValueKind[] = ['integer', 'number', 'boolean', 'datetime', 'string'];
+export const KIND_INTEGER = 0;
+export const KIND_NUMBER = 1;
+export const KIND_BOOLEAN = 2;
+export const KIND_DATETIME = 3;
+export const KIND_STRING = 4;
+
+/**
+ * A value's key for distinct counts and top-k. A number is keyed by itself, which stands for the
+ * canonical text `String(n)` that {@link classifyText} keys it by: the two are in one-to-one
+ * correspondence (a `Map` equates 0 and -0, as `String` does), and no text key of another kind
+ * reads as a canonical number, so counting either way gives the same counts. Numbers as keys
+ * spare the hot path a string per value.
+ */
+export type CountKey = string | number;
+
+/** The count key for a text key: the number when the text is a canonical finite number (see {@link CountKey}). */
+export function countKeyOf(key: string): CountKey {
+  const c = key.charCodeAt(0);
+  if (!((c >= 48 && c <= 57) || c === 45)) return key;
+  const n = Number(key);
+  return Number.isFinite(n) && String(n) === key ? n : key;
+}
+
+/** A value as the hot path sees it, with no object per value: what {@link FieldClassifier} leaves in its fields. */
+export interface FieldValue {
+  kind: number;
+  /** The number, or the date's epoch milliseconds; `NaN` for booleans and strings. */
+  numeric: number;
+  key: CountKey;
+  /** `text.slice(keyStart, keyEnd)` is `String(key)` when `keyStart >= 0` (a number's canonical digits, hashable in place). */
+  text: string;
+  keyStart: number;
+  keyEnd: number;
+}
+
+const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
+const isDigit = (c: number) => c >= 48 && c <= 57;
+/** The ASCII characters `String.prototype.trim` removes; other characters it removes are all non-ASCII. */
+const isAsciiSpace = (c: number) => c === 32 || (c >= 9 && c <= 13);
+
+/** The two decimal digits at `at` as a number, or -1. */
+function twoDigits(text: string, at: number): number {
+  const a = text.charCodeAt(at) - 48;
+  const b = text.charCodeAt(at + 1) - 48;
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1;
+}
+
+/** Days from 1970-01-01 to year-month-01 in the proleptic Gregorian calendar (H. Hinnant's days_from_civil). */
+function daysToMonth(year: number, month: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5);
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/**
+ * Classifies CSV fields where they lie in the decoded text, exactly as {@link classifyText} would
+ * (the unit tests check the two agree), but without a string or an object per value for numbers,
+ * booleans, nulls and common ISO date-times: the fields it leaves ({@link FieldValue}) are read by
+ * `ColumnStats.addValue` straight away. Anything unusual (non-ASCII at the edges, long or exotic
+ * numbers, time zones) takes the slow path through {@link classifyText}.
+ */
+export class FieldClassifier implements FieldValue {
+  kind = KIND_STRING;
+  numeric = Number.NaN;
+  key: CountKey = '';
+  text = '';
+  keyStart = -1;
+  keyEnd = -1;
+  private readonly nulls: Set<string>;
+  /** 1 for each ASCII character a null value starts with (the hot path asks only for ASCII). */
+  private readonly nullFirst = new Uint8Array(128);
+  private readonly nullMaxLength: number;
+  private readonly emptyIsNull: boolean;
+
+  constructor(nullValues: readonly string[]) {
+    this.nulls = new Set(nullValues);
+    this.emptyIsNull = this.nulls.has('');
+    let max = 0;
+    for (const v of this.nulls) {
+      if (v.length === 0) continue;
+      const first = v.charCodeAt(0);
+      if (first < 128) this.nullFirst[first] = 1;
+      max = Math.max(max, v.length);
+    }
+    this.nullMaxLength = max;
+  }
+
+  /** Classifies `text.slice(start, end)`; `false` when it is a null value. */
+  classify(text: string, start: number, end: number): boolean {
+    let s = start;
+    let e = end;
+    while (s < e && isAsciiSpace(text.charCodeAt(s))) s++;
+    while (e > s && isAsciiSpace(text.charCodeAt(e - 1))) e--;
+    if (s === e) {
+      if (this.emptyIsNull) return false;
+      return this.classifyReference(text.slice(start, end));
+    }
+    const first = text.charCodeAt(s);
+    if (first > 127 || text.charCodeAt(e - 1) > 127) return this.classifyReference(text.slice(start, end));
+    const length = e - s;
+    if (length <= this.nullMaxLength && this.nullFirst[first] === 1 && this.nulls.has(text.slice(s, e))) return false;
+    this.text = text;
+    this.keyStart = -1;
+    if ((first >= 48 && first <= 57) || first === 43 || first === 45 || first === 46) {
+      const parsed = this.number(text, s, e);
+      if (parsed === 1) return true;
+      if (parsed === 2) return this.classifyReference(text.slice(start, end));
+      if (length >= 10 && text.charCodeAt(s + 4) === 45 && isDigit(first)) {
+        if (this.datetime(text, s, e)) return true;
+        return this.classifyReference(text.slice(start, end));
+      }
+    } else if (length === 4 || length === 5) {
+      if (this.boolean(text, s, length)) return true;
+    }
+    this.kind = KIND_STRING;
+    this.numeric = Number.NaN;
+    this.key = text.slice(start, end);
+    return true;
+  }
+
+  /** Classifies a value given as a string (a quoted field with doubled quotes); `false` when null. */
+  classifyString(raw: string): boolean {
+    return this.classify(raw, 0, raw.length);
+  }
+
+  /** The slow path, for what the fast one leaves: {@link classifyText} itself. `false` when null. */
+  private classifyReference(raw: string): boolean {
+    if (this.nulls.has(raw.trim())) return false;
+    const c = classifyText(raw);
+    this.kind = VALUE_KINDS.indexOf(c.kind);
+    this.numeric = c.numeric;
+    this.key = c.kind === 'integer' || c.kind === 'number' ? c.numeric : c.key;
+    this.keyStart = -1;
+    return true;
+  }
+
+  /**
+   * `^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$` on `text[s, e)`: 1 when it is a finite number
+   * (set), 0 when it is not a number, 2 when only the slow path can tell.
+   */
+  private number(text: string, s: number, e: number): 0 | 1 | 2 {
+    let i = s;
+    const sign = text.charCodeAt(i);
+    const negative = sign === 45;
+    if (negative || sign === 43) i++;
+    let mantissa = 0;
+    let significant = 0;
+    const intStart = i;
+    while (i < e) {
+      const d = text.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) break;
+      if (mantissa !== 0 || d !== 0) significant++;
+      mantissa = mantissa * 10 + d;
+      i++;
+    }
+    const intDigits = i - intStart;
+    let fracDigits = 0;
+    let leadingFracZeros = 0;
+    let dot = false;
+    if (i < e && text.charCodeAt(i) === 46) {
+      dot = true;
+      i++;
+      const fracStart = i;
+      while (i < e) {
+        const d = text.charCodeAt(i) - 48;
+        if (d < 0 || d > 9) break;
+        if (mantissa !== 0 || d !== 0) significant++;
+        else leadingFracZeros++;
+        mantissa = mantissa * 10 + d;
+        i++;
+      }
+      fracDigits = i - fracStart;
+    }
+    if (intDigits === 0 && fracDigits === 0) return 0;
+    let exponent = 0;
+    let expDigits = -1;
+    if (i < e && (text.charCodeAt(i) | 32) === 101) {
+      i++;
+      const expSign = text.charCodeAt(i);
+      if (expSign === 43 || expSign === 45) i++;
+      const expStart = i;
+      while (i < e && isDigit(text.charCodeAt(i))) {
+        exponent = exponent * 10 + text.charCodeAt(i) - 48;
+        i++;
+      }
+      expDigits = i - expStart;
+      if (expDigits === 0) return 0;
+      if (expSign === 45) exponent = -exponent;
+    }
+    if (i !== e) return 0;
+    // Exact below 10^15 < 2^53: the digits accumulate without rounding.
+    const exact = significant <= 15 && expDigits <= 4;
+    if (!dot && expDigits < 0) {
+      if (!exact) return 2;
+      const n = negative ? -mantissa : mantissa;
+      this.kind = Number.isSafeInteger(n) ? KIND_INTEGER : KIND_NUMBER;
+      this.numeric = n;
+      this.key = n;
+      // The text is String(n) unless it has a sign String would not write or a leading zero.
+      const firstDigit = text.charCodeAt(intStart);
+      if (sign !== 43 && !(negative && mantissa === 0) && (intDigits === 1 || firstDigit !== 48)) {
+        this.keyStart = s;
+        this.keyEnd = e;
+      }
+      return 1;
+    }
+    const scale = exponent - fracDigits;
+    if (!exact || scale < -22 || scale > 22) return 2;
+    // Clinger's fast path: an exact mantissa times or over an exact power of ten rounds once, correctly.
+    const magnitude = scale >= 0 ? mantissa * (POW10[scale] as number) : mantissa / (POW10[-scale] as number);
+    const n = negative ? -magnitude : magnitude;
+    if (!Number.isFinite(n)) return 2;
+    this.kind = KIND_NUMBER;
+    this.numeric = n;
+    this.key = n;
+    // String(n) writes at most 15 significant digits back as given, in plain notation for
+    // 1e-6 <= |n| < 1e21, with no trailing zero, no leading zero but one before the point.
+    if (
+      sign !== 43 &&
+      expDigits < 0 &&
+      fracDigits > 0 &&
+      text.charCodeAt(e - 1) !== 48 &&
+      intDigits >= 1 &&
+      intDigits <= 21 &&
+      (text.charCodeAt(intStart) !== 48 ? true : intDigits === 1 && mantissa !== 0 && leadingFracZeros <= 5)
+    ) {
+      this.keyStart = s;
+      this.keyEnd = e;
+    }
+    return 1;
+  }
+
+  private boolean(text: string, s: number, length: number): boolean {
+    const c0 = text.charCodeAt(s) | 32;
+    const c1 = text.charCodeAt(s + 1) | 32;
+    const c2 = text.charCodeAt(s + 2) | 32;
+    const c3 = text.charCodeAt(s + 3) | 32;
+    if (length === 4 && c0 === 116 && c1 === 114 && c2 === 117 && c3 === 101) this.key = 'true';
+    else if (
+      length === 5 &&
+      c0 === 102 &&
+      c1 === 97 &&
+      c2 === 108 &&
+      c3 === 115 &&
+      (text.charCodeAt(s + 4) | 32) === 101
+    )
+      this.key = 'false';
+    else return false;
+    this.kind = KIND_BOOLEAN;
+    this.numeric = Number.NaN;
+    return true;
+  }
+
+  /**
+   * `YYYY-MM-DD`, optionally `[T ]HH:MM[:SS[.fraction]]` and `Z`, in the ranges where `Date.parse`
+   * reads them plainly: month 1–12, day 1–31 (V8 rolls 30 February over into March, so do we),
+   * hour 0–23, minute and second 0–59, milliseconds the fraction's first three digits. Anything
+   * else (a zone offset, hour 24) is left to the slow path, which asks `Date.parse` itself.
+   */
+  private datetime(text: string, s: number, e: number): boolean {
+    const y1 = twoDigits(text, s);
+    const y2 = twoDigits(text, s + 2);
+    const month = twoDigits(text, s + 5);
+    const day = twoDigits(text, s + 8);
+    if (y1 < 0 || y2 < 0 || month < 1 || month > 12 || day < 1 || day > 31 || text.charCodeAt(s + 7) !== 45) {
+      return false;
+    }
+    let ms = (daysToMonth(y1 * 100 + y2, month) + day - 1) * 86_400_000;
+    let i = s + 10;
+    if (i < e) {
+      const sep = text.charCodeAt(i);
+      if ((sep !== 84 && sep !== 32) || e - i < 6 || text.charCodeAt(i + 3) !== 58) return false;
+      const hour = twoDigits(text, i + 1);
+      const minute = twoDigits(text, i + 4);
+      if (hour < 0 || hour > 23 || minute < 0 || minute > 59) return false;
+      ms += hour * 3_600_000 + minute * 60_000;
+      i += 6;
+      if (i < e && text.charCodeAt(i) === 58) {
+        if (e - i < 3) return false;
+        const second = twoDigits(text, i + 1);
+        if (second < 0 || second > 59) return false;
+        ms += second * 1000;
+        i += 3;
+        if (i < e && text.charCodeAt(i) === 46) {
+          i++;
+          const fracStart = i;
+          let millis = 0;
+          while (i < e && isDigit(text.charCodeAt(i))) {
+            if (i - fracStart < 3) millis = millis * 10 + text.charCodeAt(i) - 48;
+            i++;
+          }
+          const digits = i - fracStart;
+          if (digits < 1 || digits > 9) return false;
+          ms += digits >= 3 ? millis : digits === 2 ? millis * 10 : millis * 100;
+        }
+      }
+      if (i < e && text.charCodeAt(i) === 90) i++;
+      if (i !== e) return false;
+    }
+    this.kind = KIND_DATETIME;
+    this.numeric = ms;
+    this.key = text.slice(s, e);
+    return true;
+  }
+}
