@@ -1,6 +1,3 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx, so the workspace needs no build step.
-import { register } from 'tsx/esm/api';
-
-register();
-await import('../src/main.ts');
+// The `longhaul` command: the CLI built into dist/ (`pnpm --filter @longhaul/client build`).
+await import('../dist/cli.js');
