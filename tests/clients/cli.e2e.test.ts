@@ -13,16 +13,17 @@ interface Run {
   stderr: string;
 }
 
-/** Runs the CLI as a user would (`node --import tsx packages/client/src/main.ts …`), off a terminal. */
+/** The package's `bin`, which runs the built CLI (the global setup builds packages/client). */
+const BIN = 'packages/client/bin/longhaul.mjs';
+
+/** Runs the CLI as a user would (`longhaul …`, the installed bin), off a terminal. */
 function run(args: string[], env: Record<string, string>): Promise<Run> {
-  return capture(process.execPath, ['--import', 'tsx', 'packages/client/src/main.ts', ...args], env);
+  return capture(process.execPath, [BIN, ...args], env);
 }
 
 /** The same inside a pseudo-terminal (`script` from util-linux), so stdout and stderr are TTYs. */
 function runOnTty(args: string[], env: Record<string, string>): Promise<Run> {
-  const quoted = ['node', '--import', 'tsx', 'packages/client/src/main.ts', ...args]
-    .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
-    .join(' ');
+  const quoted = ['node', BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   return capture('script', ['-qfec', quoted, '/dev/null'], { ...env, TERM: 'xterm', COLUMNS: '100' });
 }
 

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyWebhook } from '../../packages/client/src/index.ts';
+import { verifyWebhook } from '../../packages/client/src/node.ts';
 import { simulate, startSystem } from '../e2e/fixtures.ts';
 import { waitFor } from '../support/wait.ts';
 import { startReceiver } from './webhook-receiver.ts';

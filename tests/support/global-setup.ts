@@ -1,4 +1,5 @@
 import type { TestProject } from 'vitest/node';
+import { ensureClientBuilt } from './client-build.ts';
 import type {} from './provided-context.ts';
 import { hasRedisServer, startRedisServer } from './redis-server.ts';
 
@@ -9,8 +10,12 @@ import { hasRedisServer, startRedisServer } from './redis-server.ts';
  * 3. a `redis:7-alpine` container through testcontainers (needs a Docker engine).
  * Tests read it with `redisUrl()` from tests/support/redis.ts (or `inject('redisUrl')`), and
  * isolate themselves with their own key prefix.
+ *
+ * It also builds the SDK (packages/client/dist) once, before any test file runs: the CLI runs from
+ * it, and the package and browser tests ship it.
  */
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+  ensureClientBuilt();
   const fromEnv = process.env.REDIS_URL;
   if (fromEnv) {
     project.provide('redisUrl', fromEnv);

@@ -9,6 +9,7 @@ import type { JobEventHub } from './events/job-event-hub.ts';
 import { jobEventsRoute } from './events/job-events-route.ts';
 import { healthRoutes } from './health.ts';
 import { bearerAuth } from './http/auth.ts';
+import { cors } from './http/cors.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
 import { tenantRateLimit } from './http/rate-limit.ts';
 import { redisUnavailable, withDeadline } from './http/redis-errors.ts';
@@ -67,6 +68,7 @@ export function createApp({ config, log, redis, jobs, queues, events, metrics }:
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
     }),
   );
+  app.use(cors(config.corsOrigins));
 
   app.use(healthRoutes(redis, deadlineMs, config.strictRedisPolicy));
   app.use(metrics.routes(config.metricsToken));

@@ -1,6 +1,10 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx, so the workspace needs no build step.
-import { register } from 'tsx/esm/api';
+// The `longhaul` command: the CLI built into dist/ by `pnpm --filter @longhaul/client build`.
+import { existsSync } from 'node:fs';
 
-register();
-await import('../src/main.ts');
+const cli = new URL('../dist/cli.js', import.meta.url);
+if (!existsSync(cli)) {
+  process.stderr.write('longhaul: the CLI is not built; run `pnpm --filter @longhaul/client build`\n');
+  process.exit(1);
+}
+await import(cli.href);

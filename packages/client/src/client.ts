@@ -54,7 +54,8 @@ export class LonghaulClient {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.#apiKey = apiKey;
     this.#timeoutMs = timeoutMs;
-    this.#fetch = fetchImpl;
+    // Never called as a method: browsers throw "Illegal invocation" when fetch's `this` is not the window.
+    this.#fetch = (input, init) => fetchImpl(input, init);
   }
 
   async #request<T>(

@@ -1,4 +1,4 @@
-import type { ErrorCode } from '@longhaul/shared';
+import type { ErrorCode } from './types.ts';
 
 /** Every error the SDK throws. */
 export class LonghaulError extends Error {

@@ -1,16 +1,171 @@
-import type {
-  AnalysisInput,
-  AnalysisName,
-  AnalysisResult,
-  ErrorCode,
-  JobStatus,
-  JobView,
-  Progress,
-  WebhookView,
-} from '@longhaul/shared';
+/**
+ * The API's public contract, as the SDK sees it. Written here rather than imported from the
+ * server's packages, so the SDK carries none of their code or dependencies (Redis, BullMQ, zod).
+ * tests/clients/client-types.test.ts checks at compile time that these match the server's schemas.
+ */
 
-// Types only: erased at build, so the SDK carries none of the server's runtime dependencies.
-export type { AnalysisInput, AnalysisName, AnalysisResult, ErrorCode, JobStatus, JobView, Progress, WebhookView };
+/** A job's status. `delayed`: scheduled, or waiting out a retry backoff. */
+export type JobStatus = 'queued' | 'delayed' | 'active' | 'completed' | 'failed' | 'cancelled';
+
+/** What a running job last reported. */
+export interface Progress {
+  /** 0 to 100. */
+  percent: number;
+  /** The analysis' current step, e.g. `aggregating`. */
+  step: string;
+  message?: string | undefined;
+}
+
+/** One webhook delivery attempt. */
+export interface DeliveryRecord {
+  event: 'completed' | 'failed' | 'cancelled';
+  attempt: number;
+  at: string;
+  ok: boolean;
+  /** The receiver's HTTP status; null when no answer came (refused, timed out, unreachable). */
+  status: number | null;
+  error: string | null;
+  durationMs: number;
+  /** When the next attempt is due; null when this was the last one (delivered or given up). */
+  nextAttemptAt: string | null;
+}
+
+/** The webhook part of the job view: where it goes and how the attempts went. */
+export interface WebhookView {
+  url: string;
+  /** Newest first. */
+  deliveries: DeliveryRecord[];
+}
+
+/** The job view `GET /v1/jobs/:id` answers. Times are ISO 8601 strings. */
+export interface JobView {
+  id: string;
+  type: string;
+  status: JobStatus;
+  progress: Progress | null;
+  attempts: { made: number; max: number };
+  priority: number;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** When a finished job's result and record are removed (then the API answers 410). */
+  expiresAt: string | null;
+  etaSeconds: number | null;
+  /** Why a job failed or was cancelled, e.g. `{ code: 'timeout', message: '…' }`. */
+  error: { code: string; message: string } | null;
+  links: { self: string; result: string; events: string };
+  /** Only on jobs submitted with a webhook. */
+  webhook?: WebhookView | undefined;
+}
+
+/** Codes of the API's error body `{ error: { code, message, details? } }`. */
+export type ErrorCode =
+  | 'bad_request'
+  | 'validation_failed'
+  | 'unknown_analysis'
+  | 'unauthorized'
+  | 'not_found'
+  | 'gone'
+  | 'conflict'
+  | 'idempotency_conflict'
+  | 'not_completed'
+  | 'already_finished'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'backlog_quota_exceeded'
+  | 'redis_unavailable'
+  | 'internal';
+
+/** Input of the `simulate` analysis: sleeps or burns CPU through steps (smoke tests, demos). */
+export interface SimulateInput {
+  /** Total run time of one attempt, 0 to 3 600 000 ms. */
+  durationMs: number;
+  /** Progress steps to report. @defaultValue 10 */
+  steps?: number | undefined;
+  /** Throw a transient (retried) error on this many first attempts. @defaultValue 0 */
+  failTimes?: number | undefined;
+  /** Throw a permanent error: fails at once, no retry. */
+  fail?: 'permanent' | undefined;
+  /** Burn CPU instead of sleeping. @defaultValue false */
+  cpu?: boolean | undefined;
+  /** Test hook: kill the worker mid-job (refused unless the worker allows it). @defaultValue false */
+  crash?: boolean | undefined;
+  /** Approximate size of the result payload. @defaultValue 0 */
+  resultBytes?: number | undefined;
+}
+
+export interface SimulateResult {
+  steps: number;
+  attempt: number;
+  resumedFromStep: number;
+  elapsedMs: number;
+  payload: string;
+}
+
+/** Input of `dataset-profile` (docs/dataset-profile.md); anything omitted is detected or defaulted. */
+export interface DatasetProfileInput {
+  /** The dataset itself (`{ inline }`), or an http(s) URL the worker streams it from (`{ url }`). */
+  source: { inline: string } | { url: string };
+  format?: 'csv' | 'ndjson' | undefined;
+  /** @defaultValue 'utf-8' */
+  encoding?: 'utf-8' | 'latin1' | undefined;
+  csv?: { delimiter?: string | undefined; quote?: string | undefined; header?: boolean | undefined } | undefined;
+  /** Profile only these columns. Default: all. */
+  columns?: string[] | undefined;
+  /** @defaultValue 10 */
+  topK?: number | undefined;
+  /** @defaultValue 10 */
+  bins?: number | undefined;
+  nullValues?: string[] | undefined;
+  /** @defaultValue 20 */
+  maxErrors?: number | undefined;
+}
+
+type Scalar = number | string | null;
+
+export interface ColumnProfile {
+  name: string;
+  type: 'integer' | 'number' | 'boolean' | 'datetime' | 'string' | 'empty';
+  /** Non-null values. count + nulls = the dataset's rowCount. */
+  count: number;
+  nulls: number;
+  typeCounts: { integer: number; number: number; boolean: number; datetime: number; string: number };
+  distinct: { value: number; estimated: boolean };
+  min: Scalar;
+  max: Scalar;
+  mean: Scalar;
+  stdDev: number | null;
+  quantiles: Record<'p01' | 'p05' | 'p25' | 'p50' | 'p75' | 'p95' | 'p99', Scalar> | null;
+  quantilesEstimated: boolean;
+  topK: { value: string; count: number }[];
+  topKEstimated: boolean;
+  histogram: { estimated: boolean; bins: { lower: Scalar; upper: Scalar; count: number }[] } | null;
+}
+
+export interface DatasetProfileResult {
+  format: 'csv' | 'ndjson';
+  /** The CSV dialect used (given or detected); null for ndjson. */
+  dialect: { delimiter: string; quote: string; header: boolean } | null;
+  rowCount: number;
+  bytes: number;
+  columns: ColumnProfile[];
+  parseErrors: { count: number; first: { line: number; message: string }[] };
+  /** Byte offset this attempt resumed from (0 when it started from the beginning). */
+  resumedFrom: number;
+  attempts: number;
+  durationMs: number;
+}
+
+/** Every analysis the API runs, by name: what it takes and what it returns. */
+export interface Analyses {
+  simulate: { input: SimulateInput; result: SimulateResult };
+  'dataset-profile': { input: DatasetProfileInput; result: DatasetProfileResult };
+}
+
+export type AnalysisName = keyof Analyses;
+export type AnalysisInput<N extends AnalysisName> = Analyses[N]['input'];
+export type AnalysisResult<N extends AnalysisName> = Analyses[N]['result'];
 
 export const FINAL_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
 

@@ -111,6 +111,18 @@ const schema = z.object({
   DATASET_MAX_REDIRECTS: int(0, 20).default(5),
   DATASET_ALLOW_PRIVATE: bool.default(false),
   DATASET_CHECKPOINT_MS: int(100, 3_600_000).default(10_000),
+  CORS_ORIGINS: z
+    .string()
+    .transform((raw) =>
+      raw
+        .split(',')
+        .map((o) => o.trim())
+        .filter(Boolean),
+    )
+    .refine((list) => list.every((o) => URL.canParse(o) && new URL(o).origin === o), {
+      message: 'each entry must be an exact origin like https://app.example.com (scheme, host, port; no path)',
+    })
+    .default([]),
 });
 
 type Env = z.infer<typeof schema>;
@@ -190,6 +202,8 @@ export interface Config {
     /** `DATASET_CHECKPOINT_MS`: how often a running profile checkpoints its state. Default 10 s. */
     checkpointMs: number;
   };
+  /** `CORS_ORIGINS`: browser origins allowed to call the API (exact match). Empty (default): no CORS. */
+  corsOrigins: string[];
 }
 
 /**
@@ -275,6 +289,7 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       allowPrivate: e.DATASET_ALLOW_PRIVATE,
       checkpointMs: e.DATASET_CHECKPOINT_MS,
     },
+    corsOrigins: e.CORS_ORIGINS,
   };
 }
 
