@@ -5,6 +5,7 @@ import {
   keysFor,
   type Logger,
   type RedisConnection,
+  serializeError,
 } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
 import express, { type Express, type RequestHandler } from 'express';
@@ -93,6 +94,8 @@ export function createApp({
         req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
         // Status only: the default serialiser copies every response header into every line.
         res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+        // pino-http installs its own error serialiser; this one drops ioredis' command arguments.
+        err: serializeError,
       },
       customProps: (req) => ({ reqId: req.id }),
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
