@@ -102,7 +102,13 @@ export function createApp({
     }),
   );
 
-  app.use(healthRoutes(redis, deadlineMs, config.strictRedisPolicy));
+  app.use(
+    healthRoutes(redis, {
+      timeoutMs: deadlineMs,
+      strictPolicy: config.strictRedisPolicy,
+      metricsToken: config.metricsToken,
+    }),
+  );
   app.use(metrics.routes(config.metricsToken));
   app.use(docsRoutes());
   // Closed (401) unless ADMIN_USER / ADMIN_PASSWORD are set; read-only unless ADMIN_READONLY=false.
