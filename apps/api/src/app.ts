@@ -122,7 +122,17 @@ export function createApp({
   if (events) {
     const deadline = <T>(work: Promise<T>) => withDeadline(work, deadlineMs);
     const heartbeatMs = config.sseHeartbeatMs;
-    const route = jobEventsRoute({ hub: events, jobs, reader, redis, keys, deadline, log, heartbeatMs });
+    const route = jobEventsRoute({
+      hub: events,
+      jobs,
+      reader,
+      redis,
+      keys,
+      deadline,
+      log,
+      heartbeatMs,
+      limits: config.events,
+    });
     v1.get('/jobs/:id/events', requireRedis, route);
   }
   v1.use(

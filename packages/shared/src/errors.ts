@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'unsupported_media_type',
   'rate_limited',
   'backlog_quota_exceeded',
+  'too_many_streams',
   'redis_unavailable',
   'internal',
 ] as const;
