@@ -23,6 +23,7 @@ import { redisUnavailable, withDeadline } from './http/redis-errors.ts';
 import { requestId } from './http/request-id.ts';
 import { createBacklogQuota } from './jobs/backlog-quota.ts';
 import { createJobService } from './jobs/job-service.ts';
+import { createResultStream } from './jobs/result-stream.ts';
 import { jobRoutes } from './jobs/routes.ts';
 import { type ApiMetrics, createApiMetrics } from './metrics.ts';
 import { createWebhookQueue } from './webhooks/webhook-queue.ts';
@@ -73,6 +74,15 @@ export function createApp({
   // usually fires first; this also covers a client still waiting for its first connection).
   const deadlineMs = Math.min(900, config.limits.redisCommandTimeoutMs * 2);
 
+  const deadline = <T>(work: Promise<T>) => withDeadline(work, deadlineMs);
+  const results = createResultStream({
+    redis,
+    keys,
+    deadline,
+    concurrency: config.limits.resultReadConcurrency,
+    maxWaiting: config.limits.resultReadQueue,
+  });
+
   /** Answers 503 at once while the connection is known to be down, instead of queuing work. */
   const requireRedis: RequestHandler = (_req, _res, next) => {
     if (redis.status !== 'ready' && redis.status !== 'connect') throw redisUnavailable();
@@ -120,7 +130,6 @@ export function createApp({
   // Submissions only, per tenant, shared by every replica through Redis (RATE_LIMIT_PER_MINUTE).
   v1.post('/jobs', tenantRateLimit({ redis, prefix: config.queuePrefix, limit: config.limits.ratePerMinute }));
   if (events) {
-    const deadline = <T>(work: Promise<T>) => withDeadline(work, deadlineMs);
     const heartbeatMs = config.sseHeartbeatMs;
     const route = jobEventsRoute({
       hub: events,
@@ -139,7 +148,7 @@ export function createApp({
     '/jobs',
     express.json({ limit: config.limits.bodyBytes, strict: true }),
     requireRedis,
-    jobRoutes(jobs, (work) => withDeadline(work, deadlineMs)),
+    jobRoutes(jobs, deadline, results),
   );
   app.use('/v1', v1);
 

@@ -16,6 +16,7 @@ export const ERROR_CODES = [
   'backlog_quota_exceeded',
   'too_many_streams',
   'redis_unavailable',
+  'server_busy',
   'internal',
 ] as const;
 
