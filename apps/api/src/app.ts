@@ -19,7 +19,8 @@ import { healthRoutes } from './health.ts';
 import { bearerAuth } from './http/auth.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
 import { tenantRateLimit } from './http/rate-limit.ts';
-import { redisUnavailable, withDeadline } from './http/redis-errors.ts';
+import { redisUnavailable } from './http/redis-errors.ts';
+import { createRedisLiveness } from './http/redis-liveness.ts';
 import { requestId } from './http/request-id.ts';
 import { createBacklogQuota } from './jobs/backlog-quota.ts';
 import { createJobService } from './jobs/job-service.ts';
@@ -70,11 +71,12 @@ export function createApp({
   });
   const webhooks = createWebhookQueue(queueConnection, config.queuePrefix, log);
   const jobs = createJobService({ config, redis, queue, keys, reader, quota, webhooks });
-  // A request waits for Redis at most this long, then answers 503 (a command's own timeout
-  // usually fires first; this also covers a client still waiting for its first connection).
-  const deadlineMs = Math.min(900, config.limits.redisCommandTimeoutMs * 2);
-
-  const deadline = <T>(work: Promise<T>) => withDeadline(work, deadlineMs);
+  // Requests wait for a busy Redis (up to 5 s) but answer 503 at once when it is down or silent
+  // for REDIS_COMMAND_TIMEOUT_MS: see redis-liveness.ts for why one timeout cannot do both.
+  const liveness = createRedisLiveness(redis, { silentMs: config.limits.redisCommandTimeoutMs });
+  const deadline = <T>(work: Promise<T>) => liveness.deadline(work);
+  // /readyz's own PING: a probe, so a short bound.
+  const readyTimeoutMs = Math.min(900, config.limits.redisCommandTimeoutMs * 2);
   const results = createResultStream({
     redis,
     keys,
@@ -85,7 +87,7 @@ export function createApp({
 
   /** Answers 503 at once while the connection is known to be down, instead of queuing work. */
   const requireRedis: RequestHandler = (_req, _res, next) => {
-    if (redis.status !== 'ready' && redis.status !== 'connect') throw redisUnavailable();
+    if (!liveness.alive()) throw redisUnavailable();
     next();
   };
 
@@ -114,7 +116,8 @@ export function createApp({
 
   app.use(
     healthRoutes(redis, {
-      timeoutMs: deadlineMs,
+      timeoutMs: readyTimeoutMs,
+      alive: liveness.alive,
       strictPolicy: config.strictRedisPolicy,
       metricsToken: config.metricsToken,
     }),
@@ -128,7 +131,11 @@ export function createApp({
   v1.use(bearerAuth(config.apiKeys));
   v1.use('/analyses', analysesRoutes());
   // Submissions only, per tenant, shared by every replica through Redis (RATE_LIMIT_PER_MINUTE).
-  v1.post('/jobs', tenantRateLimit({ redis, prefix: config.queuePrefix, limit: config.limits.ratePerMinute }));
+  v1.post(
+    '/jobs',
+    requireRedis,
+    tenantRateLimit({ redis, prefix: config.queuePrefix, limit: config.limits.ratePerMinute, deadline }),
+  );
   if (events) {
     const heartbeatMs = config.sseHeartbeatMs;
     const route = jobEventsRoute({

@@ -1,4 +1,10 @@
-import { checkRedis, metricsAuthorized, type RedisConnection, readinessBody } from '@longhaul/shared';
+import {
+  checkRedis,
+  metricsAuthorized,
+  type RedisConnection,
+  type RedisReadiness,
+  readinessBody,
+} from '@longhaul/shared';
 import { Router } from 'express';
 
 export interface HealthOptions {
@@ -8,15 +14,22 @@ export interface HealthOptions {
   strictPolicy: boolean;
   /** `METRICS_TOKEN`: `/readyz` shows its checks only to `Bearer <token>`; without one, to no one. */
   metricsToken: string | undefined;
+  /** False while Redis is known down or silent: not ready, without waiting for a PING. */
+  alive?: () => boolean;
 }
 
-export function healthRoutes(redis: RedisConnection, { timeoutMs, strictPolicy, metricsToken }: HealthOptions): Router {
+export function healthRoutes(
+  redis: RedisConnection,
+  { timeoutMs, strictPolicy, metricsToken, alive = () => true }: HealthOptions,
+): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
   router.get('/readyz', async (req, res) => {
-    const readiness = await checkRedis(redis, timeoutMs, strictPolicy);
+    const readiness: RedisReadiness = alive()
+      ? await checkRedis(redis, timeoutMs, strictPolicy)
+      : { ready: false, checks: { redis: 'unreachable: not answering', maxmemoryPolicy: null }, warnings: [] };
     const detailed = metricsToken !== undefined && metricsAuthorized(req.get('authorization'), metricsToken);
     res.status(readiness.ready ? 200 : 503);
     if (!readiness.ready) res.set('Retry-After', '2');

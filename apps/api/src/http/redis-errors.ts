@@ -53,22 +53,3 @@ export function classifyRedisError(err: unknown, redis: RedisConnection): HttpEr
   }
   return null;
 }
-
-/**
- * Rejects with a 503 when `work` has not settled within `ms`. The commands' own timeout should
- * fire first; this is the backstop for promises that wait on a connection that never comes
- * (BullMQ waits for a client that has not connected yet).
- */
-export async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(redisUnavailable('Redis did not answer in time; try again shortly')), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
