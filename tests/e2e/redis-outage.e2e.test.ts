@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api } from '../support/http.ts';
 import { startApi, startWorker } from '../support/processes.ts';
@@ -19,6 +20,21 @@ describe('Redis outages, real processes and a private redis-server', () => {
   afterAll(async () => {
     await Promise.all([apiProcess?.stop(), worker?.stop()]);
     await redis?.destroy?.();
+  });
+
+  it('when Redis is healthy but slow to answer (writes paused for 1.5 s), then submit waits and answers 202, not 503', async () => {
+    const client = api(apiProcess.url, KEY_A);
+    expect((await client.post('/v1/jobs', simulate({ durationMs: 10 }))).status).toBe(202);
+    const admin = new Redis(redis.url);
+    try {
+      // Reads and PING still answer: Redis is alive, only slower than the outage bound for writes.
+      await admin.call('CLIENT', 'PAUSE', '1500', 'WRITE');
+      const slow = await client.post('/v1/jobs', simulate({ durationMs: 10 }));
+      expect(slow.status).toBe(202);
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      admin.disconnect();
+    }
   });
 
   it('when Redis stops, then submit answers 503 with Retry-After within a second, and 202 again once it returns', async () => {

@@ -1,8 +1,20 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEY_A, simulate, startSystem, waitForJob } from '../e2e/fixtures.ts';
 import { request } from '../support/http.ts';
+import { type RedisServer, startRedisServer } from '../support/redis-server.ts';
 
 const TOKEN = 'metrics-token-for-tests';
+const WEBHOOK_SECRET = 'whsec-metrics-tests-0123456789';
+/** Placed in a job's input (and so its result), and in a webhook URL's query: none may be logged. */
+const INPUT_MARKER = 'inputmarker7f3a9c';
+const URL_MARKER = 'urltokenmarker5b1e2d';
+const markedJob = {
+  type: 'dataset-profile',
+  input: { source: { inline: `name\n${INPUT_MARKER}\n${INPUT_MARKER}\n` }, format: 'csv' },
+  // Port 9 (discard) refuses: the delivery fails and is retried, which is logged too.
+  webhook: { url: `http://127.0.0.1:9/hook?token=${URL_MARKER}` },
+};
 
 /** Prometheus text → `name{labels}` → value, for the series whose name starts with `longhaul_`. */
 async function scrape(url: string): Promise<Map<string, number>> {
@@ -25,12 +37,27 @@ const value = (m: Map<string, number>, key: string) => m.get(key) ?? 0;
 
 describe('Prometheus metrics on the API and the worker', () => {
   let system: Awaited<ReturnType<typeof startSystem>>;
+  // A private Redis: one test fills it up, which must not disturb other files' tests.
+  let redis: RedisServer;
 
   beforeAll(async () => {
-    system = await startSystem({ METRICS_TOKEN: TOKEN, WORKER_CONCURRENCY: '4' });
+    redis = await startRedisServer();
+    system = await startSystem(
+      {
+        METRICS_TOKEN: TOKEN,
+        WORKER_CONCURRENCY: '4',
+        WEBHOOK_SECRETS: `a:${WEBHOOK_SECRET}`,
+        WEBHOOK_ALLOW_PRIVATE: 'true',
+        RATE_LIMIT_PER_MINUTE: '0',
+        // Off, so a refused submit reaches the write that carries the job's data and webhook URL.
+        TENANT_BACKLOG_QUOTA: '0',
+      },
+      redis.url,
+    );
   });
   afterAll(async () => {
     await system?.stop();
+    await redis?.destroy();
   });
 
   it('when no bearer token is sent while METRICS_TOKEN is set, then both /metrics answer 401', async () => {
@@ -92,7 +119,30 @@ describe('Prometheus metrics on the API and the worker', () => {
     expect(after.has('longhaul_queue_oldest_waiting_age_seconds{queue="analyses"}')).toBe(true);
   });
 
-  it('when jobs have run, then every request log line has a reqId, every job line a jobId and attempt, and no secret or input is logged', () => {
+  it('when a job with markers in its input and webhook URL runs, and then Redis refuses writes (maxmemory), then submits answer 503 with Retry-After', async () => {
+    const accepted = await system.a.post('/v1/jobs', markedJob);
+    expect(accepted.status).toBe(202);
+    const done = await waitForJob(system.a, accepted.body.id, (v) => v.status === 'completed');
+    expect(done.status).toBe('completed');
+    expect(JSON.stringify((await system.a.get(`/v1/jobs/${accepted.body.id}/result`)).body)).toContain(INPUT_MARKER);
+
+    const admin = new Redis(redis.url);
+    try {
+      await admin.config('SET', 'maxmemory', '1');
+      for (let i = 0; i < 5; i++) {
+        const refused = await system.a.post('/v1/jobs', markedJob);
+        expect(refused.status).toBe(503);
+        expect(refused.headers['retry-after']).toBeDefined();
+      }
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+      admin.disconnect();
+    }
+    // The refusals were logged as errors: the log test below reads them.
+    expect(system.api.jsonLogs().some((l) => l.level === 50 && l.err !== undefined)).toBe(true);
+  });
+
+  it('when jobs have run, then every request log line has a reqId, every job line a jobId and attempt, and no secret, input, result or webhook URL is logged, Redis errors included', () => {
     const apiLines = system.api.jsonLogs().filter((l) => l.req !== undefined);
     expect(apiLines.length).toBeGreaterThan(0);
     for (const line of apiLines) expect(typeof line.reqId).toBe('string');
@@ -108,5 +158,8 @@ describe('Prometheus metrics on the API and the worker', () => {
     expect(everything).not.toContain(KEY_A);
     expect(everything).not.toContain(TOKEN);
     expect(everything).not.toMatch(/"durationMs"/);
+    expect(everything).not.toContain(INPUT_MARKER);
+    expect(everything).not.toContain(URL_MARKER);
+    expect(everything).not.toContain(WEBHOOK_SECRET);
   });
 });

@@ -1,4 +1,4 @@
-import { type Config, type Logger, layoutFor, type RedisConnection } from '@longhaul/shared';
+import { type Config, type Logger, layoutFor, type RedisConnection, serializeError } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
 import express, { type Express, type RequestHandler } from 'express';
 import { pinoHttp } from 'pino-http';
@@ -12,9 +12,11 @@ import { bearerAuth } from './http/auth.ts';
 import { cors } from './http/cors.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
 import { tenantRateLimit } from './http/rate-limit.ts';
-import { redisUnavailable, withDeadline } from './http/redis-errors.ts';
+import { redisUnavailable } from './http/redis-errors.ts';
+import { createRedisLiveness } from './http/redis-liveness.ts';
 import { requestId } from './http/request-id.ts';
 import type { JobService } from './jobs/job-service.ts';
+import { createResultStream } from './jobs/result-stream.ts';
 import { jobRoutes } from './jobs/routes.ts';
 import type { ApiMetrics } from './metrics.ts';
 
@@ -38,13 +40,22 @@ export interface AppDeps {
  * opens a connection: `main.ts` does, and tests call this with their own services.
  */
 export function createApp({ config, log, redis, jobs, queues, events, metrics }: AppDeps): Express {
-  // A request waits for Redis at most this long, then answers 503 (a command's own timeout
-  // usually fires first; this also covers a client still waiting for its first connection).
-  const deadlineMs = Math.min(900, config.limits.redisCommandTimeoutMs * 2);
+  // Requests wait for a busy Redis (up to 5 s) but answer 503 at once when it is down or silent
+  // for REDIS_COMMAND_TIMEOUT_MS: see redis-liveness.ts for why one timeout cannot do both.
+  const liveness = createRedisLiveness(redis, { silentMs: config.limits.redisCommandTimeoutMs });
+  const deadline = <T>(work: Promise<T>) => liveness.deadline(work);
+  // /readyz's own PING: a probe, so a short bound.
+  const readyTimeoutMs = Math.min(900, config.limits.redisCommandTimeoutMs * 2);
+  const results = createResultStream({
+    readStored: jobs.storedResult,
+    deadline,
+    concurrency: config.limits.resultReadConcurrency,
+    maxWaiting: config.limits.resultReadQueue,
+  });
 
   /** Answers 503 at once while the connection is known to be down, instead of queuing work. */
   const requireRedis: RequestHandler = (_req, _res, next) => {
-    if (redis.status !== 'ready' && redis.status !== 'connect') throw redisUnavailable();
+    if (!liveness.alive()) throw redisUnavailable();
     next();
   };
 
@@ -63,6 +74,8 @@ export function createApp({ config, log, redis, jobs, queues, events, metrics }:
         req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
         // Status only: the default serialiser copies every response header into every line.
         res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+        // pino-http installs its own error serialiser; this one drops ioredis' command arguments.
+        err: serializeError,
       },
       customProps: (req) => ({ reqId: req.id }),
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
@@ -70,7 +83,14 @@ export function createApp({ config, log, redis, jobs, queues, events, metrics }:
   );
   app.use(cors(config.corsOrigins));
 
-  app.use(healthRoutes(redis, deadlineMs, config.strictRedisPolicy));
+  app.use(
+    healthRoutes(redis, {
+      timeoutMs: readyTimeoutMs,
+      alive: liveness.alive,
+      strictPolicy: config.strictRedisPolicy,
+      metricsToken: config.metricsToken,
+    }),
+  );
   app.use(metrics.routes(config.metricsToken));
   app.use(docsRoutes());
   // Closed (401) unless ADMIN_USER / ADMIN_PASSWORD are set; read-only unless ADMIN_READONLY=false.
@@ -80,19 +100,30 @@ export function createApp({ config, log, redis, jobs, queues, events, metrics }:
   v1.use(bearerAuth(config.apiKeys));
   v1.use('/analyses', analysesRoutes());
   // Submissions only, per tenant, shared by every replica through Redis (RATE_LIMIT_PER_MINUTE).
-  v1.post('/jobs', tenantRateLimit({ redis, prefix: config.queuePrefix, limit: config.limits.ratePerMinute }));
+  v1.post(
+    '/jobs',
+    requireRedis,
+    tenantRateLimit({ redis, prefix: config.queuePrefix, limit: config.limits.ratePerMinute, deadline }),
+  );
   if (events) {
-    const deadline = <T>(work: Promise<T>) => withDeadline(work, deadlineMs);
     const heartbeatMs = config.sseHeartbeatMs;
-    const layout = layoutFor(config.queuePrefix);
-    const route = jobEventsRoute({ hub: events, jobs, redis, layout, deadline, log, heartbeatMs });
+    const route = jobEventsRoute({
+      hub: events,
+      jobs,
+      redis,
+      layout: layoutFor(config.queuePrefix),
+      deadline,
+      log,
+      heartbeatMs,
+      limits: config.events,
+    });
     v1.get('/jobs/:id/events', requireRedis, route);
   }
   v1.use(
     '/jobs',
     express.json({ limit: config.limits.bodyBytes, strict: true }),
     requireRedis,
-    jobRoutes(jobs, (work) => withDeadline(work, deadlineMs)),
+    jobRoutes(jobs, deadline, results),
   );
   app.use('/v1', v1);
 

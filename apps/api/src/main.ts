@@ -12,8 +12,11 @@ import { createApiServices } from './services.ts';
 const config = loadConfigOrExit(process.env, 'api');
 const log = createLogger({ name: 'longhaul-api', level: config.log.level, pretty: config.log.pretty });
 
+// Commands already sent get a long timeout: a busy Redis is waited for. A down or silent one is
+// told apart and answered 503 within a second (createApp's Redis liveness, REDIS_COMMAND_TIMEOUT_MS).
+const SENT_COMMAND_TIMEOUT_MS = 5_000;
 const redis = createRedisConnection(config.redisUrl, 'producer', {
-  commandTimeoutMs: config.limits.redisCommandTimeoutMs,
+  commandTimeoutMs: SENT_COMMAND_TIMEOUT_MS,
   name: 'longhaul-api',
 });
 let lastRedisError = '';
@@ -31,7 +34,7 @@ redis.on('ready', () => {
 // given, and ioredis copies every defined script into each pipeline or MULTI it creates, which
 // would make each of our own pipelined reads cost far more CPU than the read itself.
 const queueConnection = createRedisConnection(config.redisUrl, 'producer', {
-  commandTimeoutMs: config.limits.redisCommandTimeoutMs,
+  commandTimeoutMs: SENT_COMMAND_TIMEOUT_MS,
   name: 'longhaul-api-queue',
 });
 queueConnection.on('error', () => undefined);

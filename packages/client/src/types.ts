@@ -53,6 +53,11 @@ export interface JobView {
   etaSeconds: number | null;
   /** Why a job failed or was cancelled, e.g. `{ code: 'timeout', message: '…' }`. */
   error: { code: string; message: string } | null;
+  /**
+   * Why a queued job has not started: `worker_lost` when the worker running it died and it waits
+   * for another (its stale progress is then not shown).
+   */
+  waiting?: 'worker_lost' | undefined;
   links: { self: string; result: string; events: string };
   /** Only on jobs submitted with a webhook. */
   webhook?: WebhookView | undefined;
@@ -75,6 +80,8 @@ export type ErrorCode =
   | 'rate_limited'
   | 'backlog_quota_exceeded'
   | 'redis_unavailable'
+  | 'too_many_streams'
+  | 'server_busy'
   | 'internal';
 
 /** Input of the `simulate` analysis: sleeps or burns CPU through steps (smoke tests, demos). */

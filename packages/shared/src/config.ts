@@ -92,12 +92,18 @@ const schema = z.object({
   TENANT_BACKLOG_QUOTA: int(0, 100_000_000).default(100_000),
   RESULT_MAX_BYTES: int(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
   RESULT_COMPRESS_BYTES: int(0, 512 * 1024 * 1024).default(64 * 1024),
+  RESULT_READ_CONCURRENCY: int(1, 1000).default(4),
+  RESULT_READ_QUEUE: int(0, 100_000).default(256),
   REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
   WEBHOOK_SECRETS: webhookSecrets.optional(),
   WEBHOOK_ALLOW_PRIVATE: bool.default(false),
   WEBHOOK_BACKOFF_MS: int(10, 3_600_000).default(10_000),
   WEBHOOK_TIMEOUT_MS: int(100, 120_000).default(10_000),
   SSE_HEARTBEAT_MS: int(100, 300_000).default(15_000),
+  EVENTS_MAX_STREAMS: int(1, 1_000_000).default(2_000),
+  EVENTS_MAX_STREAMS_PER_TENANT: int(1, 1_000_000).default(50),
+  EVENTS_REPLAY_MAX: int(1, 100_000).default(1_000),
+  EVENTS_BUFFER_BYTES: int(1024, 64 * 1024 * 1024).default(256 * 1024),
   COMPLETED_RETENTION_SECONDS: int(60, 365 * 86400).default(86_400),
   COMPLETED_RETENTION_COUNT: int(1, 10_000_000).default(50_000),
   FAILED_RETENTION_SECONDS: int(60, 365 * 86400).default(7 * 86_400),
@@ -151,6 +157,17 @@ export interface Config {
   };
   /** `SSE_HEARTBEAT_MS`: a comment line on idle event streams, so proxies keep them. Default 15 s. */
   sseHeartbeatMs: number;
+  /** Bounds of the API's event streams (`GET /v1/jobs/:id/events`), per API process. */
+  events: {
+    /** `EVENTS_MAX_STREAMS`: open streams per process; past it, 429. Default 2000. */
+    maxStreams: number;
+    /** `EVENTS_MAX_STREAMS_PER_TENANT`: open streams of one tenant per process; past it, 429. Default 50. */
+    maxStreamsPerTenant: number;
+    /** `EVENTS_REPLAY_MAX`: events-stream entries read to replay after Last-Event-ID; past it, a `reset` event. Default 1000. */
+    replayMax: number;
+    /** `EVENTS_BUFFER_BYTES`: bytes a slow client may leave unread before it is dropped. Default 256 KiB. */
+    bufferBytes: number;
+  };
   worker: {
     concurrency: number;
     shutdownGraceMs: number;
@@ -168,6 +185,10 @@ export interface Config {
     tenantBacklog: number;
     resultMaxBytes: number;
     resultCompressBytes: number;
+    /** `RESULT_READ_CONCURRENCY`: result responses decompressed and sent at once, per process. Default 4. */
+    resultReadConcurrency: number;
+    /** `RESULT_READ_QUEUE`: result reads waiting for a place; past it, 503 + Retry-After. Default 256. */
+    resultReadQueue: number;
     redisCommandTimeoutMs: number;
   };
   retention: {
@@ -255,6 +276,12 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,
     },
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
+    events: {
+      maxStreams: e.EVENTS_MAX_STREAMS,
+      maxStreamsPerTenant: e.EVENTS_MAX_STREAMS_PER_TENANT,
+      replayMax: e.EVENTS_REPLAY_MAX,
+      bufferBytes: e.EVENTS_BUFFER_BYTES,
+    },
     worker: {
       concurrency: e.WORKER_CONCURRENCY,
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
@@ -271,6 +298,8 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       tenantBacklog: e.TENANT_BACKLOG_QUOTA,
       resultMaxBytes: e.RESULT_MAX_BYTES,
       resultCompressBytes: e.RESULT_COMPRESS_BYTES,
+      resultReadConcurrency: e.RESULT_READ_CONCURRENCY,
+      resultReadQueue: e.RESULT_READ_QUEUE,
       redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
     },
     retention: {

@@ -14,7 +14,9 @@ export const ERROR_CODES = [
   'unsupported_media_type',
   'rate_limited',
   'backlog_quota_exceeded',
+  'too_many_streams',
   'redis_unavailable',
+  'server_busy',
   'internal',
 ] as const;
 

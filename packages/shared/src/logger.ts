@@ -24,7 +24,46 @@ export const REDACT_PATHS = [
   '*.password',
   '*.secret',
   '*.input',
+  // Job results, checkpoint state and webhook targets (whose query strings often carry tokens).
+  'result',
+  '*.result',
+  'returnvalue',
+  'checkpoint',
+  '*.checkpoint',
+  'webhook',
+  '*.webhook',
+  'webhookUrl',
+  '*.webhookUrl',
+  'err.command',
+  'err.args',
 ];
+
+/** Error properties never logged: ioredis puts the command and its arguments (job data, URLs) there. */
+const ERROR_DROPPED = new Set(['command', 'args', 'data', 'input', 'returnvalue']);
+
+/** A serialised error's copy without {@link ERROR_DROPPED}, into `cause` and `errors` too. */
+function scrubError(value: unknown, depth = 0): unknown {
+  if (depth > 4 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => scrubError(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (ERROR_DROPPED.has(key)) continue;
+    // A refused MULTI's queued errors: their messages only (each one carries its command).
+    if (key === 'previousErrors' && Array.isArray(v)) out[key] = v.map((e) => (e instanceof Error ? e.message : '?'));
+    else out[key] = scrubError(v, depth + 1);
+  }
+  return out;
+}
+
+/**
+ * pino's error serialiser without what ioredis and BullMQ attach to their errors: an ioredis
+ * error carries `command: { name, args }`, and those args are the job's data, result or webhook
+ * URL. The message and stack stay. Give it to pino-http too: it installs its own `err` serialiser.
+ */
+export function serializeError(err: unknown): unknown {
+  if (!(err instanceof Error)) return scrubError(err);
+  return scrubError(pino.stdSerializers.err(err));
+}
 
 export interface LoggerConfig {
   level: string;
@@ -37,6 +76,7 @@ export function createLogger({ level, pretty, name }: LoggerConfig): Logger {
     name,
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { err: serializeError },
     base: { service: name },
     timestamp: pino.stdTimeFunctions.isoTime,
   };

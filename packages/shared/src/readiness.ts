@@ -41,3 +41,13 @@ export async function checkRedis(
   }
   return { ready, checks: { redis: 'ok', maxmemoryPolicy: policy }, warnings };
 }
+
+/**
+ * What `/readyz` answers. Anyone gets the status; the checks and warnings (Redis error text, which
+ * names hosts and ports, and its configuration) only a caller holding the metrics token, since a
+ * readiness probe is reachable by anyone who can reach the service.
+ */
+export function readinessBody(readiness: RedisReadiness, detailed: boolean): Record<string, unknown> {
+  const status = readiness.ready ? 'ready' : 'not_ready';
+  return detailed ? { status, ...readiness } : { status };
+}

@@ -254,7 +254,12 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
           operationId: 'readiness',
           security: [],
           summary: 'Readiness: Redis reachable, maxmemory-policy',
-          responses: { '200': { description: 'Ready.' }, '503': { description: 'Not ready, with reasons.' } },
+          description:
+            'Anyone gets `{ status }`; the checks and warnings (Redis error text, policy) only with `Authorization: Bearer <METRICS_TOKEN>`.',
+          responses: {
+            '200': { description: 'Ready.' },
+            '503': { description: 'Not ready (reasons for the metrics token holder).' },
+          },
         },
       },
     },

@@ -1,4 +1,5 @@
 import {
+  type Config,
   decodeFailure,
   FINAL_STATUSES,
   isJobId,
@@ -10,7 +11,7 @@ import {
 } from '@longhaul/shared';
 import type { RequestHandler, Response } from 'express';
 import { tenantOf } from '../http/auth.ts';
-import { notFound } from '../http/http-error.ts';
+import { HttpError, notFound } from '../http/http-error.ts';
 import type { JobService } from '../jobs/job-service.ts';
 import type { Deadline } from '../jobs/routes.ts';
 import {
@@ -33,11 +34,51 @@ export interface JobEventsDeps {
   heartbeatMs: number;
   /** Sent as SSE `retry:`, the client's reconnection delay. @defaultValue 2000 */
   retryMs?: number;
+  /** Stream and replay bounds (`EVENTS_*` in config). */
+  limits: Config['events'];
 }
 
-/** Entries read per XRANGE while replaying after Last-Event-ID; the stream itself is capped by BullMQ. */
-const REPLAY_BATCH = 500;
-const REPLAY_MAX = 20_000;
+/** Why a Last-Event-ID replay could not be served; sent to the client as a `reset` event. */
+export type ReplayRefusal = 'trimmed' | 'too_far_behind' | 'unavailable';
+
+const REPLAY_REFUSED: Record<ReplayRefusal, string> = {
+  trimmed: 'the events after Last-Event-ID are no longer kept; the snapshot above is the current state',
+  too_far_behind: 'too many events since Last-Event-ID to replay; the snapshot above is the current state',
+  unavailable: 'the missed events could not be read now; the snapshot above is the current state',
+};
+
+/**
+ * Open streams per tenant and in all, in this process. `admit` answers a release function, or
+ * throws a 429 naming the limit that was reached.
+ */
+function createStreamLimiter({ maxStreams, maxStreamsPerTenant }: Config['events']) {
+  const perTenant = new Map<string, number>();
+  let total = 0;
+  const refuse = (message: string) =>
+    new HttpError(429, 'too_many_streams', message, undefined, { 'Retry-After': '5' });
+  return {
+    admit(tenant: string): () => void {
+      const open = perTenant.get(tenant) ?? 0;
+      if (open >= maxStreamsPerTenant) {
+        throw refuse(
+          `this tenant already has ${open} open event streams (EVENTS_MAX_STREAMS_PER_TENANT); close one or poll`,
+        );
+      }
+      if (total >= maxStreams) throw refuse('this server holds as many event streams as it allows; try again or poll');
+      perTenant.set(tenant, open + 1);
+      total++;
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        total--;
+        const left = (perTenant.get(tenant) ?? 1) - 1;
+        if (left > 0) perTenant.set(tenant, left);
+        else perTenant.delete(tenant);
+      };
+    },
+  };
+}
 
 const FINAL: readonly string[] = FINAL_STATUSES;
 
@@ -68,8 +109,9 @@ function parseEntry([id, flat]: [string, string[]]): QueueEvent | null {
  * `Last-Event-ID` replays this job's events after that id that the (capped) stream still holds.
  */
 export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
-  const { hub, jobs, redis, layout, deadline, log, heartbeatMs, retryMs = 2_000 } = deps;
+  const { hub, jobs, redis, layout, deadline, log, heartbeatMs, retryMs = 2_000, limits } = deps;
   const eventsKey = layout.events(QUEUES.analyses);
+  const limiter = createStreamLimiter(limits);
 
   /** The newest id in the events stream: everything after it is yet to come. */
   async function streamEnd(): Promise<string> {
@@ -77,19 +119,28 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
     return last?.[0] ?? '0-0';
   }
 
-  /** This job's events in (after, upTo], oldest first. */
-  async function replay(jobId: string, after: string, upTo: string): Promise<QueueEvent[]> {
+  /**
+   * This job's events in (after, upTo], oldest first, read in one round trip from `after` on
+   * (never from the stream's start), at most `limits.replayMax` entries; or why that cannot be
+   * served: `after` is older than the stream's first entry (trimmed away), or more entries than the
+   * bound lie between.
+   */
+  async function replay(jobId: string, after: string, upTo: string): Promise<QueueEvent[] | ReplayRefusal> {
+    const results = await redis
+      .pipeline()
+      .xrange(eventsKey, '-', '+', 'COUNT', 1)
+      .xrange(eventsKey, `(${after}`, upTo, 'COUNT', limits.replayMax + 1)
+      .exec();
+    const [[firstErr, first] = [], [batchErr, batch] = []] = results ?? [];
+    if (firstErr || batchErr) throw firstErr ?? batchErr;
+    const oldest = (first as [string, string[]][] | undefined)?.[0]?.[0];
+    if (oldest && compareStreamIds(after, oldest) < 0) return 'trimmed';
+    const entries = (batch as [string, string[]][] | undefined) ?? [];
+    if (entries.length > limits.replayMax) return 'too_far_behind';
     const found: QueueEvent[] = [];
-    let from = after;
-    for (let read = 0; read < REPLAY_MAX; read += REPLAY_BATCH) {
-      const batch = (await redis.xrange(eventsKey, `(${from}`, upTo, 'COUNT', REPLAY_BATCH)) as [string, string[]][];
-      for (const entry of batch) {
-        const event = parseEntry(entry);
-        if (event?.jobId === jobId) found.push(event);
-      }
-      const last = batch.at(-1);
-      if (!last || batch.length < REPLAY_BATCH) break;
-      from = last[0];
+    for (const entry of entries) {
+      const event = parseEntry(entry);
+      if (event?.jobId === jobId) found.push(event);
     }
     return found;
   }
@@ -103,6 +154,7 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
     const lastEventId = header && STREAM_ID.test(header) ? header : undefined;
 
     await deadline(hub.ready);
+    const release = limiter.admit(tenant);
     // Subscribe before reading where the stream ends and the snapshot, and drop what the snapshot
     // already covers by stream id: nothing falls between the snapshot and the live events.
     const early: QueueEvent[] = [];
@@ -115,10 +167,16 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
       view = jobs.view(await deadline(jobs.snapshot(tenant, id)));
     } catch (err) {
       unsubscribe();
+      release();
       throw err;
     }
 
-    const stream = openStream(res, { heartbeatMs, retryMs });
+    const stream = openStream(res, {
+      heartbeatMs,
+      retryMs,
+      bufferBytes: limits.bufferBytes,
+      onDrop: (buffered) => log.info({ jobId: id, buffered }, 'slow event stream client dropped'),
+    });
     let startedMs = view.startedAt ? Date.parse(view.startedAt) : null;
     let cursor = position;
     let chain: Promise<void> = Promise.resolve();
@@ -126,11 +184,13 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
     const finish = () => {
       unsubscribe();
       unregister();
+      release();
       stream.end();
     };
     stream.onClose(finish);
     unregister = hub.onClose(() => {
       unsubscribe();
+      release();
       stream.end({ closeConnection: true });
     });
 
@@ -197,10 +257,19 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
     }
     if (lastEventId && compareStreamIds(lastEventId, position) < 0) {
       cursor = lastEventId;
+      let replayed: QueueEvent[] | ReplayRefusal;
       try {
-        for (const event of await deadline(replay(id, lastEventId, position))) enqueue(event);
+        replayed = await deadline(replay(id, lastEventId, position));
       } catch (err) {
-        log.warn({ err, jobId: id }, 'Last-Event-ID replay failed; continuing from the snapshot');
+        log.warn({ err, jobId: id }, 'Last-Event-ID replay failed; the client is told to rely on the snapshot');
+        replayed = 'unavailable';
+      }
+      if (typeof replayed === 'string') {
+        // Said out loud: the client asked for what it missed and does not get it.
+        stream.send('reset', { id, reason: replayed, message: REPLAY_REFUSED[replayed], lastEventId });
+        cursor = position;
+      } else {
+        for (const event of replayed) enqueue(event);
       }
       chain = chain.then(() => {
         if (compareStreamIds(cursor, position) < 0) cursor = position;
@@ -218,8 +287,24 @@ interface Stream {
   end(opts?: { closeConnection?: boolean }): void;
 }
 
-/** Starts the SSE response: headers, the retry hint, heartbeats; `end` clears everything. */
-function openStream(res: Response, { heartbeatMs, retryMs }: { heartbeatMs: number; retryMs: number }): Stream {
+export interface StreamOptions {
+  heartbeatMs: number;
+  retryMs: number;
+  /**
+   * Bytes left unsent (the socket refused them and Node buffers them) past which the client is
+   * dropped: a client that does not read would otherwise grow this process' memory without bound.
+   * It can reconnect with Last-Event-ID.
+   */
+  bufferBytes: number;
+  /** Called when a slow client is dropped, with the bytes it left buffered. */
+  onDrop?: (buffered: number) => void;
+}
+
+/**
+ * Starts the SSE response: headers, the retry hint, heartbeats; `end` clears everything. Every write
+ * respects backpressure: past `bufferBytes` unsent, the connection is destroyed.
+ */
+export function openStream(res: Response, { heartbeatMs, retryMs, bufferBytes, onDrop }: StreamOptions): Stream {
   res.status(200);
   res.set({
     'Content-Type': 'text/event-stream; charset=utf-8',
@@ -229,16 +314,24 @@ function openStream(res: Response, { heartbeatMs, retryMs }: { heartbeatMs: numb
     'X-Accel-Buffering': 'no',
   });
   res.flushHeaders();
-  res.write(`retry: ${retryMs}\n\n`);
   let ended = false;
-  const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), heartbeatMs);
+  const write = (chunk: string) => {
+    if (ended || res.writableEnded || res.destroyed) return;
+    if (res.write(chunk) || res.writableLength <= bufferBytes) return;
+    const buffered = res.writableLength;
+    ended = true;
+    clearInterval(heartbeat);
+    // Destroyed, not ended: ending would wait to flush what the client does not read.
+    res.destroy();
+    onDrop?.(buffered);
+  };
+  const heartbeat = setInterval(() => write(': heartbeat\n\n'), heartbeatMs);
   const stream: Stream = {
     get ended() {
       return ended;
     },
     send(event, data, id) {
-      if (ended) return;
-      res.write(`${id ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      write(`${id ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     },
     onClose(fn) {
       res.once('close', fn);
@@ -252,5 +345,6 @@ function openStream(res: Response, { heartbeatMs, retryMs }: { heartbeatMs: numb
       if (closeConnection) res.socket?.destroySoon();
     },
   };
+  write(`retry: ${retryMs}\n\n`);
   return stream;
 }

@@ -34,6 +34,8 @@ describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)
         QUEUE_PREFIX: prefix,
         SSE_HEARTBEAT_MS: '200',
         RATE_LIMIT_PER_MINUTE: '0',
+        // The leak test holds 50 streams at a time, and closed ones are released a moment later.
+        EVENTS_MAX_STREAMS_PER_TENANT: '1000',
       },
       'api',
     );

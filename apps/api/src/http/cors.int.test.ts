@@ -1,17 +1,9 @@
-import {
-  ConfigError,
-  createLogger,
-  createRedisConnection,
-  type JobData,
-  loadConfig,
-  QUEUES,
-  type RedisConnection,
-} from '@longhaul/shared';
-import { Queue } from 'bullmq';
+import { ConfigError, createLogger, createRedisConnection, loadConfig, type RedisConnection } from '@longhaul/shared';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
 import { createApp } from '../app.ts';
+import { type ApiServices, createApiServices } from '../services.ts';
 
 const KEY = 'tenant-a-key-0123456789';
 const LISTED = 'https://app.example.com';
@@ -45,7 +37,7 @@ describe('CORS_ORIGINS in the configuration', () => {
 describe('CORS on createApp (real Redis, no worker)', () => {
   const prefix = uniquePrefix();
   let redis: RedisConnection;
-  let queue: Queue<JobData>;
+  let services: ApiServices;
   let app: ReturnType<typeof createApp>;
   let closedApp: ReturnType<typeof createApp>;
 
@@ -54,16 +46,16 @@ describe('CORS on createApp (real Redis, no worker)', () => {
     const log = createLogger({ name: 't', level: 'silent', pretty: false });
     redis = createRedisConnection(url, 'producer', { commandTimeoutMs: 300 });
     redis.on('error', () => undefined);
-    queue = new Queue<JobData>(QUEUES.analyses, { connection: redis, prefix, skipVersionCheck: true });
-    queue.on('error', () => undefined);
     const config = (extra: Record<string, string>) =>
       loadConfig({ ...base(extra), REDIS_URL: url, QUEUE_PREFIX: prefix }, 'api');
-    app = createApp({ config: config({ CORS_ORIGINS: `${LISTED},${ALSO_LISTED}` }), log, redis, queue });
-    closedApp = createApp({ config: config({}), log, redis, queue });
+    const listed = config({ CORS_ORIGINS: `${LISTED},${ALSO_LISTED}` });
+    services = createApiServices({ config: listed, log, redis });
+    app = createApp({ config: listed, log, redis, ...services });
+    closedApp = createApp({ config: config({}), log, redis, ...services });
     if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   });
   afterAll(async () => {
-    await queue?.close();
+    await services?.close();
     await redis?.quit().catch(() => redis.disconnect());
     await cleanupPrefix(redisUrl(), prefix);
   });

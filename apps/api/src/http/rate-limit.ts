@@ -12,6 +12,8 @@ export interface TenantRateLimitOptions {
   limit: number;
   /** The window. @defaultValue 60 000 ms (the limit is per minute). */
   windowMs?: number;
+  /** Bounds the wait for Redis' count (a 503 once Redis is found down). @defaultValue none */
+  deadline?: <T>(work: Promise<T>) => Promise<T>;
 }
 
 /**
@@ -31,7 +33,11 @@ return { hits, ttl }`;
  * while Redis is down would keep that rejected load, and so fail every request, for good.
  * `EVAL` sends the script each time instead; it is a few hundred bytes.
  */
-export function createRedisRateStore(redis: RedisConnection, prefix: string): Store {
+export function createRedisRateStore(
+  redis: RedisConnection,
+  prefix: string,
+  deadline: <T>(work: Promise<T>) => Promise<T> = (work) => work,
+): Store {
   let windowMs = 60_000;
   const key = layoutFor(prefix).rate;
   return {
@@ -40,7 +46,7 @@ export function createRedisRateStore(redis: RedisConnection, prefix: string): St
       windowMs = options.windowMs;
     },
     async increment(tenant): Promise<IncrementResponse> {
-      const [hits, ttl] = (await redis.eval(INCREMENT, 1, key(tenant), String(windowMs))) as [number, number];
+      const [hits, ttl] = (await deadline(redis.eval(INCREMENT, 1, key(tenant), String(windowMs)))) as [number, number];
       return { totalHits: hits, resetTime: new Date(Date.now() + ttl) };
     },
     async decrement(tenant) {
@@ -60,7 +66,13 @@ export function createRedisRateStore(redis: RedisConnection, prefix: string): St
  * unlimited pass, which would also have to wait for Redis to fail a second time.
  * Mount it after authentication: the key is the tenant, not the client's address.
  */
-export function tenantRateLimit({ redis, prefix, limit, windowMs = 60_000 }: TenantRateLimitOptions): RequestHandler {
+export function tenantRateLimit({
+  redis,
+  prefix,
+  limit,
+  windowMs = 60_000,
+  deadline,
+}: TenantRateLimitOptions): RequestHandler {
   if (limit <= 0) return (_req, _res, next) => next();
   return rateLimit({
     windowMs,
@@ -70,7 +82,7 @@ export function tenantRateLimit({ redis, prefix, limit, windowMs = 60_000 }: Ten
     // The key is the tenant: IP-based checks of the library do not apply.
     validate: false,
     passOnStoreError: false,
-    store: createRedisRateStore(redis, prefix),
+    store: createRedisRateStore(redis, prefix, deadline),
     keyGenerator: (req) => tenantOf(req),
     handler: (req, _res, next) => {
       // express-rate-limit puts its count on the request under `rateLimit`.

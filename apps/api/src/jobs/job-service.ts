@@ -90,6 +90,8 @@ export function createJobService({ config, store }: JobServiceDeps) {
     /** The tenant's job snapshot (404/410 like every route), for the event stream. */
     snapshot: ownSnapshot,
     view,
+    /** The stored result's raw bytes; read only after `get` said the job completed. */
+    storedResult: (id: string) => store.storedResult(id),
 
     /**
      * Two round trips: admission (Idempotency-Key, backlog quota), then the job and everything

@@ -1,5 +1,5 @@
-import { isJobId } from '@longhaul/shared';
-import { Router } from 'express';
+import { isJobId, type JobView } from '@longhaul/shared';
+import { type Response, Router } from 'express';
 import { tenantOf } from '../http/auth.ts';
 import { HttpError, notFound } from '../http/http-error.ts';
 import type { JobService } from './job-service.ts';
@@ -17,7 +17,10 @@ function jobIdParam(raw: string | string[] | undefined): string {
 /** Bounds how long a use-case may wait on Redis (answers 503 past it). */
 export type Deadline = <T>(work: Promise<T>) => Promise<T>;
 
-export function jobRoutes(jobs: JobService, deadline: Deadline): Router {
+/** Sends a completed job's result response (see result-stream.ts). */
+export type SendResult = (res: Response, view: JobView) => Promise<void>;
+
+export function jobRoutes(jobs: JobService, deadline: Deadline, sendResult: SendResult): Router {
   const router = Router();
 
   router.post('/', async (req, res) => {
@@ -50,11 +53,12 @@ export function jobRoutes(jobs: JobService, deadline: Deadline): Router {
   });
 
   router.get('/:id/result', async (req, res) => {
-    const { view, result } = await deadline(jobs.result(tenantOf(req), jobIdParam(req.params.id)));
+    // The view first (tenant check, 404/410, status); the result is streamed without parsing it.
+    const view = await deadline(jobs.get(tenantOf(req), jobIdParam(req.params.id)));
     if (view.status !== 'completed') {
       throw new HttpError(409, 'not_completed', `the job is ${view.status}; it has no result yet`, view);
     }
-    res.json({ id: view.id, type: view.type, completedAt: view.finishedAt, expiresAt: view.expiresAt, result });
+    await sendResult(res, view);
   });
 
   router.delete('/:id', async (req, res) => {

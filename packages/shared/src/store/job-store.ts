@@ -279,6 +279,11 @@ export function createJobReads({ redis, prefix }: { redis: RedisConnection; pref
       return isStoredResult(stored) ? decodeResult(stored) : stored;
     },
 
+    /** The stored result of a completed job as BullMQ keeps it (JSON bytes), for streaming. */
+    async storedResult(id: string): Promise<Buffer | null> {
+      return redis.hgetBuffer(layout.job(analyses, id), 'returnvalue');
+    },
+
     /** A page of the tenant's job ids, newest first, before `cursor` (an id). */
     async listIds(tenant: string, cursor: string | undefined, count: number): Promise<string[]> {
       return redis.zrevrangebylex(layout.tenantJobs(tenant), cursor ? `(${cursor}` : '+', '-', 'LIMIT', 0, count);
