@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { getContract, jobOptionsFor, layoutFor } from '@longhaul/shared';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startApi as startApiProcess, startWorker } from '../tests/support/processes.ts';
@@ -252,8 +253,8 @@ async function endToEnd(total: number, resultBytes: number) {
   // Includes this bench's own polling of the completed count: the same on both sides.
   const commands = (await commandCount()) / total;
   await worker.stop();
-  const perJob = await perJobBytes(queue, (id) => [`${prefix}:lh:meta:${id}`], [
-    `${prefix}:lh:tenant:bench:jobs`,
+  const perJob = await perJobBytes(queue, () => [], [
+    layoutFor(prefix).tenantJobs('bench'),
     queue.keys.completed ?? '',
   ]);
   await queue.close();
@@ -262,7 +263,12 @@ async function endToEnd(total: number, resultBytes: number) {
   const rawQueue = new Queue('raw', { connection: redis, prefix: rawPrefix });
   await redis.config('RESETSTAT');
   await runConcurrent(total, CONCURRENCY, async () => {
-    await rawQueue.add('simulate', { tenant: 'bench', input: { durationMs: 0, steps: 1, resultBytes } });
+    // The same job options a careful raw BullMQ user sets: retries with backoff and a priority.
+    await rawQueue.add(
+      'simulate',
+      { tenant: 'bench', input: { durationMs: 0, steps: 1, resultBytes } },
+      jobOptionsFor(getContract('simulate'), {}),
+    );
   });
   const child = await rawWorker(rawPrefix, 'raw', WORKER_CONCURRENCY, resultBytes);
   const rawSpan = await drainSpan(rawQueue, total);
@@ -314,7 +320,7 @@ async function endToEnd(total: number, resultBytes: number) {
     large.perJob / large.rawPerJob <= 1.1,
   );
   notes.push(
-    "memory: MEMORY USAGE of each side's per-job keys plus its share of index keys (the completed set; longhaul also keeps a per-job record, the tombstone behind 410, and the tenant index). The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
+    "memory: MEMORY USAGE of each side's job hash plus its share of index keys (the completed set; longhaul also keeps the tenant index, whose entry is the tombstone behind 410). Both sides add jobs with the same options (attempts, backoff, priority); longhaul's ids are 30-character ULIDs where raw BullMQ counts 1, 2, 3. The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
   );
 }
 

@@ -22,11 +22,17 @@ import {
 } from './chaos-support.ts';
 
 /** Jobs started and not finished, on any process: what is in flight right now. */
-function inFlightNow(log: string): string[] {
+/**
+ * The jobs an outage from `downAt` until `upAt` could catch in flight: every job started before
+ * Redis was back whose run had not finished by `downAt`. (A snapshot taken before the stop misses
+ * jobs a worker starts while the stop is under way, and a run that finishes during the outage
+ * cannot record its completion: both run again, and both were in flight.)
+ */
+function inFlightDuring(log: string, downAt: number, upAt: number): string[] {
   const open = new Set<string>();
   for (const e of readExecutions(log)) {
-    if (e.event === 'start') open.add(e.jobId);
-    else open.delete(e.jobId);
+    if (e.event === 'start' && e.at <= upAt) open.add(e.jobId);
+    else if (e.event === 'finish' && e.at < downAt) open.delete(e.jobId);
   }
   return [...open];
 }
@@ -68,7 +74,6 @@ describe('G3/G4/G8 Redis restarted (AOF everysec) and down with idle workers, re
         what: 'a fifth of the jobs done',
       });
 
-      const inFlight = inFlightNow(log);
       const downAt = Date.now();
       await redis.stop();
       // While down: every request fails fast and says when to come back.
@@ -89,8 +94,10 @@ describe('G3/G4/G8 Redis restarted (AOF everysec) and down with idle workers, re
         await sleep(200);
       }
 
+      const restartAt = Date.now();
       await redis.restart();
       const upAt = Date.now();
+      const inFlight = inFlightDuring(log, downAt, restartAt);
       await waitFor(async () => (await client.get(`/v1/jobs/${ids[0]}`)).status === 200, {
         timeoutMs: 5_000,
         intervalMs: 50,
