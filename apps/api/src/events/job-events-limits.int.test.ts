@@ -1,17 +1,15 @@
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
-import { createLogger, createRedisConnection, type JobData, loadConfig, type RedisConnection } from '@longhaul/shared';
+import type { JobData } from '@longhaul/shared';
 import { Job, type Queue } from 'bullmq';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSse, type SseConnection } from '../../../../tests/clients/sse-reader.ts';
 import { api } from '../../../../tests/support/http.ts';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { uniquePrefix } from '../../../../tests/support/redis.ts';
 import { waitFor } from '../../../../tests/support/wait.ts';
-import { createApp } from '../app.ts';
-import { type ApiServices, createApiServices } from '../services.ts';
-import { createJobEventHub, type JobEventHub } from './job-event-hub.ts';
+import { startEventsApp } from './events-test-app.ts';
+import type { JobEventHub } from './job-event-hub.ts';
 import { openStream } from './job-events-route.ts';
 
 const KEY_A = 'sse-limits-a-key-0123456789';
@@ -19,46 +17,29 @@ const KEY_B = 'sse-limits-b-key-0123456789';
 
 describe('event stream limits, bounded replay and slow clients, against a real Redis', () => {
   const prefix = uniquePrefix();
-  let redis: RedisConnection;
   let queue: Queue<JobData>;
-  let services: ApiServices;
   let hub: JobEventHub;
-  let server: Server;
   let base: string;
   const open: SseConnection[] = [];
 
+  let app: Awaited<ReturnType<typeof startEventsApp>>;
+
   beforeAll(async () => {
-    const config = loadConfig(
+    app = await startEventsApp(
+      prefix,
+      { a: KEY_A, b: KEY_B },
       {
-        REDIS_URL: redisUrl(),
-        API_KEYS: `a:${KEY_A},b:${KEY_B}`,
-        QUEUE_PREFIX: prefix,
-        RATE_LIMIT_PER_MINUTE: '0',
         EVENTS_MAX_STREAMS_PER_TENANT: '2',
         EVENTS_MAX_STREAMS: '3',
         EVENTS_REPLAY_MAX: '5',
       },
-      'api',
     );
-    const log = createLogger({ name: 't', level: 'silent', pretty: false });
-    redis = createRedisConnection(redisUrl(), 'producer', { commandTimeoutMs: 1000 });
-    redis.on('error', () => undefined);
-    services = createApiServices({ config, log, redis });
-    queue = services.queue;
-    hub = createJobEventHub({ connection: createRedisConnection(redisUrl(), 'worker'), prefix, log });
-    await hub.ready;
-    server = createApp({ config, log, redis, ...services, events: hub }).listen(0);
-    await new Promise((resolve) => server.once('listening', resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ queue, hub, base } = app);
   });
 
   afterAll(async () => {
     for (const sse of open) sse.close();
-    await hub.close();
-    await new Promise((resolve) => server.close(resolve));
-    await services.close();
-    await redis.quit().catch(() => redis.disconnect());
-    await cleanupPrefix(redisUrl(), prefix);
+    await app.close();
   });
 
   const submit = async (key = KEY_A) => {

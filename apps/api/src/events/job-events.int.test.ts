@@ -1,15 +1,12 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createLogger, createRedisConnection, type JobData, loadConfig, type RedisConnection } from '@longhaul/shared';
+import type { JobData } from '@longhaul/shared';
 import { Job, type Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSse } from '../../../../tests/clients/sse-reader.ts';
 import { api } from '../../../../tests/support/http.ts';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { uniquePrefix } from '../../../../tests/support/redis.ts';
 import { waitFor } from '../../../../tests/support/wait.ts';
-import { createApp } from '../app.ts';
-import { type ApiServices, createApiServices } from '../services.ts';
-import { createJobEventHub, type JobEventHub } from './job-event-hub.ts';
+import { startEventsApp } from './events-test-app.ts';
+import type { JobEventHub } from './job-event-hub.ts';
 
 const KEY_A = 'sse-tenant-a-key-0123456789';
 const KEY_B = 'sse-tenant-b-key-0123456789';
@@ -19,46 +16,27 @@ const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeo
 
 describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)', () => {
   const prefix = uniquePrefix();
-  let redis: RedisConnection;
   let queue: Queue<JobData>;
-  let services: ApiServices;
   let hub: JobEventHub;
-  let server: Server;
   let base: string;
 
+  let app: Awaited<ReturnType<typeof startEventsApp>>;
+
   beforeAll(async () => {
-    const config = loadConfig(
+    app = await startEventsApp(
+      prefix,
+      { a: KEY_A, b: KEY_B },
       {
-        REDIS_URL: redisUrl(),
-        API_KEYS: `a:${KEY_A},b:${KEY_B}`,
-        QUEUE_PREFIX: prefix,
         SSE_HEARTBEAT_MS: '200',
-        RATE_LIMIT_PER_MINUTE: '0',
         // The leak test holds 50 streams at a time, and closed ones are released a moment later.
         EVENTS_MAX_STREAMS_PER_TENANT: '1000',
       },
-      'api',
     );
-    const log = createLogger({ name: 't', level: 'silent', pretty: false });
-    redis = createRedisConnection(redisUrl(), 'producer', { commandTimeoutMs: 1000 });
-    redis.on('error', () => undefined);
-    services = createApiServices({ config, log, redis });
-    queue = services.queue;
-    const eventsConnection = createRedisConnection(redisUrl(), 'worker');
-    hub = createJobEventHub({ connection: eventsConnection, prefix, log });
-    await hub.ready;
-    const app = createApp({ config, log, redis, ...services, events: hub });
-    server = app.listen(0);
-    await new Promise((resolve) => server.once('listening', resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ queue, hub, base } = app);
   });
 
   afterAll(async () => {
-    await hub.close();
-    await new Promise((resolve) => server.close(resolve));
-    await services.close();
-    await redis.quit().catch(() => redis.disconnect());
-    await cleanupPrefix(redisUrl(), prefix);
+    await app.close();
   });
 
   const submit = async () => {
