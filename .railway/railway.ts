@@ -2,7 +2,8 @@
  * longhaul on Railway, as infrastructure as code (`railway config plan`, then `railway config apply`;
  * Railway CLI 5.42.1 or newer). Three services on the project's private network:
  *
- * - `redis`: Redis 7 with a volume and AOF on, `maxmemory-policy noeviction`, a password;
+ * - `redis`: Redis 7 with a volume and AOF on, `maxmemory` (REDIS_MAXMEMORY, 1gb by default) with
+ *   `maxmemory-policy noeviction` (a full Redis refuses writes with 503s instead of being killed), a password;
  * - `api`: the HTTP API, two replicas, health checked on `/readyz`;
  * - `worker`: two replicas, with a draining time above the worker's shutdown grace so a deploy
  *   never SIGKILLs a job mid-run (Railway's default draining time is 0 s: SIGKILL right after SIGTERM).
@@ -35,7 +36,7 @@ export default defineRailway(() => {
     source: image('redis:7.4-alpine'),
     start:
       '/bin/sh -c "exec redis-server --dir /data --appendonly yes --appendfsync everysec ' +
-      '--maxmemory-policy noeviction --bind \'* -::*\' --requirepass \\"$REDIS_PASSWORD\\""',
+      '--maxmemory ${REDIS_MAXMEMORY:-1gb} --maxmemory-policy noeviction --bind \'* -::*\' --requirepass \\"$REDIS_PASSWORD\\""',
     volumeMounts: { '/data': redisData },
     deploy: { restartPolicyType: 'ALWAYS' },
     env: { REDIS_PASSWORD: preserve() },

@@ -67,6 +67,8 @@ describe('docker-compose.yml', () => {
   it('when deployed, then redis keeps AOF on a volume with noeviction, and every service has a health check', () => {
     const { redis, api, worker } = compose.services;
     expect(redis?.command).toEqual(expect.arrayContaining(['--appendonly', 'yes', '--maxmemory-policy', 'noeviction']));
+    // A bounded Redis refuses writes (503s) when full instead of growing until the kernel kills it.
+    expect(redis?.command).toEqual(expect.arrayContaining(['--maxmemory']));
     expect(redis?.volumes?.some((v) => v.endsWith(':/data'))).toBe(true);
     for (const s of [redis, api, worker]) expect(s?.healthcheck?.test.length).toBeGreaterThan(0);
     expect(api?.build?.target).toBe('api');
@@ -174,6 +176,7 @@ describe('.railway/railway.ts', () => {
     const redis = byName(resources, 'redis');
     expect(redis?.deploy?.startCommand).toMatch(/--appendonly yes/);
     expect(redis?.deploy?.startCommand).toMatch(/--maxmemory-policy noeviction/);
+    expect(redis?.deploy?.startCommand).toMatch(/--maxmemory \$\{REDIS_MAXMEMORY:-1gb\}/);
     expect(Object.values(redis?.volumeAttachments ?? {}).map((a) => a.mountPath)).toEqual(['/data']);
     expect(redis?.deploy?.startCommand).toMatch(/--dir \/data/);
   });
