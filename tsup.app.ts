@@ -16,7 +16,10 @@ export function appBundle(entry: Options['entry']) {
     outDir: 'dist',
     clean: true,
     sourcemap: true,
-    splitting: false,
+    // Code splitting keeps each `await import()` of main.ts a chunk of its own, loaded when that
+    // line runs. Without it esbuild inlines the module and hoists its imports (express, ioredis) to
+    // the top of main.js, before tracing starts, where the instrumentations cannot patch them.
+    splitting: true,
     noExternal: ['@longhaul/shared'],
   });
 }

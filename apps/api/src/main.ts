@@ -1,16 +1,22 @@
-import {
-  createLogger,
-  createRedisConnection,
-  handleShutdown,
-  loadConfigOrExit,
-  redactRedisUrl,
-} from '@longhaul/shared';
-import { createApp } from './app.ts';
-import { createJobEventHub } from './events/job-event-hub.ts';
-import { createApiServices } from './services.ts';
+import { startTelemetry, tracingEnabled } from '@longhaul/shared/telemetry';
+
+// Tracing starts first, and everything else is imported after it: the instrumentations patch
+// express and ioredis as they load, which a static import would do before this line runs.
+const telemetry = await startTelemetry({ serviceName: 'longhaul-api', enabled: tracingEnabled(process.env) });
+const { createLogger, createRedisConnection, handleShutdown, loadConfigOrExit, redactRedisUrl } = await import(
+  '@longhaul/shared'
+);
+const { createApp } = await import('./app.ts');
+const { createJobEventHub } = await import('./events/job-event-hub.ts');
+const { createApiServices } = await import('./services.ts');
 
 const config = loadConfigOrExit(process.env, 'api');
-const log = createLogger({ name: 'longhaul-api', level: config.log.level, pretty: config.log.pretty });
+const log = createLogger({
+  name: 'longhaul-api',
+  level: config.log.level,
+  pretty: config.log.pretty,
+  traceIds: telemetry.enabled,
+});
 
 // Commands already sent get a long timeout: a busy Redis is waited for. A down or silent one is
 // told apart and answered 503 within a second (createApp's Redis liveness, REDIS_COMMAND_TIMEOUT_MS).
@@ -73,5 +79,6 @@ handleShutdown({
       name: 'quit redis',
       run: () => Promise.all([redis, queueConnection].map((c) => c.quit().catch(() => c.disconnect()))),
     },
+    { name: 'flush traces', run: () => telemetry.shutdown() },
   ],
 });

@@ -1,20 +1,26 @@
-import {
-  createLogger,
-  createRedisConnection,
-  handleShutdown,
-  loadConfigOrExit,
-  redactRedisUrl,
-} from '@longhaul/shared';
-import { createDatasetProfile } from './analyses/dataset-profile.ts';
-import { createSimulate } from './analyses/simulate.ts';
-import { createHealthServer } from './health-server.ts';
-import { implementations } from './implementations.ts';
-import { createWorkerMetrics } from './metrics.ts';
-import { createWebhookWorker } from './webhooks/webhook-worker.ts';
-import { createAnalysisWorker } from './worker.ts';
+import { startTelemetry, tracingEnabled } from '@longhaul/shared/telemetry';
+
+// Tracing starts first, and everything else is imported after it: the instrumentations patch
+// ioredis and undici as they load, which a static import would do before this line runs.
+const telemetry = await startTelemetry({ serviceName: 'longhaul-worker', enabled: tracingEnabled(process.env) });
+const { createLogger, createRedisConnection, handleShutdown, loadConfigOrExit, redactRedisUrl } = await import(
+  '@longhaul/shared'
+);
+const { createDatasetProfile } = await import('./analyses/dataset-profile.ts');
+const { createSimulate } = await import('./analyses/simulate.ts');
+const { createHealthServer } = await import('./health-server.ts');
+const { implementations } = await import('./implementations.ts');
+const { createWorkerMetrics } = await import('./metrics.ts');
+const { createWebhookWorker } = await import('./webhooks/webhook-worker.ts');
+const { createAnalysisWorker } = await import('./worker.ts');
 
 const config = loadConfigOrExit(process.env, 'worker');
-const log = createLogger({ name: 'longhaul-worker', level: config.log.level, pretty: config.log.pretty });
+const log = createLogger({
+  name: 'longhaul-worker',
+  level: config.log.level,
+  pretty: config.log.pretty,
+  traceIds: telemetry.enabled,
+});
 
 // After an uncaught exception (or an unhandled rejection, which Node raises as one) the process is in
 // an unknown state: log it and exit non-zero, so a supervisor restarts the worker and its jobs are
@@ -89,5 +95,6 @@ handleShutdown({
     { name: 'close webhooks', run: () => webhooks.close() },
     { name: 'close health server', run: () => new Promise((resolve) => health.close(() => resolve(undefined))) },
     { name: 'quit redis', run: () => Promise.all([subscriber.quit(), connection.quit()]).catch(() => undefined) },
+    { name: 'flush traces', run: () => telemetry.shutdown() },
   ],
 });

@@ -7,6 +7,8 @@ import {
   type Logger,
   type Progress,
   ResultTooLargeError,
+  recordQueueWait,
+  withJobSpan,
 } from '@longhaul/shared';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type { Analysis, AnalysisContext } from './define-analysis.ts';
@@ -88,8 +90,27 @@ function progressReporter(job: Job, log: Logger) {
  * every way it can end into the right BullMQ outcome (result, retry, permanent failure, or the job
  * handed back untouched on shutdown).
  */
-export function createProcessor({ config, log, store, implementations, cancelPollMs = 2_000 }: RunJobDeps) {
-  return async function processJob(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
+export function createProcessor(deps: RunJobDeps) {
+  const runAttempt = createAttempt(deps);
+  /**
+   * Each attempt is a span in the trace of the request that submitted the job (its context travels
+   * in the job's options); the first one also records the time the job waited in the queue.
+   */
+  return function processJob(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
+    const attributes = {
+      'longhaul.job.id': job.id ?? '',
+      'longhaul.job.type': job.name,
+      'longhaul.job.attempt': job.attemptsMade + 1,
+    };
+    if (job.attemptsStarted <= 1 && job.processedOn) {
+      recordQueueWait(job, job.timestamp, job.processedOn, attributes);
+    }
+    return withJobSpan(job, 'job.attempt', attributes, () => runAttempt(job, token, signal));
+  };
+}
+
+function createAttempt({ config, log, store, implementations, cancelPollMs = 2_000 }: RunJobDeps) {
+  return async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
     const id = job.id ?? '';
     const attempt = job.attemptsMade + 1;
     const jobLog = log.child({ jobId: id, attempt, analysis: job.name });

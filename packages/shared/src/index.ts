@@ -13,5 +13,6 @@ export * from './result-codec.ts';
 export * from './shutdown.ts';
 export * from './store/bullmq-layout.ts';
 export * from './store/job-store.ts';
+export * from './telemetry.ts';
 export * from './webhook-delivery.ts';
 export * from './webhook-signature.ts';

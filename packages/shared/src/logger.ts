@@ -1,4 +1,5 @@
 import { type Logger, type LoggerOptions, pino } from 'pino';
+import { traceIds } from './telemetry.ts';
 
 export type { Logger };
 
@@ -69,9 +70,11 @@ export interface LoggerConfig {
   level: string;
   pretty: boolean;
   name: string;
+  /** Adds the active span's `trace_id` and `span_id` to every line. Give it `telemetry.enabled`. */
+  traceIds?: boolean;
 }
 
-export function createLogger({ level, pretty, name }: LoggerConfig): Logger {
+export function createLogger({ level, pretty, name, traceIds: correlate = false }: LoggerConfig): Logger {
   const options: LoggerOptions = {
     name,
     level,
@@ -79,6 +82,7 @@ export function createLogger({ level, pretty, name }: LoggerConfig): Logger {
     serializers: { err: serializeError },
     base: { service: name },
     timestamp: pino.stdTimeFunctions.isoTime,
+    ...(correlate ? { mixin: traceIds } : {}),
   };
   if (pretty) {
     return pino({

@@ -14,6 +14,7 @@ import {
   type WebhookDeliveryData,
   type WebhookEvent,
   webhookEventId,
+  withJobSpan,
 } from '@longhaul/shared';
 import { type Job, UnrecoverableError } from 'bullmq';
 import { type Dispatcher, fetch } from 'undici';
@@ -83,7 +84,24 @@ export function createDeliveryProcessor({ config, log, redis, reads, dispatcher 
     return { event, eventId: webhookEventId(jobId, event), body: JSON.stringify(body) };
   }
 
-  return async function deliverWebhook(job: Job<WebhookDeliveryData>): Promise<{ status: number }> {
+  /**
+   * Each delivery attempt is a span in the trace of the request that submitted the job (the
+   * delivery job carries its context too); undici's instrumentation adds the POST under it.
+   */
+  return function deliverWebhook(job: Job<WebhookDeliveryData>): Promise<{ status: number }> {
+    const attributes = {
+      'longhaul.job.id': job.data.jobId,
+      'longhaul.job.type': job.data.type,
+      'longhaul.webhook.attempt': job.attemptsMade + 1,
+    };
+    return withJobSpan(job, 'webhook.deliver', attributes, async (span) => {
+      const delivered = await deliverOnce(job);
+      span.setAttribute('http.response.status_code', delivered.status);
+      return delivered;
+    });
+  };
+
+  async function deliverOnce(job: Job<WebhookDeliveryData>): Promise<{ status: number }> {
     if (!job.data.sent) {
       // Stored before the first attempt, so every retry sends (and signs) the same bytes.
       await job.updateData({ ...job.data, sent: await compose(job) });
@@ -161,5 +179,5 @@ export function createDeliveryProcessor({ config, log, redis, reads, dispatcher 
     await record({ ok: false, status, error }, false);
     deliveryLog.info({ status }, 'webhook refused by the receiver; it will be retried');
     throw new Error(error);
-  };
+  }
 }

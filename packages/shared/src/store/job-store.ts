@@ -6,6 +6,7 @@ import type { Config } from '../config.ts';
 import type { JobFields, JobSnapshot } from '../job-view.ts';
 import type { RedisConnection } from '../redis.ts';
 import { decodeResult, isStoredResult } from '../result-codec.ts';
+import { traceMetadata } from '../telemetry.ts';
 import { parseDeliveries, webhookJobOptions } from '../webhook-delivery.ts';
 import {
   addToMulti,
@@ -347,6 +348,10 @@ export function createJobStore({ redis, queue, webhooks, config, backlogQuota = 
       const multi = await queueMulti(queue);
       const opts = jobOptionsFor(a.contract, { priority: a.priority, delayMs: a.delayMs });
       const parentId = `${a.id}.webhook`;
+      // The submit request's trace travels in the job and its delivery: the worker's spans join it.
+      const metadata = traceMetadata();
+      const telemetry = metadata ? { telemetry: { metadata } } : {};
+      Object.assign(opts, telemetry);
       if (a.webhookUrl) {
         if (!webhooks) throw new Error('a webhook needs the webhooks queue');
         opts.ignoreDependencyOnFailure = true;
@@ -356,7 +361,7 @@ export function createJobStore({ redis, queue, webhooks, config, backlogQuota = 
           {
             name: 'deliver',
             data: { jobId: a.id, tenant: a.tenant, type: a.contract.name, url: a.webhookUrl },
-            opts: webhookJobOptions(config.webhooks.backoffMs),
+            opts: { ...webhookJobOptions(config.webhooks.backoffMs), ...telemetry },
             id: parentId,
           },
           { asParent: true },
