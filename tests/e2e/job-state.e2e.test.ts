@@ -16,7 +16,8 @@ import { openSse } from '../clients/sse-reader.ts';
 import { type ApiClient, api } from '../support/http.ts';
 import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
-import { KEY_A, simulate, systemEnv, waitForJob } from './fixtures.ts';
+import { waitFor } from '../support/wait.ts';
+import { KEY_A, KEY_B, simulate, systemEnv, waitForJob } from './fixtures.ts';
 
 describe('idempotent replays never enqueue a job again (real api and worker, COMPLETED_RETENTION_COUNT=1)', () => {
   const log = executionLogFile();
@@ -69,6 +70,10 @@ describe('idempotent replays never enqueue a job again (real api and worker, COM
     const id = first.body.id as string;
     expect((await client.delete(`/v1/jobs/${id}`)).status).toBe(202);
     await waitForJob(client, id, (v) => v.status === 'cancelled');
+    // The flag is the cancel; a worker then fails the job without running it.
+    await waitFor(async () => (await redis.hexists(layout.job(QUEUES.analyses, id), 'finishedOn')) === 1, {
+      what: 'a worker to fail the cancelled job',
+    });
     const indexed = await redis.zcard(layout.tenantJobs('a'));
 
     const replay = await client.post('/v1/jobs', body, { headers });
@@ -77,7 +82,7 @@ describe('idempotent replays never enqueue a job again (real api and worker, COM
     expect(replay.body.error.code).toBe('cancelled');
     expect(await redis.zcard(layout.tenantJobs('a'))).toBe(indexed);
     expect(await redis.zscore(layout.delayed(QUEUES.analyses), id)).toBeNull();
-    expect(await redis.hexists(layout.job(QUEUES.analyses, id), 'finishedOn')).toBe(1);
+    expect(await redis.hget(layout.job(QUEUES.analyses, id), 'finishedOn')).not.toBeNull();
     expect((await client.get(`/v1/jobs/${id}`)).body.status).toBe('cancelled');
     expect(executionCounts(readExecutions(log)).starts.get(id)).toBeUndefined();
   });
@@ -150,6 +155,32 @@ describe('a job outlives a short tombstone setting (real api, TOMBSTONE_TTL_SECO
     expect((await client.post('/v1/jobs', simulate({ durationMs: 10 }, { delayMs: 120_000 }))).status).toBe(202);
     expect(await connection.zscore(layout.tenantJobs('a'), old)).toBeNull();
     expect((await client.get(`/v1/jobs/${old}`)).status).toBe(404);
+  });
+
+  it('when the oldest index entries belong to long-delayed jobs, then an old entry of a removed job behind them is still trimmed', async () => {
+    const tenant = 'b';
+    const accept = async (ageMs: number) => {
+      const id = newJobId(Date.now() - ageMs);
+      await store.accept({
+        tenant,
+        id,
+        contract: getContract('simulate'),
+        input: { durationMs: 10, steps: 1 },
+        delayMs: 120_000,
+      });
+      return id;
+    };
+    // Four jobs accepted three hours ago and still delayed: the oldest entries, alive for long.
+    const alive = [];
+    for (let i = 0; i < 4; i++) alive.push(await accept(3 * 3_600_000));
+    const removed = await accept(2 * 3_600_000);
+    await queue.remove(removed);
+    const other = api(apiProcess.url, KEY_B);
+    expect((await other.get(`/v1/jobs/${removed}`)).status).toBe(410);
+    expect((await other.post('/v1/jobs', simulate({ durationMs: 10 }, { delayMs: 120_000 }))).status).toBe(202);
+    expect(await connection.zscore(layout.tenantJobs(tenant), removed)).toBeNull();
+    expect((await other.get(`/v1/jobs/${removed}`)).status).toBe(404);
+    for (const id of alive) expect((await other.get(`/v1/jobs/${id}`)).status).toBe(200);
   });
 
   it('when TOMBSTONE_TTL_SECONDS is shorter than the retention, then the API refuses to start and says why', async () => {
