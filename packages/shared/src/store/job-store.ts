@@ -126,13 +126,24 @@ return { 'ok' }`;
 
 /**
  * Drops index entries older than the tombstone's life, but only those whose job is gone: an
- * entry never expires while its job exists, whatever its delay and retention.
+ * entry never expires while its job exists, whatever its delay and retention. It checks the 4
+ * oldest, and 4 more from a random place among the old ones (ARGV[3] in [0, 1)): otherwise a few
+ * long-delayed jobs at the head of the index would keep every gone entry behind them for as
+ * long as they live. All scores are 0, so ranks follow ids and a rank range costs O(log N).
  */
 const TRIM_INDEX = `
-local old = redis.call('ZRANGEBYLEX', KEYS[1], '-', ARGV[1], 'LIMIT', 0, 4)
-for _, id in ipairs(old) do
-  if redis.call('EXISTS', ARGV[2] .. id) == 0 then redis.call('ZREM', KEYS[1], id) end
+local function trim(ids)
+  for _, id in ipairs(ids) do
+    if redis.call('EXISTS', ARGV[2] .. id) == 0 then redis.call('ZREM', KEYS[1], id) end
+  end
 end
+local n = redis.call('ZLEXCOUNT', KEYS[1], '-', ARGV[1])
+if n == 0 then return 0 end
+if n > 4 then
+  local from = 4 + math.floor(tonumber(ARGV[3]) * (n - 4))
+  trim(redis.call('ZRANGE', KEYS[1], from, math.min(from + 3, n - 1)))
+end
+trim(redis.call('ZRANGE', KEYS[1], 0, math.min(3, n - 1)))
 return 0`;
 
 /**
@@ -380,7 +391,7 @@ export function createJobStore({ redis, queue, webhooks, config, backlogQuota = 
         .zadd(index, 0, a.id)
         // The index outlives its newest entry by the tombstone's life and the longest delay.
         .expire(index, tombstoneSeconds + MAX_DELAY_SECONDS)
-        .eval(TRIM_INDEX, 1, index, cutoff, jobPrefix);
+        .eval(TRIM_INDEX, 1, index, cutoff, jobPrefix, String(Math.random()));
       const results = (await multi.exec()) ?? [];
       for (const [err] of results) if (err) throw err;
       return {

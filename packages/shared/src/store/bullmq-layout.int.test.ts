@@ -1,0 +1,246 @@
+import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { waitFor } from '../../../../tests/support/wait.ts';
+import { loadConfig } from '../config.ts';
+import { newJobId } from '../ids.ts';
+import { createRedisConnection, type RedisConnection } from '../redis.ts';
+import { getContract } from '../registry.ts';
+import {
+  addToMulti,
+  hsetOnMulti,
+  layoutFor,
+  NO_RESULT_LENGTH,
+  OWN_FIELDS,
+  QUEUES,
+  queueMulti,
+  STATUS_FIELDS,
+} from './bullmq-layout.ts';
+import { createJobStore, DEFAULT_PRIORITY, type JobData, jobData } from './job-store.ts';
+
+/**
+ * The contract between `bullmq-layout.ts` and the pinned BullMQ: for each state a job can be in,
+ * the keys and fields the job store reads are where it expects them, with a real Queue and Worker.
+ * A BullMQ upgrade that moves any of them fails here first.
+ */
+
+/** What the test worker does with a job, by its input's `mode`. */
+type Mode = 'ok' | 'none' | 'gate' | 'fail' | 'retry';
+
+interface StreamEntry {
+  event: string;
+  jobId?: string;
+  [field: string]: string | undefined;
+}
+
+describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
+  const prefix = uniquePrefix();
+  const layout = layoutFor(prefix);
+  const analyses = QUEUES.analyses;
+  const config = loadConfig(
+    { REDIS_URL: redisUrl(), QUEUE_PREFIX: prefix, WEBHOOK_SECRETS: 'a:whsec-0123456789abcdef' },
+    'worker',
+  );
+  let connection: RedisConnection;
+  let queue: Queue<JobData>;
+  let webhooks: Queue;
+  let worker: Worker<JobData> | undefined;
+  let store: ReturnType<typeof createJobStore>;
+  const gates = new Map<string, () => void>();
+
+  beforeAll(() => {
+    connection = createRedisConnection(redisUrl(), 'worker');
+    queue = new Queue<JobData>(analyses, { connection, prefix });
+    webhooks = new Queue(QUEUES.webhooks, { connection, prefix });
+    store = createJobStore({ redis: connection, queue, webhooks, config });
+  });
+  afterAll(async () => {
+    // A failed test may leave a job held: let it go, or closing the worker waits for it.
+    for (const release of gates.values()) release();
+    await worker?.close();
+    await Promise.all([queue.close(), webhooks.close()]);
+    await connection.quit();
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+
+  /** Starts the test worker once: it runs jobs as their `mode` says. */
+  function startWorker(): Worker<JobData> {
+    worker ??= new Worker<JobData>(
+      analyses,
+      async (job) => {
+        const { mode } = job.data.input as { mode: Mode };
+        if (mode === 'gate') await new Promise<void>((resolve) => gates.set(job.id ?? '', resolve));
+        if (mode === 'fail') throw new UnrecoverableError('failed on purpose');
+        if (mode === 'retry' && job.attemptsMade === 0) throw new Error('transient, retried later');
+        await job.updateProgress({ percent: 100, step: 'done' });
+        return mode === 'none' ? undefined : { encoding: 'json', value: { ok: true } };
+      },
+      { connection, prefix, concurrency: 4 },
+    );
+    return worker;
+  }
+
+  const hash = (id: string) => connection.hgetall(layout.job(analyses, id));
+
+  async function accept(mode: Mode, extra: { delayMs?: number; priority?: number; webhookUrl?: string } = {}) {
+    const id = newJobId();
+    await store.accept({ tenant: 'a', id, contract: getContract('simulate'), input: { mode }, ...extra });
+    return id;
+  }
+
+  async function events(id: string): Promise<StreamEntry[]> {
+    const entries = (await connection.xrange(layout.events(analyses), '-', '+')) as [string, string[]][];
+    return entries
+      .map(([, fields]) => {
+        const entry: Record<string, string> = {};
+        for (let i = 0; i + 1 < fields.length; i += 2) entry[fields[i] as string] = fields[i + 1] as string;
+        return entry as StreamEntry;
+      })
+      .filter((e) => e.jobId === id);
+  }
+
+  it('when a job is accepted, then it is a prioritized job hash whose data starts with its tenant and whose opts carry attempts and priority', async () => {
+    const id = await accept('ok', { priority: 7 });
+    expect(await connection.zscore(layout.prioritized(analyses), id)).not.toBeNull();
+    const fields = await hash(id);
+    expect(fields.data?.startsWith('{"tenant":"a"')).toBe(true);
+    expect(JSON.parse(fields.opts ?? '{}')).toMatchObject({
+      attempts: getContract('simulate').defaults.attempts,
+      priority: 7,
+    });
+    expect(fields.name).toBe('simulate');
+    expect(Number(fields.timestamp)).toBeGreaterThan(0);
+    expect(Object.keys(fields)).toEqual(expect.arrayContaining(['name', 'data', 'opts', 'timestamp', 'priority']));
+    // Our reads name only fields BullMQ writes or we add.
+    const own = Object.values(OWN_FIELDS) as string[];
+    expect(STATUS_FIELDS.filter((f) => own.includes(f))).toEqual([OWN_FIELDS.cancelledAt, OWN_FIELDS.webhookUrl]);
+    expect(await connection.zscore(layout.tenantJobs('a'), id)).toBe('0');
+    expect((await events(id)).map((e) => e.event)).toContain('added');
+    const owned = await store.snapshot('a', id);
+    expect(owned.kind === 'job' && owned.snapshot.job).toMatchObject({
+      name: 'simulate',
+      priority: 7,
+      hasResult: false,
+    });
+    expect(await store.snapshot('b', id)).toEqual({ kind: 'none' });
+  });
+
+  it('when a job is added without a priority, then it is in the wait list with a `waiting` event', async () => {
+    const id = newJobId();
+    const multi = await queueMulti(queue);
+    await addToMulti(multi, queue, { name: 'simulate', data: jobData('a', { mode: 'ok' }), opts: {}, id });
+    await multi.exec();
+    expect(await connection.lrange(layout.wait(analyses), 0, -1)).toContain(id);
+    expect((await events(id)).map((e) => e.event)).toEqual(expect.arrayContaining(['added', 'waiting']));
+    const owned = await store.snapshot('a', id);
+    expect(owned.kind === 'job' && owned.snapshot.job.priority).toBe(DEFAULT_PRIORITY);
+  });
+
+  it('when a job is delayed, then it is in the delayed set and the snapshot says so', async () => {
+    const id = await accept('ok', { delayMs: 600_000 });
+    expect(await connection.zscore(layout.delayed(analyses), id)).not.toBeNull();
+    const owned = await store.snapshot('a', id);
+    expect(owned.kind === 'job' && owned.snapshot.delayed).toBe(true);
+  });
+
+  it('when a waiting job is cancelled, then it carries the flag, moves to the head of the wait list and a `cancelled` entry is in the events stream', async () => {
+    const id = await accept('ok', { delayMs: 600_000 });
+    expect(await store.cancel('a', id)).toBe('cancelled');
+    expect(await connection.zscore(layout.delayed(analyses), id)).toBeNull();
+    // Taken from the right: the head of the queue.
+    expect((await connection.lrange(layout.wait(analyses), -1, -1))[0]).toBe(id);
+    expect(Number((await hash(id))[OWN_FIELDS.cancelledAt])).toBeGreaterThan(0);
+    expect((await events(id)).map((e) => e.event)).toContain('cancelled');
+    // Once taken, the job is failed (a worker of ours would fail it as cancelled): leave none behind.
+    await new Job(queue, '', {}, {}, id).remove();
+  });
+
+  it('when a worker holds a job, then its lock key exists, processedOn is set and the snapshot says locked', async () => {
+    const id = await accept('gate');
+    startWorker();
+    await waitFor(() => gates.has(id), { what: 'the worker to take the job' });
+    expect(await connection.exists(layout.lock(analyses, id))).toBe(1);
+    expect(Number((await hash(id)).processedOn)).toBeGreaterThan(0);
+    const owned = await store.snapshot('a', id);
+    expect(owned.kind === 'job' && owned.snapshot.locked).toBe(true);
+    gates.get(id)?.();
+    await waitFor(async () => (await hash(id)).finishedOn, { what: 'the job to complete' });
+    expect(await connection.exists(layout.lock(analyses, id))).toBe(0);
+  });
+
+  it('when a job completes with or without a result, then finishedOn is set and returnvalue is longer than "no result" only with one', async () => {
+    startWorker();
+    const withResult = await accept('ok');
+    const without = await accept('none');
+    for (const id of [withResult, without]) {
+      await waitFor(async () => (await hash(id)).finishedOn, { what: `job ${id} to complete` });
+    }
+    expect(await connection.hstrlen(layout.job(analyses, without), 'returnvalue')).toBe(NO_RESULT_LENGTH);
+    expect(await connection.hstrlen(layout.job(analyses, withResult), 'returnvalue')).toBeGreaterThan(NO_RESULT_LENGTH);
+    // Every BullMQ field a status read asks for is there, but those of a failure or a stall.
+    const own = Object.values(OWN_FIELDS) as string[];
+    const expected = STATUS_FIELDS.filter((f) => !own.includes(f) && f !== 'failedReason' && f !== 'stc');
+    expect(Object.keys(await hash(withResult))).toEqual(expect.arrayContaining(expected));
+    const owned = await store.snapshot('a', withResult);
+    expect(owned.kind === 'job' && owned.snapshot.job).toMatchObject({ hasResult: true, attemptsMade: 1 });
+    const names = (await events(withResult)).map((e) => e.event);
+    expect(names).toEqual(expect.arrayContaining(['added', 'waiting', 'active', 'progress', 'completed']));
+    const progress = (await events(withResult)).find((e) => e.event === 'progress');
+    expect(JSON.parse(progress?.data ?? 'null')).toEqual({ percent: 100, step: 'done' });
+  });
+
+  it('when a job fails for good, then failedReason, atm and finishedOn are set, our fields survive, and a `failed` event is written', async () => {
+    startWorker();
+    const id = await accept('fail', { webhookUrl: 'https://example.com/hook' });
+    await waitFor(async () => (await hash(id)).finishedOn, { what: 'the job to fail' });
+    const fields = await hash(id);
+    expect(fields.failedReason).toBe('failed on purpose');
+    expect(fields.atm).toBe('1');
+    expect(fields[OWN_FIELDS.webhookUrl]).toBe('https://example.com/hook');
+    const failed = (await events(id)).find((e) => e.event === 'failed');
+    expect(failed?.failedReason).toBe('failed on purpose');
+  });
+
+  it('when an attempt fails and is retried after a backoff, then the job is delayed again and our fields survive the move', async () => {
+    startWorker();
+    const id = newJobId();
+    const multi = await queueMulti(queue);
+    await addToMulti(multi, queue, {
+      name: 'simulate',
+      data: jobData('a', { mode: 'retry' }),
+      opts: { attempts: 2, backoff: { type: 'fixed', delay: 600_000 }, priority: 3 },
+      id,
+    });
+    hsetOnMulti(multi, layout.job(analyses, id), OWN_FIELDS.webhookUrl, 'https://example.com/hook');
+    hsetOnMulti(multi, layout.job(analyses, id), OWN_FIELDS.checkpoint, '{"step":1}');
+    await multi.exec();
+    await waitFor(async () => (await connection.zscore(layout.delayed(analyses), id)) !== null, {
+      what: 'the retry to be delayed',
+    });
+    const fields = await hash(id);
+    expect(fields.atm).toBe('1');
+    expect(fields.finishedOn).toBeUndefined();
+    expect(fields[OWN_FIELDS.webhookUrl]).toBe('https://example.com/hook');
+    expect(fields[OWN_FIELDS.checkpoint]).toBe('{"step":1}');
+    expect((await events(id)).map((e) => e.event)).toContain('delayed');
+    // The retry runs and completes: our fields are still there.
+    await new Job(queue, '', {}, {}, id).promote();
+    await waitFor(async () => (await hash(id)).finishedOn, { what: 'the retry to complete' });
+    expect((await hash(id))[OWN_FIELDS.webhookUrl]).toBe('https://example.com/hook');
+  });
+
+  it('when a job has a webhook, then its delivery waits for it as its BullMQ parent and is released when it ends', async () => {
+    const id = await accept('gate', { webhookUrl: 'https://example.com/hook' });
+    const parentId = `${id}.webhook`;
+    const parent = await Job.fromId(webhooks, parentId);
+    expect(await parent?.getState()).toBe('waiting-children');
+    expect((await hash(id)).parentKey).toBe(`${layout.queueKey(QUEUES.webhooks)}:${parentId}`);
+    expect(JSON.parse((await hash(id)).parent ?? '{}')).toMatchObject({ id: parentId });
+    expect(JSON.parse((await hash(id)).opts ?? '{}')).toMatchObject({ idof: true });
+    startWorker();
+    await waitFor(() => gates.has(id), { what: 'the worker to take the job' });
+    gates.get(id)?.();
+    await waitFor(async () => (await parent?.getState()) === 'waiting', { what: 'the delivery to be released' });
+    await webhooks.remove(parentId);
+  });
+});

@@ -1,0 +1,197 @@
+import {
+  createJobStore,
+  createRedisConnection,
+  getContract,
+  type JobData,
+  layoutFor,
+  loadConfig,
+  newJobId,
+  QUEUES,
+  type RedisConnection,
+} from '@longhaul/shared';
+import { Queue } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { executionCounts, executionLogFile, readExecutions } from '../chaos/chaos-support.ts';
+import { openSse } from '../clients/sse-reader.ts';
+import { type ApiClient, api } from '../support/http.ts';
+import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
+import { waitFor } from '../support/wait.ts';
+import { KEY_A, KEY_B, simulate, systemEnv, waitForJob } from './fixtures.ts';
+
+describe('idempotent replays never enqueue a job again (real api and worker, COMPLETED_RETENTION_COUNT=1)', () => {
+  const log = executionLogFile();
+  const prefix = uniquePrefix();
+  const env = { ...systemEnv(redisUrl(), prefix), COMPLETED_RETENTION_COUNT: '1', SIMULATE_EXECUTION_LOG: log };
+  const layout = layoutFor(prefix);
+  let apiProcess: AppProcess;
+  let worker: AppProcess;
+  let client: ApiClient;
+  let redis: RedisConnection;
+
+  beforeAll(async () => {
+    [apiProcess, worker] = await Promise.all([startApi(env), startWorker(env)]);
+    client = api(apiProcess.url, KEY_A);
+    redis = createRedisConnection(redisUrl(), 'worker');
+  });
+  afterAll(async () => {
+    await Promise.all([apiProcess?.stop(), worker?.stop()]);
+    await redis?.quit();
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+
+  it('when retention removed a completed job, then replaying its Idempotency-Key answers 410 and the job ran once', async () => {
+    const body = simulate({ durationMs: 10, steps: 1 });
+    const headers = { 'idempotency-key': `removed-${prefix}` };
+    const a = await client.post('/v1/jobs', body, { headers });
+    expect(a.status).toBe(202);
+    const id = a.body.id as string;
+    await waitForJob(client, id, (v) => v.status === 'completed');
+    // Another completion: with a count of 1, BullMQ removes A in the same script.
+    const b = await client.post('/v1/jobs', simulate({ durationMs: 10, steps: 1 }));
+    await waitForJob(client, b.body.id, (v) => v.status === 'completed');
+    expect((await client.get(`/v1/jobs/${id}`)).status).toBe(410);
+
+    const replay = await client.post('/v1/jobs', body, { headers });
+    expect(replay.status).toBe(410);
+    expect(replay.body.error.code).toBe('gone');
+    expect(await redis.exists(layout.job(QUEUES.analyses, id))).toBe(0);
+    expect((await client.get(`/v1/jobs/${id}`)).status).toBe(410);
+    // B's start is logged after A's finish: the log is complete for A.
+    expect(executionCounts(readExecutions(log)).starts.get(id)).toBe(1);
+  });
+
+  it('when a delayed job was cancelled, then replaying its Idempotency-Key answers 200 cancelled and adds no job', async () => {
+    const body = simulate({ durationMs: 10, steps: 1 }, { delayMs: 60_000 });
+    const headers = { 'idempotency-key': `cancelled-${prefix}` };
+    const first = await client.post('/v1/jobs', body, { headers });
+    expect(first.status).toBe(202);
+    expect(first.body.status).toBe('delayed');
+    const id = first.body.id as string;
+    expect((await client.delete(`/v1/jobs/${id}`)).status).toBe(202);
+    await waitForJob(client, id, (v) => v.status === 'cancelled');
+    // The flag is the cancel; a worker then fails the job without running it.
+    await waitFor(async () => (await redis.hexists(layout.job(QUEUES.analyses, id), 'finishedOn')) === 1, {
+      what: 'a worker to fail the cancelled job',
+    });
+    const indexed = await redis.zcard(layout.tenantJobs('a'));
+
+    const replay = await client.post('/v1/jobs', body, { headers });
+    expect(replay.status).toBe(200);
+    expect(replay.body).toMatchObject({ id, status: 'cancelled' });
+    expect(replay.body.error.code).toBe('cancelled');
+    expect(await redis.zcard(layout.tenantJobs('a'))).toBe(indexed);
+    expect(await redis.zscore(layout.delayed(QUEUES.analyses), id)).toBeNull();
+    expect(await redis.hget(layout.job(QUEUES.analyses, id), 'finishedOn')).not.toBeNull();
+    expect((await client.get(`/v1/jobs/${id}`)).body.status).toBe('cancelled');
+    expect(executionCounts(readExecutions(log)).starts.get(id)).toBeUndefined();
+  });
+});
+
+describe('a job outlives a short tombstone setting (real api, TOMBSTONE_TTL_SECONDS=60)', () => {
+  const prefix = uniquePrefix();
+  const env = {
+    ...systemEnv(redisUrl(), prefix),
+    TOMBSTONE_TTL_SECONDS: '60',
+    COMPLETED_RETENTION_SECONDS: '60',
+    FAILED_RETENTION_SECONDS: '60',
+    RATE_LIMIT_PER_MINUTE: '0',
+  };
+  const layout = layoutFor(prefix);
+  let apiProcess: AppProcess;
+  let client: ApiClient;
+  let connection: RedisConnection;
+  let queue: Queue<JobData>;
+  let store: ReturnType<typeof createJobStore>;
+
+  beforeAll(async () => {
+    // No worker: the jobs stay delayed or waiting as long as the test needs them.
+    apiProcess = await startApi(env);
+    client = api(apiProcess.url, KEY_A);
+    connection = createRedisConnection(redisUrl(), 'worker');
+    queue = new Queue<JobData>(QUEUES.analyses, { connection, prefix });
+    store = createJobStore({ redis: connection, queue, config: loadConfig(env, 'api') });
+  });
+  afterAll(async () => {
+    await apiProcess?.stop();
+    await queue?.close();
+    await connection?.quit();
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+
+  it('when a job’s index entry is far older than the tombstone, then every route answers for it while it exists, 410 once removed and 404 once trimmed', async () => {
+    // A job accepted two hours ago (its id's time), delayed for two minutes more: without the
+    // job's own lifetime deciding, a 60 s tombstone would have dropped it long ago.
+    const old = newJobId(Date.now() - 2 * 3_600_000);
+    await store.accept({
+      tenant: 'a',
+      id: old,
+      contract: getContract('simulate'),
+      input: { durationMs: 10, steps: 1 },
+      delayMs: 120_000,
+    });
+    // Each submit trims the tenant's index of entries older than the tombstone.
+    for (let i = 0; i < 3; i++) {
+      const res = await client.post('/v1/jobs', simulate({ durationMs: 10 }, { delayMs: 120_000 }));
+      expect(res.status).toBe(202);
+    }
+    expect(await connection.zscore(layout.tenantJobs('a'), old)).not.toBeNull();
+
+    const view = await client.get(`/v1/jobs/${old}`);
+    expect(view.status).toBe(200);
+    expect(view.body.status).toBe('delayed');
+    const events = await openSse(`${apiProcess.url}/v1/jobs/${old}/events`, KEY_A);
+    try {
+      expect(events.status).toBe(200);
+      expect((await events.next())?.data).toMatchObject({ id: old, status: 'delayed' });
+    } finally {
+      events.close();
+    }
+    expect((await client.delete(`/v1/jobs/${old}`)).status).toBe(202);
+
+    // Gone from BullMQ: its index entry is the tombstone (410) until the next trim finds it.
+    await queue.remove(old);
+    expect((await client.get(`/v1/jobs/${old}`)).status).toBe(410);
+    expect((await client.post('/v1/jobs', simulate({ durationMs: 10 }, { delayMs: 120_000 }))).status).toBe(202);
+    expect(await connection.zscore(layout.tenantJobs('a'), old)).toBeNull();
+    expect((await client.get(`/v1/jobs/${old}`)).status).toBe(404);
+  });
+
+  it('when the oldest index entries belong to long-delayed jobs, then an old entry of a removed job behind them is still trimmed', async () => {
+    const tenant = 'b';
+    const accept = async (ageMs: number) => {
+      const id = newJobId(Date.now() - ageMs);
+      await store.accept({
+        tenant,
+        id,
+        contract: getContract('simulate'),
+        input: { durationMs: 10, steps: 1 },
+        delayMs: 120_000,
+      });
+      return id;
+    };
+    // Four jobs accepted three hours ago and still delayed: the oldest entries, alive for long.
+    const alive = [];
+    for (let i = 0; i < 4; i++) alive.push(await accept(3 * 3_600_000));
+    const removed = await accept(2 * 3_600_000);
+    await queue.remove(removed);
+    const other = api(apiProcess.url, KEY_B);
+    expect((await other.get(`/v1/jobs/${removed}`)).status).toBe(410);
+    expect((await other.post('/v1/jobs', simulate({ durationMs: 10 }, { delayMs: 120_000 }))).status).toBe(202);
+    expect(await connection.zscore(layout.tenantJobs(tenant), removed)).toBeNull();
+    expect((await other.get(`/v1/jobs/${removed}`)).status).toBe(404);
+    for (const id of alive) expect((await other.get(`/v1/jobs/${id}`)).status).toBe(200);
+  });
+
+  it('when TOMBSTONE_TTL_SECONDS is shorter than the retention, then the API refuses to start and says why', async () => {
+    const refused = await startApi({ ...env, COMPLETED_RETENTION_SECONDS: '120' }, { readyTimeoutMs: 10_000 }).then(
+      async (p) => {
+        await p.stop();
+        return null;
+      },
+      (err: Error) => err.message,
+    );
+    expect(refused).toMatch(/exited \(code 1/);
+    expect(refused).toMatch(/TOMBSTONE_TTL_SECONDS: must be at least the longest retention of finished jobs \(120 s\)/);
+  });
+});
