@@ -17,7 +17,7 @@ export interface ProcessExit {
 }
 
 export interface StartOptions {
-  /** How long to wait for `GET /healthz` to answer 200. Default 20 s. */
+  /** How long to wait for `GET /healthz` to answer 200: generous, since it only bounds a failure. Default 60 s. */
   readyTimeoutMs?: number;
 }
 
@@ -109,7 +109,7 @@ async function startOnce(name: 'api' | 'worker', given: ProcessEnv, port: number
   });
 
   const url = `http://127.0.0.1:${port}`;
-  const timeoutMs = opts.readyTimeoutMs ?? 20_000;
+  const timeoutMs = opts.readyTimeoutMs ?? 60_000;
   const deadline = Date.now() + timeoutMs;
   let ready = false;
   while (!exit && Date.now() < deadline) {

@@ -386,7 +386,9 @@ export function createJobStore({ redis, queue, webhooks, config, backlogQuota = 
       );
       if (a.webhookUrl) hsetOnMulti(multi, layout.job(analyses, a.id), OWN_FIELDS.webhookUrl, a.webhookUrl);
       const index = layout.tenantJobs(a.tenant);
-      const cutoff = `(job_${encodeTime(Math.max(0, now - tombstoneSeconds * 1000), 10)}`;
+      // Ids carry the time of the API that made them, keys expire on Redis' clock: trim a few
+      // minutes late, so a replay never finds its key alive but its tombstone gone.
+      const cutoff = `(job_${encodeTime(Math.max(0, now - tombstoneSeconds * 1000 - CLOCK_SKEW_MS), 10)}`;
       multi
         .zadd(index, 0, a.id)
         // The index outlives its newest entry by the tombstone's life and the longest delay.
@@ -450,6 +452,9 @@ export function createJobStore({ redis, queue, webhooks, config, backlogQuota = 
 }
 
 export type JobStore = ReturnType<typeof createJobStore>;
+
+/** Clock skew tolerated between API replicas and Redis when trimming tombstones. */
+const CLOCK_SKEW_MS = 5 * 60_000;
 
 /** The longest `delayMs` a submission may ask for (the index outlives it). */
 export const MAX_DELAY_SECONDS = 30 * 86_400;
