@@ -55,6 +55,9 @@ const tsconfig = (compilerOptions: object, files: string[]) =>
     files,
   });
 
+/** A tsc run takes seconds on a quiet machine and much longer on a busy one: it bounds a failure only. */
+const TSC_TIMEOUT_MS = 120_000;
+
 describe('the packed @longhaul/client installed outside the workspace', () => {
   let dir: string;
   let tarball: string;
@@ -136,36 +139,48 @@ describe('the packed @longhaul/client installed outside the workspace', () => {
     expect(stdout.trim()).toBe('signature_mismatch');
   });
 
-  it('when a Node TypeScript project uses createClient, then it typechecks against the package alone', async () => {
-    await writeFile(join(app, 'consumer.ts'), CONSUMER);
-    await writeFile(join(app, 'tsconfig.json'), tsconfig({ lib: ['ES2022'], types: ['node'] }, ['consumer.ts']));
-    // tsc exits non-zero, and so rejects with its errors on stdout, when anything does not check.
-    await run(process.execPath, ['node_modules/typescript/bin/tsc', '-p', '.'], { cwd: app });
-  });
+  it(
+    'when a Node TypeScript project uses createClient, then it typechecks against the package alone',
+    async () => {
+      await writeFile(join(app, 'consumer.ts'), CONSUMER);
+      await writeFile(join(app, 'tsconfig.json'), tsconfig({ lib: ['ES2022'], types: ['node'] }, ['consumer.ts']));
+      // tsc exits non-zero, and so rejects with its errors on stdout, when anything does not check.
+      await run(process.execPath, ['node_modules/typescript/bin/tsc', '-p', '.'], { cwd: app });
+    },
+    TSC_TIMEOUT_MS,
+  );
 
-  it('when a browser TypeScript project uses the main entry, then it typechecks with the DOM library and no Node types', async () => {
-    await writeFile(
-      join(app, 'browser.ts'),
-      CONSUMER.replace(/^.*@longhaul\/client\/node.*$|^\s*verifyWebhook.*$/gm, ''),
-    );
-    await writeFile(
-      join(app, 'tsconfig.browser.json'),
-      tsconfig({ lib: ['ES2022', 'DOM'], types: [] }, ['browser.ts']),
-    );
-    await run(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.browser.json'], { cwd: app });
-  });
+  it(
+    'when a browser TypeScript project uses the main entry, then it typechecks with the DOM library and no Node types',
+    async () => {
+      await writeFile(
+        join(app, 'browser.ts'),
+        CONSUMER.replace(/^.*@longhaul\/client\/node.*$|^\s*verifyWebhook.*$/gm, ''),
+      );
+      await writeFile(
+        join(app, 'tsconfig.browser.json'),
+        tsconfig({ lib: ['ES2022', 'DOM'], types: [] }, ['browser.ts']),
+      );
+      await run(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.browser.json'], { cwd: app });
+    },
+    TSC_TIMEOUT_MS,
+  );
 
-  it('when the input does not match the analysis, then tsc refuses the consumer', async () => {
-    await writeFile(join(app, 'wrong.ts'), WRONG);
-    await writeFile(join(app, 'tsconfig.wrong.json'), tsconfig({ lib: ['ES2022'], types: ['node'] }, ['wrong.ts']));
-    const failed = await run(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.wrong.json'], {
-      cwd: app,
-    }).then(
-      () => null,
-      (err: { stdout: string }) => err,
-    );
-    expect(failed?.stdout).toMatch(/wrong\.ts.*error TS2322/);
-  });
+  it(
+    'when the input does not match the analysis, then tsc refuses the consumer',
+    async () => {
+      await writeFile(join(app, 'wrong.ts'), WRONG);
+      await writeFile(join(app, 'tsconfig.wrong.json'), tsconfig({ lib: ['ES2022'], types: ['node'] }, ['wrong.ts']));
+      const failed = await run(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.wrong.json'], {
+        cwd: app,
+      }).then(
+        () => null,
+        (err: { stdout: string }) => err,
+      );
+      expect(failed?.stdout).toMatch(/wrong\.ts.*error TS2322/);
+    },
+    TSC_TIMEOUT_MS,
+  );
 
   it('when the installed CLI is asked for help, then it answers from its bin', async () => {
     const { stdout } = await run(join(app, 'node_modules/.bin/longhaul'), ['--help'], { cwd: app });

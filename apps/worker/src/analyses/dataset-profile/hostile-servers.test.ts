@@ -32,6 +32,9 @@ async function listen(server: Server): Promise<string> {
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
+    // The client hangs up on these servers on purpose (limits, cancels): a write after that
+    // fails with ECONNRESET/EPIPE on the server's side, which is expected here, not a test error.
+    socket.on('error', () => undefined);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
