@@ -7,12 +7,17 @@ import type { AnalysisContext } from '../define-analysis.ts';
 import { PermanentError } from '../errors/permanent-error.ts';
 import { createSimulate, simulate } from './simulate.ts';
 
-function fakeContext(over: Partial<AnalysisContext> = {}) {
+function fakeContext(over: Partial<AnalysisContext> = {}, stored = new Map<string, unknown>()) {
   const progress: { percent: number; step: string; message?: string }[] = [];
   const checkpoints: unknown[] = [];
   const ctx: AnalysisContext = {
     jobId: 'job_test',
     attempt: 1,
+    run: 1,
+    step: async (name, fn) => {
+      if (!stored.has(name)) stored.set(name, await fn());
+      return stored.get(name) as never;
+    },
     progress: (percent, step, message) => progress.push({ percent, step, message }),
     checkpoint: async (state) => {
       checkpoints.push(state);
