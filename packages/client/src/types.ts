@@ -112,6 +112,10 @@ export interface SimulateInput {
   crash?: boolean | undefined;
   /** Approximate size of the result payload. @defaultValue 0 */
   resultBytes?: number | undefined;
+  /** Run each step as a durable step: a retry skips the steps already done. @defaultValue false */
+  durable?: boolean | undefined;
+  /** Test hook, with `durable`: kill the worker inside this step (1-based), on the first attempt only. */
+  crashAtStep?: number | undefined;
 }
 
 export interface SimulateResult {
