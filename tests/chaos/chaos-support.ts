@@ -77,6 +77,8 @@ export function executionCounts(executions: Execution[]) {
   const starts = new Map<string, number>();
   const finishes = new Map<string, number>();
   for (const e of executions) {
+    // A durable run also logs its steps; only starts and finishes count here.
+    if (e.event !== 'start' && e.event !== 'finish') continue;
     const map = e.event === 'start' ? starts : finishes;
     map.set(e.jobId, (map.get(e.jobId) ?? 0) + 1);
   }
@@ -90,7 +92,7 @@ export function inFlightOf(executions: Execution[], pid: number): string[] {
   for (const e of executions) {
     if (e.pid !== pid) continue;
     if (e.event === 'start') open.add(e.jobId);
-    else open.delete(e.jobId);
+    else if (e.event === 'finish') open.delete(e.jobId);
   }
   return [...open];
 }

@@ -14,6 +14,7 @@ describe("the SDK's own types against the server's schemas", () => {
     expectTypeOf<sdk.JobView>().toEqualTypeOf<shared.JobView>();
     expectTypeOf<sdk.Progress>().toEqualTypeOf<shared.Progress>();
     expectTypeOf<sdk.WebhookView>().toEqualTypeOf<shared.WebhookView>();
+    expectTypeOf<sdk.StepView>().toEqualTypeOf<shared.StepView>();
     expectTypeOf<sdk.JobStatus>().toEqualTypeOf<shared.JobStatus>();
     expectTypeOf<sdk.ErrorCode>().toEqualTypeOf<shared.ErrorCode>();
     expect([...FINAL_STATUSES]).toEqual([...shared.FINAL_STATUSES]);

@@ -41,6 +41,21 @@ export function pipelineSuite(label: string, url?: () => string): void {
       expect(result.body.result.attempt).toBe(3);
     });
 
+    it('when a durable job fails transiently in its last step, then its retry keeps the stored steps and its view lists them', async () => {
+      const { body } = await sys.a.post('/v1/jobs', simulate({ durationMs: 0, steps: 3, durable: true, failTimes: 1 }));
+      const done = await waitForJob(sys.a, body.id, (v) => v.status === 'completed' || v.status === 'failed');
+      expect(done.status).toBe('completed');
+      const view = (await sys.a.get(`/v1/jobs/${body.id}`)).body;
+      expect(
+        view.steps.map((s: { name: string; status: string; attempt: number }) => [s.name, s.status, s.attempt]),
+      ).toEqual([
+        ['step-1', 'completed', 1],
+        ['step-2', 'completed', 1],
+        ['step-3', 'completed', 2],
+      ]);
+      expect((await sys.a.get(`/v1/jobs/${body.id}/result`)).body.result.resumedFromStep).toBe(2);
+    });
+
     it('when a job fails more often than its attempts, then it ends failed with the last error', async () => {
       const { body } = await sys.a.post('/v1/jobs', simulate({ durationMs: 0, steps: 1, failTimes: 5 }));
       const done = await waitForJob(sys.a, body.id, (v) => v.status === 'failed');

@@ -7,6 +7,11 @@ export interface AnalysisContext {
   /** 1 on the first attempt, 2 on the first retry, … */
   readonly attempt: number;
   /**
+   * 1 on the job's first start, and one more on every later start: a retry, and also a restart
+   * after its worker died or handed it back on shutdown (which do not spend an attempt).
+   */
+  readonly run: number;
+  /**
    * Reports progress. Cheap to call often: writes are throttled (a changed step, 100% and the
    * last call always go through), ordered, and never throw into the analysis.
    */
@@ -15,6 +20,13 @@ export interface AnalysisContext {
   checkpoint(state: unknown): Promise<void>;
   /** The state last saved with {@link checkpoint} by an earlier attempt, if any. */
   readonly restored: unknown;
+  /**
+   * A durable step: runs `fn` once per job and stores its JSON result (at most
+   * `STEP_RESULT_MAX_BYTES`); a later attempt gets the stored result back without running `fn`.
+   * Names are unique per job. The body may run again if the worker dies before its result is
+   * stored, so it must be idempotent; the stored result never changes once stored.
+   */
+  step<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
   /** Aborted on cancel, on the attempt's timeout, and when a shutdown hands the job back. */
   readonly signal: AbortSignal;
   /** A logger bound to the job id and attempt. Never log the input: it may hold customer data. */

@@ -12,6 +12,7 @@ import {
 } from '@longhaul/shared';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type { Analysis, AnalysisContext } from './define-analysis.ts';
+import { createDurableSteps } from './durable-steps.ts';
 import { PermanentError } from './errors/permanent-error.ts';
 
 /** An attempt ran past its analysis' `timeoutMs`: retried, with the reason `timeout: …`. */
@@ -124,7 +125,7 @@ function createAttempt({ config, log, store, implementations, cancelPollMs = 2_0
       throw new PermanentError(detail, 'invalid_input');
     }
 
-    const { cancelled, checkpoint: saved } = await store.start(id);
+    const { cancelled, checkpoint: saved, steps: storedSteps } = await store.start(id);
     if (cancelled) throw new PermanentError('cancelled by request', 'cancelled');
 
     const timeout = new AbortController();
@@ -145,15 +146,26 @@ function createAttempt({ config, log, store, implementations, cancelPollMs = 2_0
     const aborts = signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal;
     const progress = progressReporter(job, jobLog);
     let checkpointed = saved !== null;
+    // Every start counts (BullMQ's attemptsStarted): a restart after a crash is a new attempt.
+    const run = Math.max(1, job.attemptsStarted);
     const ctx: AnalysisContext = {
       jobId: id,
       attempt,
+      run,
       progress: progress.report,
       checkpoint: async (state) => {
         checkpointed = true;
         await store.saveCheckpoint(id, JSON.stringify(state));
       },
       restored: saved === null ? undefined : JSON.parse(saved),
+      step: createDurableSteps({
+        store,
+        jobId: id,
+        attempt: run,
+        stored: storedSteps,
+        maxResultBytes: config.limits.stepResultMaxBytes,
+        log: jobLog,
+      }),
       signal: aborts,
       log: jobLog,
     };

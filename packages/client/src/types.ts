@@ -37,6 +37,16 @@ export interface WebhookView {
   deliveries: DeliveryRecord[];
 }
 
+/** A durable step of a job (`ctx.step` in its analysis). Times are ISO 8601 strings. */
+export interface StepView {
+  name: string;
+  status: 'running' | 'completed' | 'failed';
+  /** The attempt that completed the step (or runs it, or last failed it); every start of the job counts. */
+  attempt: number;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
 /** The job view `GET /v1/jobs/:id` answers. Times are ISO 8601 strings. */
 export interface JobView {
   id: string;
@@ -61,6 +71,8 @@ export interface JobView {
   links: { self: string; result: string; events: string };
   /** Only on jobs submitted with a webhook. */
   webhook?: WebhookView | undefined;
+  /** Only on jobs that ran durable steps: each step, in the order it first started. */
+  steps?: StepView[] | undefined;
 }
 
 /** Codes of the API's error body `{ error: { code, message, details? } }`. */
@@ -100,6 +112,10 @@ export interface SimulateInput {
   crash?: boolean | undefined;
   /** Approximate size of the result payload. @defaultValue 0 */
   resultBytes?: number | undefined;
+  /** Run each step as a durable step: a retry skips the steps already done. @defaultValue false */
+  durable?: boolean | undefined;
+  /** Test hook, with `durable`: kill the worker inside this step (1-based), on the first attempt only. */
+  crashAtStep?: number | undefined;
 }
 
 export interface SimulateResult {

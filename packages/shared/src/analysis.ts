@@ -1,5 +1,8 @@
 import type { z } from 'zod';
 
+/** Most durable steps (`ctx.step`) one job may run: the job's step summary is rewritten on every step. */
+export const MAX_STEPS_PER_JOB = 1_000;
+
 /** Retry policy and limits of an analysis; each can be overridden per deployment later. */
 export interface AnalysisDefaults {
   /** Attempts in all, the first included. @defaultValue 3 */

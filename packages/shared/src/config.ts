@@ -92,6 +92,7 @@ const schema = z.object({
   TENANT_BACKLOG_QUOTA: int(0, 100_000_000).default(100_000),
   RESULT_MAX_BYTES: int(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
   RESULT_COMPRESS_BYTES: int(0, 512 * 1024 * 1024).default(64 * 1024),
+  STEP_RESULT_MAX_BYTES: int(2, 64 * 1024 * 1024).default(1024 * 1024),
   RESULT_READ_CONCURRENCY: int(1, 1000).default(4),
   RESULT_READ_QUEUE: int(0, 100_000).default(256),
   REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
@@ -185,6 +186,8 @@ export interface Config {
     tenantBacklog: number;
     resultMaxBytes: number;
     resultCompressBytes: number;
+    /** `STEP_RESULT_MAX_BYTES`: largest JSON result a durable step may store; above it the job fails. Default 1 MiB. */
+    stepResultMaxBytes: number;
     /** `RESULT_READ_CONCURRENCY`: result responses decompressed and sent at once, per process. Default 4. */
     resultReadConcurrency: number;
     /** `RESULT_READ_QUEUE`: result reads waiting for a place; past it, 503 + Retry-After. Default 256. */
@@ -298,6 +301,7 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       tenantBacklog: e.TENANT_BACKLOG_QUOTA,
       resultMaxBytes: e.RESULT_MAX_BYTES,
       resultCompressBytes: e.RESULT_COMPRESS_BYTES,
+      stepResultMaxBytes: e.STEP_RESULT_MAX_BYTES,
       resultReadConcurrency: e.RESULT_READ_CONCURRENCY,
       resultReadQueue: e.RESULT_READ_QUEUE,
       redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeFailure, encodeFailure } from './errors.ts';
-import { type JobFields, type JobSnapshot, statusOf, toJobView } from './job-view.ts';
+import { type JobFields, type JobSnapshot, parseStepRecords, statusOf, toJobView } from './job-view.ts';
 
 const retention = {
   completedSeconds: 86_400,
@@ -102,5 +102,36 @@ describe('decodeFailure', () => {
     expect(view.status).toBe('queued');
     expect(view.progress).toBeNull();
     expect(view.waiting).toBe('worker_lost');
+  });
+});
+
+describe('durable steps in the job view', () => {
+  it('when a job ran no steps, then its view has no steps field', () => {
+    expect(toJobView(snap(), retention)).not.toHaveProperty('steps');
+  });
+
+  it('when a job ran steps, then its view lists them with ISO times, a running one unfinished', () => {
+    const steps = parseStepRecords(
+      JSON.stringify([
+        { name: 'fetch', status: 'completed', attempt: 1, startedAt: 1_000, finishedAt: 2_000 },
+        { name: 'merge', status: 'running', attempt: 2, startedAt: 3_000 },
+      ]),
+    );
+    expect(toJobView(snap({ locked: true, job: fields({ steps }) }), retention).steps).toEqual([
+      {
+        name: 'fetch',
+        status: 'completed',
+        attempt: 1,
+        startedAt: '1970-01-01T00:00:01.000Z',
+        finishedAt: '1970-01-01T00:00:02.000Z',
+      },
+      { name: 'merge', status: 'running', attempt: 2, startedAt: '1970-01-01T00:00:03.000Z', finishedAt: null },
+    ]);
+  });
+
+  it('when the stored summary is not an array of steps, then the status read ignores it rather than failing', () => {
+    expect(parseStepRecords('{}')).toBeUndefined();
+    expect(parseStepRecords('not json')).toBeUndefined();
+    expect(parseStepRecords(JSON.stringify([{ name: 'x', status: 'weird', attempt: 1, startedAt: 1 }]))).toEqual([]);
   });
 });

@@ -14,6 +14,34 @@ export const progressSchema = z.object({
 });
 export type Progress = z.infer<typeof progressSchema>;
 
+export const STEP_STATUSES = ['running', 'completed', 'failed'] as const;
+export type StepStatus = (typeof STEP_STATUSES)[number];
+
+/** A durable step (`ctx.step`) as the job view shows it. */
+export const stepViewSchema = z
+  .object({
+    name: z.string(),
+    status: z.enum(STEP_STATUSES),
+    /**
+     * The attempt that completed the step (or runs it, or last failed it). Attempts count every
+     * start of the job, so a restart after a crashed worker is a new attempt.
+     */
+    attempt: z.number().int(),
+    startedAt: z.string(),
+    finishedAt: z.string().nullable(),
+  })
+  .meta({ id: 'StepView' });
+export type StepView = z.infer<typeof stepViewSchema>;
+
+/** A durable step as the job hash keeps it (`OWN_FIELDS.steps`), times in epoch ms. */
+export interface StepRecord {
+  name: string;
+  status: StepStatus;
+  attempt: number;
+  startedAt: number;
+  finishedAt?: number | undefined;
+}
+
 export const jobViewSchema = z
   .object({
     id: z.string(),
@@ -36,6 +64,8 @@ export const jobViewSchema = z
     waiting: z.enum(['worker_lost']).optional(),
     /** Only on jobs submitted with a webhook: its URL and the delivery attempts, newest first. */
     webhook: webhookViewSchema.optional(),
+    /** Only on jobs that ran durable steps (`ctx.step`): each step, in the order it first started. */
+    steps: z.array(stepViewSchema).optional(),
   })
   .meta({ id: 'JobView' });
 export type JobView = z.infer<typeof jobViewSchema>;
@@ -61,6 +91,8 @@ export interface JobFields {
   webhookUrl: string | null;
   /** A `returnvalue` is stored: the job completed. */
   hasResult: boolean;
+  /** The job's durable steps, if it ran any. */
+  steps?: StepRecord[] | undefined;
 }
 
 /** Everything the job view is made from, read in one O(1) script whatever the backlog. */
@@ -155,5 +187,37 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
     ...(orphaned ? { waiting: 'worker_lost' as const } : {}),
     links: { self: base, result: `${base}/result`, events: `${base}/events` },
     ...(job.webhookUrl ? { webhook: { url: job.webhookUrl, deliveries: s.deliveries ?? [] } } : {}),
+    ...(job.steps && job.steps.length > 0 ? { steps: job.steps.map(stepView) } : {}),
   };
+}
+
+function stepView(step: StepRecord): StepView {
+  return {
+    name: step.name,
+    status: step.status,
+    attempt: step.attempt,
+    startedAt: iso(step.startedAt) ?? new Date(0).toISOString(),
+    finishedAt: iso(step.finishedAt),
+  };
+}
+
+/** Reads the stored step summary back; a status read never fails on a field it cannot parse. */
+export function parseStepRecords(json: string | null | undefined): StepRecord[] | undefined {
+  if (!json) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(json);
+    // Lua's cjson writes an empty array as `{}`.
+    if (!Array.isArray(parsed)) return undefined;
+    return parsed.filter(
+      (s): s is StepRecord =>
+        typeof s === 'object' &&
+        s !== null &&
+        typeof s.name === 'string' &&
+        (STEP_STATUSES as readonly unknown[]).includes(s.status) &&
+        typeof s.attempt === 'number' &&
+        typeof s.startedAt === 'number',
+    );
+  } catch {
+    return undefined;
+  }
 }

@@ -7,12 +7,17 @@ import type { AnalysisContext } from '../define-analysis.ts';
 import { PermanentError } from '../errors/permanent-error.ts';
 import { createSimulate, simulate } from './simulate.ts';
 
-function fakeContext(over: Partial<AnalysisContext> = {}) {
+function fakeContext(over: Partial<AnalysisContext> = {}, stored = new Map<string, unknown>()) {
   const progress: { percent: number; step: string; message?: string }[] = [];
   const checkpoints: unknown[] = [];
   const ctx: AnalysisContext = {
     jobId: 'job_test',
     attempt: 1,
+    run: 1,
+    step: async (name, fn) => {
+      if (!stored.has(name)) stored.set(name, await fn());
+      return stored.get(name) as never;
+    },
     progress: (percent, step, message) => progress.push({ percent, step, message }),
     checkpoint: async (state) => {
       checkpoints.push(state);
@@ -70,6 +75,55 @@ describe('simulate', () => {
     await simulate.run(input({ durationMs: 300, steps: 1, cpu: true }), ctx);
     clearInterval(ticker);
     expect(ticks).toBeGreaterThan(5);
+  });
+});
+
+describe('durable simulate', () => {
+  it('when durable, then each step is a ctx.step and a later attempt skips the stored ones', async () => {
+    const stored = new Map<string, unknown>([
+      ['step-1', { step: 1 }],
+      ['step-2', { step: 2 }],
+    ]);
+    const { ctx, progress } = fakeContext({ attempt: 1, run: 2 }, stored);
+    const result = await simulate.run(input({ durable: true, steps: 4 }), ctx);
+    expect([...stored.keys()]).toEqual(['step-1', 'step-2', 'step-3', 'step-4']);
+    expect(result.resumedFromStep).toBe(2);
+    expect(progress.map((p) => p.percent)).toEqual([25, 50, 75, 100]);
+  });
+
+  it('when crashAtStep is asked and crashes are not allowed, then it fails permanently without running', async () => {
+    const { ctx, progress } = fakeContext();
+    await expect(simulate.run(input({ durable: true, crashAtStep: 2 }), ctx)).rejects.toThrow(/SIMULATE_ALLOW_CRASH/);
+    expect(progress).toEqual([]);
+  });
+
+  it('when crashAtStep is given without durable or beyond the steps, then the input is refused', () => {
+    const parse = (over: object) => simulate.contract.input.safeParse({ durationMs: 100, steps: 4, ...over });
+    expect(parse({ crashAtStep: 2 }).success).toBe(false);
+    expect(parse({ durable: true, crashAtStep: 5 }).success).toBe(false);
+    expect(parse({ durable: true, steps: 1001 }).success).toBe(false);
+    expect(parse({ durable: true, crashAtStep: 4 }).success).toBe(true);
+  });
+
+  it('when an execution log is configured, then each step body run appends a step line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lh-sim-'));
+    try {
+      const file = join(dir, 'executions.jsonl');
+      const logged = createSimulate({ executionLog: file });
+      const stored = new Map<string, unknown>([['step-1', { step: 1 }]]);
+      await logged.run(input({ durationMs: 0, steps: 3, durable: true }), fakeContext({ run: 2 }, stored).ctx);
+      const steps = readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .filter((l) => l.event === 'step');
+      expect(steps.map((l) => [l.step, l.run])).toEqual([
+        [2, 2],
+        [3, 2],
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

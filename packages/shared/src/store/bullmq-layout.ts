@@ -32,7 +32,21 @@ export const OWN_FIELDS = {
   checkpoint: 'lhk',
   /** The webhook URL given on submit. */
   webhookUrl: 'lhw',
+  /**
+   * The job's durable steps, without their results: a JSON array of
+   * `{ name, status, attempt, startedAt, finishedAt? }` in the order they first started. Small, so
+   * a status read takes it whole.
+   */
+  steps: 'lhS',
 } as const;
+
+/** The prefix of the field that holds a completed step's JSON result: `lhs:<step name>`. */
+export const STEP_RESULT_FIELD_PREFIX = 'lhs:';
+
+/** The job hash field that holds the stored result of the step `name`. */
+export function stepResultField(name: string): string {
+  return `${STEP_RESULT_FIELD_PREFIX}${name}`;
+}
 
 /**
  * The fields of BullMQ's job hash a status read needs, read with HMGET so that neither the input
@@ -51,6 +65,7 @@ export const STATUS_FIELDS = [
   'stc',
   OWN_FIELDS.cancelledAt,
   OWN_FIELDS.webhookUrl,
+  OWN_FIELDS.steps,
 ] as const;
 
 /** Key names, all under the queue prefix (a `{hash-tag}` by default: one Cluster slot for all). */

@@ -1,9 +1,9 @@
 import type { JobsOptions, Queue } from 'bullmq';
 import { Job } from 'bullmq';
 import { encodeTime } from 'ulid';
-import type { AnalysisContract } from '../analysis.ts';
+import { type AnalysisContract, MAX_STEPS_PER_JOB } from '../analysis.ts';
 import type { Config } from '../config.ts';
-import type { JobFields, JobSnapshot } from '../job-view.ts';
+import { type JobFields, type JobSnapshot, parseStepRecords } from '../job-view.ts';
 import type { RedisConnection } from '../redis.ts';
 import { decodeResult, isStoredResult } from '../result-codec.ts';
 import { traceMetadata } from '../telemetry.ts';
@@ -18,6 +18,8 @@ import {
   QUEUES,
   queueMulti,
   STATUS_FIELDS,
+  STEP_RESULT_FIELD_PREFIX,
+  stepResultField,
 } from './bullmq-layout.ts';
 
 /**
@@ -79,7 +81,7 @@ end
 if string.match(data, '^{"tenant":"([%w_%-]*)"') ~= ARGV[2] then return 'none' end
 local f = redis.call('HMGET', KEYS[1], unpack(ARGV, 3))
 local deliveries = {}
-if f[#f] then deliveries = redis.call('LRANGE', KEYS[5], 0, -1) end
+if f[${STATUS_FIELDS.indexOf(OWN_FIELDS.webhookUrl) + 1}] then deliveries = redis.call('LRANGE', KEYS[5], 0, -1) end
 return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', KEYS[2]),
   redis.call('ZSCORE', KEYS[3], ARGV[1]) or false, deliveries }`;
 
@@ -195,7 +197,7 @@ function num(v: string | null | undefined): number | null {
 }
 
 function parseFields(values: (string | null)[], resultLength: number): JobFields {
-  const [name, timestamp, processedOn, finishedOn, failedReason, atm, progress, opts, , stc, lhc, lhw] = values;
+  const [name, timestamp, processedOn, finishedOn, failedReason, atm, progress, opts, , stc, lhc, lhw, lhS] = values;
   let parsedProgress: unknown = null;
   let parsedOpts: { attempts?: number; priority?: number } = {};
   try {
@@ -218,6 +220,7 @@ function parseFields(values: (string | null)[], resultLength: number): JobFields
     cancelledAt: num(lhc),
     webhookUrl: lhw || null,
     hasResult: resultLength > NO_RESULT_LENGTH,
+    steps: parseStepRecords(lhS),
   };
 }
 
@@ -459,25 +462,129 @@ const CLOCK_SKEW_MS = 5 * 60_000;
 /** The longest `delayMs` a submission may ask for (the index outlives it). */
 export const MAX_DELAY_SECONDS = 30 * 86_400;
 
-/** What an attempt starts from: the cancel flag and the checkpoint, in one read. */
+/** What an attempt starts from: the cancel flag, the checkpoint and the steps done, in one read. */
 export interface AttemptStart {
   cancelled: boolean;
   /** The checkpoint an earlier attempt saved (JSON text), if any. */
   checkpoint: string | null;
+  /** The stored result (JSON text) of every step an earlier attempt completed, by step name. */
+  steps: Map<string, string>;
 }
 
 /**
- * The worker's side of the job store: what an attempt reads when it starts, its checkpoints and
- * the cancel flag. The checkpoint is a field of BullMQ's job hash, so it can never outlive the job.
+ * The start of an attempt: the cancel flag, the checkpoint, and the stored result of every
+ * completed step (named by the step summary), in one round trip.
+ */
+const START = `
+local f = redis.call('HMGET', KEYS[1], '${OWN_FIELDS.cancelledAt}', '${OWN_FIELDS.checkpoint}', '${OWN_FIELDS.steps}')
+local done = {}
+if f[3] then
+  local ok, steps = pcall(cjson.decode, f[3])
+  if ok and type(steps) == 'table' then
+    for _, step in ipairs(steps) do
+      if step.status == 'completed' then
+        local result = redis.call('HGET', KEYS[1], ARGV[1] .. step.name)
+        if result then
+          table.insert(done, step.name)
+          table.insert(done, result)
+        end
+      end
+    end
+  end
+end
+return { f[1], f[2], done }`;
+
+/**
+ * One transition of a durable step, atomic with the step summary. ARGV: name, status (`running`,
+ * `completed`, `failed`), attempt, now, step limit, result field, result JSON (when completed).
+ * A step already completed stays as it is, and its stored result is returned: the first stored
+ * result wins, whichever worker stored it, so a step's result is stored exactly once.
+ */
+const STEP = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return { 'gone' } end
+local raw = redis.call('HGET', KEYS[1], '${OWN_FIELDS.steps}')
+local steps = {}
+if raw then
+  local ok, decoded = pcall(cjson.decode, raw)
+  if ok and type(decoded) == 'table' then steps = decoded end
+end
+local entry
+for _, step in ipairs(steps) do
+  if step.name == ARGV[1] then entry = step end
+end
+if entry and entry.status == 'completed' then
+  local stored = redis.call('HGET', KEYS[1], ARGV[6])
+  if stored then return { 'completed', stored } end
+end
+if not entry then
+  if #steps >= tonumber(ARGV[5]) then return { 'too_many' } end
+  entry = { name = ARGV[1] }
+  table.insert(steps, entry)
+end
+entry.status = ARGV[2]
+entry.attempt = tonumber(ARGV[3])
+if ARGV[2] == 'running' then
+  entry.startedAt = tonumber(ARGV[4])
+  entry.finishedAt = nil
+else
+  entry.startedAt = entry.startedAt or tonumber(ARGV[4])
+  entry.finishedAt = tonumber(ARGV[4])
+end
+if ARGV[2] == 'completed' then redis.call('HSET', KEYS[1], ARGV[6], ARGV[7]) end
+redis.call('HSET', KEYS[1], '${OWN_FIELDS.steps}', cjson.encode(steps))
+return { 'ok' }`;
+
+/** What a step transition found: done, the job gone, the step limit reached, or a result already stored. */
+export type StepWrite =
+  | { kind: 'ok' }
+  | { kind: 'gone' }
+  | { kind: 'too_many' }
+  | { kind: 'completed'; result: string };
+
+/**
+ * The worker's side of the job store: what an attempt reads when it starts, its checkpoints, its
+ * durable steps and the cancel flag. Checkpoint and steps are fields of BullMQ's job hash, so they
+ * can never outlive the job.
  */
 export function createJobRunStore({ redis, prefix }: { redis: RedisConnection; prefix: string }) {
   const layout = layoutFor(prefix);
   const key = (id: string) => layout.job(QUEUES.analyses, id);
+
+  async function writeStep(
+    id: string,
+    name: string,
+    status: 'running' | 'completed' | 'failed',
+    attempt: number,
+    resultJson = '',
+  ): Promise<StepWrite> {
+    const reply = (await redis.eval(
+      STEP,
+      1,
+      key(id),
+      name,
+      status,
+      String(attempt),
+      String(Date.now()),
+      String(MAX_STEPS_PER_JOB),
+      stepResultField(name),
+      resultJson,
+    )) as [string, string?];
+    if (reply[0] === 'completed') return { kind: 'completed', result: reply[1] ?? 'null' };
+    if (reply[0] === 'gone' || reply[0] === 'too_many') return { kind: reply[0] };
+    return { kind: 'ok' };
+  }
+
   return {
     layout,
     async start(id: string): Promise<AttemptStart> {
-      const [cancelledAt, checkpoint] = await redis.hmget(key(id), OWN_FIELDS.cancelledAt, OWN_FIELDS.checkpoint);
-      return { cancelled: Boolean(cancelledAt), checkpoint: checkpoint ?? null };
+      const [cancelledAt, checkpoint, done] = (await redis.eval(START, 1, key(id), STEP_RESULT_FIELD_PREFIX)) as [
+        string | null,
+        string | null,
+        string[],
+      ];
+      const steps = new Map<string, string>();
+      for (let i = 0; i + 1 < done.length; i += 2) steps.set(done[i] as string, done[i + 1] as string);
+      return { cancelled: Boolean(cancelledAt), checkpoint: checkpoint ?? null, steps };
     },
     async isCancelled(id: string): Promise<boolean> {
       return (await redis.hexists(key(id), OWN_FIELDS.cancelledAt)) === 1;
@@ -488,6 +595,18 @@ export function createJobRunStore({ redis, prefix }: { redis: RedisConnection; p
     /** Drops the checkpoint of a job that ended; a no-op when retention already removed the job. */
     async clearCheckpoint(id: string): Promise<void> {
       await redis.hdel(key(id), OWN_FIELDS.checkpoint);
+    },
+    /** Marks a step running in `attempt`; `completed` if an earlier run already stored its result. */
+    stepStarted(id: string, name: string, attempt: number): Promise<StepWrite> {
+      return writeStep(id, name, 'running', attempt);
+    },
+    /** Stores a step's result, unless one is stored already: then that one is returned, and wins. */
+    stepCompleted(id: string, name: string, attempt: number, resultJson: string): Promise<StepWrite> {
+      return writeStep(id, name, 'completed', attempt, resultJson);
+    },
+    /** Marks a step failed in `attempt` (a later attempt runs it again). */
+    stepFailed(id: string, name: string, attempt: number): Promise<StepWrite> {
+      return writeStep(id, name, 'failed', attempt);
     },
   };
 }
