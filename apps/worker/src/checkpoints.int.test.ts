@@ -85,7 +85,7 @@ describe('checkpoints: a size cap, and none kept by a job that ended (real Redis
     return (await queue.getJob(job.id ?? ''))?.failedReason;
   };
 
-  it('when a checkpoint is over CHECKPOINT_MAX_BYTES, then the job fails for good, saying so, without a retry', async () => {
+  it('G19: when a checkpoint is over CHECKPOINT_MAX_BYTES, then the job fails for good, saying so, without a retry', async () => {
     const job = await add('oversized', 3);
     const failure = decodeFailure(await failedReason(job));
     expect(failure.code).toBe('checkpoint_too_large');
@@ -94,13 +94,13 @@ describe('checkpoints: a size cap, and none kept by a job that ended (real Redis
     expect(await checkpointOf(job)).toBeNull();
   });
 
-  it('when a job that checkpointed fails on its last attempt, then it keeps no checkpoint', async () => {
+  it('G19: when a job that checkpointed fails on its last attempt, then it keeps no checkpoint', async () => {
     const job = await add('flaky', 2);
     expect(await failedReason(job)).toMatch(/transient trouble/);
     expect(await checkpointOf(job)).toBeNull();
   });
 
-  it('when an active job that checkpointed is cancelled, then it fails as cancelled and keeps no checkpoint', async () => {
+  it('G19: when an active job that checkpointed is cancelled, then it fails as cancelled and keeps no checkpoint', async () => {
     const job = await add('patient', 3);
     await waitFor(async () => started.has(job.id ?? '') || undefined, { what: 'the job to checkpoint' });
     expect(await checkpointOf(job)).not.toBeNull();

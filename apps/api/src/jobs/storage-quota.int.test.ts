@@ -39,7 +39,7 @@ describe('the storage budget over HTTP (real Redis, no worker)', () => {
       .set('Authorization', auth)
       .send({ type: 'simulate', input: { durationMs: 10, steps: 1 }, delayMs: 60_000 });
 
-  it('when a tenant has used its storage budget, then submit answers 429 storage_quota_exceeded naming the setting, and another tenant is unaffected', async () => {
+  it('G19: when a tenant has used its storage budget, then submit answers 429 storage_quota_exceeded naming the setting, and another tenant is unaffected', async () => {
     let res = await submit(A);
     for (let i = 0; i < 100 && res.status === 202; i++) res = await submit(A);
     expect(res.status).toBe(429);

@@ -57,7 +57,7 @@ describe('the per-tenant storage budget (real Redis)', () => {
 
   const total = async (tenant: string) => Number((await redis.hget(store.layout.storageBytes(tenant), 'total')) ?? 0);
 
-  it('when a tenant reaches its budget, then admission refuses it with the budget, and another tenant is still admitted', async () => {
+  it('G19: when a tenant reaches its budget, then admission refuses it with the budget, and another tenant is still admitted', async () => {
     const first = await submit('full', input(1500));
     const second = await submit('full', input(1500));
     expect(first.admission.kind).toBe('new');
@@ -73,7 +73,7 @@ describe('the per-tenant storage budget (real Redis)', () => {
     expect((await submit('other', input(1500))).admission.kind).toBe('new');
   });
 
-  it('when the jobs that hold the bytes are gone, then their bytes are freed on the next admission', async () => {
+  it('G19: when the jobs that hold the bytes are gone, then their bytes are freed on the next admission', async () => {
     const a = await submit('gone', input(1500));
     const b = await submit('gone', input(1500));
     expect((await submit('gone', input(1500))).admission.kind).toBe('storage_full');
