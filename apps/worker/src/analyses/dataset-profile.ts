@@ -64,10 +64,10 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
   ): Promise<OpenedSource> {
     if ('inline' in input.source) return openInline(input.source.inline, from, limits.maxBytes);
     return openUrl(input.source.url, from, validator, { limits, signal }).catch((err: unknown) => {
-      // The tenant is told which rule it broke; where its URL led stays in the worker's log.
+      // The tenant is told which rule it broke; where its URL led stays in the worker's log (the
+      // address only: the URL is part of the input, which logs never carry).
       const refused = forbidden(err);
-      if (refused)
-        log.debug({ host: refused.host, address: refused.address, range: refused.range }, 'dataset URL refused');
+      if (refused) log.debug({ address: refused.address, range: refused.range }, 'dataset URL refused');
       throw err;
     });
   }

@@ -163,7 +163,7 @@ export function createDeliveryProcessor({ config, log, redis, reads, dispatcher 
         await record({ ok: false, status: null, error: refused.message }, true);
         deliveryLog.warn({ range: refused.range }, 'webhook target refused (not a public address)');
         // Where the URL led stays here: the tenant's record names only the rule.
-        deliveryLog.debug({ host: refused.host, address: refused.address }, 'webhook target resolved to');
+        deliveryLog.debug({ address: refused.address }, 'webhook target resolved to');
         throw new UnrecoverableError(refused.message);
       }
       const error = describe(err);
