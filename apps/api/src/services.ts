@@ -5,6 +5,7 @@ import {
   type Logger,
   QUEUES,
   type RedisConnection,
+  tenantStorageBudget,
   type WebhookDeliveryData,
 } from '@longhaul/shared';
 import { Queue } from 'bullmq';
@@ -42,7 +43,14 @@ export function createApiServices({ config, log, redis, queueConnection = redis 
   const queue = new Queue<JobData>(QUEUES.analyses, queueOptions);
   const webhooks = new Queue<WebhookDeliveryData>(QUEUES.webhooks, queueOptions);
   for (const q of [queue, webhooks]) q.on('error', (err) => log.debug({ err: err.message }, 'queue error'));
-  const store = createJobStore({ redis, queue, webhooks, config, backlogQuota: config.limits.tenantBacklog });
+  const store = createJobStore({
+    redis,
+    queue,
+    webhooks,
+    config,
+    backlogQuota: config.limits.tenantBacklog,
+    storageBudget: (tenant) => tenantStorageBudget(config.limits, tenant),
+  });
   return {
     queue,
     webhooks,

@@ -1,13 +1,14 @@
 import {
   type Config,
   encodeFailure,
-  encodeResult,
+  encodeResultSized,
   type JobData,
   type JobRunStore,
   type Logger,
   type Progress,
   ResultTooLargeError,
   recordQueueWait,
+  tenantStorageBudget,
   withJobSpan,
 } from '@longhaul/shared';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
@@ -92,7 +93,24 @@ function progressReporter(job: Job, log: Logger) {
  * handed back untouched on shutdown).
  */
 export function createProcessor(deps: RunJobDeps) {
-  const runAttempt = createAttempt(deps);
+  const attempt = createAttempt(deps);
+  const { store, log } = deps;
+  /**
+   * A job that ends (a permanent failure, or its last attempt failed) keeps no checkpoint. Dropped
+   * before BullMQ records the failure, on the same connection, so no reader sees a failed job
+   * with one; the Worker's `failed` handler covers jobs failed elsewhere (stalled too often).
+   */
+  async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
+    try {
+      return await attempt(job, token, signal);
+    } catch (err) {
+      const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (job.id && !(err instanceof WaitingError) && (err instanceof UnrecoverableError || last)) {
+        await store.clearCheckpoint(job.id).catch((e) => log.warn({ err: e }, 'could not drop the checkpoint'));
+      }
+      throw err;
+    }
+  }
   /**
    * Each attempt is a span in the trace of the request that submitted the job (its context travels
    * in the job's options); the first one also records the time the job waited in the queue.
@@ -148,14 +166,25 @@ function createAttempt({ config, log, store, implementations, cancelPollMs = 2_0
     let checkpointed = saved !== null;
     // Every start counts (BullMQ's attemptsStarted): a restart after a crash is a new attempt.
     const run = Math.max(1, job.attemptsStarted);
+    // A checkpoint over the cap fails the job for good, even if the analysis catches the throw.
+    let oversized: PermanentError | undefined;
     const ctx: AnalysisContext = {
       jobId: id,
       attempt,
       run,
       progress: progress.report,
       checkpoint: async (state) => {
+        const json = JSON.stringify(state) ?? 'null';
+        const bytes = Buffer.byteLength(json);
+        if (bytes > config.limits.checkpointMaxBytes) {
+          oversized = new PermanentError(
+            `the checkpoint is ${bytes} bytes; the cap is ${config.limits.checkpointMaxBytes} (CHECKPOINT_MAX_BYTES)`,
+            'checkpoint_too_large',
+          );
+          throw oversized;
+        }
         checkpointed = true;
-        await store.saveCheckpoint(id, JSON.stringify(state));
+        await store.saveCheckpoint(id, json);
       },
       restored: saved === null ? undefined : JSON.parse(saved),
       step: createDurableSteps({
@@ -174,15 +203,23 @@ function createAttempt({ config, log, store, implementations, cancelPollMs = 2_0
     jobLog.info({ resumed: saved !== null }, 'analysis started');
     try {
       const raw = await analysis.run(parsed.data, ctx);
+      if (oversized) throw oversized;
       const result = analysis.contract.result.safeParse(raw);
       if (!result.success) throw new PermanentError('the analysis returned a result that does not match its schema');
       // Sent, not awaited: the completion follows them on the same connection.
       void progress.flush();
-      const stored = encodeResult(result.data, {
+      const { stored, bytes } = encodeResultSized(result.data, {
         compressBytes: config.limits.resultCompressBytes,
         maxBytes: config.limits.resultMaxBytes,
       });
       if (checkpointed) void store.clearCheckpoint(id).catch(() => undefined);
+      // Counted against the tenant's storage budget just before BullMQ stores the result.
+      const tenant = job.data.tenant;
+      if (tenantStorageBudget(config.limits, tenant) > 0) {
+        void store
+          .accountResult(tenant, id, bytes)
+          .catch((err) => jobLog.warn({ err }, 'could not count the result against the storage budget'));
+      }
       jobLog.info({ ms: Date.now() - startedAt, encoding: stored.encoding }, 'analysis completed');
       return stored;
     } catch (err) {
@@ -197,6 +234,10 @@ function createAttempt({ config, log, store, implementations, cancelPollMs = 2_0
       if (reason === ABORT.cancel) {
         jobLog.info('analysis cancelled');
         throw new PermanentError('cancelled by request', 'cancelled');
+      }
+      if (oversized) {
+        jobLog.warn({ err: oversized.message }, 'analysis failed permanently');
+        throw oversized;
       }
       if (reason instanceof AttemptTimeoutError) {
         jobLog.warn({ ms: Date.now() - startedAt }, 'analysis timed out');

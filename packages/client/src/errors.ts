@@ -45,7 +45,7 @@ export class ConflictError extends ApiError {
 export class GoneError extends ApiError {
   override name = 'GoneError';
 }
-/** 429: rate limit or backlog quota; retry after `retryAfterSeconds`. */
+/** 429: rate limit, backlog quota or storage budget; retry after `retryAfterSeconds`. */
 export class RateLimitedError extends ApiError {
   override name = 'RateLimitedError';
 }

@@ -91,6 +91,7 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'rate_limited'
   | 'backlog_quota_exceeded'
+  | 'storage_quota_exceeded'
   | 'redis_unavailable'
   | 'too_many_streams'
   | 'server_busy'

@@ -60,6 +60,20 @@ const webhookSecrets = tenantPairs('secret', 16).transform(
   (entries) => new Map(entries.map(({ tenant, value }) => [tenant, value])),
 );
 
+/** `TENANT_STORAGE_OVERRIDES="tenant:bytes,..."` → tenant → budget in bytes (0: no budget). */
+const storageOverrides = tenantPairs('bytes', 1).transform((entries, ctx) => {
+  const out = new Map<string, number>();
+  for (const { tenant, value } of entries) {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+      ctx.addIssue({ code: 'custom', message: `the budget of tenant "${tenant}" must be a whole number of bytes` });
+      continue;
+    }
+    out.set(tenant, n);
+  }
+  return out;
+});
+
 const redisUrl = z.string().refine((u) => /^rediss?(\+cluster|\+sentinel)?:\/\/.+/.test(u), {
   message: 'must be a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL (rediss+… for TLS)',
 });
@@ -90,6 +104,9 @@ const schema = z.object({
   BODY_LIMIT_BYTES: int(1024, 512 * 1024 * 1024).default(1024 * 1024),
   RATE_LIMIT_PER_MINUTE: int(0, 1_000_000).default(600),
   TENANT_BACKLOG_QUOTA: int(0, 100_000_000).default(100_000),
+  TENANT_STORAGE_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(256 * 1024 * 1024),
+  TENANT_STORAGE_OVERRIDES: storageOverrides.optional(),
+  CHECKPOINT_MAX_BYTES: int(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
   RESULT_MAX_BYTES: int(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
   RESULT_COMPRESS_BYTES: int(0, 512 * 1024 * 1024).default(64 * 1024),
   STEP_RESULT_MAX_BYTES: int(2, 64 * 1024 * 1024).default(1024 * 1024),
@@ -184,6 +201,14 @@ export interface Config {
     bodyBytes: number;
     ratePerMinute: number;
     tenantBacklog: number;
+    /**
+     * `TENANT_STORAGE_BYTES`: bytes of inline inputs and stored results one tenant may keep in
+     * Redis; past it, submit answers 429 `storage_quota_exceeded`. 0 turns it off. Default 256 MiB.
+     * `TENANT_STORAGE_OVERRIDES` (`tenant:bytes,...`) sets it per tenant.
+     */
+    tenantStorage: { bytes: number; overrides: Map<string, number> };
+    /** `CHECKPOINT_MAX_BYTES`: largest checkpoint (JSON) a job may save; past it, the job fails for good. Default 16 MiB. */
+    checkpointMaxBytes: number;
     resultMaxBytes: number;
     resultCompressBytes: number;
     /** `STEP_RESULT_MAX_BYTES`: largest JSON result a durable step may store; above it the job fails. Default 1 MiB. */
@@ -299,6 +324,8 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       bodyBytes: e.BODY_LIMIT_BYTES,
       ratePerMinute: e.RATE_LIMIT_PER_MINUTE,
       tenantBacklog: e.TENANT_BACKLOG_QUOTA,
+      tenantStorage: { bytes: e.TENANT_STORAGE_BYTES, overrides: e.TENANT_STORAGE_OVERRIDES ?? new Map() },
+      checkpointMaxBytes: e.CHECKPOINT_MAX_BYTES,
       resultMaxBytes: e.RESULT_MAX_BYTES,
       resultCompressBytes: e.RESULT_COMPRESS_BYTES,
       stepResultMaxBytes: e.STEP_RESULT_MAX_BYTES,
@@ -324,6 +351,11 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
     },
     corsOrigins: e.CORS_ORIGINS,
   };
+}
+
+/** The storage budget of one tenant, in bytes (0: none). */
+export function tenantStorageBudget(limits: Pick<Config['limits'], 'tenantStorage'>, tenant: string): number {
+  return limits.tenantStorage.overrides.get(tenant) ?? limits.tenantStorage.bytes;
 }
 
 /**

@@ -18,15 +18,29 @@ export class ResultTooLargeError extends Error {
  * stored throws {@link ResultTooLargeError}, a permanent failure.
  */
 export function encodeResult(value: unknown, limits: { compressBytes: number; maxBytes: number }): StoredResult {
+  return encodeResultSized(value, limits).stored;
+}
+
+/** The wrapper BullMQ stores around a result's JSON or gzip data (`{"encoding":…}`), at most. */
+const WRAPPER_BYTES = 64;
+
+/**
+ * {@link encodeResult}, with about how many bytes the stored result takes in Redis (what the
+ * tenant's storage budget counts), without serialising it a second time.
+ */
+export function encodeResultSized(
+  value: unknown,
+  limits: { compressBytes: number; maxBytes: number },
+): { stored: StoredResult; bytes: number } {
   const json = JSON.stringify(value ?? null);
   const bytes = Buffer.byteLength(json);
   if (bytes <= limits.compressBytes) {
     if (bytes > limits.maxBytes) throw new ResultTooLargeError(bytes, limits.maxBytes);
-    return { encoding: 'json', value: value ?? null };
+    return { stored: { encoding: 'json', value: value ?? null }, bytes: bytes + WRAPPER_BYTES };
   }
   const data = gzipSync(json).toString('base64');
   if (data.length > limits.maxBytes) throw new ResultTooLargeError(data.length, limits.maxBytes);
-  return { encoding: 'gzip', data, bytes };
+  return { stored: { encoding: 'gzip', data, bytes }, bytes: data.length + WRAPPER_BYTES };
 }
 
 export function decodeResult(stored: StoredResult): unknown {

@@ -174,7 +174,7 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
             '409': error('The Idempotency-Key was used with another body.'),
             '413': error('The body is larger than the configured limit.'),
             '415': error('The body is not JSON.'),
-            '429': error('Tenant rate or backlog quota exceeded.', retryAfter),
+            '429': error('Tenant rate, backlog quota or storage budget exceeded.', retryAfter),
           },
         },
         get: {

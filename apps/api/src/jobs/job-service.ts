@@ -86,6 +86,16 @@ export function createJobService({ config, store }: JobServiceDeps) {
     );
   }
 
+  function storageFull(budget: number): HttpError {
+    return new HttpError(
+      429,
+      'storage_quota_exceeded',
+      `this tenant's stored inputs and results have reached its storage budget of ${budget} bytes (TENANT_STORAGE_BYTES); space frees as retention removes finished jobs`,
+      { budget },
+      { 'Retry-After': '60' },
+    );
+  }
+
   return {
     /** The tenant's job snapshot (404/410 like every route), for the event stream. */
     snapshot: ownSnapshot,
@@ -94,7 +104,7 @@ export function createJobService({ config, store }: JobServiceDeps) {
     storedResult: (id: string) => store.storedResult(id),
 
     /**
-     * Two round trips: admission (Idempotency-Key, backlog quota), then the job and everything
+     * Two round trips: admission (Idempotency-Key, storage budget, backlog quota), then the job and everything
      * reads need, in one MULTI. A replay never adds a job again: it answers with the job as it is
      * now, or 410 once it is gone. Only when the first request's MULTI never landed does a replay
      * add it, under the same id.
@@ -110,7 +120,9 @@ export function createJobService({ config, store }: JobServiceDeps) {
           ? undefined
           : { keyHash: sha256(idempotencyKey), bodyHash: sha256(canonical(body)) };
       let id = newJobId();
-      let admission = await store.admit(tenant, id, idempotency);
+      // What BullMQ stores of the input, counted against the tenant's storage budget.
+      const inputBytes = Buffer.byteLength(JSON.stringify(input) ?? '');
+      let admission = await store.admit(tenant, id, idempotency, inputBytes);
       let replay = false;
       if (admission.kind === 'replay') {
         if (admission.bodyHash !== idempotency?.bodyHash) {
@@ -129,9 +141,10 @@ export function createJobService({ config, store }: JobServiceDeps) {
         if (owned.kind === 'job') return { view: view(owned.snapshot), replay: true };
         if (owned.kind === 'gone') throw gone();
         // The first request claimed the key but its job never landed: finish it, under its id.
-        admission = await store.admit(tenant, id);
+        admission = await store.admit(tenant, id, undefined, inputBytes);
       }
       if (admission.kind === 'backlog_full') throw backlogFull(admission.quota);
+      if (admission.kind === 'storage_full') throw storageFull(admission.budget);
       const accepted = await store.accept({
         tenant,
         id,

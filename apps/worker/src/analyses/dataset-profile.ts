@@ -3,7 +3,13 @@ import { analyses, type Config, type DatasetProfileInput } from '@longhaul/share
 import { type AnalysisContext, defineAnalysis } from '../define-analysis.ts';
 import { PermanentError } from '../errors/permanent-error.ts';
 import { DatasetError } from './dataset-profile/dataset-error.ts';
-import { type OpenedSource, openInline, openUrl, type SourceValidator } from './dataset-profile/dataset-source.ts';
+import {
+  forbidden,
+  type OpenedSource,
+  openInline,
+  openUrl,
+  type SourceValidator,
+} from './dataset-profile/dataset-source.ts';
 import { startProfileThread } from './dataset-profile/profile-thread-client.ts';
 import type { ProfilerState } from './dataset-profile/profiler.ts';
 
@@ -54,17 +60,23 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
     input: DatasetProfileInput,
     from: number,
     validator: SourceValidator | undefined,
-    signal: AbortSignal,
+    { signal, log }: Pick<AnalysisContext, 'signal' | 'log'>,
   ): Promise<OpenedSource> {
     if ('inline' in input.source) return openInline(input.source.inline, from, limits.maxBytes);
-    return openUrl(input.source.url, from, validator, { limits, signal });
+    return openUrl(input.source.url, from, validator, { limits, signal }).catch((err: unknown) => {
+      // The tenant is told which rule it broke; where its URL led stays in the worker's log (the
+      // address only: the URL is part of the input, which logs never carry).
+      const refused = forbidden(err);
+      if (refused) log.debug({ address: refused.address, range: refused.range }, 'dataset URL refused');
+      throw err;
+    });
   }
 
   async function profile(input: DatasetProfileInput, ctx: AnalysisContext) {
     const started = Date.now();
     let saved = savedProfile(ctx.restored);
     ctx.progress(0, 'fetching', saved ? `resuming at byte ${saved.offset}` : 'opening the dataset');
-    const source = await open(input, saved?.offset ?? 0, saved?.validator, ctx.signal);
+    const source = await open(input, saved?.offset ?? 0, saved?.validator, ctx);
     if (saved && source.offset !== saved.offset) {
       ctx.log.warn({ offset: saved.offset }, 'the dataset changed or cannot be resumed; profiling it from the start');
       saved = undefined;

@@ -44,7 +44,7 @@ export interface GuardedResponse {
  * its failures are `error` events we listen to.
  */
 export function guardedGet(url: URL, options: GuardedGetOptions): Promise<GuardedResponse> {
-  assertFetchableUrl(url.href, options.allowPrivate);
+  assertFetchableUrl(url.href, options.allowPrivate, 'DATASET_ALLOW_PRIVATE');
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     let req: ClientRequest;
@@ -54,7 +54,7 @@ export function guardedGet(url: URL, options: GuardedGetOptions): Promise<Guarde
         headers: options.headers,
         // A fresh connection per request: nothing is pooled that a hostile server left half-read.
         agent: false,
-        lookup: guardedLookup(options.allowPrivate),
+        lookup: guardedLookup(options.allowPrivate, 'DATASET_ALLOW_PRIVATE'),
         signal: options.signal,
       });
     } catch (err) {

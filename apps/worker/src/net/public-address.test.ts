@@ -30,10 +30,27 @@ describe('the outbound address guard', () => {
   });
 
   it('when a URL names a private IP or another scheme, then it is refused before any request', () => {
-    expect(() => assertFetchableUrl('http://169.254.169.254/latest', false)).toThrow(ForbiddenAddressError);
-    expect(() => assertFetchableUrl('http://[::1]:8080/', false)).toThrow(ForbiddenAddressError);
-    expect(() => assertFetchableUrl('file:///etc/passwd', false)).toThrow(/http and https/);
-    expect(assertFetchableUrl('http://127.0.0.1/', true).hostname).toBe('127.0.0.1');
+    const S = 'DATASET_ALLOW_PRIVATE';
+    expect(() => assertFetchableUrl('http://169.254.169.254/latest', false, S)).toThrow(ForbiddenAddressError);
+    expect(() => assertFetchableUrl('http://[::1]:8080/', false, S)).toThrow(ForbiddenAddressError);
+    expect(() => assertFetchableUrl('file:///etc/passwd', false, S)).toThrow(/http and https/);
+    expect(assertFetchableUrl('http://127.0.0.1/', true, S).hostname).toBe('127.0.0.1');
+  });
+
+  it('when a URL is refused, then the message names the rule and the setting, never the address', () => {
+    let err: unknown;
+    try {
+      assertFetchableUrl('http://10.1.2.3/x', false, 'WEBHOOK_ALLOW_PRIVATE');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ForbiddenAddressError);
+    const message = (err as Error).message;
+    expect(message).toMatch(/private, loopback or other non-public address, which is not allowed/);
+    expect(message).toMatch(/WEBHOOK_ALLOW_PRIVATE/);
+    expect(message).not.toMatch(/10\.1\.2\.3/);
+    // The worker's own log still gets where it led.
+    expect(err).toMatchObject({ address: '10.1.2.3', range: 'private' });
   });
 
   describe('against a real local server', () => {
@@ -49,7 +66,9 @@ describe('the outbound address guard', () => {
       const dispatcher = createGuardedDispatcher({ allowPrivate: false });
       const err = await fetch(`http://localhost:${port}/`, { dispatcher }).catch((e: Error) => e);
       expect(err).toBeInstanceOf(Error);
-      expect(String((err as Error & { cause?: unknown }).cause)).toMatch(/refusing to connect to localhost/);
+      const cause = String((err as Error & { cause?: unknown }).cause);
+      expect(cause).toMatch(/non-public address, which is not allowed \(WEBHOOK_ALLOW_PRIVATE is off\)/);
+      expect(cause).not.toMatch(/127\.0\.0\.1|::1/);
       await dispatcher.close();
     });
 

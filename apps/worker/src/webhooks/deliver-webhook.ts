@@ -138,7 +138,7 @@ export function createDeliveryProcessor({ config, log, redis, reads, dispatcher 
 
     let status: number;
     try {
-      assertFetchableUrl(url, allowPrivate);
+      assertFetchableUrl(url, allowPrivate, 'WEBHOOK_ALLOW_PRIVATE');
       const res = await fetch(url, {
         method: 'POST',
         body,
@@ -162,6 +162,8 @@ export function createDeliveryProcessor({ config, log, redis, reads, dispatcher 
       if (refused) {
         await record({ ok: false, status: null, error: refused.message }, true);
         deliveryLog.warn({ range: refused.range }, 'webhook target refused (not a public address)');
+        // Where the URL led stays here: the tenant's record names only the rule.
+        deliveryLog.debug({ address: refused.address }, 'webhook target resolved to');
         throw new UnrecoverableError(refused.message);
       }
       const error = describe(err);

@@ -113,7 +113,11 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     expect(Object.keys(fields)).toEqual(expect.arrayContaining(['name', 'data', 'opts', 'timestamp', 'priority']));
     // Our reads name only fields BullMQ writes or we add.
     const own = Object.values(OWN_FIELDS) as string[];
-    expect(STATUS_FIELDS.filter((f) => own.includes(f))).toEqual([OWN_FIELDS.cancelledAt, OWN_FIELDS.webhookUrl, OWN_FIELDS.steps]);
+    expect(STATUS_FIELDS.filter((f) => own.includes(f))).toEqual([
+      OWN_FIELDS.cancelledAt,
+      OWN_FIELDS.webhookUrl,
+      OWN_FIELDS.steps,
+    ]);
     expect(await connection.zscore(layout.tenantJobs('a'), id)).toBe('0');
     expect((await events(id)).map((e) => e.event)).toContain('added');
     const owned = await store.snapshot('a', id);

@@ -92,6 +92,13 @@ export function layoutFor(prefix: string) {
     tenantJobs: (tenant: string) => `${prefix}:lh:tenant:${tenant}:jobs`,
     /** Ours: a tenant's unfinished job ids, scored by reservation time; its size is the backlog. */
     backlog: (tenant: string) => `${prefix}:lh:tenant:${tenant}:backlog`,
+    /**
+     * Ours: a tenant's jobs that hold stored bytes (inline input, result), scored by when they
+     * were last looked at; the admit script walks it oldest first and drops jobs that are gone.
+     */
+    storageJobs: (tenant: string) => `${prefix}:lh:tenant:${tenant}:storage`,
+    /** Ours: a tenant's stored bytes: field `{id}` (input), `{id}:r` (result), and `total`. */
+    storageBytes: (tenant: string) => `${prefix}:lh:tenant:${tenant}:bytes`,
     /** Ours: `{ id, bodyHash }` of the request that first used an Idempotency-Key. */
     idempotency: (tenant: string, keyHash: string) => `${prefix}:lh:idem:${tenant}:${keyHash}`,
     /** Ours: a tenant's submissions in the current rate-limit window. */

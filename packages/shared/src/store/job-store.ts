@@ -87,9 +87,13 @@ return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', 
 
 /**
  * Admission of a submission, atomic: an Idempotency-Key already used answers with the job it
- * names; a full backlog refuses; otherwise the key is claimed for the new id. The backlog's oldest
- * entries are checked on the way and dropped once their job has finished or gone, so the set
- * follows the real backlog; when it looks full, up to 200 of them are checked.
+ * names; a tenant over its storage budget refuses; a full backlog refuses; otherwise the key is
+ * claimed for the new id, the id is counted against the backlog and its input bytes against the
+ * storage budget. The backlog's oldest entries are checked on the way and dropped once their job
+ * has finished or gone, so the set follows the real backlog; when it looks full, up to 200 of them
+ * are checked. Storage entries are repaired the same way, but only once their job is gone (its
+ * input and result stay in Redis until retention removes it); one still there is moved to the
+ * back, so the walk goes round every entry.
  */
 const ADMIT = `
 local function finished(id)
@@ -104,9 +108,39 @@ local function repair(n)
     if id ~= ARGV[1] and finished(id) then redis.call('ZREM', KEYS[2], id) end
   end
 end
+local function releaseStorage(id)
+  local b = redis.call('HMGET', KEYS[4], id, id .. ':r')
+  local n = (tonumber(b[1]) or 0) + (tonumber(b[2]) or 0)
+  redis.call('HDEL', KEYS[4], id, id .. ':r')
+  redis.call('ZREM', KEYS[3], id)
+  if n ~= 0 then redis.call('HINCRBY', KEYS[4], 'total', -n) end
+end
+local function repairStorage(n)
+  local settled = tonumber(ARGV[5]) - tonumber(ARGV[9])
+  local oldest = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', settled, 'LIMIT', 0, n)
+  for _, id in ipairs(oldest) do
+    if id ~= ARGV[1] then
+      if redis.call('EXISTS', ARGV[8] .. id) == 0 then releaseStorage(id)
+      else redis.call('ZADD', KEYS[3], 'XX', ARGV[5], id) end
+    end
+  end
+end
+local function stored()
+  return tonumber(redis.call('HGET', KEYS[4], 'total') or '0') - tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+end
 if ARGV[6] == '1' then
   local v = redis.call('GET', KEYS[1])
   if v then return { 'replay', v } end
+end
+local budget = tonumber(ARGV[10])
+local bytes = tonumber(ARGV[11])
+if budget > 0 then
+  repairStorage(2)
+  if stored() + bytes > budget then
+    repairStorage(200)
+    local now = stored()
+    if now + bytes > budget then return { 'storage_full', budget, now } end
+  end
 end
 local quota = tonumber(ARGV[4])
 if quota > 0 then
@@ -121,10 +155,34 @@ if quota > 0 then
     end
   end
 end
+if budget > 0 then
+  local before = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+  redis.call('HSET', KEYS[4], ARGV[1], bytes)
+  redis.call('HINCRBY', KEYS[4], 'total', bytes - before)
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[12])
+  redis.call('EXPIRE', KEYS[4], ARGV[12])
+end
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[1], cjson.encode({ id = ARGV[1], bodyHash = ARGV[2] }), 'EX', ARGV[3])
 end
 return { 'ok' }`;
+
+/**
+ * Counts a job's stored result against its tenant's storage budget, idempotently (a retried
+ * attempt replaces the figure, never adds to it). BullMQ's own script stores the result, so the
+ * figure is written just before it; the admit script drops it once the job is gone, so a figure
+ * for a result that never landed cannot outlive its job.
+ */
+const ACCOUNT_RESULT = `
+local f = ARGV[1] .. ':r'
+local before = tonumber(redis.call('HGET', KEYS[2], f) or '0')
+redis.call('HSET', KEYS[2], f, ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'total', tonumber(ARGV[2]) - before)
+redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 0`;
 
 /**
  * Drops index entries older than the tombstone's life, but only those whose job is gone: an
@@ -164,7 +222,8 @@ return 'waiting'`;
 export type Admission =
   | { kind: 'new' }
   | { kind: 'replay'; id: string; bodyHash: string }
-  | { kind: 'backlog_full'; quota: number };
+  | { kind: 'backlog_full'; quota: number }
+  | { kind: 'storage_full'; budget: number; stored: number };
 
 export type Owned = { kind: 'job'; snapshot: JobSnapshot } | { kind: 'gone' } | { kind: 'none' };
 
@@ -190,6 +249,8 @@ export interface JobStoreDeps {
   backlogQuota?: number;
   /** Backlog entries younger than this are never dropped: their job may still be being added. */
   settleMs?: number;
+  /** A tenant's storage budget in bytes (inline inputs and results); 0 turns it off. */
+  storageBudget?: (tenant: string) => number;
 }
 
 function num(v: string | null | undefined): number | null {
@@ -312,7 +373,15 @@ export type JobReads = ReturnType<typeof createJobReads>;
  * The one owner of a job's storage: our keys and BullMQ's, every read and write of a job's state.
  * The API service and the worker's processor speak only to it.
  */
-export function createJobStore({ redis, queue, webhooks, config, backlogQuota = 0, settleMs = 10_000 }: JobStoreDeps) {
+export function createJobStore({
+  redis,
+  queue,
+  webhooks,
+  config,
+  backlogQuota = 0,
+  settleMs = 10_000,
+  storageBudget = () => 0,
+}: JobStoreDeps) {
   const reads = createJobReads({ redis, prefix: config.queuePrefix });
   const { layout } = reads;
   const analyses = QUEUES.analyses;
@@ -324,16 +393,24 @@ export function createJobStore({ redis, queue, webhooks, config, backlogQuota = 
     ...reads,
 
     /**
-     * First round trip of a submission: the Idempotency-Key and the backlog quota, atomically.
-     * `new` means the id is claimed (and counted); `accept` must follow.
+     * First round trip of a submission: the Idempotency-Key, the storage budget and the backlog
+     * quota, atomically. `new` means the id is claimed (and counted, with `inputBytes` of
+     * storage); `accept` must follow.
      */
-    async admit(tenant: string, id: string, idempotency?: { keyHash: string; bodyHash: string }): Promise<Admission> {
+    async admit(
+      tenant: string,
+      id: string,
+      idempotency?: { keyHash: string; bodyHash: string },
+      inputBytes = 0,
+    ): Promise<Admission> {
       const idemKey = idempotency ? layout.idempotency(tenant, idempotency.keyHash) : layout.backlog(tenant);
       const reply = (await redis.eval(
         ADMIT,
-        2,
+        4,
         idemKey,
         layout.backlog(tenant),
+        layout.storageJobs(tenant),
+        layout.storageBytes(tenant),
         id,
         idempotency?.bodyHash ?? '',
         String(Math.min(IDEMPOTENCY_TTL_SECONDS, tombstoneSeconds)),
@@ -343,10 +420,16 @@ export function createJobStore({ redis, queue, webhooks, config, backlogQuota = 
         String(tombstoneSeconds),
         jobPrefix,
         String(settleMs),
-      )) as [string, string?];
+        String(storageBudget(tenant)),
+        String(inputBytes),
+        String(STORAGE_KEYS_TTL_SECONDS),
+      )) as [string, (string | number)?, number?];
       if (reply[0] === 'replay') {
-        const earlier = JSON.parse(reply[1] ?? '{}') as { id?: string; bodyHash?: string };
+        const earlier = JSON.parse(String(reply[1] ?? '{}')) as { id?: string; bodyHash?: string };
         return { kind: 'replay', id: earlier.id ?? '', bodyHash: earlier.bodyHash ?? '' };
+      }
+      if (reply[0] === 'storage_full') {
+        return { kind: 'storage_full', budget: Number(reply[1]), stored: Number(reply[2]) };
       }
       if (reply[0] === 'full') return { kind: 'backlog_full', quota: Number(reply[1]) };
       return { kind: 'new' };
@@ -462,6 +545,12 @@ const CLOCK_SKEW_MS = 5 * 60_000;
 /** The longest `delayMs` a submission may ask for (the index outlives it). */
 export const MAX_DELAY_SECONDS = 30 * 86_400;
 
+/**
+ * How long a tenant's storage keys outlive their last write: past the longest a job can live
+ * (retention is at most a year, the delay at most 30 days), so they never expire under a job.
+ */
+const STORAGE_KEYS_TTL_SECONDS = 366 * 86_400 + MAX_DELAY_SECONDS;
+
 /** What an attempt starts from: the cancel flag, the checkpoint and the steps done, in one read. */
 export interface AttemptStart {
   cancelled: boolean;
@@ -576,6 +665,22 @@ export function createJobRunStore({ redis, prefix }: { redis: RedisConnection; p
 
   return {
     layout,
+    /**
+     * Counts a result about to be stored against the tenant's storage budget. Send it before the
+     * completion on the same connection: Redis then applies it first.
+     */
+    async accountResult(tenant: string, id: string, bytes: number): Promise<void> {
+      await redis.eval(
+        ACCOUNT_RESULT,
+        2,
+        layout.storageJobs(tenant),
+        layout.storageBytes(tenant),
+        id,
+        String(bytes),
+        String(Date.now()),
+        String(STORAGE_KEYS_TTL_SECONDS),
+      );
+    },
     async start(id: string): Promise<AttemptStart> {
       const [cancelledAt, checkpoint, done] = (await redis.eval(START, 1, key(id), STEP_RESULT_FIELD_PREFIX)) as [
         string | null,

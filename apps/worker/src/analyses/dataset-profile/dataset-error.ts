@@ -4,8 +4,8 @@
  * Plain errors (a network timeout, a 5xx) are transient and retried.
  */
 export class DatasetError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = 'DatasetError';
   }
 }

@@ -131,7 +131,10 @@ describe('dataset URLs', () => {
 
   it('when private addresses are not allowed, then loopback URLs are refused before any request', async () => {
     const go = (url: string) => openUrl(url, 0, undefined, { limits: { ...limits, allowPrivate: false }, signal });
-    await expect(go(`${base}/data.csv`)).rejects.toThrow(/refused: refusing to connect to 127\.0\.0\.1/);
+    await expect(go(`${base}/data.csv`)).rejects.toThrow(
+      /refused: the URL resolves to a private, loopback or other non-public address, which is not allowed \(DATASET_ALLOW_PRIVATE is off\)$/,
+    );
+    await expect(go(`${base}/data.csv`)).rejects.not.toThrow(/127\.0\.0\.1/);
     const port = new URL(base).port;
     await expect(go(`http://localhost:${port}/data.csv`)).rejects.toBeInstanceOf(DatasetError);
     await expect(go('ftp://example.com/x.csv')).rejects.toThrow(/only http and https/);

@@ -65,16 +65,16 @@ function formatHint(url: URL, contentType: string | undefined): DatasetFormat | 
 }
 
 /** The first ForbiddenAddressError in an error's cause chain. */
-function forbidden(err: unknown): ForbiddenAddressError | undefined {
+export function forbidden(err: unknown): ForbiddenAddressError | undefined {
   for (let e = err; e instanceof Error; e = e.cause) if (e instanceof ForbiddenAddressError) return e;
   return undefined;
 }
 
 function checkUrl(raw: string | URL, allowPrivate: boolean): URL {
   try {
-    return assertFetchableUrl(String(raw), allowPrivate);
+    return assertFetchableUrl(String(raw), allowPrivate, 'DATASET_ALLOW_PRIVATE');
   } catch (err) {
-    throw new DatasetError(`the dataset URL is refused: ${(err as Error).message}`);
+    throw new DatasetError(`the dataset URL is refused: ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -109,7 +109,7 @@ function networkError(err: unknown, timeoutMs: number, deadline: Deadline): Erro
     );
   }
   const refused = forbidden(err);
-  if (refused) return new DatasetError(`the dataset URL is refused: ${refused.message}`);
+  if (refused) return new DatasetError(`the dataset URL is refused: ${refused.message}`, { cause: refused });
   const code = (err as { code?: string }).code ?? '';
   if (/TIMEOUT/.test(code)) return new Error(`the dataset URL did not answer or stopped sending for ${timeoutMs} ms`);
   if (code === 'ECONNRESET')

@@ -1,0 +1,114 @@
+import { Queue } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { loadConfig, tenantStorageBudget } from '../config.ts';
+import { newJobId } from '../ids.ts';
+import { createRedisConnection, type RedisConnection } from '../redis.ts';
+import { getContract } from '../registry.ts';
+import { QUEUES } from './bullmq-layout.ts';
+import { createJobRunStore, createJobStore, type JobStore } from './job-store.ts';
+
+/** An input of about `pad` bytes (`accept` stores it as given; the schema is not checked here). */
+const input = (pad: number) => ({ durationMs: 1, note: 'x'.repeat(pad) });
+const bytesOf = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
+
+describe('the per-tenant storage budget (real Redis)', () => {
+  const prefix = uniquePrefix();
+  let redis: RedisConnection;
+  let queue: Queue;
+  let store: JobStore;
+  const config = loadConfig(
+    {
+      REDIS_URL: redisUrl(),
+      QUEUE_PREFIX: prefix,
+      TENANT_STORAGE_BYTES: '4000',
+      TENANT_STORAGE_OVERRIDES: 'big:100000,free:0',
+    },
+    'worker',
+  );
+
+  beforeAll(async () => {
+    redis = createRedisConnection(redisUrl(), 'worker');
+    queue = new Queue(QUEUES.analyses, { connection: redis, prefix });
+    store = createJobStore({
+      redis,
+      queue,
+      config,
+      // Entries are checked at once: a test's job is either added or deliberately gone.
+      settleMs: 0,
+      storageBudget: (tenant) => tenantStorageBudget(config.limits, tenant),
+    });
+  });
+  afterAll(async () => {
+    await queue.close();
+    await redis.quit();
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+
+  /** Admits and, when admitted, adds one job: what a submit does. */
+  async function submit(tenant: string, value: unknown) {
+    const id = newJobId();
+    const admission = await store.admit(tenant, id, undefined, bytesOf(value));
+    if (admission.kind === 'new') {
+      await store.accept({ tenant, id, contract: getContract('simulate'), input: value });
+    }
+    return { id, admission };
+  }
+
+  const total = async (tenant: string) => Number((await redis.hget(store.layout.storageBytes(tenant), 'total')) ?? 0);
+
+  it('G25: when a tenant reaches its budget, then admission refuses it with the budget, and another tenant is still admitted', async () => {
+    const first = await submit('full', input(1500));
+    const second = await submit('full', input(1500));
+    expect(first.admission.kind).toBe('new');
+    expect(second.admission.kind).toBe('new');
+    expect(await total('full')).toBe(bytesOf(input(1500)) * 2);
+
+    const third = await submit('full', input(1500));
+    expect(third.admission).toMatchObject({ kind: 'storage_full', budget: 4000 });
+    // Refused: nothing counted, no job added, no backlog place held.
+    expect(await total('full')).toBe(bytesOf(input(1500)) * 2);
+    expect(await redis.exists(store.layout.job(QUEUES.analyses, third.id))).toBe(0);
+
+    expect((await submit('other', input(1500))).admission.kind).toBe('new');
+  });
+
+  it('G25: when the jobs that hold the bytes are gone, then their bytes are freed on the next admission', async () => {
+    const a = await submit('gone', input(1500));
+    const b = await submit('gone', input(1500));
+    expect((await submit('gone', input(1500))).admission.kind).toBe('storage_full');
+    // Retention (or a crash that lost the completion) removes jobs behind the counter's back.
+    await queue.remove(a.id);
+    await queue.remove(b.id);
+    const again = await submit('gone', input(1500));
+    expect(again.admission.kind).toBe('new');
+    expect(await total('gone')).toBe(bytesOf(input(1500)));
+  });
+
+  it('when a result is counted twice (a retried attempt), then it is counted once, and it frees with its job', async () => {
+    const runStore = createJobRunStore({ redis, prefix });
+    const job = await submit('results', input(100));
+    await runStore.accountResult('results', job.id, 3000);
+    await runStore.accountResult('results', job.id, 3000);
+    expect(await total('results')).toBe(bytesOf(input(100)) + 3000);
+    expect((await submit('results', input(1500))).admission.kind).toBe('storage_full');
+
+    await queue.remove(job.id);
+    expect((await submit('results', input(1500))).admission.kind).toBe('new');
+    expect(await total('results')).toBe(bytesOf(input(1500)));
+  });
+
+  it('when a tenant has an override, then its own budget applies; 0 turns the budget off for it', async () => {
+    for (let i = 0; i < 3; i++) expect((await submit('big', input(1500))).admission.kind).toBe('new');
+    for (let i = 0; i < 3; i++) expect((await submit('free', input(1500))).admission.kind).toBe('new');
+    expect(await redis.exists(store.layout.storageBytes('free'))).toBe(0);
+  });
+
+  it('when an admitted id is admitted again (a replay finishing its first request), then its bytes are not counted twice', async () => {
+    const id = newJobId();
+    const value = input(1000);
+    expect((await store.admit('replay', id, undefined, bytesOf(value))).kind).toBe('new');
+    expect((await store.admit('replay', id, undefined, bytesOf(value))).kind).toBe('new');
+    expect(await total('replay')).toBe(bytesOf(value));
+  });
+});
