@@ -1,6 +1,7 @@
 import {
   type Config,
   createJobStore,
+  createScheduleStore,
   type JobData,
   type Logger,
   QUEUES,
@@ -10,6 +11,7 @@ import {
 import { Queue } from 'bullmq';
 import { createJobService } from './jobs/job-service.ts';
 import { createApiMetrics } from './metrics.ts';
+import { createScheduleService } from './schedules/schedule-service.ts';
 
 export interface ApiServicesDeps {
   config: Config;
@@ -43,11 +45,18 @@ export function createApiServices({ config, log, redis, queueConnection = redis 
   const webhooks = new Queue<WebhookDeliveryData>(QUEUES.webhooks, queueOptions);
   for (const q of [queue, webhooks]) q.on('error', (err) => log.debug({ err: err.message }, 'queue error'));
   const store = createJobStore({ redis, queue, webhooks, config, backlogQuota: config.limits.tenantBacklog });
+  const scheduleStore = createScheduleStore({
+    redis,
+    queue,
+    prefix: config.queuePrefix,
+    quota: config.limits.schedulesPerTenant,
+  });
   return {
     queue,
     webhooks,
     store,
-    jobs: createJobService({ config, store }),
+    jobs: createJobService({ config, store, schedules: scheduleStore }),
+    schedules: createScheduleService({ config, store: scheduleStore }),
     metrics: createApiMetrics({ queue, redis, queuePrefix: config.queuePrefix }),
     queues: [queue, webhooks] as Queue[],
     async close(): Promise<void> {

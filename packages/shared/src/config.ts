@@ -90,6 +90,8 @@ const schema = z.object({
   BODY_LIMIT_BYTES: int(1024, 512 * 1024 * 1024).default(1024 * 1024),
   RATE_LIMIT_PER_MINUTE: int(0, 1_000_000).default(600),
   TENANT_BACKLOG_QUOTA: int(0, 100_000_000).default(100_000),
+  SCHEDULES_PER_TENANT: int(0, 100_000).default(100),
+  SCHEDULE_MIN_INTERVAL_MS: int(1000, 86_400_000).default(10_000),
   RESULT_MAX_BYTES: int(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
   RESULT_COMPRESS_BYTES: int(0, 512 * 1024 * 1024).default(64 * 1024),
   RESULT_READ_CONCURRENCY: int(1, 1000).default(4),
@@ -183,6 +185,10 @@ export interface Config {
     bodyBytes: number;
     ratePerMinute: number;
     tenantBacklog: number;
+    /** `SCHEDULES_PER_TENANT`: schedules a tenant may have at once (0: no limit). Default 100. */
+    schedulesPerTenant: number;
+    /** `SCHEDULE_MIN_INTERVAL_MS`: the shortest time between two runs of a schedule. Default 10000. */
+    scheduleMinIntervalMs: number;
     resultMaxBytes: number;
     resultCompressBytes: number;
     /** `RESULT_READ_CONCURRENCY`: result responses decompressed and sent at once, per process. Default 4. */
@@ -296,6 +302,8 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       bodyBytes: e.BODY_LIMIT_BYTES,
       ratePerMinute: e.RATE_LIMIT_PER_MINUTE,
       tenantBacklog: e.TENANT_BACKLOG_QUOTA,
+      schedulesPerTenant: e.SCHEDULES_PER_TENANT,
+      scheduleMinIntervalMs: e.SCHEDULE_MIN_INTERVAL_MS,
       resultMaxBytes: e.RESULT_MAX_BYTES,
       resultCompressBytes: e.RESULT_COMPRESS_BYTES,
       resultReadConcurrency: e.RESULT_READ_CONCURRENCY,

@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'unsupported_media_type',
   'rate_limited',
   'backlog_quota_exceeded',
+  'schedule_quota_exceeded',
   'too_many_streams',
   'redis_unavailable',
   'server_busy',
@@ -38,6 +39,7 @@ export const FAILURE_CODES = [
   'cancelled',
   'unknown_analysis',
   'stalled',
+  'skipped',
 ] as const;
 
 export type FailureCode = (typeof FAILURE_CODES)[number];

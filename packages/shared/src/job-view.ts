@@ -34,6 +34,8 @@ export const jobViewSchema = z
      * to be retried by another (its progress is then the dead attempt's, so it is not shown).
      */
     waiting: z.enum(['worker_lost']).optional(),
+    /** Only on runs of a schedule: the schedule that made the job. */
+    scheduleId: z.string().optional(),
     /** Only on jobs submitted with a webhook: its URL and the delivery attempts, newest first. */
     webhook: webhookViewSchema.optional(),
   })
@@ -61,6 +63,8 @@ export interface JobFields {
   webhookUrl: string | null;
   /** A `returnvalue` is stored: the job completed. */
   hasResult: boolean;
+  /** The schedule that made the job (BullMQ's `rjk`), for runs of a schedule. */
+  scheduleId?: string | null;
 }
 
 /** Everything the job view is made from, read in one O(1) script whatever the backlog. */
@@ -154,6 +158,7 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
     error,
     ...(orphaned ? { waiting: 'worker_lost' as const } : {}),
     links: { self: base, result: `${base}/result`, events: `${base}/events` },
+    ...(job.scheduleId ? { scheduleId: job.scheduleId } : {}),
     ...(job.webhookUrl ? { webhook: { url: job.webhookUrl, deliveries: s.deliveries ?? [] } } : {}),
   };
 }
