@@ -16,6 +16,7 @@ describe("the SDK's own types against the server's schemas", () => {
     expectTypeOf<sdk.WebhookView>().toEqualTypeOf<shared.WebhookView>();
     expectTypeOf<sdk.JobStatus>().toEqualTypeOf<shared.JobStatus>();
     expectTypeOf<sdk.ErrorCode>().toEqualTypeOf<shared.ErrorCode>();
+    expectTypeOf<sdk.ScheduleView>().toEqualTypeOf<shared.ScheduleView>();
     expect([...FINAL_STATUSES]).toEqual([...shared.FINAL_STATUSES]);
   });
 
