@@ -131,10 +131,11 @@ function createAttempt({ config, log, store, schedules, implementations, cancelP
     if (cancelled) throw new PermanentError('cancelled by request', 'cancelled');
     const scheduleId = job.data?.scheduleId;
     if (scheduleId && schedules) {
-      const run = await schedules.startRun(scheduleId, id);
+      const run = await schedules.startRun(job.data.tenant, scheduleId, id);
       if (run === 'skip') {
         throw new PermanentError('the previous run of its schedule was still active (overlap: skip)', 'skipped');
       }
+      if (run === 'full') throw new PermanentError("the tenant's backlog quota was full", 'skipped');
       if (run === 'gone') throw new PermanentError('its schedule was deleted before it started', 'skipped');
     }
 

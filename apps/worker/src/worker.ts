@@ -28,7 +28,12 @@ export interface WorkerDeps {
 export function createAnalysisWorker({ config, log, connection, subscriber, implementations }: WorkerDeps) {
   assertImplementations(implementations);
   const store = createJobRunStore({ redis: connection, prefix: config.queuePrefix });
-  const schedules = createScheduleRunStore({ redis: connection, prefix: config.queuePrefix });
+  const schedules = createScheduleRunStore({
+    redis: connection,
+    prefix: config.queuePrefix,
+    backlogQuota: config.limits.tenantBacklog,
+    backlogTtlSeconds: config.retention.tombstoneSeconds,
+  });
   const processor = createProcessor({ config, log, store, schedules, implementations });
   const worker = new Worker<JobData>(QUEUES.analyses, processor, {
     connection,

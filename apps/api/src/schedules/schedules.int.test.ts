@@ -158,17 +158,36 @@ describe('schedules over HTTP against a real Redis (no worker)', () => {
     const layout = layoutFor(prefix);
     const first = `repeat:${body.id}:1000000000000`;
     const second = `repeat:${body.id}:1000000060000`;
-    expect(await runs.startRun(body.id, first)).toBe('run');
+    expect(await runs.startRun('a', body.id, first)).toBe('run');
     // A retry of the same run is not a new run.
-    expect(await runs.startRun(body.id, first)).toBe('run');
+    expect(await runs.startRun('a', body.id, first)).toBe('run');
     await redis.set(layout.lock('analyses', first), 'token', 'PX', 60_000);
-    expect(await runs.startRun(body.id, second)).toBe('skip');
+    expect(await runs.startRun('a', body.id, second)).toBe('skip');
     await redis.del(layout.lock('analyses', first));
     const third = `repeat:${body.id}:1000000120000`;
-    expect(await runs.startRun(body.id, third)).toBe('run');
+    expect(await runs.startRun('a', body.id, third)).toBe('run');
     const view = (await get(`/v1/schedules/${body.id}`)).body;
     expect(view).toMatchObject({ runs: 2, skipped: 1, lastRun: { id: third } });
     await request(ctx.app).delete(`/v1/schedules/${body.id}`).set('Authorization', A);
-    expect(await runs.startRun(body.id, `repeat:${body.id}:1000000180000`)).toBe('gone');
+    expect(await runs.startRun('a', body.id, `repeat:${body.id}:1000000180000`)).toBe('gone');
+  });
+
+  it("when a run starts while the tenant's backlog quota is full, then it is skipped and counted, and takes a place otherwise", async () => {
+    const { body } = await create({ ...sim, everyMs: 60_000 }, B);
+    const runs = createScheduleRunStore({ redis, prefix, backlogQuota: 1, settleMs: 0 });
+    const layout = layoutFor(prefix);
+    // Tenant b's one unfinished job fills a quota of 1.
+    const queued = await request(ctx.app)
+      .post('/v1/jobs')
+      .set('Authorization', B)
+      .send({ ...sim, delayMs: 60_000 });
+    expect(queued.status).toBe(202);
+    expect(await runs.startRun('b', body.id, `repeat:${body.id}:1000000000000`)).toBe('full');
+    expect((await get(`/v1/schedules/${body.id}`, B)).body).toMatchObject({ runs: 0, skipped: 1 });
+    await request(ctx.app).delete(`/v1/jobs/${queued.body.id}`).set('Authorization', B);
+    const next = `repeat:${body.id}:1000000060000`;
+    expect(await runs.startRun('b', body.id, next)).toBe('run');
+    expect(await redis.zscore(layout.backlog('b'), next)).not.toBeNull();
+    await request(ctx.app).delete(`/v1/schedules/${body.id}`).set('Authorization', B);
   });
 });

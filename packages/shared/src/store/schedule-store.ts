@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { AnalysisContract } from '../analysis.ts';
 import type { RedisConnection } from '../redis.ts';
-import { type Layout, layoutFor, QUEUES } from './bullmq-layout.ts';
+import { type Layout, layoutFor, OWN_FIELDS, QUEUES } from './bullmq-layout.ts';
 import { jobData, jobOptionsFor } from './job-store.ts';
 
 /**
@@ -58,7 +58,9 @@ return 1`;
 /**
  * The start of a run, in one step: a run already started (a retry, or a stalled run picked up
  * again) runs on; a run of a deleted schedule is skipped; with overlap `skip`, a run whose
- * schedule's last started run still holds its lock is skipped and counted; otherwise the run is
+ * schedule's last started run still holds its lock is skipped and counted; a run that would take
+ * the tenant past its backlog quota is skipped and counted (finished entries among the 200 oldest
+ * are dropped first, as the API's admission does); otherwise the run takes a backlog place, is
  * counted, recorded as the schedule's last, and added to its run list. The run list's two oldest
  * entries are dropped on the way when retention removed their job, so it stays bounded.
  */
@@ -66,15 +68,35 @@ const START_RUN = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 local active = redis.call('HGET', KEYS[1], 'active')
 if active == ARGV[1] then return 'run' end
+local jobs = ARGV[3]
 local old = redis.call('ZRANGE', KEYS[2], 0, 1)
 for _, id in ipairs(old) do
-  if redis.call('EXISTS', ARGV[3] .. id) == 0 then redis.call('ZREM', KEYS[2], id) end
+  if redis.call('EXISTS', jobs .. id) == 0 then redis.call('ZREM', KEYS[2], id) end
 end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 if active and redis.call('HGET', KEYS[1], 'overlap') == 'skip'
-  and redis.call('EXISTS', ARGV[3] .. active .. ':lock') == 1 then
+  and redis.call('EXISTS', jobs .. active .. ':lock') == 1 then
   redis.call('HINCRBY', KEYS[1], 'skipped', 1)
   return 'skip'
+end
+local quota = tonumber(ARGV[4])
+if quota > 0 then
+  if redis.call('ZCARD', KEYS[3]) >= quota then
+    local oldest = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[6]), 'LIMIT', 0, 200)
+    for _, id in ipairs(oldest) do
+      local k = jobs .. id
+      if redis.call('EXISTS', k) == 0 or redis.call('HEXISTS', k, 'finishedOn') == 1
+        or redis.call('HEXISTS', k, '${OWN_FIELDS.cancelledAt}') == 1 then
+        redis.call('ZREM', KEYS[3], id)
+      end
+    end
+  end
+  if redis.call('ZCARD', KEYS[3]) >= quota then
+    redis.call('HINCRBY', KEYS[1], 'skipped', 1)
+    return 'full'
+  end
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
 end
 redis.call('HINCRBY', KEYS[1], 'runs', 1)
 redis.call('HSET', KEYS[1], 'active', ARGV[1], 'lastRunId', ARGV[1], 'lastRunAt', ARGV[2])
@@ -260,22 +282,46 @@ export function createScheduleStore({ redis, queue, prefix, quota }: ScheduleSto
 
 export type ScheduleStore = ReturnType<typeof createScheduleStore>;
 
-/** What the worker does with a run when it starts. */
-export type RunStart = 'run' | 'skip' | 'gone';
+/**
+ * What the worker does with a run when it starts: run it, or skip it because the previous run is
+ * still active (`skip`), the tenant's backlog quota is full (`full`) or the schedule is gone.
+ */
+export type RunStart = 'run' | 'skip' | 'full' | 'gone';
 
-/** The worker's side of schedules: the start of each run (overlap, counters, run list). */
-export function createScheduleRunStore({ redis, prefix }: { redis: RedisConnection; prefix: string }) {
+export interface ScheduleRunStoreDeps {
+  redis: RedisConnection;
+  prefix: string;
+  /** The tenant backlog quota runs count against (`TENANT_BACKLOG_QUOTA`); 0 turns it off. */
+  backlogQuota?: number;
+  /** How long a backlog set outlives its newest entry (the tombstone's life, as the API sets it). */
+  backlogTtlSeconds?: number;
+  /** Backlog entries younger than this are never dropped: their job may still be being added. */
+  settleMs?: number;
+}
+
+/** The worker's side of schedules: the start of each run (overlap, backlog place, counters, run list). */
+export function createScheduleRunStore({
+  redis,
+  prefix,
+  backlogQuota = 0,
+  backlogTtlSeconds = 86_400,
+  settleMs = 10_000,
+}: ScheduleRunStoreDeps) {
   const layout = layoutFor(prefix);
   return {
-    async startRun(scheduleId: string, jobId: string): Promise<RunStart> {
+    async startRun(tenant: string, scheduleId: string, jobId: string): Promise<RunStart> {
       return (await redis.eval(
         START_RUN,
-        2,
+        3,
         layout.schedule(scheduleId),
         layout.scheduleRuns(scheduleId),
+        layout.backlog(tenant),
         jobId,
         String(Date.now()),
         `${layout.queueKey(QUEUES.analyses)}:`,
+        String(backlogQuota),
+        String(backlogTtlSeconds),
+        String(settleMs),
       )) as RunStart;
     },
   };
