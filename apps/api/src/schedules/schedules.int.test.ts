@@ -5,6 +5,7 @@ import {
   layoutFor,
   loadConfig,
   type RedisConnection,
+  SCHEDULER_RUN_ID,
 } from '@longhaul/shared';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -74,6 +75,18 @@ describe('schedules over HTTP against a real Redis (no worker)', () => {
     const data = { ...scheduler?.template?.data };
     expect(Object.keys(data)).toEqual(['tenant', 'input', 'scheduleId']);
     expect(data).toMatchObject({ tenant: 'a', input: { durationMs: 10 }, scheduleId: res.body.id });
+    // Layout assumptions (bullmq-layout.ts): the scheduler set's score is the next due time, and
+    // the pending run is the job `repeat:{id}:{due}` whose hash names the scheduler in `rjk`.
+    const layout = layoutFor(prefix);
+    const due = await redis.zscore(layout.jobSchedulers('analyses'), res.body.id);
+    expect(Number(due)).toBe(Date.parse(res.body.nextRunAt));
+    const runId = `repeat:${res.body.id}:${due}`;
+    expect(SCHEDULER_RUN_ID.test(runId)).toBe(true);
+    expect(await redis.hget(layout.job('analyses', runId), 'rjk')).toBe(res.body.id);
+    const pending = await get(`/v1/jobs/${runId}`);
+    // With `everyMs`, BullMQ makes the first run due at once (queued); later ones wait as delayed.
+    expect(pending.body).toMatchObject({ id: runId, status: 'queued', scheduleId: res.body.id });
+    expect((await get(`/v1/jobs/${runId}`, B)).status).toBe(404);
     await request(ctx.app).delete(`/v1/schedules/${res.body.id}`).set('Authorization', A);
   });
 
@@ -189,5 +202,22 @@ describe('schedules over HTTP against a real Redis (no worker)', () => {
     expect(await runs.startRun('b', body.id, next)).toBe('run');
     expect(await redis.zscore(layout.backlog('b'), next)).not.toBeNull();
     await request(ctx.app).delete(`/v1/schedules/${body.id}`).set('Authorization', B);
+  });
+
+  it('when a schedule id or query is malformed, then it answers 404 or 400, never 5xx', async () => {
+    for (const id of [
+      'sch_x',
+      'sch_01m93hzanvmgpac84jvmpz6xs2',
+      '..%2F..%2Fetc',
+      'sch_01M93HZANVMGPAC84JVMPZ6XS2%00',
+      'a:b',
+    ]) {
+      expect((await get(`/v1/schedules/${id}`)).status).toBe(404);
+    }
+    expect((await get('/v1/jobs?schedule=nope')).status).toBe(400);
+    expect((await get('/v1/jobs?cursor=repeat:sch_x:1')).status).toBe(400);
+    const notJson = await request(ctx.app).post('/v1/schedules').set('Authorization', A).send('type=simulate');
+    expect(notJson.status).toBe(415);
+    expect((await create({ ...sim, everyMs: 60_000, extra: 1 })).status).toBe(400);
   });
 });
