@@ -129,4 +129,27 @@ describe('the longhaul CLI against a real api and worker', () => {
     expect(wrongKey.code).toBe(1);
     expect(wrongKey.stderr).toMatch(/unauthorized/);
   });
+
+  it('when schedules are managed from the CLI, then create, list, pause, resume and delete work and a bad cron exits 2', async () => {
+    const created = await run(
+      ['schedules', 'create', 'simulate', '--input', '{"durationMs":10}', '--cron', '0 3 * * *'],
+      env,
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const id = created.stdout.trim();
+    expect(id).toMatch(/^sch_\w{26}$/);
+    const list = await run(['schedules', 'list'], env);
+    expect(list.stdout).toContain(`${id}  simulate  cron "0 3 * * *" UTC`);
+    expect((await run(['schedules', 'pause', id], env)).stdout).toMatch(/paused/);
+    expect((await run(['schedules', 'resume', id], env)).stdout).toMatch(/next 20/);
+    expect((await run(['--json', 'schedules', 'get', id], env)).stdout).toContain('"overlap": "skip"');
+    expect((await run(['schedules', 'delete', id], env)).stdout).toMatch(/^deleted sch_/);
+    expect((await run(['schedules', 'get', id], env)).code).toBe(1);
+    const bad = await run(
+      ['schedules', 'create', 'simulate', '--input', '{"durationMs":10}', '--cron', '0 3 * *'],
+      env,
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/cron/);
+  });
 });

@@ -17,6 +17,7 @@ describe("the SDK's own types against the server's schemas", () => {
     expectTypeOf<sdk.StepView>().toEqualTypeOf<shared.StepView>();
     expectTypeOf<sdk.JobStatus>().toEqualTypeOf<shared.JobStatus>();
     expectTypeOf<sdk.ErrorCode>().toEqualTypeOf<shared.ErrorCode>();
+    expectTypeOf<sdk.ScheduleView>().toEqualTypeOf<shared.ScheduleView>();
     expect([...FINAL_STATUSES]).toEqual([...shared.FINAL_STATUSES]);
   });
 

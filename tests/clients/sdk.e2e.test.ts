@@ -86,4 +86,24 @@ describe('the typed SDK against a real api and worker', () => {
     expect((await client.cancel(queued.id)).status).toBe('cancelled');
     expect((await client.list({ status: 'cancelled' })).jobs.map((j) => j.id)).toContain(queued.id);
   });
+
+  it('when schedules are created, listed, paused, resumed and deleted with the SDK, then each call answers the schedule view', async () => {
+    const created = await client.schedules.create({
+      type: 'simulate',
+      input: { durationMs: 10 },
+      cron: '0 9 * * 1-5',
+      timezone: 'Europe/Paris',
+    });
+    expect(created).toMatchObject({ cron: '0 9 * * 1-5', timezone: 'Europe/Paris', paused: false, runs: 0 });
+    expect((await client.schedules.list()).map((s) => s.id)).toContain(created.id);
+    expect((await client.schedules.pause(created.id)).paused).toBe(true);
+    expect((await client.schedules.resume(created.id)).nextRunAt).not.toBeNull();
+    expect((await client.list({ schedule: created.id })).jobs).toEqual([]);
+    const bad = await client.schedules
+      .create({ type: 'simulate', input: { durationMs: 10 }, cron: '0 99 * * *' })
+      .catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(BadRequestError);
+    await client.schedules.delete(created.id);
+    expect(await client.schedules.get(created.id).catch((e: unknown) => e)).toBeInstanceOf(NotFoundError);
+  });
 });

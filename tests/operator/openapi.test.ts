@@ -48,6 +48,8 @@ describe('the OpenAPI document', () => {
         '/v1/jobs/{id}',
         '/v1/jobs/{id}/result',
         '/v1/analyses',
+        '/v1/schedules',
+        '/v1/schedules/{id}',
         '/healthz',
         '/readyz',
       ]),
@@ -59,5 +61,8 @@ describe('the OpenAPI document', () => {
     expect(doc.components.schemas).toHaveProperty('SimulateInput');
     expect(doc.components.schemas).toHaveProperty('JobView');
     expect(doc.components.schemas).toHaveProperty('Error');
+    expect(Object.keys(doc.paths['/v1/schedules/{id}'] ?? {})).toEqual(['get', 'patch', 'delete']);
+    expect(doc.components.schemas).toHaveProperty('ScheduleView');
+    expect(doc.components.schemas).toHaveProperty('CreateSchedule');
   });
 });

@@ -19,6 +19,8 @@ import type { JobService } from './jobs/job-service.ts';
 import { createResultStream } from './jobs/result-stream.ts';
 import { jobRoutes } from './jobs/routes.ts';
 import type { ApiMetrics } from './metrics.ts';
+import { scheduleRoutes } from './schedules/routes.ts';
+import type { ScheduleService } from './schedules/schedule-service.ts';
 
 export interface AppDeps {
   config: Config;
@@ -27,6 +29,8 @@ export interface AppDeps {
   redis: RedisConnection;
   /** The job use-cases (`createJobService` over the job store). */
   jobs: JobService;
+  /** The schedule use-cases. Without them, `/v1/schedules` is not served. */
+  schedules?: ScheduleService;
   /** Queues shown in Bull Board. */
   queues: Queue[];
   /** Prometheus metrics. */
@@ -39,7 +43,7 @@ export interface AppDeps {
  * Builds the HTTP app from its services. Never listens, never reads the environment and never
  * opens a connection: `main.ts` does, and tests call this with their own services.
  */
-export function createApp({ config, log, redis, jobs, queues, events, metrics }: AppDeps): Express {
+export function createApp({ config, log, redis, jobs, schedules, queues, events, metrics }: AppDeps): Express {
   // Requests wait for a busy Redis (up to 5 s) but answer 503 at once when it is down or silent
   // for REDIS_COMMAND_TIMEOUT_MS: see redis-liveness.ts for why one timeout cannot do both.
   const liveness = createRedisLiveness(redis, { silentMs: config.limits.redisCommandTimeoutMs });
@@ -125,6 +129,14 @@ export function createApp({ config, log, redis, jobs, queues, events, metrics }:
     requireRedis,
     jobRoutes(jobs, deadline, results),
   );
+  if (schedules) {
+    v1.use(
+      '/schedules',
+      express.json({ limit: config.limits.bodyBytes, strict: true }),
+      requireRedis,
+      scheduleRoutes(schedules, deadline),
+    );
+  }
   app.use('/v1', v1);
 
   app.use(notFoundHandler);

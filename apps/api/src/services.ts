@@ -1,6 +1,7 @@
 import {
   type Config,
   createJobStore,
+  createScheduleStore,
   type JobData,
   type Logger,
   QUEUES,
@@ -11,6 +12,7 @@ import {
 import { Queue } from 'bullmq';
 import { createJobService } from './jobs/job-service.ts';
 import { createApiMetrics } from './metrics.ts';
+import { createScheduleService } from './schedules/schedule-service.ts';
 
 export interface ApiServicesDeps {
   config: Config;
@@ -51,11 +53,18 @@ export function createApiServices({ config, log, redis, queueConnection = redis 
     backlogQuota: config.limits.tenantBacklog,
     storageBudget: (tenant) => tenantStorageBudget(config.limits, tenant),
   });
+  const scheduleStore = createScheduleStore({
+    redis,
+    queue,
+    prefix: config.queuePrefix,
+    quota: config.limits.schedulesPerTenant,
+  });
   return {
     queue,
     webhooks,
     store,
-    jobs: createJobService({ config, store }),
+    jobs: createJobService({ config, store, schedules: scheduleStore }),
+    schedules: createScheduleService({ config, store: scheduleStore }),
     metrics: createApiMetrics({ queue, redis, queuePrefix: config.queuePrefix }),
     queues: [queue, webhooks] as Queue[],
     async close(): Promise<void> {

@@ -8,6 +8,7 @@ import {
   type Progress,
   ResultTooLargeError,
   recordQueueWait,
+  type ScheduleRunStore,
   tenantStorageBudget,
   withJobSpan,
 } from '@longhaul/shared';
@@ -35,6 +36,8 @@ export interface RunJobDeps {
   log: Logger;
   store: JobRunStore;
   implementations: Record<string, Analysis>;
+  /** Runs of schedules: overlap, counters and run list, recorded as each run starts. */
+  schedules?: ScheduleRunStore;
   /** How often an active job re-reads its cancel flag (the pub/sub message is the fast path). */
   cancelPollMs?: number;
 }
@@ -128,7 +131,7 @@ export function createProcessor(deps: RunJobDeps) {
   };
 }
 
-function createAttempt({ config, log, store, implementations, cancelPollMs = 2_000 }: RunJobDeps) {
+function createAttempt({ config, log, store, schedules, implementations, cancelPollMs = 2_000 }: RunJobDeps) {
   return async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
     const id = job.id ?? '';
     const attempt = job.attemptsMade + 1;
@@ -145,6 +148,15 @@ function createAttempt({ config, log, store, implementations, cancelPollMs = 2_0
 
     const { cancelled, checkpoint: saved, steps: storedSteps } = await store.start(id);
     if (cancelled) throw new PermanentError('cancelled by request', 'cancelled');
+    const scheduleId = job.data?.scheduleId;
+    if (scheduleId && schedules) {
+      const run = await schedules.startRun(job.data.tenant, scheduleId, id);
+      if (run === 'skip') {
+        throw new PermanentError('the previous run of its schedule was still active (overlap: skip)', 'skipped');
+      }
+      if (run === 'full') throw new PermanentError("the tenant's backlog quota was full", 'skipped');
+      if (run === 'gone') throw new PermanentError('its schedule was deleted before it started', 'skipped');
+    }
 
     const timeout = new AbortController();
     const timer = setTimeout(

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type Config,
   createJobRunStore,
+  createScheduleRunStore,
   type JobData,
   type Logger,
   QUEUES,
@@ -27,7 +28,13 @@ export interface WorkerDeps {
 export function createAnalysisWorker({ config, log, connection, subscriber, implementations }: WorkerDeps) {
   assertImplementations(implementations);
   const store = createJobRunStore({ redis: connection, prefix: config.queuePrefix });
-  const processor = createProcessor({ config, log, store, implementations });
+  const schedules = createScheduleRunStore({
+    redis: connection,
+    prefix: config.queuePrefix,
+    backlogQuota: config.limits.tenantBacklog,
+    backlogTtlSeconds: config.retention.tombstoneSeconds,
+  });
+  const processor = createProcessor({ config, log, store, schedules, implementations });
   const worker = new Worker<JobData>(QUEUES.analyses, processor, {
     connection,
     prefix: config.queuePrefix,

@@ -10,6 +10,9 @@ import {
   type JobResult,
   type JobView,
   type ListQuery,
+  type ScheduleCreate,
+  type ScheduleUpdate,
+  type ScheduleView,
   type SubmitOptions,
 } from './types.ts';
 
@@ -123,6 +126,29 @@ export class LonghaulClient {
     const qs = params.size > 0 ? `?${params}` : '';
     return this.#request<JobPage>('GET', `/v1/jobs${qs}`);
   }
+
+  /**
+   * Recurring analyses: each run is an ordinary job of the tenant, listed with
+   * `list({ schedule: id })`.
+   */
+  readonly schedules = {
+    /** Creates a schedule (`cron` or `everyMs`); resolves with its view. */
+    create: <N extends AnalysisName>(schedule: ScheduleCreate<N>): Promise<ScheduleView> =>
+      this.#request<ScheduleView>('POST', '/v1/schedules', schedule),
+    /** The tenant's schedules. */
+    list: async (): Promise<ScheduleView[]> =>
+      (await this.#request<{ schedules: ScheduleView[] }>('GET', '/v1/schedules')).schedules,
+    get: (id: string): Promise<ScheduleView> =>
+      this.#request<ScheduleView>('GET', `/v1/schedules/${encodeURIComponent(id)}`),
+    /** Pauses or resumes, retimes, or changes the input. */
+    update: (id: string, change: ScheduleUpdate): Promise<ScheduleView> =>
+      this.#request<ScheduleView>('PATCH', `/v1/schedules/${encodeURIComponent(id)}`, change),
+    pause: (id: string): Promise<ScheduleView> => this.schedules.update(id, { paused: true }),
+    resume: (id: string): Promise<ScheduleView> => this.schedules.update(id, { paused: false }),
+    /** Deletes the schedule; runs already made stay readable. Resolves with its last view. */
+    delete: (id: string): Promise<ScheduleView> =>
+      this.#request<ScheduleView>('DELETE', `/v1/schedules/${encodeURIComponent(id)}`),
+  };
 
   /**
    * The job's live events: a `snapshot`, then `status` and `progress`, and one final `completed`,

@@ -73,6 +73,8 @@ export interface JobView {
   webhook?: WebhookView | undefined;
   /** Only on jobs that ran durable steps: each step, in the order it first started. */
   steps?: StepView[] | undefined;
+  /** Only on runs of a schedule: the schedule that made the job. */
+  scheduleId?: string | undefined;
 }
 
 /** Codes of the API's error body `{ error: { code, message, details? } }`. */
@@ -92,6 +94,7 @@ export type ErrorCode =
   | 'rate_limited'
   | 'backlog_quota_exceeded'
   | 'storage_quota_exceeded'
+  | 'schedule_quota_exceeded'
   | 'redis_unavailable'
   | 'too_many_streams'
   | 'server_busy'
@@ -208,6 +211,8 @@ export interface SubmitOptions {
 export interface ListQuery {
   status?: JobStatus;
   type?: string;
+  /** Only the runs of this schedule (`sch_…`), newest first. */
+  schedule?: string;
   /** `nextCursor` of the previous page. */
   cursor?: string;
   /** @defaultValue 20 (at most 100) */
@@ -244,3 +249,67 @@ export type JobEvent =
   | { type: 'status'; id?: string; data: { id: string; status: JobStatus } }
   | { type: 'progress'; id?: string; data: ProgressData }
   | { type: 'completed' | 'failed' | 'cancelled'; id?: string; data: JobView };
+
+/** A run due while the schedule's previous run is still active: `skip` it (counted) or `queue` it. */
+export type Overlap = 'skip' | 'queue';
+
+/** `POST /v1/schedules`: a recurring analysis. Give `cron` or `everyMs`, not both. */
+export interface ScheduleCreate<N extends AnalysisName = AnalysisName> {
+  type: N;
+  input: AnalysisInput<N>;
+  /** 5 fields (minute first) or 6 (second first). */
+  cron?: string | undefined;
+  everyMs?: number | undefined;
+  /** IANA time zone of `cron`. @defaultValue 'UTC' */
+  timezone?: string | undefined;
+  /** ISO 8601: no run before. */
+  startAt?: string | undefined;
+  /** ISO 8601: no run after. */
+  endAt?: string | undefined;
+  /** Runs at most. */
+  limit?: number | undefined;
+  /** Priority of each run, 1 to 1000. @defaultValue 500 */
+  priority?: number | undefined;
+  /** @defaultValue 'skip' */
+  overlap?: Overlap | undefined;
+}
+
+/** `PATCH /v1/schedules/:id`: pause or resume, new timing, new input. */
+export interface ScheduleUpdate {
+  paused?: boolean | undefined;
+  input?: unknown;
+  cron?: string | undefined;
+  everyMs?: number | undefined;
+  timezone?: string | undefined;
+  startAt?: string | null | undefined;
+  endAt?: string | null | undefined;
+  limit?: number | null | undefined;
+  priority?: number | undefined;
+  overlap?: Overlap | undefined;
+}
+
+/** The schedule view. Times are ISO 8601 strings. */
+export interface ScheduleView {
+  id: string;
+  type: string;
+  input: unknown;
+  cron: string | null;
+  everyMs: number | null;
+  timezone: string;
+  startAt: string | null;
+  endAt: string | null;
+  limit: number | null;
+  priority: number;
+  overlap: Overlap;
+  paused: boolean;
+  createdAt: string;
+  /** Due time of the next run; null when paused or when the schedule has no run left. */
+  nextRunAt: string | null;
+  /** The last run a worker started. */
+  lastRun: { id: string; startedAt: string } | null;
+  /** Runs started. */
+  runs: number;
+  /** Runs skipped because the previous one was still active (overlap `skip`). */
+  skipped: number;
+  links: { self: string; runs: string };
+}

@@ -107,6 +107,8 @@ const schema = z.object({
   TENANT_STORAGE_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(256 * 1024 * 1024),
   TENANT_STORAGE_OVERRIDES: storageOverrides.optional(),
   CHECKPOINT_MAX_BYTES: int(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
+  SCHEDULES_PER_TENANT: int(0, 100_000).default(100),
+  SCHEDULE_MIN_INTERVAL_MS: int(1000, 86_400_000).default(10_000),
   RESULT_MAX_BYTES: int(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
   RESULT_COMPRESS_BYTES: int(0, 512 * 1024 * 1024).default(64 * 1024),
   STEP_RESULT_MAX_BYTES: int(2, 64 * 1024 * 1024).default(1024 * 1024),
@@ -209,6 +211,10 @@ export interface Config {
     tenantStorage: { bytes: number; overrides: Map<string, number> };
     /** `CHECKPOINT_MAX_BYTES`: largest checkpoint (JSON) a job may save; past it, the job fails for good. Default 16 MiB. */
     checkpointMaxBytes: number;
+    /** `SCHEDULES_PER_TENANT`: schedules a tenant may have at once (0: no limit). Default 100. */
+    schedulesPerTenant: number;
+    /** `SCHEDULE_MIN_INTERVAL_MS`: the shortest time between two runs of a schedule. Default 10000. */
+    scheduleMinIntervalMs: number;
     resultMaxBytes: number;
     resultCompressBytes: number;
     /** `STEP_RESULT_MAX_BYTES`: largest JSON result a durable step may store; above it the job fails. Default 1 MiB. */
@@ -326,6 +332,8 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       tenantBacklog: e.TENANT_BACKLOG_QUOTA,
       tenantStorage: { bytes: e.TENANT_STORAGE_BYTES, overrides: e.TENANT_STORAGE_OVERRIDES ?? new Map() },
       checkpointMaxBytes: e.CHECKPOINT_MAX_BYTES,
+      schedulesPerTenant: e.SCHEDULES_PER_TENANT,
+      scheduleMinIntervalMs: e.SCHEDULE_MIN_INTERVAL_MS,
       resultMaxBytes: e.RESULT_MAX_BYTES,
       resultCompressBytes: e.RESULT_COMPRESS_BYTES,
       stepResultMaxBytes: e.STEP_RESULT_MAX_BYTES,

@@ -15,6 +15,7 @@ export const ERROR_CODES = [
   'rate_limited',
   'backlog_quota_exceeded',
   'storage_quota_exceeded',
+  'schedule_quota_exceeded',
   'too_many_streams',
   'redis_unavailable',
   'server_busy',
@@ -40,6 +41,7 @@ export const FAILURE_CODES = [
   'cancelled',
   'unknown_analysis',
   'stalled',
+  'skipped',
 ] as const;
 
 export type FailureCode = (typeof FAILURE_CODES)[number];

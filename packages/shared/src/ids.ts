@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { encodeTime } from 'ulid';
+import { SCHEDULER_RUN_ID } from './store/bullmq-layout.ts';
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
@@ -31,7 +32,22 @@ export function newJobId(now = Date.now()): string {
 
 const JOB_ID = /^job_[0-9A-HJKMNP-TV-Z]{26}$/;
 
-/** Whether a string is shaped like one of our job ids (checked before any Redis read). */
+/**
+ * Whether a string is shaped like one of our job ids (checked before any Redis read): ours, or
+ * the id BullMQ gives a run of a schedule (its schedule id is unguessable, so the run's is too).
+ */
 export function isJobId(id: string): boolean {
-  return JOB_ID.test(id);
+  return JOB_ID.test(id) || SCHEDULER_RUN_ID.test(id);
+}
+
+/** Schedule ids: `sch_` + a ULID; they are also the ids of their BullMQ job schedulers. */
+export function newScheduleId(now = Date.now()): string {
+  return `sch_${encodeTime(now, 10)}${randomPart()}`;
+}
+
+const SCHEDULE_ID = /^sch_[0-9A-HJKMNP-TV-Z]{26}$/;
+
+/** Whether a string is shaped like a schedule id (checked before any Redis read). */
+export function isScheduleId(id: string): boolean {
+  return SCHEDULE_ID.test(id);
 }

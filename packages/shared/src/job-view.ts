@@ -62,6 +62,8 @@ export const jobViewSchema = z
      * to be retried by another (its progress is then the dead attempt's, so it is not shown).
      */
     waiting: z.enum(['worker_lost']).optional(),
+    /** Only on runs of a schedule: the schedule that made the job. */
+    scheduleId: z.string().optional(),
     /** Only on jobs submitted with a webhook: its URL and the delivery attempts, newest first. */
     webhook: webhookViewSchema.optional(),
     /** Only on jobs that ran durable steps (`ctx.step`): each step, in the order it first started. */
@@ -93,6 +95,8 @@ export interface JobFields {
   hasResult: boolean;
   /** The job's durable steps, if it ran any. */
   steps?: StepRecord[] | undefined;
+  /** The schedule that made the job (BullMQ's `rjk`), for runs of a schedule. */
+  scheduleId?: string | null;
 }
 
 /** Everything the job view is made from, read in one O(1) script whatever the backlog. */
@@ -186,6 +190,7 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
     error,
     ...(orphaned ? { waiting: 'worker_lost' as const } : {}),
     links: { self: base, result: `${base}/result`, events: `${base}/events` },
+    ...(job.scheduleId ? { scheduleId: job.scheduleId } : {}),
     ...(job.webhookUrl ? { webhook: { url: job.webhookUrl, deliveries: s.deliveries ?? [] } } : {}),
     ...(job.steps && job.steps.length > 0 ? { steps: job.steps.map(stepView) } : {}),
   };

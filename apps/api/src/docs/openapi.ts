@@ -1,6 +1,7 @@
-import { analyses, ERROR_CODES, jobViewSchema } from '@longhaul/shared';
+import { analyses, ERROR_CODES, jobViewSchema, scheduleViewSchema } from '@longhaul/shared';
 import { z } from 'zod';
 import { listQuerySchema, submitBodySchema } from '../jobs/schemas.ts';
+import { createScheduleBodySchema, updateScheduleBodySchema } from '../schedules/schemas.ts';
 
 /** `{ error: { code, message, details? } }`: every error the API answers. */
 export const errorBodySchema = z
@@ -29,6 +30,8 @@ const jobResultSchema = z
     result: z.unknown().describe("The analysis' result; see GET /v1/analyses for its JSON Schema."),
   })
   .meta({ id: 'JobResult' });
+
+const scheduleListSchema = z.object({ schedules: z.array(scheduleViewSchema) }).meta({ id: 'ScheduleList' });
 
 const analysisListSchema = z
   .object({
@@ -80,8 +83,15 @@ const jobId = {
   name: 'id',
   in: 'path',
   required: true,
-  description: 'A job id as returned on submit (`job_` and a ULID).',
-  schema: { type: 'string', pattern: '^job_[0-9A-HJKMNP-TV-Z]{26}$' },
+  description: 'A job id as returned on submit (`job_` and a ULID), or a run of a schedule (`repeat:sch_…:<due ms>`).',
+  schema: { type: 'string', pattern: '^(job_[0-9A-HJKMNP-TV-Z]{26}|repeat:sch_[0-9A-HJKMNP-TV-Z]{26}:[0-9]{13})$' },
+};
+const scheduleId = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  description: 'A schedule id as returned on create (`sch_` and a ULID).',
+  schema: { type: 'string', pattern: '^sch_[0-9A-HJKMNP-TV-Z]{26}$' },
 };
 const common = {
   '401': error('Missing or invalid API key.'),
@@ -119,6 +129,10 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
     { id: 'JobList', schema: jobListSchema, io: 'output' },
     { id: 'JobResult', schema: jobResultSchema, io: 'output' },
     { id: 'AnalysisList', schema: analysisListSchema, io: 'output' },
+    { id: 'CreateSchedule', schema: createScheduleBodySchema, io: 'input' },
+    { id: 'UpdateSchedule', schema: updateScheduleBodySchema, io: 'input' },
+    { id: 'ScheduleView', schema: scheduleViewSchema, io: 'output' },
+    { id: 'ScheduleList', schema: scheduleListSchema, io: 'output' },
     { id: 'Error', schema: errorBodySchema, io: 'output' },
   ]);
   const inputList = analysisInputs.map((a) => `\`${a.id}\``).join(', ');
@@ -133,7 +147,7 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
     },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],
-    tags: [{ name: 'jobs' }, { name: 'analyses' }, { name: 'health' }],
+    tags: [{ name: 'jobs' }, { name: 'schedules' }, { name: 'analyses' }, { name: 'health' }],
     paths: {
       '/v1/jobs': {
         post: {
@@ -227,6 +241,80 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
             '404': error('No such job for this tenant.'),
             '409': error('The job has not completed; `details` is the job view.'),
             '410': error('Retention removed the job.'),
+            ...common,
+          },
+        },
+      },
+      '/v1/schedules': {
+        post: {
+          tags: ['schedules'],
+          operationId: 'createSchedule',
+          summary: 'Create a recurring analysis',
+          description:
+            'Give `cron` (with `timezone`) or `everyMs`. Each run is an ordinary job of the tenant with ' +
+            '`scheduleId`, listed with `GET /v1/jobs?schedule=`. `webhook` is refused on schedules.',
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': {
+                schema: { $ref: '#/components/schemas/CreateSchedule' },
+                example: { type: 'simulate', input: { durationMs: 5000 }, cron: '0 2 * * *', timezone: 'Europe/Paris' },
+              },
+            },
+          },
+          responses: {
+            '201': {
+              description: 'Created: BullMQ holds its job scheduler.',
+              headers: { Location: { description: 'The schedule URL.', schema: { type: 'string' } } },
+              content: json('ScheduleView'),
+            },
+            '400': error('Unknown analysis, invalid input or timing (field details, e.g. `cron.hour`), or a webhook.'),
+            ...common,
+            '415': error('The body is not JSON.'),
+            '429': error('The tenant has as many schedules as SCHEDULES_PER_TENANT.', retryAfter),
+          },
+        },
+        get: {
+          tags: ['schedules'],
+          operationId: 'listSchedules',
+          summary: "The tenant's schedules",
+          responses: { '200': { description: 'The schedules.', content: json('ScheduleList') }, ...common },
+        },
+      },
+      '/v1/schedules/{id}': {
+        get: {
+          tags: ['schedules'],
+          operationId: 'getSchedule',
+          summary: 'The schedule view',
+          parameters: [scheduleId],
+          responses: {
+            '200': { description: 'The schedule.', content: json('ScheduleView') },
+            '404': error('No such schedule for this tenant.'),
+            ...common,
+          },
+        },
+        patch: {
+          tags: ['schedules'],
+          operationId: 'updateSchedule',
+          summary: 'Pause or resume, retime, change the input',
+          parameters: [scheduleId],
+          requestBody: { required: true, content: json('UpdateSchedule') },
+          responses: {
+            '200': { description: 'The schedule as changed.', content: json('ScheduleView') },
+            '400': error('Invalid input or timing.'),
+            '404': error('No such schedule for this tenant.'),
+            ...common,
+          },
+        },
+        delete: {
+          tags: ['schedules'],
+          operationId: 'deleteSchedule',
+          summary: 'Delete a schedule',
+          description: 'Its scheduler and next, not yet due, run are removed; runs already made stay readable.',
+          parameters: [scheduleId],
+          responses: {
+            '200': { description: 'Deleted; its last view.', content: json('ScheduleView') },
+            '404': error('No such schedule for this tenant.'),
             ...common,
           },
         },

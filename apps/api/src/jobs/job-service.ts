@@ -10,6 +10,7 @@ import {
   type JobStore,
   type JobView,
   newJobId,
+  type ScheduleStore,
   statusOf,
   toJobView,
 } from '@longhaul/shared';
@@ -20,6 +21,8 @@ export interface JobServiceDeps {
   config: Config;
   /** The one owner of job storage. */
   store: JobStore;
+  /** Schedules, for `GET /v1/jobs?schedule=`: its runs are listed from the schedule's run list. */
+  schedules?: ScheduleStore;
 }
 
 export interface Submitted {
@@ -46,7 +49,7 @@ const gone = () =>
   new HttpError(410, 'gone', 'this job finished and its record was removed after the retention period');
 
 /** The job use-cases behind the HTTP routes; each reads like the feature it serves. */
-export function createJobService({ config, store }: JobServiceDeps) {
+export function createJobService({ config, store, schedules }: JobServiceDeps) {
   const view = (s: JobSnapshot) => toJobView(s, config.retention);
 
   /** The job, if it exists and belongs to the tenant; 404 otherwise, 410 when retention removed it. */
@@ -183,12 +186,19 @@ export function createJobService({ config, store }: JobServiceDeps) {
     /** The tenant's jobs, newest first, filtered, a page at a time (cursor = last id seen). */
     async list(tenant: string, q: ListQuery): Promise<{ jobs: JobView[]; nextCursor: string | null }> {
       const jobs: JobView[] = [];
+      let listIds = store.listIds;
+      if (q.schedule) {
+        // Runs are not in the tenant's index (the API did not submit them): the schedule lists them.
+        const schedule = schedules ? await schedules.get(tenant, q.schedule) : null;
+        if (!schedules || !schedule) throw notFound('schedule');
+        listIds = (_tenant, cursor, count) => schedules.listRunIds(schedule.id, cursor, count);
+      }
       const batch = Math.max(q.limit * 2, 50);
       let cursor = q.cursor;
       // A filtered page reads at most this many ids, so one request stays bounded.
       let budget = 1_000;
       while (jobs.length < q.limit && budget > 0) {
-        const ids = await store.listIds(tenant, cursor, batch);
+        const ids = await listIds(tenant, cursor, batch);
         if (ids.length === 0) return { jobs, nextCursor: null };
         budget -= ids.length;
         const owned = await store.snapshots(tenant, ids);

@@ -1,4 +1,4 @@
-import { analysisNames } from '@longhaul/shared';
+import { analysisNames, isJobId, isScheduleId } from '@longhaul/shared';
 import { z } from 'zod';
 
 /** `POST /v1/jobs` body. The input is checked against the analysis' own schema afterwards. */
@@ -33,10 +33,8 @@ export const listQuerySchema = z
   .object({
     status: z.enum(['queued', 'delayed', 'active', 'completed', 'failed', 'cancelled']).optional(),
     type: z.string().max(100).optional(),
-    cursor: z
-      .string()
-      .regex(/^job_[0-9A-HJKMNP-TV-Z]{26}$/, 'not a cursor from a previous page')
-      .optional(),
+    schedule: z.string().refine(isScheduleId, 'not a schedule id').optional(),
+    cursor: z.string().max(100).refine(isJobId, 'not a cursor from a previous page').optional(),
     limit: z.coerce.number().int().min(1).max(100).default(20),
   })
   .strict();

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { LonghaulClient } from '../client.ts';
 import { ApiError, ConflictError, ConnectionError } from '../errors.ts';
-import type { AnalysisName, JobStatus, JobView } from '../types.ts';
+import type { AnalysisName, JobStatus, JobView, ScheduleView } from '../types.ts';
 import { createProgressDisplay, formatEta } from './progress-display.ts';
 
 /** Exit codes, for scripts: the job's outcome, or how the command itself went. */
@@ -79,6 +79,12 @@ function outcome(view: JobView): string {
   if (view.status === 'completed') return `completed ${view.id}${took}`;
   const why = view.error ? `: ${view.error.code}: ${view.error.message}` : '';
   return `${view.status} ${view.id}${why}`;
+}
+
+function scheduleLine(s: ScheduleView): string {
+  const when = s.cron ? `cron "${s.cron}" ${s.timezone}` : `every ${s.everyMs} ms`;
+  const state = s.paused ? 'paused' : `next ${s.nextRunAt ?? '-'}`;
+  return `${s.id}  ${s.type}  ${when}  ${state}  runs ${s.runs}  skipped ${s.skipped}`;
 }
 
 /**
@@ -210,8 +216,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .option('--type <analysis>', 'only this analysis')
     .option('--limit <n>', 'jobs per page (1-100)', int('--limit'))
     .option('--cursor <cursor>', 'nextCursor of the previous page')
+    .option('--schedule <id>', 'only the runs of this schedule')
     .action(async (opts) => {
       const page = await client().list({
+        ...(opts.schedule ? { schedule: opts.schedule } : {}),
         ...(opts.status ? { status: opts.status } : {}),
         ...(opts.type ? { type: opts.type } : {}),
         ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
@@ -228,6 +236,69 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .argument('<id>')
     .action(async (id: string) => {
       code = await follow(client(), id);
+    });
+
+  const schedules = program.command('schedules').description('recurring analyses: each run is a job of yours');
+  schedules
+    .command('create')
+    .description('create a schedule (give --cron or --every-ms)')
+    .argument('<analysis>', 'the analysis to run')
+    .requiredOption('-i, --input <json|@file>', 'the input: JSON, @file.json, or @- for stdin')
+    .option('--cron <expression>', 'cron: 5 fields (minute first) or 6 (second first)')
+    .option('--every-ms <ms>', 'run every this many ms', int('--every-ms'))
+    .option('--timezone <tz>', 'IANA time zone of --cron (default UTC)')
+    .option('--limit <n>', 'runs at most', int('--limit'))
+    .option('--priority <n>', '1 (first) to 1000 (last)', int('--priority'))
+    .option('--overlap <policy>', 'skip (default) or queue a run due while the previous one is active')
+    .action(async (analysis: string, opts) => {
+      const input = await readInput(opts.input, io.stdin);
+      const view = await client().schedules.create({
+        type: analysis as AnalysisName,
+        input: input as never,
+        ...(opts.cron ? { cron: opts.cron } : {}),
+        ...(opts.everyMs !== undefined ? { everyMs: opts.everyMs } : {}),
+        ...(opts.timezone ? { timezone: opts.timezone } : {}),
+        ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+        ...(opts.priority !== undefined ? { priority: opts.priority } : {}),
+        ...(opts.overlap ? { overlap: opts.overlap } : {}),
+      });
+      print(view, view.id);
+    });
+  schedules
+    .command('list')
+    .description("list the tenant's schedules")
+    .action(async () => {
+      const list = await client().schedules.list();
+      print({ schedules: list }, list.map(scheduleLine).join('\n') || 'no schedules');
+    });
+  schedules
+    .command('get')
+    .description('show a schedule')
+    .argument('<id>')
+    .action(async (id: string) => {
+      const view = await client().schedules.get(id);
+      print(view, scheduleLine(view));
+    });
+  for (const [name, paused] of [
+    ['pause', true],
+    ['resume', false],
+  ] as const) {
+    schedules
+      .command(name)
+      .description(`${name} a schedule`)
+      .argument('<id>')
+      .action(async (id: string) => {
+        const view = await client().schedules.update(id, { paused });
+        print(view, scheduleLine(view));
+      });
+  }
+  schedules
+    .command('delete')
+    .description('delete a schedule (its past runs stay readable)')
+    .argument('<id>')
+    .action(async (id: string) => {
+      const view = await client().schedules.delete(id);
+      print(view, `deleted ${view.id}`);
     });
 
   try {

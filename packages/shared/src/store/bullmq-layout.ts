@@ -63,6 +63,8 @@ export const STATUS_FIELDS = [
   'opts',
   'priority',
   'stc',
+  // BullMQ's repeatJobKey: the id of the job scheduler that made the job (our schedule id).
+  'rjk',
   OWN_FIELDS.cancelledAt,
   OWN_FIELDS.webhookUrl,
   OWN_FIELDS.steps,
@@ -85,6 +87,8 @@ export function layoutFor(prefix: string) {
     wait: (queue: QueueName) => `${prefix}:${queue}:wait`,
     /** BullMQ's sorted set of prioritized waiting jobs. */
     prioritized: (queue: QueueName) => `${prefix}:${queue}:prioritized`,
+    /** BullMQ's sorted set of job scheduler ids, scored by the due time of each one's next run. */
+    jobSchedulers: (queue: QueueName) => `${prefix}:${queue}:repeat`,
     /** BullMQ's events stream of a queue (QueueEvents reads it; XRANGE serves Last-Event-ID replays). */
     events: (queue: QueueName) => `${prefix}:${queue}:events`,
 
@@ -105,6 +109,12 @@ export function layoutFor(prefix: string) {
     rate: (tenant: string) => `${prefix}:lh:rate:${tenant}`,
     /** Ours: a job's webhook delivery attempts, newest first and capped. */
     webhookDeliveries: (jobId: string) => `${prefix}:lh:webhook:${jobId}`,
+    /** Ours: a schedule's own state (tenant, timing, template, counters); BullMQ holds its scheduler. */
+    schedule: (scheduleId: string) => `${prefix}:lh:schedule:${scheduleId}`,
+    /** Ours: the run ids of a schedule that a worker started (score 0; ids sort by due time). */
+    scheduleRuns: (scheduleId: string) => `${prefix}:lh:schedule:${scheduleId}:runs`,
+    /** Ours: a tenant's schedule ids (score: creation time); its size is the schedule quota. */
+    tenantSchedules: (tenant: string) => `${prefix}:lh:tenant:${tenant}:schedules`,
     /** Ours: the pub/sub channel on which the API asks workers to abort an active job. */
     cancelChannel: `${prefix}:lh:cancel`,
   };
@@ -161,6 +171,13 @@ export async function addToMulti(
 export function hsetOnMulti(multi: QueueMulti, key: string, field: string, value: string): void {
   (multi as unknown as { hset(key: string, data: Record<string, string>): unknown }).hset(key, { [field]: value });
 }
+
+/**
+ * The id BullMQ 6 gives each job a job scheduler makes: `repeat:{schedulerId}:{dueMillis}`
+ * (`JobScheduler.getSchedulerNextJobId`). The due time has 13 digits until the year 2286, so a
+ * schedule's run ids sort by due time.
+ */
+export const SCHEDULER_RUN_ID = /^repeat:(sch_[0-9A-HJKMNP-TV-Z]{26}):(\d{13})$/;
 
 /** The value BullMQ stores for an absent result ("null"); ours are always objects, so longer. */
 export const NO_RESULT_LENGTH = 4;

@@ -39,11 +39,13 @@ export const IDEMPOTENCY_TTL_SECONDS = 86_400;
 export interface JobData {
   tenant: string;
   input: unknown;
+  /** On runs of a schedule: the schedule (and BullMQ job scheduler) id. */
+  scheduleId?: string;
 }
 
 /** The one way to build a job's data, so `tenant` is always its first key. */
-export function jobData(tenant: string, input: unknown): JobData {
-  return { tenant, input };
+export function jobData(tenant: string, input: unknown, extra: { scheduleId?: string } = {}): JobData {
+  return { tenant, input, ...(extra.scheduleId ? { scheduleId: extra.scheduleId } : {}) };
 }
 
 /** BullMQ options of a new analysis job: retries with jittered exponential backoff. */
@@ -258,7 +260,8 @@ function num(v: string | null | undefined): number | null {
 }
 
 function parseFields(values: (string | null)[], resultLength: number): JobFields {
-  const [name, timestamp, processedOn, finishedOn, failedReason, atm, progress, opts, , stc, lhc, lhw, lhS] = values;
+  const [name, timestamp, processedOn, finishedOn, failedReason, atm, progress, opts, , stc, rjk, lhc, lhw, lhS] =
+    values;
   let parsedProgress: unknown = null;
   let parsedOpts: { attempts?: number; priority?: number } = {};
   try {
@@ -282,6 +285,7 @@ function parseFields(values: (string | null)[], resultLength: number): JobFields
     webhookUrl: lhw || null,
     hasResult: resultLength > NO_RESULT_LENGTH,
     steps: parseStepRecords(lhS),
+    scheduleId: rjk || null,
   };
 }
 

@@ -1,0 +1,182 @@
+import {
+  type Config,
+  cronIssues,
+  cronShortestGapMs,
+  getContract,
+  isAnalysisName,
+  isTimeZone,
+  newScheduleId,
+  type ScheduleDef,
+  type ScheduleRecord,
+  type ScheduleStore,
+  type ScheduleTiming,
+  type ScheduleView,
+  type TimingIssue,
+  toScheduleView,
+} from '@longhaul/shared';
+import { HttpError, notFound } from '../http/http-error.ts';
+import { issuesToDetails } from '../jobs/schemas.ts';
+import type { CreateScheduleBody, UpdateScheduleBody } from './schemas.ts';
+
+export interface ScheduleServiceDeps {
+  config: Config;
+  store: ScheduleStore;
+}
+
+const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : undefined);
+
+/** The schedule use-cases behind the HTTP routes. */
+export function createScheduleService({ config, store }: ScheduleServiceDeps) {
+  const minIntervalMs = config.limits.scheduleMinIntervalMs;
+
+  function contractFor(type: string) {
+    if (!isAnalysisName(type)) {
+      throw new HttpError(400, 'unknown_analysis', `unknown analysis type "${type}"`);
+    }
+    return getContract(type);
+  }
+
+  function validInput(type: string, input: unknown): unknown {
+    const parsed = contractFor(type).input.safeParse(input);
+    if (!parsed.success) {
+      throw new HttpError(
+        400,
+        'validation_failed',
+        `the input does not match the "${type}" schema`,
+        issuesToDetails(parsed.error, 'input'),
+      );
+    }
+    return parsed.data;
+  }
+
+  /** Every problem of a timing at once, each with where it is: cron fields, interval, zone, bounds. */
+  function checkTiming(t: ScheduleTiming): void {
+    const issues: TimingIssue[] = [];
+    if ((t.cron === undefined) === (t.everyMs === undefined)) {
+      issues.push({ path: '(body)', message: 'give exactly one of `cron` and `everyMs`' });
+    }
+    if (t.timezone !== undefined && !isTimeZone(t.timezone)) {
+      issues.push({ path: 'timezone', message: `unknown time zone "${t.timezone}" (use an IANA name)` });
+    }
+    if (t.everyMs !== undefined && t.everyMs < minIntervalMs) {
+      issues.push({ path: 'everyMs', message: `must be at least ${minIntervalMs} ms (SCHEDULE_MIN_INTERVAL_MS)` });
+    }
+    if (t.cron !== undefined) {
+      const cron = cronIssues(t.cron);
+      issues.push(...cron);
+      if (cron.length === 0 && cronShortestGapMs(t.cron, t.timezone) < minIntervalMs) {
+        issues.push({
+          path: 'cron',
+          message: `fires more often than every ${minIntervalMs} ms (SCHEDULE_MIN_INTERVAL_MS)`,
+        });
+      }
+    }
+    if (t.endAt !== undefined) {
+      if (t.endAt <= Date.now()) issues.push({ path: 'endAt', message: 'must be in the future' });
+      if (t.startAt !== undefined && t.endAt <= t.startAt)
+        issues.push({ path: 'endAt', message: 'must be after startAt' });
+    }
+    if (issues.length > 0) {
+      throw new HttpError(400, 'validation_failed', 'the schedule timing is not valid', issues);
+    }
+  }
+
+  async function own(tenant: string, id: string): Promise<ScheduleRecord> {
+    const record = await store.get(tenant, id);
+    // Another tenant's schedule answers exactly like a missing one.
+    if (!record) throw notFound('schedule');
+    return record;
+  }
+
+  return {
+    async create(tenant: string, body: CreateScheduleBody): Promise<ScheduleView> {
+      if (body.webhook !== undefined) {
+        // A delivery is the BullMQ parent of its job, added with it; a scheduler adds runs alone.
+        throw new HttpError(400, 'bad_request', 'webhooks are not supported on schedules; poll or stream each run');
+      }
+      const contract = contractFor(body.type);
+      const input = validInput(body.type, body.input);
+      const timing: ScheduleTiming = {
+        cron: body.cron,
+        everyMs: body.everyMs,
+        timezone: body.timezone,
+        startAt: ms(body.startAt),
+        endAt: ms(body.endAt),
+        limit: body.limit,
+      };
+      checkTiming(timing);
+      const def: ScheduleDef = {
+        type: body.type,
+        input,
+        timing: JSON.parse(JSON.stringify(timing)),
+        priority: body.priority,
+        overlap: body.overlap ?? 'skip',
+        paused: false,
+      };
+      const created = await store.create(tenant, newScheduleId(), def, contract);
+      if (created === 'full') {
+        const quota = config.limits.schedulesPerTenant;
+        throw new HttpError(
+          429,
+          'schedule_quota_exceeded',
+          `this tenant already has ${quota} schedules, its quota; delete one first`,
+          { quota },
+          { 'Retry-After': '60' },
+        );
+      }
+      return toScheduleView(created);
+    },
+
+    async list(tenant: string): Promise<ScheduleView[]> {
+      return (await store.list(tenant)).map(toScheduleView);
+    },
+
+    async get(tenant: string, id: string): Promise<ScheduleView> {
+      return toScheduleView(await own(tenant, id));
+    },
+
+    /** Throws 404 unless the tenant owns the schedule (for `GET /v1/jobs?schedule=`). */
+    async assertOwned(tenant: string, id: string): Promise<void> {
+      await own(tenant, id);
+    },
+
+    async update(tenant: string, id: string, body: UpdateScheduleBody): Promise<ScheduleView> {
+      const current = await own(tenant, id);
+      const contract = contractFor(current.type);
+      const t = { ...current.timing };
+      if (body.cron !== undefined) {
+        t.cron = body.cron;
+        t.everyMs = undefined;
+      }
+      if (body.everyMs !== undefined) {
+        t.everyMs = body.everyMs;
+        if (body.cron === undefined) t.cron = undefined;
+      }
+      if (body.timezone !== undefined) t.timezone = body.timezone;
+      if (body.startAt !== undefined) t.startAt = ms(body.startAt);
+      if (body.endAt !== undefined) t.endAt = ms(body.endAt);
+      if (body.limit !== undefined) t.limit = body.limit ?? undefined;
+      checkTiming(t);
+      const def: ScheduleDef = {
+        type: current.type,
+        input: body.input === undefined ? current.input : validInput(current.type, body.input),
+        timing: JSON.parse(JSON.stringify(t)),
+        priority: body.priority ?? current.priority,
+        overlap: body.overlap ?? current.overlap,
+        paused: body.paused ?? current.paused,
+      };
+      const updated = await store.update(tenant, current, def, contract);
+      if (!updated) throw notFound('schedule');
+      return toScheduleView(updated);
+    },
+
+    /** Deletes the schedule; answers its last view. Runs already made stay readable as jobs. */
+    async remove(tenant: string, id: string): Promise<ScheduleView> {
+      const last = await own(tenant, id);
+      await store.remove(tenant, id);
+      return toScheduleView({ ...last, nextRunAt: null });
+    },
+  };
+}
+
+export type ScheduleService = ReturnType<typeof createScheduleService>;
