@@ -11,7 +11,6 @@ import { healthRoutes } from './health.ts';
 import { bearerAuth } from './http/auth.ts';
 import { cors } from './http/cors.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
-import { tenantRateLimit } from './http/rate-limit.ts';
 import { redisUnavailable } from './http/redis-errors.ts';
 import { createRedisLiveness } from './http/redis-liveness.ts';
 import { requestId } from './http/request-id.ts';
@@ -99,12 +98,8 @@ export function createApp({ config, log, redis, jobs, queues, events, metrics }:
   const v1 = express.Router();
   v1.use(bearerAuth(config.apiKeys));
   v1.use('/analyses', analysesRoutes());
-  // Submissions only, per tenant, shared by every replica through Redis (RATE_LIMIT_PER_MINUTE).
-  v1.post(
-    '/jobs',
-    requireRedis,
-    tenantRateLimit({ redis, prefix: config.queuePrefix, limit: config.limits.ratePerMinute, deadline }),
-  );
+  // The per-tenant submission rate limit (RATE_LIMIT_PER_MINUTE) is counted by the job store's
+  // admission script, in the submission's first round trip (jobs/job-service.ts).
   if (events) {
     const heartbeatMs = config.sseHeartbeatMs;
     const route = jobEventsRoute({

@@ -8,7 +8,7 @@ import {
   type WebhookDeliveryData,
 } from '@longhaul/shared';
 import { Queue } from 'bullmq';
-import { createJobService } from './jobs/job-service.ts';
+import { createJobService, RATE_WINDOW_MS } from './jobs/job-service.ts';
 import { createApiMetrics } from './metrics.ts';
 
 export interface ApiServicesDeps {
@@ -42,7 +42,16 @@ export function createApiServices({ config, log, redis, queueConnection = redis 
   const queue = new Queue<JobData>(QUEUES.analyses, queueOptions);
   const webhooks = new Queue<WebhookDeliveryData>(QUEUES.webhooks, queueOptions);
   for (const q of [queue, webhooks]) q.on('error', (err) => log.debug({ err: err.message }, 'queue error'));
-  const store = createJobStore({ redis, queue, webhooks, config, backlogQuota: config.limits.tenantBacklog });
+  const store = createJobStore({
+    redis,
+    queue,
+    webhooks,
+    config,
+    backlogQuota: config.limits.tenantBacklog,
+    // Counted in the admission script: a submission stays two round trips with the limit on.
+    ratePerWindow: config.limits.ratePerMinute,
+    rateWindowMs: RATE_WINDOW_MS,
+  });
   return {
     queue,
     webhooks,
