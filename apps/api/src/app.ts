@@ -1,7 +1,6 @@
-import { type Config, type Logger, layoutFor, type RedisConnection, serializeError } from '@longhaul/shared';
+import { type Config, type Logger, layoutFor, type RedisConnection } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
 import express, { type Express, type RequestHandler } from 'express';
-import { pinoHttp } from 'pino-http';
 import { adminBoard, BOARD_PATH } from './admin/board.ts';
 import { analysesRoutes } from './analyses-route.ts';
 import { docsRoutes } from './docs/routes.ts';
@@ -13,7 +12,7 @@ import { cors } from './http/cors.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
 import { redisUnavailable } from './http/redis-errors.ts';
 import { createRedisLiveness } from './http/redis-liveness.ts';
-import { requestId } from './http/request-id.ts';
+import { requestLog } from './http/request-log.ts';
 import type { JobService } from './jobs/job-service.ts';
 import { createResultStream } from './jobs/result-stream.ts';
 import { jobRoutes } from './jobs/routes.ts';
@@ -63,23 +62,7 @@ export function createApp({ config, log, redis, jobs, queues, events, metrics }:
   app.set('trust proxy', true);
   app.set('query parser', 'simple');
   app.use(metrics.middleware);
-  app.use(
-    pinoHttp({
-      logger: log,
-      genReqId: requestId,
-      customLogLevel: (_req, res, err) =>
-        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
-      serializers: {
-        req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
-        // Status only: the default serialiser copies every response header into every line.
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-        // pino-http installs its own error serialiser; this one drops ioredis' command arguments.
-        err: serializeError,
-      },
-      customProps: (req) => ({ reqId: req.id }),
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
-    }),
-  );
+  app.use(requestLog(log));
   app.use(cors(config.corsOrigins));
 
   app.use(
