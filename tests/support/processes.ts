@@ -19,6 +19,13 @@ export interface ProcessExit {
 export interface StartOptions {
   /** How long to wait for `GET /healthz` to answer 200: generous, since it only bounds a failure. Default 60 s. */
   readyTimeoutMs?: number;
+  /**
+   * Run the production bundle (`node apps/<app>/dist/main.js`, built by `pnpm build`) instead of
+   * the sources through tsx. The benchmark does; tests run the sources. Default `false`.
+   */
+  built?: boolean;
+  /** Extra Node flags, before the entry (e.g. `--cpu-prof`). Default none. */
+  nodeArgs?: string[];
 }
 
 export interface AppProcess {
@@ -55,6 +62,7 @@ export interface AppProcess {
 const INHERITED = ['PATH', 'HOME', 'TMPDIR', 'TMP', 'TEMP', 'LANG', 'LC_ALL', 'TZ', 'SYSTEMROOT', 'CI'];
 
 const ENTRY = { api: 'apps/api/src/main.ts', worker: 'apps/worker/src/main.ts' } as const;
+const BUILT_ENTRY = { api: 'apps/api/dist/main.js', worker: 'apps/worker/dist/main.js' } as const;
 const PORT_VAR = { api: 'PORT', worker: 'WORKER_PORT' } as const;
 
 /** `true` when GET `<url>/healthz` answers 200 within a second. */
@@ -81,7 +89,8 @@ function buildEnv(name: 'api' | 'worker', given: ProcessEnv, port: number): Reco
 
 async function startOnce(name: 'api' | 'worker', given: ProcessEnv, port: number, opts: StartOptions) {
   const env = buildEnv(name, given, port);
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', ENTRY[name]], {
+  const args = opts.built ? [BUILT_ENTRY[name]] : ['--import', 'tsx', ENTRY[name]];
+  const child: ChildProcess = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args], {
     cwd: REPO_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -236,6 +236,32 @@ describe('the HTTP API against a real Redis (no worker)', () => {
   });
 });
 
+describe('the HTTP API with a submit rate limit', () => {
+  it('when a tenant passes its submit rate, then it gets 429 with Retry-After and RateLimit headers, counted in the admission; another tenant does not', async () => {
+    const prefix = uniquePrefix();
+    const ctx = build(redisUrl(), prefix, { RATE_LIMIT_PER_MINUTE: '2' });
+    if (ctx.redis.status !== 'ready') await new Promise((resolve) => ctx.redis.once('ready', resolve));
+    try {
+      const send = (auth: string) => request(ctx.app).post('/v1/jobs').set('Authorization', auth).send(sim());
+      const first = await send(A);
+      expect(first.status).toBe(202);
+      expect(first.headers['ratelimit-policy']).toBe('2;w=60');
+      expect(first.headers.ratelimit).toMatch(/^limit=2, remaining=1, reset=\d+$/);
+      expect((await send(A)).status).toBe(202);
+      const refused = await send(A);
+      expect(refused.status).toBe(429);
+      expect(refused.body.error.code).toBe('rate_limited');
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      expect(refused.headers.ratelimit).toMatch(/remaining=0/);
+      expect((await send(B)).status).toBe(202);
+    } finally {
+      await ctx.services.close();
+      await ctx.redis.quit().catch(() => ctx.redis.disconnect());
+      await cleanupPrefix(redisUrl(), prefix);
+    }
+  });
+});
+
 describe('the HTTP API with Redis unreachable', () => {
   it('when Redis is not there, then submit and /readyz answer 503 with Retry-After within a second', async () => {
     const ctx = build('redis://127.0.0.1:1', uniquePrefix());

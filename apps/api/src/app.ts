@@ -1,7 +1,6 @@
-import { type Config, type Logger, layoutFor, type RedisConnection, serializeError } from '@longhaul/shared';
+import { type Config, type Logger, layoutFor, type RedisConnection } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
 import express, { type Express, type RequestHandler } from 'express';
-import { pinoHttp } from 'pino-http';
 import { adminBoard, BOARD_PATH } from './admin/board.ts';
 import { analysesRoutes } from './analyses-route.ts';
 import { docsRoutes } from './docs/routes.ts';
@@ -11,10 +10,9 @@ import { healthRoutes } from './health.ts';
 import { bearerAuth } from './http/auth.ts';
 import { cors } from './http/cors.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
-import { tenantRateLimit } from './http/rate-limit.ts';
 import { redisUnavailable } from './http/redis-errors.ts';
 import { createRedisLiveness } from './http/redis-liveness.ts';
-import { requestId } from './http/request-id.ts';
+import { requestLog } from './http/request-log.ts';
 import type { JobService } from './jobs/job-service.ts';
 import { createResultStream } from './jobs/result-stream.ts';
 import { jobRoutes } from './jobs/routes.ts';
@@ -68,23 +66,7 @@ export function createApp({ config, log, redis, jobs, schedules, queues, events,
   app.set('trust proxy', true);
   app.set('query parser', 'simple');
   app.use(metrics.middleware);
-  app.use(
-    pinoHttp({
-      logger: log,
-      genReqId: requestId,
-      customLogLevel: (_req, res, err) =>
-        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
-      serializers: {
-        req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
-        // Status only: the default serialiser copies every response header into every line.
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-        // pino-http installs its own error serialiser; this one drops ioredis' command arguments.
-        err: serializeError,
-      },
-      customProps: (req) => ({ reqId: req.id }),
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
-    }),
-  );
+  app.use(requestLog(log));
   app.use(cors(config.corsOrigins));
 
   app.use(
@@ -103,12 +85,8 @@ export function createApp({ config, log, redis, jobs, schedules, queues, events,
   const v1 = express.Router();
   v1.use(bearerAuth(config.apiKeys));
   v1.use('/analyses', analysesRoutes());
-  // Submissions only, per tenant, shared by every replica through Redis (RATE_LIMIT_PER_MINUTE).
-  v1.post(
-    '/jobs',
-    requireRedis,
-    tenantRateLimit({ redis, prefix: config.queuePrefix, limit: config.limits.ratePerMinute, deadline }),
-  );
+  // The per-tenant submission rate limit (RATE_LIMIT_PER_MINUTE) is counted by the job store's
+  // admission script, in the submission's first round trip (jobs/job-service.ts).
   if (events) {
     const heartbeatMs = config.sseHeartbeatMs;
     const route = jobEventsRoute({

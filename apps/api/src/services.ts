@@ -10,7 +10,7 @@ import {
   type WebhookDeliveryData,
 } from '@longhaul/shared';
 import { Queue } from 'bullmq';
-import { createJobService } from './jobs/job-service.ts';
+import { createJobService, RATE_WINDOW_MS } from './jobs/job-service.ts';
 import { createApiMetrics } from './metrics.ts';
 import { createScheduleService } from './schedules/schedule-service.ts';
 
@@ -52,6 +52,9 @@ export function createApiServices({ config, log, redis, queueConnection = redis 
     config,
     backlogQuota: config.limits.tenantBacklog,
     storageBudget: (tenant) => tenantStorageBudget(config.limits, tenant),
+    // Counted in the admission script: a submission stays two round trips with the limit on.
+    ratePerWindow: config.limits.ratePerMinute,
+    rateWindowMs: RATE_WINDOW_MS,
   });
   const scheduleStore = createScheduleStore({
     redis,

@@ -59,7 +59,7 @@ function scrubError(value: unknown, depth = 0): unknown {
 /**
  * pino's error serialiser without what ioredis and BullMQ attach to their errors: an ioredis
  * error carries `command: { name, args }`, and those args are the job's data, result or webhook
- * URL. The message and stack stay. Give it to pino-http too: it installs its own `err` serialiser.
+ * URL. The message and stack stay.
  */
 export function serializeError(err: unknown): unknown {
   if (!(err instanceof Error)) return scrubError(err);

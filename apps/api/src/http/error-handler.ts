@@ -39,7 +39,7 @@ export function errorHandler(log: Logger, redis: RedisConnection): ErrorRequestH
   return (err, req, res, _next) => {
     const http = toHttpError(err, redis);
     if (http.status >= 500) {
-      (req.log ?? log).error({ err, reqId: req.id }, 'request failed');
+      log.error({ err, reqId: req.id }, 'request failed');
     }
     if (res.headersSent) {
       res.end();

@@ -10,6 +10,7 @@ import {
   type JobStore,
   type JobView,
   newJobId,
+  type RateWindow,
   type ScheduleStore,
   statusOf,
   toJobView,
@@ -29,7 +30,20 @@ export interface Submitted {
   view: JobView;
   /** An Idempotency-Key replay of an earlier submission. */
   replay: boolean;
+  /** The tenant's rate-limit window, for the `RateLimit` headers; absent when the limit is off. */
+  rate?: RateWindow;
 }
+
+/** The IETF draft-7 `RateLimit-Policy` and `RateLimit` headers of a counted submission. */
+export function rateLimitHeaders({ limit, hits, resetMs }: RateWindow, windowMs: number): Record<string, string> {
+  return {
+    'RateLimit-Policy': `${limit};w=${Math.round(windowMs / 1000)}`,
+    RateLimit: `limit=${limit}, remaining=${Math.max(0, limit - hits)}, reset=${Math.max(0, Math.ceil(resetMs / 1000))}`,
+  };
+}
+
+/** The rate limit's window: RATE_LIMIT_PER_MINUTE counts per minute. */
+export const RATE_WINDOW_MS = 60_000;
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -79,6 +93,23 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
     return { name: type, input: parsed.data };
   }
 
+  /**
+   * `429 rate_limited` with `Retry-After` (seconds to the window's end) and the `RateLimit`
+   * headers. The limit is counted in the same script as the admission, so it costs no round trip.
+   */
+  function rateLimited(rate: RateWindow | undefined): HttpError {
+    const limit = rate?.limit ?? config.limits.ratePerMinute;
+    const windowSeconds = Math.round(RATE_WINDOW_MS / 1000);
+    const retryAfter = Math.max(1, Math.ceil((rate?.resetMs ?? RATE_WINDOW_MS) / 1000));
+    return new HttpError(
+      429,
+      'rate_limited',
+      `this tenant may submit ${limit} jobs per ${windowSeconds} s; retry in ${retryAfter} s`,
+      { limit, windowSeconds, retryAfterSeconds: retryAfter },
+      { 'Retry-After': String(retryAfter), ...(rate ? rateLimitHeaders(rate, RATE_WINDOW_MS) : {}) },
+    );
+  }
+
   function backlogFull(quota: number): HttpError {
     return new HttpError(
       429,
@@ -107,7 +138,7 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
     storedResult: (id: string) => store.storedResult(id),
 
     /**
-     * Two round trips: admission (Idempotency-Key, storage budget, backlog quota), then the job and everything
+     * Two round trips: admission (rate limit, Idempotency-Key, storage budget, backlog quota), then the job and everything
      * reads need, in one MULTI. A replay never adds a job again: it answers with the job as it is
      * now, or 410 once it is gone. Only when the first request's MULTI never landed does a replay
      * add it, under the same id.
@@ -126,6 +157,8 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
       // What BullMQ stores of the input, counted against the tenant's storage budget.
       const inputBytes = Buffer.byteLength(JSON.stringify(input) ?? '');
       let admission = await store.admit(tenant, id, idempotency, inputBytes);
+      const { rate } = admission;
+      if (admission.kind === 'rate_limited') throw rateLimited(rate);
       let replay = false;
       if (admission.kind === 'replay') {
         if (admission.bodyHash !== idempotency?.bodyHash) {
@@ -141,10 +174,11 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
         id = admission.id;
         replay = true;
         const owned = await store.snapshot(tenant, id);
-        if (owned.kind === 'job') return { view: view(owned.snapshot), replay: true };
+        if (owned.kind === 'job') return { view: view(owned.snapshot), replay: true, ...(rate ? { rate } : {}) };
         if (owned.kind === 'gone') throw gone();
-        // The first request claimed the key but its job never landed: finish it, under its id.
-        admission = await store.admit(tenant, id, undefined, inputBytes);
+        // The first request claimed the key but its job never landed: finish it, under its id
+        // (this request was counted against the rate limit already).
+        admission = await store.admit(tenant, id, undefined, inputBytes, { countRate: false });
       }
       if (admission.kind === 'backlog_full') throw backlogFull(admission.quota);
       if (admission.kind === 'storage_full') throw storageFull(admission.budget);
@@ -157,7 +191,7 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
         delayMs: body.delayMs,
         webhookUrl: body.webhook?.url,
       });
-      return { view: view(accepted), replay };
+      return { view: view(accepted), replay, ...(rate ? { rate } : {}) };
     },
 
     async get(tenant: string, id: string): Promise<JobView> {

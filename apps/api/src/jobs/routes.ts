@@ -2,7 +2,7 @@ import { isJobId, type JobView } from '@longhaul/shared';
 import { type Response, Router } from 'express';
 import { tenantOf } from '../http/auth.ts';
 import { HttpError, notFound } from '../http/http-error.ts';
-import type { JobService } from './job-service.ts';
+import { type JobService, RATE_WINDOW_MS, rateLimitHeaders } from './job-service.ts';
 import { issuesToDetails, listQuerySchema, submitBodySchema } from './schemas.ts';
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -35,7 +35,8 @@ export function jobRoutes(jobs: JobService, deadline: Deadline, sendResult: Send
     if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
       throw new HttpError(400, 'bad_request', 'Idempotency-Key must be 1 to 255 visible ASCII characters');
     }
-    const { view, replay } = await deadline(jobs.submit(tenantOf(req), body.data, key));
+    const { view, replay, rate } = await deadline(jobs.submit(tenantOf(req), body.data, key));
+    if (rate) res.set(rateLimitHeaders(rate, RATE_WINDOW_MS));
     res.location(view.links.self);
     res.status(replay ? 200 : 202).json(view);
   });

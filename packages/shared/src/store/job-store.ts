@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import { Job } from 'bullmq';
 import { encodeTime } from 'ulid';
@@ -88,14 +89,16 @@ return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', 
   redis.call('ZSCORE', KEYS[3], ARGV[1]) or false, deliveries }`;
 
 /**
- * Admission of a submission, atomic: an Idempotency-Key already used answers with the job it
- * names; a tenant over its storage budget refuses; a full backlog refuses; otherwise the key is
- * claimed for the new id, the id is counted against the backlog and its input bytes against the
- * storage budget. The backlog's oldest entries are checked on the way and dropped once their job
- * has finished or gone, so the set follows the real backlog; when it looks full, up to 200 of them
- * are checked. Storage entries are repaired the same way, but only once their job is gone (its
- * input and result stay in Redis until retention removes it); one still there is moved to the
- * back, so the walk goes round every entry.
+ * Admission of a submission, atomic: the tenant's rate limit counts it (one fixed window per
+ * tenant, shared by every API replica) and refuses it past the limit; an Idempotency-Key already
+ * used answers with the job it names; a tenant over its storage budget refuses; a full backlog
+ * refuses; otherwise the key is claimed for the new id, the id is counted against the backlog and
+ * its input bytes against the storage budget. Every answer carries the window's count and time
+ * left (3rd and 4th). The backlog's oldest entries are checked on the way and dropped once their
+ * job has finished or gone, so the set follows the real backlog; when it looks full, up to 200 of
+ * them are checked. Storage entries are repaired the same way, but only once their job is gone
+ * (its input and result stay in Redis until retention removes it); one still there is moved to
+ * the back, so the walk goes round every entry.
  */
 const ADMIT = `
 local function finished(id)
@@ -130,9 +133,17 @@ end
 local function stored()
   return tonumber(redis.call('HGET', KEYS[4], 'total') or '0') - tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
 end
+local limit, hits, ttl = tonumber(ARGV[13]), 0, 0
+if limit > 0 then
+  hits = redis.call('INCR', KEYS[5])
+  if hits == 1 then redis.call('PEXPIRE', KEYS[5], ARGV[14]) end
+  ttl = redis.call('PTTL', KEYS[5])
+  if ttl < 0 then redis.call('PEXPIRE', KEYS[5], ARGV[14]); ttl = tonumber(ARGV[14]) end
+  if hits > limit then return { 'rate', limit, hits, ttl } end
+end
 if ARGV[6] == '1' then
   local v = redis.call('GET', KEYS[1])
-  if v then return { 'replay', v } end
+  if v then return { 'replay', v, hits, ttl } end
 end
 local budget = tonumber(ARGV[10])
 local bytes = tonumber(ARGV[11])
@@ -141,7 +152,7 @@ if budget > 0 then
   if stored() + bytes > budget then
     repairStorage(200)
     local now = stored()
-    if now + bytes > budget then return { 'storage_full', budget, now } end
+    if now + bytes > budget then return { 'storage_full', budget, hits, ttl, now } end
   end
 end
 local quota = tonumber(ARGV[4])
@@ -153,7 +164,7 @@ if quota > 0 then
     repair(200)
     if redis.call('ZCARD', KEYS[2]) > quota then
       redis.call('ZREM', KEYS[2], ARGV[1])
-      return { 'full', quota }
+      return { 'full', quota, hits, ttl }
     end
   end
 end
@@ -168,7 +179,7 @@ end
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[1], cjson.encode({ id = ARGV[1], bodyHash = ARGV[2] }), 'EX', ARGV[3])
 end
-return { 'ok' }`;
+return { 'ok', '', hits, ttl }`;
 
 /**
  * Counts a job's stored result against its tenant's storage budget, idempotently (a retried
@@ -221,11 +232,52 @@ if redis.call('EXISTS', KEYS[3]) == 1 then return 'active' end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'event', 'cancelled', 'jobId', ARGV[2])
 return 'waiting'`;
 
-export type Admission =
+/** The tenant's rate-limit window after this submission was counted. */
+export interface RateWindow {
+  limit: number;
+  hits: number;
+  /** Time left in the window. */
+  resetMs: number;
+}
+
+/** SHA-1 of each script, computed once. */
+const scriptShas = new Map<string, string>();
+
+/**
+ * EVALSHA, falling back to EVAL when Redis does not know the script (after a restart or SCRIPT
+ * FLUSH): our scripts run on every submit and status read, and sending their text each time costs
+ * bytes on the wire and a SHA-1 in Redis per call. Not ioredis' `defineCommand`: it would add the
+ * scripts to every pipeline this connection builds.
+ */
+async function evalScript(
+  redis: RedisConnection,
+  script: string,
+  numKeys: number,
+  ...args: string[]
+): Promise<unknown> {
+  let sha = scriptShas.get(script);
+  if (!sha) {
+    sha = createHash('sha1').update(script).digest('hex');
+    scriptShas.set(script, sha);
+  }
+  try {
+    return await redis.evalsha(sha, numKeys, ...args);
+  } catch (err) {
+    if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+    return redis.eval(script, numKeys, ...args);
+  }
+}
+
+export type Admission = (
   | { kind: 'new' }
   | { kind: 'replay'; id: string; bodyHash: string }
   | { kind: 'backlog_full'; quota: number }
-  | { kind: 'storage_full'; budget: number; stored: number };
+  | { kind: 'storage_full'; budget: number; stored: number }
+  | { kind: 'rate_limited' }
+) & {
+  /** Absent when the rate limit is off, or the submission was not counted. */
+  rate?: RateWindow;
+};
 
 export type Owned = { kind: 'job'; snapshot: JobSnapshot } | { kind: 'gone' } | { kind: 'none' };
 
@@ -249,6 +301,10 @@ export interface JobStoreDeps {
   config: Pick<Config, 'queuePrefix' | 'retention' | 'webhooks' | 'eventsMaxLen'>;
   /** Unfinished jobs a tenant may have at once; 0 turns the quota off. */
   backlogQuota?: number;
+  /** Submissions a tenant may make per window, counted by `admit`; 0 (the default) turns it off. */
+  ratePerWindow?: number;
+  /** The rate limit's window. @defaultValue 60 000 ms */
+  rateWindowMs?: number;
   /** Backlog entries younger than this are never dropped: their job may still be being added. */
   settleMs?: number;
   /** A tenant's storage budget in bytes (inline inputs and results); 0 turns it off. */
@@ -343,10 +399,8 @@ export function createJobReads({ redis, prefix }: { redis: RedisConnection; pref
     layout,
     /** The job if the tenant owns it; `gone` once retention removed it (410); `none` otherwise (404). */
     async snapshot(tenant: string, id: string): Promise<Owned> {
-      const reply = (await redis.eval(
-        SNAPSHOT,
-        ...(snapshotArgs(tenant, id) as [number, ...string[]]),
-      )) as SnapshotReply;
+      const [numKeys, ...args] = snapshotArgs(tenant, id) as [number, ...string[]];
+      const reply = (await evalScript(redis, SNAPSHOT, numKeys, ...args)) as SnapshotReply;
       return ownedFrom(id, reply);
     },
     snapshots,
@@ -385,6 +439,8 @@ export function createJobStore({
   backlogQuota = 0,
   settleMs = 10_000,
   storageBudget = () => 0,
+  ratePerWindow = 0,
+  rateWindowMs = 60_000,
 }: JobStoreDeps) {
   const reads = createJobReads({ redis, prefix: config.queuePrefix });
   const { layout } = reads;
@@ -397,24 +453,29 @@ export function createJobStore({
     ...reads,
 
     /**
-     * First round trip of a submission: the Idempotency-Key, the storage budget and the backlog
-     * quota, atomically. `new` means the id is claimed (and counted, with `inputBytes` of
-     * storage); `accept` must follow.
+     * First round trip of a submission: the rate limit, the Idempotency-Key, the storage budget
+     * and the backlog quota, atomically. `new` means the id is claimed (and counted, with
+     * `inputBytes` of storage); `accept` must follow. With `countRate: false` the rate limit
+     * neither counts nor refuses (a replay finishing its job).
      */
     async admit(
       tenant: string,
       id: string,
       idempotency?: { keyHash: string; bodyHash: string },
       inputBytes = 0,
+      { countRate = true }: { countRate?: boolean } = {},
     ): Promise<Admission> {
       const idemKey = idempotency ? layout.idempotency(tenant, idempotency.keyHash) : layout.backlog(tenant);
-      const reply = (await redis.eval(
+      const limit = countRate ? ratePerWindow : 0;
+      const reply = (await evalScript(
+        redis,
         ADMIT,
-        4,
+        5,
         idemKey,
         layout.backlog(tenant),
         layout.storageJobs(tenant),
         layout.storageBytes(tenant),
+        layout.rate(tenant),
         id,
         idempotency?.bodyHash ?? '',
         String(Math.min(IDEMPOTENCY_TTL_SECONDS, tombstoneSeconds)),
@@ -427,16 +488,21 @@ export function createJobStore({
         String(storageBudget(tenant)),
         String(inputBytes),
         String(STORAGE_KEYS_TTL_SECONDS),
-      )) as [string, (string | number)?, number?];
-      if (reply[0] === 'replay') {
-        const earlier = JSON.parse(String(reply[1] ?? '{}')) as { id?: string; bodyHash?: string };
-        return { kind: 'replay', id: earlier.id ?? '', bodyHash: earlier.bodyHash ?? '' };
+        String(limit),
+        String(rateWindowMs),
+      )) as [string, string | number, number, number, number?];
+      const [kind, value, hits, ttl, extra] = reply;
+      const rate = limit > 0 ? { rate: { limit, hits: Number(hits), resetMs: Number(ttl) } } : {};
+      if (kind === 'rate') return { kind: 'rate_limited', ...rate };
+      if (kind === 'replay') {
+        const earlier = JSON.parse(String(value)) as { id?: string; bodyHash?: string };
+        return { kind: 'replay', id: earlier.id ?? '', bodyHash: earlier.bodyHash ?? '', ...rate };
       }
-      if (reply[0] === 'storage_full') {
-        return { kind: 'storage_full', budget: Number(reply[1]), stored: Number(reply[2]) };
+      if (kind === 'storage_full') {
+        return { kind: 'storage_full', budget: Number(value), stored: Number(extra), ...rate };
       }
-      if (reply[0] === 'full') return { kind: 'backlog_full', quota: Number(reply[1]) };
-      return { kind: 'new' };
+      if (kind === 'full') return { kind: 'backlog_full', quota: Number(value), ...rate };
+      return { kind: 'new', ...rate };
     },
 
     /**
