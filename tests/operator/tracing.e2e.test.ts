@@ -99,12 +99,15 @@ describe('traces over OTLP, real api and worker processes', () => {
     await otlp?.close();
   });
 
-  it('when a job with a webhook runs, then the submit, the attempt and the delivery share one trace with no job input in any attribute', async () => {
+  it('when a job with durable steps and a webhook runs, then the submit, the attempt, its steps and the delivery share one trace with no job input in any attribute', async () => {
     const receiver = await startReceiver(() => 204);
     try {
       const res = await system.a.post(
         '/v1/jobs',
-        simulate({ [INPUT_MARKER]: 50, steps: 2 }, { webhook: { url: receiver.url(`/hook?token=${URL_TOKEN}`) } }),
+        simulate(
+          { [INPUT_MARKER]: 50, steps: 2, durable: true },
+          { webhook: { url: receiver.url(`/hook?token=${URL_TOKEN}`) } },
+        ),
       );
       expect(res.status).toBe(202);
       const id = res.body.id as string;
@@ -131,6 +134,10 @@ describe('traces over OTLP, real api and worker processes', () => {
       expect(attempt.attributes).toMatchObject({ 'longhaul.job.type': 'simulate', 'longhaul.job.attempt': 1 });
       expect(wait.traceId).toBe(submit.traceId);
       expect(delivery).toMatchObject({ service: 'longhaul-worker', traceId: submit.traceId });
+      // Each durable step that ran is a span of the attempt's trace.
+      const steps = otlp.spans.filter((s) => s.name === 'job.step' && s.attributes['longhaul.job.id'] === id);
+      expect(steps.map((s) => s.attributes['longhaul.step.name'])).toHaveLength(2);
+      expect(steps.every((s) => s.traceId === submit.traceId)).toBe(true);
 
       // Redis calls made for the job are in its trace too, in both processes.
       const redisIn = (service: string) =>

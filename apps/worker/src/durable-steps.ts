@@ -1,5 +1,5 @@
 import type { JobRunStore, Logger } from '@longhaul/shared';
-import { MAX_STEPS_PER_JOB } from '@longhaul/shared';
+import { MAX_STEPS_PER_JOB, withSpan } from '@longhaul/shared';
 import { PermanentError } from './errors/permanent-error.ts';
 
 /** The longest step name: it becomes part of a field name of the job hash. */
@@ -58,7 +58,12 @@ export function createDurableSteps({ store, jobId, attempt, stored, maxResultByt
 
     let value: T;
     try {
-      value = await fn();
+      // The step's name is the analysis' own code, never customer data: safe as an attribute.
+      value = await withSpan(
+        'job.step',
+        { 'longhaul.job.id': jobId, 'longhaul.step.name': name, 'longhaul.job.attempt': attempt },
+        async () => fn(),
+      );
     } catch (err) {
       await store
         .stepFailed(jobId, name, attempt)

@@ -151,6 +151,23 @@ export function withJobSpan<T>(
 }
 
 /**
+ * Runs `fn` in a child span of the active one (an attempt's, for a durable step). A no-op span
+ * when tracing is off. Attributes must never carry job inputs or results.
+ */
+export function withSpan<T>(name: string, attributes: Attributes, fn: () => Promise<T>): Promise<T> {
+  return trace.getTracer(TRACER).startActiveSpan(name, { kind: SpanKind.INTERNAL, attributes }, async (span) => {
+    try {
+      return await fn();
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+/**
  * Records, after the fact, the time a job waited in the queue: a span from `start` to `end`
  * (epoch ms) in the job's trace.
  */
