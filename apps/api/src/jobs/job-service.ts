@@ -1,11 +1,8 @@
 import { createHash } from 'node:crypto';
 import {
-  type AnalysisName,
-  analysisNames,
   type Config,
   FINAL_STATUSES,
   getContract,
-  isAnalysisName,
   type JobSnapshot,
   type JobStore,
   type JobView,
@@ -16,7 +13,8 @@ import {
   toJobView,
 } from '@longhaul/shared';
 import { HttpError, notFound } from '../http/http-error.ts';
-import { issuesToDetails, type ListQuery, type SubmitBody } from './schemas.ts';
+import { validAnalysisInput } from './analysis-input.ts';
+import type { ListQuery, SubmitBody } from './schemas.ts';
 
 export interface JobServiceDeps {
   config: Config;
@@ -75,24 +73,6 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
     return owned.snapshot;
   }
 
-  function validateInput(type: string, input: unknown): { name: AnalysisName; input: unknown } {
-    if (!isAnalysisName(type)) {
-      throw new HttpError(400, 'unknown_analysis', `unknown analysis type "${type}"`, {
-        known: analysisNames,
-      });
-    }
-    const parsed = getContract(type).input.safeParse(input);
-    if (!parsed.success) {
-      throw new HttpError(
-        400,
-        'validation_failed',
-        `the input does not match the "${type}" schema`,
-        issuesToDetails(parsed.error, 'input'),
-      );
-    }
-    return { name: type, input: parsed.data };
-  }
-
   /**
    * `429 rate_limited` with `Retry-After` (seconds to the window's end) and the `RateLimit`
    * headers. The limit is counted in the same script as the admission, so it costs no round trip.
@@ -144,7 +124,7 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
      * add it, under the same id.
      */
     async submit(tenant: string, body: SubmitBody, idempotencyKey?: string): Promise<Submitted> {
-      const { name, input } = validateInput(body.type, body.input);
+      const { name, input } = validAnalysisInput(body.type, body.input);
       if (body.webhook && !config.webhooks.secrets.has(tenant)) {
         // Unsigned deliveries could be forged by anyone who learns the URL: no secret, no webhook.
         throw new HttpError(400, 'bad_request', 'webhooks are not configured for this tenant (no signing secret)');

@@ -1,15 +1,20 @@
 import { analysisNames, isJobId, isScheduleId } from '@longhaul/shared';
 import { z } from 'zod';
 
+/** The `type` and `input` fields of a job or a schedule: checked against the analysis afterwards. */
+export const analysisFields = {
+  type: z
+    .string()
+    .min(1)
+    .max(100)
+    .describe(`The analysis to run: ${analysisNames.join(', ')}.`),
+  input: z.unknown().describe("The analysis' input; see GET /v1/analyses for its JSON Schema."),
+};
+
 /** `POST /v1/jobs` body. The input is checked against the analysis' own schema afterwards. */
 export const submitBodySchema = z
   .object({
-    type: z
-      .string()
-      .min(1)
-      .max(100)
-      .describe(`The analysis to run: ${analysisNames.join(', ')}.`),
-    input: z.unknown().describe("The analysis' input; see GET /v1/analyses for its JSON Schema."),
+    ...analysisFields,
     priority: z.number().int().min(1).max(1000).optional().describe('1 runs first, 1000 last; 500 when not given.'),
     delayMs: z
       .number()

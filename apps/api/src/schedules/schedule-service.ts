@@ -2,8 +2,6 @@ import {
   type Config,
   cronIssues,
   cronShortestGapMs,
-  getContract,
-  isAnalysisName,
   isTimeZone,
   newScheduleId,
   type ScheduleDef,
@@ -15,7 +13,7 @@ import {
   toScheduleView,
 } from '@longhaul/shared';
 import { HttpError, notFound } from '../http/http-error.ts';
-import { issuesToDetails } from '../jobs/schemas.ts';
+import { contractFor, validAnalysisInput } from '../jobs/analysis-input.ts';
 import type { CreateScheduleBody, UpdateScheduleBody } from './schemas.ts';
 
 export interface ScheduleServiceDeps {
@@ -28,26 +26,6 @@ const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : undefine
 /** The schedule use-cases behind the HTTP routes. */
 export function createScheduleService({ config, store }: ScheduleServiceDeps) {
   const minIntervalMs = config.limits.scheduleMinIntervalMs;
-
-  function contractFor(type: string) {
-    if (!isAnalysisName(type)) {
-      throw new HttpError(400, 'unknown_analysis', `unknown analysis type "${type}"`);
-    }
-    return getContract(type);
-  }
-
-  function validInput(type: string, input: unknown): unknown {
-    const parsed = contractFor(type).input.safeParse(input);
-    if (!parsed.success) {
-      throw new HttpError(
-        400,
-        'validation_failed',
-        `the input does not match the "${type}" schema`,
-        issuesToDetails(parsed.error, 'input'),
-      );
-    }
-    return parsed.data;
-  }
 
   /** Every problem of a timing at once, each with where it is: cron fields, interval, zone, bounds. */
   function checkTiming(t: ScheduleTiming): void {
@@ -95,7 +73,7 @@ export function createScheduleService({ config, store }: ScheduleServiceDeps) {
         throw new HttpError(400, 'bad_request', 'webhooks are not supported on schedules; poll or stream each run');
       }
       const contract = contractFor(body.type);
-      const input = validInput(body.type, body.input);
+      const input = validAnalysisInput(body.type, body.input).input;
       const timing: ScheduleTiming = {
         cron: body.cron,
         everyMs: body.everyMs,
@@ -159,7 +137,7 @@ export function createScheduleService({ config, store }: ScheduleServiceDeps) {
       checkTiming(t);
       const def: ScheduleDef = {
         type: current.type,
-        input: body.input === undefined ? current.input : validInput(current.type, body.input),
+        input: body.input === undefined ? current.input : validAnalysisInput(current.type, body.input).input,
         timing: JSON.parse(JSON.stringify(t)),
         priority: body.priority ?? current.priority,
         overlap: body.overlap ?? current.overlap,

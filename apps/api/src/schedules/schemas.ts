@@ -1,5 +1,5 @@
-import { analysisNames } from '@longhaul/shared';
 import { z } from 'zod';
+import { analysisFields } from '../jobs/schemas.ts';
 
 const when = z.iso.datetime({ offset: true });
 
@@ -34,12 +34,7 @@ const timing = {
 /** `POST /v1/schedules` body. The input is checked against the analysis' own schema afterwards. */
 export const createScheduleBodySchema = z
   .object({
-    type: z
-      .string()
-      .min(1)
-      .max(100)
-      .describe(`The analysis to run: ${analysisNames.join(', ')}.`),
-    input: z.unknown().describe("The analysis' input; see GET /v1/analyses for its JSON Schema."),
+    ...analysisFields,
     cron: timing.cron.optional(),
     everyMs: timing.everyMs.optional(),
     timezone: timing.timezone.optional(),
