@@ -336,6 +336,9 @@ async function endToEnd(total: number, resultBytes: number) {
   await worker.stop();
   const perJob = await perJobBytes(queue, () => [], [
     layoutFor(prefix).tenantJobs('bench'),
+    // The tenant's storage budget keeps each job's input and result size until the job is gone.
+    layoutFor(prefix).storageJobs('bench'),
+    layoutFor(prefix).storageBytes('bench'),
     queue.keys.completed ?? '',
   ]);
   await queue.close();
@@ -416,7 +419,7 @@ if (runs('drain', 'commands', 'memory')) {
     );
   }
   notes.push(
-    "memory: MEMORY USAGE of each side's job hash plus its share of index keys (the completed set; longhaul also keeps the tenant index, whose entry is the tombstone behind 410). Both sides add jobs with the same options (attempts, backoff, priority); longhaul's ids are 30-character ULIDs where raw BullMQ counts 1, 2, 3. The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
+    "memory: MEMORY USAGE of each side's job hash plus its share of index keys (the completed set; longhaul also keeps the tenant index, whose entry is the tombstone behind 410, and the storage budget's per-job sizes). Both sides add jobs with the same options (attempts, backoff, priority); longhaul's ids are 30-character ULIDs where raw BullMQ counts 1, 2, 3. The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
   );
 }
 
