@@ -19,6 +19,8 @@ describe('worker shutdown (SIGTERM), real processes', () => {
     const handedBack = (await sys.a.get(`/v1/jobs/${body.id}`)).body;
     expect(handedBack.status).toBe('queued');
     expect(handedBack.attempts.made).toBe(0);
+    // The stopped attempt's progress is stale: not shown, and the view says why the job waits.
+    expect(handedBack).toMatchObject({ progress: null, waiting: 'worker_lost' });
     expect(sys.worker.logs()).toContain('handing the job back');
 
     const next = await startWorker(sys.env);

@@ -103,6 +103,14 @@ describe('decodeFailure', () => {
     expect(view.progress).toBeNull();
     expect(view.waiting).toBe('worker_lost');
   });
+  it('when a worker died and the stalled check has not yet run, then the job already reads as waiting for another worker', () => {
+    // Still in BullMQ's active list, but no lock and no stall counted yet.
+    const view = toJobView(
+      snap({ job: fields({ processedOn: 10, stalledCount: 0, progress: { percent: 40, step: 'x' } }) }),
+      retention,
+    );
+    expect(view).toMatchObject({ status: 'queued', progress: null, waiting: 'worker_lost' });
+  });
 });
 
 describe('durable steps in the job view', () => {

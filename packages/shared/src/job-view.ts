@@ -151,8 +151,10 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
   const status = statusOf(s);
   const { job } = s;
   const base = `/v1/jobs/${s.id}`;
-  // A job handed back after its worker died keeps the progress of the attempt that died: stale.
-  const orphaned = status === 'queued' && job.processedOn !== null && job.stalledCount > 0;
+  // A job that started but that no worker holds (its worker died: before the stalled check moves
+  // it, and after, until another takes it; or it was handed back) keeps the progress of an
+  // attempt that is no longer running: stale, so it is not shown.
+  const orphaned = status === 'queued' && job.processedOn !== null;
   const progress = orphaned ? null : progressOf(job);
   // Cancelled before a worker took it: the worker that drains it runs nothing, so it never started.
   const neverRan =
