@@ -169,7 +169,14 @@ function createAttempt({ config, log, store, schedules, implementations, cancelP
     if (cancelled) throw new PermanentError('cancelled by request', 'cancelled');
     const scheduleId = job.data?.scheduleId;
     if (scheduleId && schedules) {
-      const run = await schedules.startRun(job.data.tenant, scheduleId, id);
+      // The API never admitted a run: its input is counted against the tenant's storage budget
+      // here (idempotently, so a retried run is not counted twice).
+      const { tenant } = job.data;
+      const inputBytes = Buffer.byteLength(JSON.stringify(job.data.input) ?? '');
+      if (!(await store.chargeInput(tenant, id, inputBytes, tenantStorageBudget(config.limits, tenant)))) {
+        throw new PermanentError("the tenant's storage budget is full (TENANT_STORAGE_BYTES)", 'skipped');
+      }
+      const run = await schedules.startRun(tenant, scheduleId, id);
       if (run === 'skip') {
         throw new PermanentError('the previous run of its schedule was still active (overlap: skip)', 'skipped');
       }

@@ -268,6 +268,55 @@ async function evalScript(
   }
 }
 
+interface AdmitParams {
+  tenant: string;
+  id: string;
+  idempotency?: { keyHash: string; bodyHash: string } | undefined;
+  idempotencyTtlSeconds: number;
+  /** 0: no backlog quota. */
+  backlogQuota: number;
+  backlogTtlSeconds: number;
+  settleMs: number;
+  /** 0: no storage budget. */
+  storageBudget: number;
+  inputBytes: number;
+  /** 0: the rate limit neither counts nor refuses. */
+  rateLimit: number;
+  rateWindowMs: number;
+}
+
+/** Runs the `ADMIT` script: the one place its keys and arguments are laid out. */
+async function runAdmit(
+  redis: RedisConnection,
+  layout: Layout,
+  p: AdmitParams,
+): Promise<[string, string | number, number, number, number?]> {
+  return (await evalScript(
+    redis,
+    ADMIT,
+    5,
+    p.idempotency ? layout.idempotency(p.tenant, p.idempotency.keyHash) : layout.backlog(p.tenant),
+    layout.backlog(p.tenant),
+    layout.storageJobs(p.tenant),
+    layout.storageBytes(p.tenant),
+    layout.rate(p.tenant),
+    p.id,
+    p.idempotency?.bodyHash ?? '',
+    String(p.idempotencyTtlSeconds),
+    String(p.backlogQuota),
+    String(Date.now()),
+    p.idempotency ? '1' : '0',
+    String(p.backlogTtlSeconds),
+    `${layout.queueKey(QUEUES.analyses)}:`,
+    String(p.settleMs),
+    String(p.storageBudget),
+    String(p.inputBytes),
+    String(STORAGE_KEYS_TTL_SECONDS),
+    String(p.rateLimit),
+    String(p.rateWindowMs),
+  )) as [string, string | number, number, number, number?];
+}
+
 export type Admission = (
   | { kind: 'new' }
   | { kind: 'replay'; id: string; bodyHash: string }
@@ -465,32 +514,20 @@ export function createJobStore({
       inputBytes = 0,
       { countRate = true }: { countRate?: boolean } = {},
     ): Promise<Admission> {
-      const idemKey = idempotency ? layout.idempotency(tenant, idempotency.keyHash) : layout.backlog(tenant);
       const limit = countRate ? ratePerWindow : 0;
-      const reply = (await evalScript(
-        redis,
-        ADMIT,
-        5,
-        idemKey,
-        layout.backlog(tenant),
-        layout.storageJobs(tenant),
-        layout.storageBytes(tenant),
-        layout.rate(tenant),
+      const reply = await runAdmit(redis, layout, {
+        tenant,
         id,
-        idempotency?.bodyHash ?? '',
-        String(Math.min(IDEMPOTENCY_TTL_SECONDS, tombstoneSeconds)),
-        String(backlogQuota),
-        String(Date.now()),
-        idempotency ? '1' : '0',
-        String(tombstoneSeconds),
-        jobPrefix,
-        String(settleMs),
-        String(storageBudget(tenant)),
-        String(inputBytes),
-        String(STORAGE_KEYS_TTL_SECONDS),
-        String(limit),
-        String(rateWindowMs),
-      )) as [string, string | number, number, number, number?];
+        idempotency,
+        idempotencyTtlSeconds: Math.min(IDEMPOTENCY_TTL_SECONDS, tombstoneSeconds),
+        backlogQuota,
+        backlogTtlSeconds: tombstoneSeconds,
+        settleMs,
+        storageBudget: storageBudget(tenant),
+        inputBytes,
+        rateLimit: limit,
+        rateWindowMs,
+      });
       const [kind, value, hits, ttl, extra] = reply;
       const rate = limit > 0 ? { rate: { limit, hits: Number(hits), resetMs: Number(ttl) } } : {};
       if (kind === 'rate') return { kind: 'rate_limited', ...rate };
@@ -739,6 +776,27 @@ export function createJobRunStore({ redis, prefix }: { redis: RedisConnection; p
      * Counts a result about to be stored against the tenant's storage budget. Send it before the
      * completion on the same connection: Redis then applies it first.
      */
+    /**
+     * Counts the input of a job the API did not admit (a schedule's run) against its tenant's
+     * storage budget, through the same `ADMIT` script as a submission; `false` when the budget
+     * is full (nothing is counted then).
+     */
+    async chargeInput(tenant: string, id: string, bytes: number, budget: number): Promise<boolean> {
+      if (budget <= 0) return true;
+      const [kind] = await runAdmit(redis, layout, {
+        tenant,
+        id,
+        idempotencyTtlSeconds: 0,
+        backlogQuota: 0,
+        backlogTtlSeconds: 0,
+        settleMs: 10_000,
+        storageBudget: budget,
+        inputBytes: bytes,
+        rateLimit: 0,
+        rateWindowMs: 0,
+      });
+      return kind !== 'storage_full';
+    },
     async accountResult(tenant: string, id: string, bytes: number): Promise<void> {
       await redis.eval(
         ACCOUNT_RESULT,

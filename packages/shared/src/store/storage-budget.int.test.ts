@@ -111,4 +111,21 @@ describe('the per-tenant storage budget (real Redis)', () => {
     expect((await store.admit('replay', id, undefined, bytesOf(value))).kind).toBe('new');
     expect(await total('replay')).toBe(bytesOf(value));
   });
+
+  it("G25: when a schedule's runs start past the budget, then their inputs are refused, and a retried run is counted once", async () => {
+    const runs = createJobRunStore({ redis, prefix });
+    const tenant = 'scheduled';
+    const budget = tenantStorageBudget(config.limits, tenant);
+    const first = newJobId();
+    expect(await runs.chargeInput(tenant, first, 3000, budget)).toBe(true);
+    // The same run started again (a retry) replaces its figure.
+    expect(await runs.chargeInput(tenant, first, 3000, budget)).toBe(true);
+    expect(await total(tenant)).toBe(3000);
+    // Runs are jobs in Redis: keep the first one there, so its bytes are not freed as gone.
+    await store.accept({ tenant, id: first, contract: getContract('simulate'), input: input(10) });
+    expect(await runs.chargeInput(tenant, newJobId(), 2000, budget)).toBe(false);
+    expect(await total(tenant)).toBe(3000);
+    // Admission sees the same budget: a submission is refused too.
+    expect((await submit(tenant, input(2000))).admission.kind).toBe('storage_full');
+  });
 });
