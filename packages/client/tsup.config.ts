@@ -8,6 +8,16 @@ import { defineConfig } from 'tsup';
  *   @longhaul/shared, bundled in (code and types) so the package does not depend on server code.
  * - `cli` is the `longhaul` command (bin/longhaul.mjs); commander and cli-progress stay dependencies.
  */
+/** What the two Node entries share: ESM for Node 20, `node:` imports kept as written. */
+const nodeEntry = {
+  format: ['esm'],
+  platform: 'node',
+  target: 'node20',
+  removeNodeProtocol: false,
+  outDir: 'dist',
+  sourcemap: true,
+} as const;
+
 export default defineConfig([
   {
     entry: { index: 'src/index.ts' },
@@ -21,12 +31,7 @@ export default defineConfig([
   },
   {
     entry: { node: 'src/node.ts' },
-    format: ['esm'],
-    platform: 'node',
-    target: 'node20',
-    removeNodeProtocol: false,
-    outDir: 'dist',
-    sourcemap: true,
+    ...nodeEntry,
     // The declarations are bundled too: TypeScript otherwise treats the linked workspace package as
     // an external library and leaves an import of it in node.d.ts.
     dts: {
@@ -36,12 +41,7 @@ export default defineConfig([
   },
   {
     entry: { cli: 'src/main.ts' },
-    format: ['esm'],
-    platform: 'node',
-    target: 'node20',
-    removeNodeProtocol: false,
-    outDir: 'dist',
-    sourcemap: true,
+    ...nodeEntry,
     noExternal: ['eventsource-parser'],
   },
 ]);

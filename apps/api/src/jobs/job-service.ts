@@ -10,6 +10,7 @@ import {
   type RateWindow,
   type ScheduleStore,
   statusOf,
+  tenantStorageBudget,
   toJobView,
 } from '@longhaul/shared';
 import { HttpError, notFound } from '../http/http-error.ts';
@@ -135,7 +136,9 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
           : { keyHash: sha256(idempotencyKey), bodyHash: sha256(canonical(body)) };
       let id = newJobId();
       // What BullMQ stores of the input, counted against the tenant's storage budget.
-      const inputBytes = Buffer.byteLength(JSON.stringify(input) ?? '');
+      // Serialised only when a budget applies: the submit path is hot, and the size is otherwise unused.
+      const inputBytes =
+        tenantStorageBudget(config.limits, tenant) > 0 ? Buffer.byteLength(JSON.stringify(input) ?? '') : 0;
       let admission = await store.admit(tenant, id, idempotency, inputBytes);
       const { rate } = admission;
       if (admission.kind === 'rate_limited') throw rateLimited(rate);
