@@ -3,9 +3,17 @@ import {
   DATASET_EXACT_DISTINCT_LIMIT,
   DATASET_QUANTILES,
 } from '@longhaul/shared/analyses/dataset-profile';
+import { ExactSum } from './exact-sum.ts';
 import { HyperLogLog, hash53, hash53Range } from './hyperloglog.ts';
 import { MisraGries } from './misra-gries.ts';
-import { createSketch, type SketchState, sketchBins, sketchFromState, sketchToState } from './quantile-sketch.ts';
+import {
+  createSketch,
+  mergeSketch,
+  type SketchState,
+  sketchBins,
+  sketchFromState,
+  sketchToState,
+} from './quantile-sketch.ts';
 import {
   type Classified,
   type CountKey,
@@ -37,6 +45,8 @@ export interface ColumnState {
   n: number;
   mean: number;
   m2: number;
+  /** The exact sum's partials (see ExactSum); null once it overflowed. Absent in checkpoints older than it. */
+  sum?: number[] | null;
   min: number | null;
   max: number | null;
   textMin: string | null;
@@ -79,10 +89,13 @@ export class ColumnStats {
   nonNull = 0;
   /** Values per kind, indexed by the kind's code (VALUE_KINDS). */
   private readonly kindCounts = new Float64Array(VALUE_KINDS.length);
-  // Welford's running mean and sum of squared deviations over numbers and dates (epoch ms).
+  // Welford's running mean and sum of squared deviations over numbers and dates (epoch ms), for
+  // the standard deviation. The reported mean is the exact sum over n instead: it does not depend
+  // on the order of the values, so a profile merged from byte ranges reports the same mean.
   private n = 0;
   private mean = 0;
   private m2 = 0;
+  private sum = new ExactSum();
   /** Meaningful once `n > 0`. */
   private min = Number.POSITIVE_INFINITY;
   private max = Number.NEGATIVE_INFINITY;
@@ -135,6 +148,7 @@ export class ColumnStats {
       const delta = x - this.mean;
       this.mean += delta / this.n;
       this.m2 += delta * (x - this.mean);
+      this.sum.add(x);
       if (x < this.min) this.min = x;
       if (x > this.max) this.max = x;
       this.sketch?.accept(x - this.sketchOffset);
@@ -184,6 +198,93 @@ export class ColumnStats {
     return key.trim() === '' ? Number.NaN : n;
   }
 
+  /**
+   * Adds what `other` counted: the same column over another byte range of the dataset (see
+   * merge-profiles.ts). Counts, type counts, the exact sum, min and max add up or compare exactly,
+   * so they equal one pass over both ranges. So do exact value counts, and with them distinct,
+   * top-k, quantiles and histogram, while the union stays within the exact limit. Past it:
+   * HyperLogLog registers merge by maximum, which gives the very registers one pass would have;
+   * Misra–Gries summaries merge by adding counters and subtracting the (k+1)-th largest (Agarwal
+   * et al. 2012), which keeps their error bound; DDSketches merge bin by bin when they share an
+   * origin, and are re-binned onto the earlier origin otherwise (date/time columns, see
+   * {@link addSketch}). The variance merges by Chan et al.'s formula: equal up to rounding.
+   */
+  merge(other: ColumnStats): void {
+    this.nonNull += other.nonNull;
+    for (let i = 0; i < VALUE_KINDS.length; i++) {
+      this.kindCounts[i] = (this.kindCounts[i] as number) + (other.kindCounts[i] as number);
+    }
+    if (other.n > 0) {
+      if (this.n === 0) {
+        this.mean = other.mean;
+        this.m2 = other.m2;
+      } else {
+        const n = this.n + other.n;
+        const delta = other.mean - this.mean;
+        this.m2 += other.m2 + delta * delta * ((this.n * other.n) / n);
+        this.mean += delta * (other.n / n);
+      }
+      this.n += other.n;
+      this.sum.addSum(other.sum);
+      if (other.min < this.min) this.min = other.min;
+      if (other.max > this.max) this.max = other.max;
+    }
+    if (other.textMin !== null && (this.textMin === null || other.textMin < this.textMin)) this.textMin = other.textMin;
+    if (other.textMax !== null && (this.textMax === null || other.textMax > this.textMax)) this.textMax = other.textMax;
+
+    if (this.exact && other.exact) {
+      for (const [key, count] of other.counts) this.counts.set(key, (this.counts.get(key) ?? 0) + count);
+      if (this.counts.size > DATASET_EXACT_DISTINCT_LIMIT) this.overflow();
+      return;
+    }
+    if (this.exact) this.overflow();
+    const hll = this.hll as HyperLogLog;
+    const sketch = this.sketch as ReturnType<typeof createSketch>;
+    const combined = new Map<CountKey, number>((this.frequent as MisraGries).entries());
+    for (const [key, count] of other.countEntries()) combined.set(key, (combined.get(key) ?? 0) + count);
+    this.frequent = MisraGries.from(combined, DATASET_EXACT_DISTINCT_LIMIT);
+    if (other.exact) {
+      for (const [key, count] of other.counts) {
+        hll.add(String(key));
+        const x = this.numericOfKey(key);
+        if (!Number.isNaN(x)) sketch.accept(x - this.sketchOffset, count);
+      }
+      return;
+    }
+    hll.merge(other.hll as HyperLogLog);
+    this.addSketch(other.sketch as ReturnType<typeof createSketch>, other.sketchOffset);
+  }
+
+  /**
+   * Adds `other`'s quantile sketch, whose values were shifted by `otherOffset`. Numeric columns
+   * (offset 0) merge bin by bin, exactly as one sketch fed both ranges. A date/time column's
+   * sketch starts at the earliest date its range had seen when it passed the exact limit, so two
+   * ranges can disagree: the later-starting one is re-binned onto the earlier origin, each bin at
+   * its representative value, which can add up to one more bin's width (1%) to the error.
+   */
+  private addSketch(other: ReturnType<typeof createSketch>, otherOffset: number): void {
+    const mine = this.sketch as ReturnType<typeof createSketch>;
+    if (otherOffset === this.sketchOffset) {
+      mergeSketch(mine, other);
+      return;
+    }
+    const [base, moved, shift] =
+      otherOffset < this.sketchOffset
+        ? [other, mine, this.sketchOffset - otherOffset]
+        : [mine, other, otherOffset - this.sketchOffset];
+    const merged = createSketch();
+    mergeSketch(merged, base);
+    for (const [value, count] of sketchBins(moved)) merged.accept(value + shift, count);
+    this.sketch = merged;
+    this.sketchOffset = Math.min(this.sketchOffset, otherOffset);
+  }
+
+  /** The mean: the exact sum over n (the running mean only if the sum overflowed a double). */
+  private exactMean(): number {
+    const sum = this.sum.value();
+    return Number.isNaN(sum) ? this.mean : sum / this.n;
+  }
+
   /** The counted values: exact counts, or the frequent values' Misra–Gries counts. */
   private countEntries(): [CountKey, number][] {
     return this.frequent ? this.frequent.entries() : [...this.counts];
@@ -197,6 +298,7 @@ export class ColumnStats {
       n: this.n,
       mean: this.mean,
       m2: this.m2,
+      sum: this.sum.toState(),
       min: this.n > 0 ? this.min : null,
       max: this.n > 0 ? this.max : null,
       textMin: this.textMin,
@@ -218,6 +320,7 @@ export class ColumnStats {
     c.n = state.n;
     c.mean = state.mean;
     c.m2 = state.m2;
+    c.sum = state.sum === undefined ? new ExactSum([state.mean * state.n]) : ExactSum.fromState(state.sum);
     c.min = state.min ?? Number.POSITIVE_INFINITY;
     c.max = state.max ?? Number.NEGATIVE_INFINITY;
     c.textMin = state.textMin;
@@ -268,7 +371,7 @@ export class ColumnStats {
       distinct,
       min: numeric ? show(min) : type === 'string' ? this.textMin : null,
       max: numeric ? show(max) : type === 'string' ? this.textMax : null,
-      mean: numeric && this.n > 0 ? show(this.mean) : null,
+      mean: numeric && this.n > 0 ? show(this.exactMean()) : null,
       // Sample standard deviation (n − 1), as pandas and R report it; in milliseconds for date/time.
       stdDev: numeric && this.n > 1 ? Math.sqrt(this.m2 / (this.n - 1)) : null,
       quantiles: null,

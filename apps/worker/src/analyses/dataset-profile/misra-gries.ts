@@ -34,11 +34,22 @@ export class MisraGries {
     this.strings = new Array<string | undefined>(capacity).fill(undefined);
   }
 
-  /** A summary seeded with exact counts (possibly one over the limit, as when a column overflows), then trimmed. */
+  /**
+   * A summary of `entries` (distinct keys): exact counts, or the counters of summaries being
+   * merged, added up. Above `limit` keys every count is lowered by the (limit + 1)-th largest and
+   * those left at zero or below are dropped (Agarwal et al., "Mergeable Summaries", 2012): the
+   * result keeps the bound of one summary over all the values. One key over the limit, as when a
+   * column passes the exact limit, is the plain Misra–Gries step: that key has count 1, so every
+   * count is lowered by one.
+   */
   static from(entries: Iterable<[CountKey, number]>, limit: number): MisraGries {
+    let list = [...entries];
+    if (list.length > limit) {
+      const cut = list.map(([, count]) => count).sort((a, b) => b - a)[limit] as number;
+      list = list.filter(([, count]) => count > cut).map(([key, count]): [CountKey, number] => [key, count - cut]);
+    }
     const summary = new MisraGries(limit);
-    for (const [key, count] of entries) summary.insert(key, hash53(String(key)), count);
-    if (summary.used > limit) summary.decrementAll();
+    for (const [key, count] of list) summary.insert(key, hash53(String(key)), count);
     return summary;
   }
 

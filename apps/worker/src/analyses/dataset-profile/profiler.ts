@@ -32,12 +32,19 @@ export interface ProfilerState {
   rows: number;
   errors: { count: number; first: { line: number; message: string }[] };
   columns: ColumnState[];
+  /** Whether the parse error about the column cap is already listed (so a resume does not list it again). */
+  capNoted?: boolean;
+  /** Records skipped for being longer than MAX_RECORD_BYTES. */
+  longRecords?: number;
 }
 
 export type ProfileSummary = Omit<DatasetProfileResult, 'resumedFrom' | 'attempts' | 'durationMs'>;
 
-/** Bytes gathered before the format and dialect are guessed (or the whole dataset, if smaller). */
-const SNIFF_BYTES = 64 * 1024;
+/**
+ * The format and dialect are guessed from exactly this many first bytes (or the whole dataset, if
+ * smaller), however the bytes arrive: a parallel profile sniffs the same bytes from a Range request.
+ */
+export const SNIFF_BYTES = 64 * 1024;
 /** A record or line longer than this is malformed: it fails, so one bad quote cannot eat all memory. */
 export const MAX_RECORD_BYTES = 4 * 1024 * 1024;
 /** The most bytes handed to the batcher at once (see `feed`). */
@@ -91,7 +98,10 @@ export class Profiler {
   private sample: Uint8Array[] = [];
   private sampleBytes = 0;
   private batcher: RecordBatcher | null = null;
-  private columnCapNoted = false;
+  private columnCapNoted: boolean;
+  private longRecords: number;
+  /** Whether the input ended inside a quoted field (known once {@link end} ran). */
+  private endedInQuote = false;
 
   constructor(
     private readonly options: ProfileOptions,
@@ -106,6 +116,8 @@ export class Profiler {
     this.lines = restored?.lines ?? 0;
     this.rows = restored?.rows ?? 0;
     this.errors = restored?.errors ?? { count: 0, first: [] };
+    this.columnCapNoted = restored?.capNoted ?? false;
+    this.longRecords = restored?.longRecords ?? 0;
     this.nulls = new Set(options.nullValues);
     this.classifier = new FieldClassifier(options.nullValues);
     for (const c of restored?.columns ?? []) this.columns.set(c.name, ColumnStats.fromState(c));
@@ -145,6 +157,7 @@ export class Profiler {
       if (this.start === 0 && this.sampleBytes === 0) throw new DatasetError('the dataset is empty (0 bytes)');
       this.begin();
     }
+    this.endedInQuote = this.batcher?.quoted ?? false;
     const rest = this.batcher?.flush();
     if (rest && rest.length > 0) this.records(rest);
     if (this.start === 0 && this.rows === 0 && this.names === null && this.errors.count === 0) {
@@ -163,7 +176,17 @@ export class Profiler {
       rows: this.rows,
       errors: { count: this.errors.count, first: [...this.errors.first] },
       columns: [...this.columns.values()].map((c) => c.toState()),
+      capNoted: this.columnCapNoted,
+      longRecords: this.longRecords,
     };
+  }
+
+  /**
+   * Whether the input ended inside a quoted field: for a byte range of a CSV, that its end (so the
+   * next range's start) is no record boundary. Meaningful after {@link end}.
+   */
+  get endsInQuote(): boolean {
+    return this.endedInQuote;
   }
 
   /** Whether {@link state} can be saved now: the format is known, so a resume needs no sniffing. */
@@ -205,10 +228,14 @@ export class Profiler {
     const sample = Buffer.concat(this.sample);
     this.sample = [];
     this.sampleBytes = 0;
-    this.format ??= this.options.formatHint ?? formatOf(sample);
+    const sniffed = sample.subarray(0, SNIFF_BYTES);
+    this.format ??= this.options.formatHint ?? formatOf(sniffed);
     if (this.format === 'csv' && !this.dialect) {
-      const text = sample.toString(this.options.encoding === 'latin1' ? 'latin1' : 'utf8');
-      if (this.start === 0 && text.trim() === '') throw new DatasetError('the dataset is empty (only blank lines)');
+      const encoding = this.options.encoding === 'latin1' ? 'latin1' : 'utf8';
+      const text = sniffed.toString(encoding);
+      if (this.start === 0 && text.trim() === '' && sample.toString(encoding).trim() === '') {
+        throw new DatasetError('the dataset is empty (only blank lines)');
+      }
       this.dialect = sniffDialect(text, this.options.csv ?? {});
     }
     let quote: number | null = null;
@@ -245,6 +272,7 @@ export class Profiler {
       const { batch, overflow, overflowLines } = batcher.push(piece);
       if (batch.length > 0) this.records(batch);
       if (overflow > 0) {
+        this.longRecords++;
         this.error(
           this.lines + 1,
           `a record is longer than ${MAX_RECORD_BYTES} bytes (an unclosed quote?); ${overflow} bytes are skipped`,

@@ -67,3 +67,19 @@ export function sketchBins(sketch: Sketch): [number, number][] {
   for (const [key, count] of binsOf(sketch.store)) out.push([sketch.mapping.value(key), count]);
   return out;
 }
+
+/**
+ * Adds `from`'s values to `into`, bin by bin. Not the library's `merge`: in @datadog/sketches-js
+ * 2.1.1 it merges the positive store only and drops every negative value
+ * (https://github.com/DataDog/sketches-js/issues/22).
+ */
+export function mergeSketch(into: Sketch, from: Sketch): void {
+  if (from.count === 0) return;
+  into.store.merge(from.store);
+  into.negativeStore.merge(from.negativeStore);
+  into.zeroCount += from.zeroCount;
+  into.count += from.count;
+  into.sum += from.sum;
+  into.min = Math.min(into.min, from.min);
+  into.max = Math.max(into.max, from.max);
+}

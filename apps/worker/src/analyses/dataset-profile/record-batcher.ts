@@ -24,6 +24,11 @@ export class RecordBatcher {
     private readonly maxRecordBytes: number,
   ) {}
 
+  /** Whether the bytes pushed so far end inside a quoted field. */
+  get quoted(): boolean {
+    return this.inQuote;
+  }
+
   /** Bytes held back as an incomplete record. */
   get pending(): number {
     return this.carry.length;
