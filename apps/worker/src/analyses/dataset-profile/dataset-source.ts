@@ -149,12 +149,21 @@ function decoded(body: IncomingMessage, encoding: string): Readable {
   return decoder;
 }
 
+/** A range's body sent more, or ended with less, than the range asked for. */
+class RangeLengthError extends Error {}
+
+/**
+ * The body's bytes, counted against `maxBytes`, after skipping `skip` of them. With `until`, the
+ * body must end exactly at that absolute position: a range request's answer is bounded by what
+ * was asked for, whatever the server's framing says.
+ */
 async function* counted(
   body: Readable,
   skip: number,
   startAt: number,
   limits: SourceLimits,
   deadline: Deadline,
+  until?: number,
 ): AsyncGenerator<Uint8Array> {
   let position = startAt;
   let toSkip = skip;
@@ -174,28 +183,40 @@ async function* counted(
       }
       position += chunk.length;
       if (position > limits.maxBytes) throw tooBig(limits.maxBytes);
+      if (until !== undefined && position > until) {
+        throw new RangeLengthError('the dataset URL sent more bytes than the range asked for');
+      }
       yield chunk;
     }
+    if (until !== undefined && position < until) {
+      throw new RangeLengthError('the connection closed before the whole range arrived; will retry');
+    }
   } catch (err) {
-    if (err instanceof DatasetError) throw err;
+    if (err instanceof DatasetError || err instanceof RangeLengthError) throw err;
     throw networkError(err, limits.fetchTimeoutMs, deadline);
   } finally {
     body.destroy();
   }
 }
 
+/** One GET of a dataset URL that answered 200 or 206 with an encoding we can read. */
+interface Answered {
+  url: URL;
+  res: GuardedResponse;
+  deadline: Deadline;
+  /** The Content-Encoding, lowercased (`identity` when none). */
+  encoding: string;
+}
+
 /**
- * Opens a dataset URL at byte `from`: a Range request when resuming (with If-Range on the ETag),
- * falling back to reading and skipping `from` bytes when the server ignores ranges, or to the start
- * when the file changed. Redirects are followed by hand, each hop checked by the address guard.
+ * Sends a GET with `headers`, following redirects by hand (each hop checked by the address guard).
  * The whole fetch, from the first request to the last byte read, is bounded by `fetchTotalMs`.
  */
-export async function openUrl(
+async function get(
   raw: string,
-  from: number,
-  previous: SourceValidator | undefined,
+  headers: Record<string, string>,
   { limits, signal }: { limits: SourceLimits; signal: AbortSignal },
-): Promise<OpenedSource> {
+): Promise<Answered> {
   let url = checkUrl(raw, limits.allowPrivate);
   const expired = AbortSignal.timeout(limits.fetchTotalMs);
   const deadline: Deadline = {
@@ -205,18 +226,10 @@ export async function openUrl(
     expired,
   };
   for (let hop = 0; ; hop++) {
-    const headers: Record<string, string> = {
-      'accept-encoding': 'identity',
-      'user-agent': 'longhaul-dataset-profile/1',
-    };
-    if (from > 0) {
-      headers.range = `bytes=${from}-`;
-      if (previous?.etag) headers['if-range'] = previous.etag;
-    }
     let res: GuardedResponse;
     try {
       res = await guardedGet(url, {
-        headers,
+        headers: { 'accept-encoding': 'identity', 'user-agent': 'longhaul-dataset-profile/1', ...headers },
         allowPrivate: limits.allowPrivate,
         headersTimeoutMs: limits.fetchTimeoutMs,
         signal: deadline.signal,
@@ -247,52 +260,144 @@ export async function openUrl(
         `the dataset URL answered with an unsupported Content-Encoding (${encoding.slice(0, 40)})`,
       );
     }
-    const encoded = encoding !== 'identity';
-    if (encoded && status === 206) {
-      // A range of compressed bytes cannot be decompressed on its own.
-      body.destroy();
-      throw new DatasetError('the dataset URL answered a compressed partial response (Content-Encoding with 206)');
-    }
-    const etag = header(res.headers, 'etag');
-    const lengthHeader = header(res.headers, 'content-length');
-    // With a Content-Encoding, Content-Length counts the compressed bytes: the dataset's size is unknown.
-    const length = lengthHeader === undefined || encoded ? undefined : Number(lengthHeader);
-    let total: number | null = null;
-    let offset = 0;
-    let skip = 0;
-    if (status === 206) {
-      const range = /bytes (\d+)-\d+\/(\d+|\*)/.exec(header(res.headers, 'content-range') ?? '');
-      if (!range || Number(range[1]) !== from) {
-        body.destroy();
-        throw new Error('the dataset URL answered a range other than the one asked for');
-      }
-      offset = from;
-      total = range[2] === '*' ? null : Number(range[2]);
-    } else {
-      total = length ?? null;
-      // A 200 to a range request: the whole file. Skip to the offset only if it is the same file.
-      const same =
-        from > 0 &&
-        (previous?.etag ? previous.etag === etag : true) &&
-        (previous?.length !== undefined ? previous.length === total : true);
-      if (same) {
-        offset = from;
-        skip = from;
-      }
-    }
-    if (total !== null && total > limits.maxBytes) {
-      body.destroy();
-      throw tooBig(limits.maxBytes);
-    }
-    const validator: SourceValidator = {};
-    if (etag) validator.etag = etag;
-    if (total !== null) validator.length = total;
-    return {
-      offset,
-      total,
-      formatHint: formatHint(url, header(res.headers, 'content-type')),
-      validator,
-      chunks: counted(encoded ? decoded(body, encoding) : body, skip, offset, limits, deadline),
-    };
+    return { url, res, deadline, encoding };
   }
+}
+
+/**
+ * Opens a dataset URL at byte `from`: a Range request when resuming (with If-Range on the ETag),
+ * falling back to reading and skipping `from` bytes when the server ignores ranges, or to the start
+ * when the file changed. Redirects are followed by hand, each hop checked by the address guard.
+ * The whole fetch, from the first request to the last byte read, is bounded by `fetchTotalMs`.
+ */
+export async function openUrl(
+  raw: string,
+  from: number,
+  previous: SourceValidator | undefined,
+  { limits, signal }: { limits: SourceLimits; signal: AbortSignal },
+): Promise<OpenedSource> {
+  const headers: Record<string, string> = {};
+  if (from > 0) {
+    headers.range = `bytes=${from}-`;
+    if (previous?.etag) headers['if-range'] = previous.etag;
+  }
+  const { url, res, deadline, encoding } = await get(raw, headers, { limits, signal });
+  const { statusCode: status, body } = res;
+  const encoded = encoding !== 'identity';
+  if (encoded && status === 206) {
+    // A range of compressed bytes cannot be decompressed on its own.
+    body.destroy();
+    throw new DatasetError('the dataset URL answered a compressed partial response (Content-Encoding with 206)');
+  }
+  const etag = header(res.headers, 'etag');
+  const lengthHeader = header(res.headers, 'content-length');
+  // With a Content-Encoding, Content-Length counts the compressed bytes: the dataset's size is unknown.
+  const length = lengthHeader === undefined || encoded ? undefined : Number(lengthHeader);
+  let total: number | null = null;
+  let offset = 0;
+  let skip = 0;
+  if (status === 206) {
+    const range = /bytes (\d+)-\d+\/(\d+|\*)/.exec(header(res.headers, 'content-range') ?? '');
+    if (!range || Number(range[1]) !== from) {
+      body.destroy();
+      throw new Error('the dataset URL answered a range other than the one asked for');
+    }
+    offset = from;
+    total = range[2] === '*' ? null : Number(range[2]);
+  } else {
+    total = length ?? null;
+    // A 200 to a range request: the whole file. Skip to the offset only if it is the same file.
+    const same =
+      from > 0 &&
+      (previous?.etag ? previous.etag === etag : true) &&
+      (previous?.length !== undefined ? previous.length === total : true);
+    if (same) {
+      offset = from;
+      skip = from;
+    }
+  }
+  if (total !== null && total > limits.maxBytes) {
+    body.destroy();
+    throw tooBig(limits.maxBytes);
+  }
+  const validator: SourceValidator = {};
+  if (etag) validator.etag = etag;
+  if (total !== null) validator.length = total;
+  return {
+    offset,
+    total,
+    formatHint: formatHint(url, header(res.headers, 'content-type')),
+    validator,
+    chunks: counted(encoded ? decoded(body, encoding) : body, skip, offset, limits, deadline),
+  };
+}
+
+/** A byte range of a dataset URL, or why the server did not give it. */
+export type OpenedRange =
+  | {
+      ranged: true;
+      /** The dataset's full size, from Content-Range. */
+      total: number;
+      formatHint: DatasetFormat | undefined;
+      validator: SourceValidator;
+      /** Exactly the bytes `[start, min(end, total))`. */
+      chunks: AsyncIterable<Uint8Array>;
+    }
+  | { ranged: false; reason: string };
+
+/**
+ * Opens the bytes `[start, end)` of a dataset URL with a Range request, for a parallel profile:
+ * its split probes and its parts. The server must answer 206, uncompressed, with a Content-Range
+ * that names that very range (cut at the end of the file) and a known size; with `expected`, the
+ * same ETag (sent as If-Range) and size as before. Any other answer is `ranged: false` with a
+ * reason, and the caller profiles the dataset in one pass instead. The body is held to exactly
+ * the range, and to every limit a whole fetch has (redirects, address guard, timeouts, size).
+ */
+export async function openRange(
+  raw: string,
+  start: number,
+  end: number,
+  expected: SourceValidator | undefined,
+  { limits, signal }: { limits: SourceLimits; signal: AbortSignal },
+): Promise<OpenedRange> {
+  const headers: Record<string, string> = { range: `bytes=${start}-${end - 1}` };
+  if (expected?.etag) headers['if-range'] = expected.etag;
+  const { url, res, deadline, encoding } = await get(raw, headers, { limits, signal });
+  const { statusCode: status, body } = res;
+  const refuse = (reason: string): OpenedRange => {
+    body.destroy();
+    return { ranged: false, reason };
+  };
+  if (status !== 206) {
+    return refuse(
+      expected
+        ? 'the dataset changed, or its server stopped answering Range requests'
+        : 'its server ignores Range requests',
+    );
+  }
+  if (encoding !== 'identity') return refuse('its server compresses Range answers');
+  const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec((header(res.headers, 'content-range') ?? '').trim());
+  if (!range || range[3] === '*') return refuse("its server does not give the dataset's size");
+  const total = Number(range[3]);
+  const until = Math.min(end, total);
+  if (Number(range[1]) !== start || Number(range[2]) !== until - 1) {
+    return refuse('its server answered a range other than the one asked for');
+  }
+  const etag = header(res.headers, 'etag');
+  if (expected && (expected.length !== total || (expected.etag !== undefined && expected.etag !== etag))) {
+    return refuse('the dataset changed while it was profiled in parts');
+  }
+  if (total > limits.maxBytes) {
+    body.destroy();
+    throw tooBig(limits.maxBytes);
+  }
+  const validator: SourceValidator = { length: total };
+  if (etag) validator.etag = etag;
+  return {
+    ranged: true,
+    total,
+    formatHint: formatHint(url, header(res.headers, 'content-type')),
+    validator,
+    chunks: counted(body, 0, start, limits, deadline, until),
+  };
 }
