@@ -27,7 +27,13 @@ describe("the SDK's own types against the server's schemas", () => {
     expectTypeOf<sdk.AnalysisResult<'simulate'>>().toEqualTypeOf<shared.AnalysisResult<'simulate'>>();
     expectTypeOf<sdk.AnalysisInput<'dataset-profile'>>().toEqualTypeOf<shared.AnalysisInput<'dataset-profile'>>();
     expectTypeOf<sdk.AnalysisResult<'dataset-profile'>>().toEqualTypeOf<shared.AnalysisResult<'dataset-profile'>>();
-    expect(Object.keys(shared.analyses).sort()).toEqual(['dataset-profile', 'simulate']);
+    expectTypeOf<sdk.AnalysisInput<'dataset-profile-part'>>().toEqualTypeOf<
+      shared.AnalysisInput<'dataset-profile-part'>
+    >();
+    expectTypeOf<sdk.AnalysisResult<'dataset-profile-part'>>().toEqualTypeOf<
+      shared.AnalysisResult<'dataset-profile-part'>
+    >();
+    expect(Object.keys(shared.analyses).sort()).toEqual(['dataset-profile', 'dataset-profile-part', 'simulate']);
   });
 
   it("when the worker signs a delivery, then @longhaul/client/node's verifyWebhook accepts it and refuses a changed body", () => {

@@ -1,6 +1,7 @@
 import type { AnalysisName } from '@longhaul/shared';
 import { analysisNames } from '@longhaul/shared';
 import { datasetProfile } from './analyses/dataset-profile.ts';
+import { datasetProfilePart } from './analyses/dataset-profile-part.ts';
 import { simulate } from './analyses/simulate.ts';
 import type { Analysis, Implementation } from './define-analysis.ts';
 
@@ -8,6 +9,7 @@ import type { Analysis, Implementation } from './define-analysis.ts';
 export const implementations = {
   simulate,
   'dataset-profile': datasetProfile,
+  'dataset-profile-part': datasetProfilePart,
 } satisfies { [N in AnalysisName]: Implementation<N> };
 
 /** Start-up check: each registered analysis has exactly one implementation under its own name. */

@@ -7,6 +7,7 @@ const { createLogger, createRedisConnection, handleShutdown, loadConfigOrExit, r
   '@longhaul/shared'
 );
 const { createDatasetProfile } = await import('./analyses/dataset-profile.ts');
+const { createDatasetProfilePart } = await import('./analyses/dataset-profile-part.ts');
 const { createSimulate } = await import('./analyses/simulate.ts');
 const { createHealthServer } = await import('./health-server.ts');
 const { implementations } = await import('./implementations.ts');
@@ -57,6 +58,7 @@ const analysisWorker = createAnalysisWorker({
     ...implementations,
     simulate: createSimulate(config.simulate),
     'dataset-profile': createDatasetProfile(config.dataset),
+    'dataset-profile-part': createDatasetProfilePart(config.dataset),
   },
 });
 const metrics = createWorkerMetrics();

@@ -147,6 +147,11 @@ export interface DatasetProfileInput {
   nullValues?: string[] | undefined;
   /** @defaultValue 20 */
   maxErrors?: number | undefined;
+  /**
+   * Byte-range parts a URL dataset with Range support is split into, profiled by child jobs and
+   * merged (1–64). Default: one per 64 MiB.
+   */
+  parallelism?: number | undefined;
 }
 
 type Scalar = number | string | null;
@@ -178,9 +183,39 @@ export interface DatasetProfileResult {
   bytes: number;
   columns: ColumnProfile[];
   parseErrors: { count: number; first: { line: number; message: string }[] };
+  /** Whether the dataset was profiled in byte-range parts by child jobs and merged. */
+  parallel: boolean;
+  /** How many byte ranges were profiled: 1 for one pass. */
+  parts: number;
+  /** Why the dataset was read in one pass (when `parallel` is false). */
+  reason?: string | undefined;
   /** Byte offset this attempt resumed from (0 when it started from the beginning). */
   resumedFrom: number;
   attempts: number;
+  durationMs: number;
+}
+
+/** Input of `dataset-profile-part`: one byte range of a parallel profile, built by its parent job. */
+export interface DatasetProfilePartInput {
+  url: string;
+  start: number;
+  end: number;
+  validator: { etag?: string | undefined; length: number };
+  format: 'csv' | 'ndjson';
+  dialect: { delimiter: string; quote: string; header: boolean } | null;
+  names: string[] | null;
+  encoding?: 'utf-8' | 'latin1' | undefined;
+  columns?: string[] | undefined;
+  nullValues: string[];
+  maxErrors: number;
+}
+
+/** Result of `dataset-profile-part`: the range's packed aggregation state, for its parent to merge. */
+export interface DatasetProfilePartResult {
+  state: string;
+  endsInQuote: boolean;
+  rows: number;
+  bytes: number;
   durationMs: number;
 }
 
@@ -188,6 +223,8 @@ export interface DatasetProfileResult {
 export interface Analyses {
   simulate: { input: SimulateInput; result: SimulateResult };
   'dataset-profile': { input: DatasetProfileInput; result: DatasetProfileResult };
+  /** Internal: started by `dataset-profile` itself for each part of a parallel profile. */
+  'dataset-profile-part': { input: DatasetProfilePartInput; result: DatasetProfilePartResult };
 }
 
 export type AnalysisName = keyof Analyses;

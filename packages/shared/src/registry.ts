@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { datasetProfile } from './analyses/dataset-profile.ts';
+import { datasetProfilePart } from './analyses/dataset-profile-part.ts';
 import { simulate } from './analyses/simulate.ts';
 import type { AnalysisContract } from './analysis.ts';
 
@@ -7,6 +8,7 @@ import type { AnalysisContract } from './analysis.ts';
 export const analyses = {
   [simulate.name]: simulate,
   [datasetProfile.name]: datasetProfile,
+  [datasetProfilePart.name]: datasetProfilePart,
 } as const satisfies Record<string, AnalysisContract>;
 
 export type AnalysisName = keyof typeof analyses;

@@ -1,17 +1,17 @@
-import { gunzipSync } from 'node:zlib';
-import { analyses, type Config, type DatasetProfileInput } from '@longhaul/shared';
+import {
+  analyses,
+  type Config,
+  type DatasetProfileInput,
+  type DatasetProfilePartInput,
+  datasetProfilePartResult,
+} from '@longhaul/shared';
 import { type AnalysisContext, defineAnalysis } from '../define-analysis.ts';
 import { PermanentError } from '../errors/permanent-error.ts';
 import { DatasetError } from './dataset-profile/dataset-error.ts';
-import {
-  forbidden,
-  type OpenedSource,
-  openInline,
-  openUrl,
-  type SourceValidator,
-} from './dataset-profile/dataset-source.ts';
-import { startProfileThread } from './dataset-profile/profile-thread-client.ts';
-import type { ProfilerState } from './dataset-profile/profiler.ts';
+import { forbidden, openInline, openUrl, type SourceValidator } from './dataset-profile/dataset-source.ts';
+import { mergeParts, type PartProfile } from './dataset-profile/profile-parts.ts';
+import { streamProfile, unpackState } from './dataset-profile/profile-stream.ts';
+import { planSplit } from './dataset-profile/split-plan.ts';
 
 export type DatasetProfileOptions = Config['dataset'];
 
@@ -25,119 +25,143 @@ export const DATASET_DEFAULTS: DatasetProfileOptions = {
   checkpointMs: 10_000,
 };
 
-/** What a profile saves between attempts. `state` is the thread's gzipped, base64'd aggregation state. */
-interface SavedProfile {
-  v: 1;
-  offset: number;
-  rows: number;
-  elapsedMs: number;
-  validator: SourceValidator;
-  state: string;
+/** A part's result as the parent gets it back: its profile unpacked, or null if it failed. */
+function partProfile(result: unknown): PartProfile | null {
+  const parsed = datasetProfilePartResult.safeParse(result);
+  if (!parsed.success) return null;
+  return { state: unpackState(parsed.data.state), endsInQuote: parsed.data.endsInQuote };
 }
 
-function savedProfile(restored: unknown): SavedProfile | undefined {
-  const s = restored as Partial<SavedProfile> | undefined;
-  if (s?.v !== 1 || typeof s.offset !== 'number' || typeof s.state !== 'string') return undefined;
-  return s as SavedProfile;
-}
-
-const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
-
-function describe(rows: number, bytes: number, total: number | null): string {
-  const read = total === null ? `${mb(bytes)} read` : `${mb(bytes)} of ${mb(total)}`;
-  return `${rows.toLocaleString('en-US')} rows, ${read}`;
-}
+/**
+ * `ctx.spawn` where the worker provides it: child jobs that run on any free worker, awaited without
+ * holding this one's slot. Without it, a dataset is always read in one pass.
+ */
+type Spawn = (
+  children: { type: string; input: unknown }[],
+  options?: { continueOnFailure?: boolean },
+) => Promise<unknown[]>;
+const spawnOf = (ctx: AnalysisContext): Spawn | undefined => (ctx as { spawn?: Spawn }).spawn;
 
 /**
  * `dataset-profile`: streams a CSV or NDJSON dataset (inline or from a URL) into a worker thread
  * that parses and aggregates it, checkpointing its state so a retry resumes where the last
- * checkpoint was. See docs/dataset-profile.md.
+ * checkpoint was. A large URL dataset whose server answers Range requests is split into byte-range
+ * parts instead, each a `dataset-profile-part` child job, and their profiles are merged; a split
+ * the parts find unsafe (a quoted newline across it) is read in one pass after all. See
+ * docs/dataset-profile.md.
  */
 export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {}) {
   const limits = { ...DATASET_DEFAULTS, ...options };
 
-  async function open(
+  function open(
     input: DatasetProfileInput,
     from: number,
     validator: SourceValidator | undefined,
-    { signal, log }: Pick<AnalysisContext, 'signal' | 'log'>,
-  ): Promise<OpenedSource> {
-    if ('inline' in input.source) return openInline(input.source.inline, from, limits.maxBytes);
-    return openUrl(input.source.url, from, validator, { limits, signal }).catch((err: unknown) => {
+    ctx: AnalysisContext,
+  ) {
+    if ('inline' in input.source) return Promise.resolve(openInline(input.source.inline, from, limits.maxBytes));
+    return openUrl(input.source.url, from, validator, { limits, signal: ctx.signal }).catch((err: unknown) => {
       // The tenant is told which rule it broke; where its URL led stays in the worker's log (the
       // address only: the URL is part of the input, which logs never carry).
       const refused = forbidden(err);
-      if (refused) log.debug({ address: refused.address, range: refused.range }, 'dataset URL refused');
+      if (refused) ctx.log.debug({ address: refused.address, range: refused.range }, 'dataset URL refused');
       throw err;
     });
   }
 
-  async function profile(input: DatasetProfileInput, ctx: AnalysisContext) {
-    const started = Date.now();
-    let saved = savedProfile(ctx.restored);
-    ctx.progress(0, 'fetching', saved ? `resuming at byte ${saved.offset}` : 'opening the dataset');
-    const source = await open(input, saved?.offset ?? 0, saved?.validator, ctx);
-    if (saved && source.offset !== saved.offset) {
-      ctx.log.warn({ offset: saved.offset }, 'the dataset changed or cannot be resumed; profiling it from the start');
-      saved = undefined;
-    }
-    const restored = saved
-      ? (JSON.parse(gunzipSync(Buffer.from(saved.state, 'base64')).toString('utf8')) as ProfilerState)
-      : undefined;
-    const priorMs = saved?.elapsedMs ?? 0;
-    const { total } = source;
-    const percentOf = (bytes: number) => (total ? Math.min(97, (bytes / total) * 97) : 0);
-
-    // Checkpoint writes are chained so they land in order, and never block the byte pump.
-    let checkpoints: Promise<void> = Promise.resolve();
-    const thread = startProfileThread(
+  /** One pass over the whole dataset, in this job. */
+  async function onePass(input: DatasetProfileInput, ctx: AnalysisContext, reason: string) {
+    const result = await streamProfile(
       {
-        options: { ...input, formatHint: source.formatHint },
-        restored,
+        options: input,
+        open: (from, validator) => open(input, from, validator, ctx),
+        start: 0,
         checkpointMs: limits.checkpointMs,
       },
-      {
-        progress: (bytes, rows) => ctx.progress(percentOf(bytes), 'aggregating', describe(rows, bytes, total)),
-        checkpoint: ({ offset, rows, state }) => {
-          const entry: SavedProfile = {
-            v: 1,
-            offset,
-            rows,
-            elapsedMs: priorMs + Date.now() - started,
-            validator: source.validator,
-            state,
-          };
-          checkpoints = checkpoints
-            .then(() => ctx.checkpoint(entry))
-            .catch((err) => ctx.log.warn({ err, offset }, 'checkpoint write failed; the next one will try again'));
-        },
-        finalizing: (rows) => ctx.progress(98, 'finalizing', `${rows.toLocaleString('en-US')} rows`),
-      },
+      ctx,
     );
-    const onAbort = () => void thread.terminate(new Error('aborted'));
-    ctx.signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      ctx.progress(percentOf(source.offset), 'parsing', describe(restored?.rows ?? 0, source.offset, total));
-      for await (const chunk of source.chunks) {
-        ctx.signal.throwIfAborted();
-        await thread.write(chunk);
-      }
-      const summary = await thread.end();
-      await checkpoints;
-      ctx.progress(100, 'finalizing', `${summary.rowCount.toLocaleString('en-US')} rows profiled`);
-      return {
-        ...summary,
-        resumedFrom: source.offset,
-        attempts: ctx.attempt,
-        durationMs: priorMs + Date.now() - started,
-      };
-    } catch (err) {
-      ctx.signal.throwIfAborted();
-      throw err;
-    } finally {
-      ctx.signal.removeEventListener('abort', onAbort);
-      void thread.terminate(new Error('finished'));
+    return {
+      ...result.summary,
+      parallel: false,
+      parts: 1,
+      reason,
+      resumedFrom: result.resumedFrom,
+      attempts: ctx.attempt,
+      durationMs: result.durationMs,
+    };
+  }
+
+  /**
+   * Splits a URL dataset into parts run as child jobs, and merges their profiles. The plan is a
+   * durable step, so a re-run (the job is re-run from the top once its children are done) gets the
+   * very parts `spawn` started; `spawn` itself is memoized the same way.
+   */
+  async function inParts(url: string, input: DatasetProfileInput, ctx: AnalysisContext, spawn: Spawn) {
+    ctx.progress(0, 'fetching', 'finding where to split the dataset');
+    const plan = await ctx.step('split', () =>
+      planSplit(url, input, { limits, signal: ctx.signal }).catch((err: unknown) => {
+        const refused = forbidden(err);
+        if (refused) ctx.log.debug({ address: refused.address, range: refused.range }, 'dataset URL refused');
+        throw err;
+      }),
+    );
+    if (plan.parts === null) return onePass(input, ctx, plan.reason);
+    const { layout, validator, parts } = plan;
+    ctx.progress(1, 'parsing', `profiling ${parts.length} parts in parallel`);
+    const children = parts.map(({ start, end }) => ({
+      type: 'dataset-profile-part',
+      input: {
+        url,
+        start,
+        end,
+        validator,
+        format: layout.format,
+        dialect: layout.dialect,
+        names: start === 0 ? null : layout.names,
+        encoding: input.encoding,
+        columns: input.columns,
+        nullValues: input.nullValues,
+        maxErrors: input.maxErrors,
+      } satisfies DatasetProfilePartInput,
+    }));
+    const results = await spawn(children, { continueOnFailure: true });
+    const profiles = results.map(partProfile);
+    const failed = profiles.indexOf(null);
+    let merged: ReturnType<typeof mergeParts>;
+    if (failed >= 0) {
+      merged = { unsafe: `part ${failed + 1} of ${parts.length} failed` };
+    } else {
+      ctx.progress(98, 'finalizing', `merging ${parts.length} parts`);
+      const options = { ...input, formatHint: layout.format };
+      merged = mergeParts(
+        options,
+        parts.map(({ start }, k) => ({ start, profile: profiles[k] as PartProfile })),
+        plan.total,
+      );
     }
+    if ('unsafe' in merged) {
+      ctx.log.info(
+        { parts: parts.length, why: merged.unsafe },
+        'parallel profile set aside; reading the dataset in one pass',
+      );
+      return onePass(input, ctx, `${merged.unsafe}; the dataset was read in one pass instead`);
+    }
+    ctx.progress(100, 'finalizing', `${merged.summary.rowCount.toLocaleString('en-US')} rows profiled`);
+    return {
+      ...merged.summary,
+      parallel: true,
+      parts: parts.length,
+      resumedFrom: 0,
+      attempts: ctx.attempt,
+      durationMs: Date.now() - plan.plannedAt,
+    };
+  }
+
+  async function profile(input: DatasetProfileInput, ctx: AnalysisContext) {
+    if ('inline' in input.source) return onePass(input, ctx, 'an inline dataset is read in one pass');
+    const spawn = spawnOf(ctx);
+    if (!spawn) return onePass(input, ctx, 'this worker cannot start child jobs');
+    return inParts(input.source.url, input, ctx, spawn);
   }
 
   return defineAnalysis({

@@ -5,6 +5,10 @@ import { defineContract } from '../analysis.ts';
 export const DATASET_MAX_COLUMNS = 500;
 /** Above this many distinct values a column's distinct count is a HyperLogLog estimate. */
 export const DATASET_EXACT_DISTINCT_LIMIT = 1000;
+/** Most byte-range parts one parallel profile is split into. */
+export const DATASET_MAX_PARALLELISM = 64;
+/** Without `parallelism`, a URL dataset is split into one part per this many bytes (64 MiB). */
+export const DATASET_PART_BYTES = 64 * 1024 * 1024;
 /** The quantiles every numeric or date/time column reports. */
 export const DATASET_QUANTILES = ['p01', 'p05', 'p25', 'p50', 'p75', 'p95', 'p99'] as const;
 
@@ -19,14 +23,14 @@ const inlineSource = z
   })
   .strict();
 
+/** A dataset URL: http(s), at most 4 KiB. */
+export const datasetUrl = z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }).max(4096);
+
 const urlSource = z
   .object({
-    url: z
-      .url({ protocol: /^https?$/, error: 'must be an http or https URL' })
-      .max(4096)
-      .describe(
-        'An http(s) URL the worker streams the dataset from: size, time and redirects bounded; private addresses refused unless the deployment allows them.',
-      ),
+    url: datasetUrl.describe(
+      'An http(s) URL the worker streams the dataset from: size, time and redirects bounded; private addresses refused unless the deployment allows them.',
+    ),
   })
   .strict();
 
@@ -81,6 +85,15 @@ export const datasetProfileInput = z
       .max(1000)
       .default(20)
       .describe('How many parse errors to list (all are counted); malformed rows are skipped, not fatal.'),
+    parallelism: z
+      .number()
+      .int()
+      .min(1)
+      .max(DATASET_MAX_PARALLELISM)
+      .optional()
+      .describe(
+        'A URL dataset of known size whose server answers Range requests is split into this many byte ranges, profiled as child jobs on whatever workers are free and merged. Default: one part per 64 MiB (1 below that). 1 reads it in one pass.',
+      ),
   })
   .strict();
 
@@ -131,6 +144,16 @@ export const datasetProfileResult = z.object({
     count: z.number().int(),
     first: z.array(z.object({ line: z.number().int(), message: z.string() })),
   }),
+  parallel: z
+    .boolean()
+    .describe('Whether the dataset was profiled in byte-range parts by child jobs and merged (see `parts`).'),
+  parts: z.number().int().min(1).describe('How many byte ranges were profiled: 1 for one pass.'),
+  reason: z
+    .string()
+    .optional()
+    .describe(
+      'Why the dataset was read in one pass (when `parallel` is false): an inline dataset, parallelism 1, no Range support, a quoted newline across a split, …',
+    ),
   /** Byte offset this attempt resumed from (0 when it started from the beginning). */
   resumedFrom: z.number().int(),
   attempts: z.number().int(),

@@ -2,8 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DatasetError } from './dataset-error.ts';
-import type { FromThread, ThreadData, ToThread } from './profile-thread.ts';
-import type { ProfileSummary } from './profiler.ts';
+import type { FromThread, ThreadData, ThreadResult, ToThread } from './profile-thread.ts';
 
 /** Chunks sent to the thread and not yet parsed: enough to keep it busy, few enough to bound memory. */
 const IN_FLIGHT = 4;
@@ -67,8 +66,8 @@ export function startProfileThread(data: ThreadData, events: ThreadEvents) {
   let inFlight = 0;
   let wake: (() => void) | null = null;
   let failure: Error | null = null;
-  let settle: { resolve: (s: ProfileSummary) => void; reject: (e: Error) => void } | null = null;
-  const done = new Promise<ProfileSummary>((resolve, reject) => {
+  let settle: { resolve: (r: ThreadResult) => void; reject: (e: Error) => void } | null = null;
+  const done = new Promise<ThreadResult>((resolve, reject) => {
     settle = { resolve, reject };
   });
   // Observed even when nobody awaits `end` (a failed write), so a rejection is never unhandled.
@@ -93,10 +92,12 @@ export function startProfileThread(data: ThreadData, events: ThreadEvents) {
       case 'finalizing':
         events.finalizing(message.rows);
         return;
-      case 'done':
-        settle?.resolve(message.summary);
+      case 'done': {
+        const { type: _, ...result } = message;
+        settle?.resolve(result);
         void thread.terminate();
         return;
+      }
       case 'error':
         fail(message.permanent ? new DatasetError(message.message) : new Error(message.message));
         void thread.terminate();
@@ -133,7 +134,7 @@ export function startProfileThread(data: ThreadData, events: ThreadEvents) {
         if (gathered > 0) sendGathered();
       }
     },
-    end(): Promise<ProfileSummary> {
+    end(): Promise<ThreadResult> {
       if (!failure) {
         if (gathered > 0) sendGathered();
         send({ type: 'end' });

@@ -12,6 +12,17 @@ export interface ThreadData {
   options: ProfileOptions;
   restored: ProfilerState | undefined;
   checkpointMs: number;
+  /** Also hand back the final state, packed (a part of a parallel profile returns it to be merged). */
+  keepState?: boolean;
+}
+
+/** What a finished profile hands back. */
+export interface ThreadResult {
+  summary: ProfileSummary;
+  /** The final state, packed ({@link packState}), when `keepState` was asked for. */
+  state?: string;
+  /** Whether the bytes ended inside a quoted field (see `Profiler.endsInQuote`). */
+  endsInQuote: boolean;
 }
 
 export type ToThread = { type: 'chunk'; data: Uint8Array } | { type: 'end' };
@@ -20,7 +31,7 @@ export type FromThread =
   | { type: 'ack'; bytes: number; rows: number }
   | { type: 'checkpoint'; offset: number; rows: number; state: string }
   | { type: 'finalizing'; rows: number }
-  | { type: 'done'; summary: ProfileSummary }
+  | ({ type: 'done' } & ThreadResult)
   | { type: 'error'; message: string; permanent: boolean };
 
 /** The state gzipped and base64'd: checkpoints go to Redis, and sketches compress well. */
@@ -30,7 +41,7 @@ export function packState(state: ProfilerState): string {
 
 const port = parentPort;
 if (port) {
-  const { options, restored, checkpointMs } = workerData as ThreadData;
+  const { options, restored, checkpointMs, keepState } = workerData as ThreadData;
   const post = (message: FromThread) => port.postMessage(message);
   let profiler: Profiler | null = null;
   let lastCheckpoint = Date.now();
@@ -50,7 +61,9 @@ if (port) {
       }
       await profiler.end();
       post({ type: 'finalizing', rows: profiler.rowCount });
-      post({ type: 'done', summary: profiler.summary() });
+      const result: ThreadResult = { summary: profiler.summary(), endsInQuote: profiler.endsInQuote };
+      if (keepState) result.state = packState(profiler.state());
+      post({ type: 'done', ...result });
     } catch (err) {
       post({
         type: 'error',

@@ -38,7 +38,10 @@ export interface ProfilerState {
   longRecords?: number;
 }
 
-export type ProfileSummary = Omit<DatasetProfileResult, 'resumedFrom' | 'attempts' | 'durationMs'>;
+export type ProfileSummary = Omit<
+  DatasetProfileResult,
+  'parallel' | 'parts' | 'reason' | 'resumedFrom' | 'attempts' | 'durationMs'
+>;
 
 /**
  * The format and dialect are guessed from exactly this many first bytes (or the whole dataset, if
