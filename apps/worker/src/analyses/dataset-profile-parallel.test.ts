@@ -60,8 +60,8 @@ function contextOf(): AnalysisContext & { spawned: number[] } {
 
 /**
  * A context whose `spawn` runs each child in-process, one after the other, as a worker would run
- * it (its input parsed by the contract, its result through JSON); a child that throws, or one
- * listed in `failing`, comes back as null, as with `continueOnFailure`.
+ * it (its input parsed by the contract, its result through JSON), and reports each one's outcome
+ * as `continueOnFailure` does; a child listed in `failing` fails.
  */
 function withSpawn(failing: number[] = []) {
   const ctx = contextOf();
@@ -72,10 +72,13 @@ function withSpawn(failing: number[] = []) {
       for (const [k, child] of children.entries()) {
         expect(child.type).toBe('dataset-profile-part');
         const input = analyses['dataset-profile-part'].input.parse(JSON.parse(JSON.stringify(child.input)));
-        const result = failing.includes(k)
-          ? null
-          : await part.run(input, { ...contextOf(), jobId: `job_child_${k}` }).catch(() => null);
-        results.push(JSON.parse(JSON.stringify(result)));
+        const outcome = failing.includes(k)
+          ? { status: 'failed', error: { code: 'invalid_input', message: 'the dataset changed' } }
+          : await part
+              .run(input, { ...contextOf(), jobId: `job_child_${k}` })
+              .then((result) => ({ status: 'completed', result }))
+              .catch((err: Error) => ({ status: 'failed', error: { code: 'analysis_failed', message: err.message } }));
+        results.push(JSON.parse(JSON.stringify({ id: `job_child_${k}`, ...outcome })));
       }
       return results;
     },
@@ -175,6 +178,6 @@ describe('dataset-profile in parallel parts', () => {
     files.set('/data.csv', csvOf(40_000));
     const result = await run({ source: { url: `${base}/data.csv` }, parallelism: 3 }, withSpawn([1]));
     expect(result).toMatchObject({ parallel: false, rowCount: 40_000 });
-    expect(result.reason).toBe('part 2 of 3 failed; the dataset was read in one pass instead');
+    expect(result.reason).toBe('part 2 of 3 failed: the dataset changed; the dataset was read in one pass instead');
   }, 60_000);
 });

@@ -25,10 +25,16 @@ export const DATASET_DEFAULTS: DatasetProfileOptions = {
   checkpointMs: 10_000,
 };
 
-/** A part's result as the parent gets it back: its profile unpacked, or null if it failed. */
-function partProfile(result: unknown): PartProfile | null {
-  const parsed = datasetProfilePartResult.safeParse(result);
-  if (!parsed.success) return null;
+/** How a part ended, as `spawn` reports it with `continueOnFailure`. */
+type PartOutcome =
+  | { status: 'completed'; result: unknown }
+  | { status: 'failed' | 'cancelled'; error: { message: string } };
+
+/** A part's profile unpacked, or why there is none. */
+function partProfile(outcome: PartOutcome): PartProfile | string {
+  if (outcome.status !== 'completed') return `${outcome.status}: ${outcome.error.message}`;
+  const parsed = datasetProfilePartResult.safeParse(outcome.result);
+  if (!parsed.success) return 'its result is not a part profile';
   return { state: unpackState(parsed.data.state), endsInQuote: parsed.data.endsInQuote };
 }
 
@@ -37,9 +43,9 @@ function partProfile(result: unknown): PartProfile | null {
  * holding this one's slot. Without it, a dataset is always read in one pass.
  */
 type Spawn = (
-  children: { type: string; input: unknown }[],
-  options?: { continueOnFailure?: boolean },
-) => Promise<unknown[]>;
+  children: { type: 'dataset-profile-part'; input: DatasetProfilePartInput }[],
+  options: { continueOnFailure: true },
+) => Promise<PartOutcome[]>;
 const spawnOf = (ctx: AnalysisContext): Spawn | undefined => (ctx as { spawn?: Spawn }).spawn;
 
 /**
@@ -109,7 +115,7 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
     const { layout, validator, parts } = plan;
     ctx.progress(1, 'parsing', `profiling ${parts.length} parts in parallel`);
     const children = parts.map(({ start, end }) => ({
-      type: 'dataset-profile-part',
+      type: 'dataset-profile-part' as const,
       input: {
         url,
         start,
@@ -124,12 +130,11 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
         maxErrors: input.maxErrors,
       } satisfies DatasetProfilePartInput,
     }));
-    const results = await spawn(children, { continueOnFailure: true });
-    const profiles = results.map(partProfile);
-    const failed = profiles.indexOf(null);
+    const profiles = (await spawn(children, { continueOnFailure: true })).map(partProfile);
+    const failed = profiles.findIndex((p) => typeof p === 'string');
     let merged: ReturnType<typeof mergeParts>;
     if (failed >= 0) {
-      merged = { unsafe: `part ${failed + 1} of ${parts.length} failed` };
+      merged = { unsafe: `part ${failed + 1} of ${parts.length} ${profiles[failed]}` };
     } else {
       ctx.progress(98, 'finalizing', `merging ${parts.length} parts`);
       const options = { ...input, formatHint: layout.format };
