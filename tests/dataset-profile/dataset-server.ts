@@ -13,7 +13,7 @@ export function generatedCsv(rows: number): Buffer {
 }
 
 export interface DatasetServerOptions {
-  /** Served at /data.csv with Range support and an ETag. */
+  /** Served at /data.csv with Range support (`bytes=a-` and `bytes=a-b`) and an ETag. */
   data?: Buffer;
   /** Bytes per second for /data.csv (default: as fast as the socket takes them). */
   bytesPerSecond?: number;
@@ -32,11 +32,16 @@ export async function startDatasetServer(options: DatasetServerOptions) {
   const server: Server = createServer((req, res) => {
     if (req.url === '/data.csv' && options.data) {
       const data = options.data;
-      const range = /bytes=(\d+)-/.exec(req.headers.range ?? '');
+      const range = /bytes=(\d+)-(\d*)/.exec(req.headers.range ?? '');
       const from = range ? Number(range[1]) : 0;
+      const last = range?.[2] ? Math.min(Number(range[2]), data.length - 1) : data.length - 1;
       const headers = { etag: '"fixed"', 'content-type': 'text/csv' };
       if (range) {
-        res.writeHead(206, { ...headers, 'content-range': `bytes ${from}-${data.length - 1}/${data.length}` });
+        res.writeHead(206, {
+          ...headers,
+          'content-range': `bytes ${from}-${last}/${data.length}`,
+          'content-length': last + 1 - from,
+        });
       } else {
         res.writeHead(200, { ...headers, 'content-length': data.length });
       }
@@ -45,8 +50,8 @@ export async function startDatasetServer(options: DatasetServerOptions) {
       let at = from;
       const pump = () => {
         if (res.destroyed) return;
-        if (at >= data.length) return void res.end();
-        const chunk = data.subarray(at, at + step);
+        if (at > last) return void res.end();
+        const chunk = data.subarray(at, Math.min(at + step, last + 1));
         at += chunk.length;
         if (delay > 0) {
           res.write(chunk);
