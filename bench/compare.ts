@@ -10,7 +10,7 @@
  * Sizes scale with BENCH_SCALE (default 1); BENCH_SCALE=0.2 gives a quick smoke run.
  * `--only submit,drain,commands` (or BENCH_ONLY) runs only those rows and writes
  * bench/.tmp/results-partial.md instead of bench/results.md; the sections are submit, status,
- * drain, commands, memory, sse, idle, cpu and csv (drain, commands and memory share one run).
+ * drain, commands, memory, sse, idle, cpu, csv and parallel (drain, commands and memory share one run).
  * BENCH_CPU_PROF=<dir> starts the API and worker with `node --cpu-prof` writing there.
  */
 import { type ChildProcess, fork } from 'node:child_process';
@@ -29,6 +29,7 @@ import {
 } from '../tests/support/processes.ts';
 import { startRedisServer } from '../tests/support/redis-server.ts';
 import { benchDatasetProfileCsv } from './dataset-profile-csv.ts';
+import { benchDatasetProfileParallel } from './dataset-profile-parallel.ts';
 import { fmt, httpClient, percentile, type Row, runConcurrent } from './lib.ts';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
@@ -40,7 +41,7 @@ const WORKER_CONCURRENCY = 50;
 const rows: Row[] = [];
 const notes: string[] = [];
 
-const SECTIONS = ['submit', 'status', 'drain', 'commands', 'memory', 'sse', 'idle', 'cpu', 'csv'] as const;
+const SECTIONS = ['submit', 'status', 'drain', 'commands', 'memory', 'sse', 'idle', 'cpu', 'csv', 'parallel'] as const;
 const onlyArg = process.argv.find((a, i) => a.startsWith('--only') && (a.includes('=') || process.argv[i + 1]));
 const onlyList = (
   onlyArg?.includes('=')
@@ -549,6 +550,19 @@ if (runs('csv')) {
   const csv = await benchDatasetProfileCsv();
   for (const { met, ...row } of csv.rows) record(row, met);
   notes.push(...csv.notes);
+}
+
+// 8. One dataset-profile split across workers: 2 worker processes vs 1 (bench/dataset-profile-parallel.ts).
+if (runs('parallel')) {
+  const parallel = await benchDatasetProfileParallel({
+    key: KEY,
+    env,
+    startApi,
+    startWorker,
+    flush: () => redis.flushall(),
+  });
+  for (const { met, ...row } of parallel.rows) record(row, met);
+  notes.push(...parallel.notes);
 }
 
 redis.disconnect();
