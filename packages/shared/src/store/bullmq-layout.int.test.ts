@@ -182,9 +182,9 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     expect(await connection.hstrlen(layout.job(analyses, without), 'returnvalue')).toBe(NO_RESULT_LENGTH);
     expect(await connection.hstrlen(layout.job(analyses, withResult), 'returnvalue')).toBeGreaterThan(NO_RESULT_LENGTH);
     // Every BullMQ field a status read asks for is there, but those of a failure, a stall or a
-    // job scheduler's run (`rjk`).
+    // job scheduler's run (`rjk`), or a child's parent (`parentKey`).
     const own = Object.values(OWN_FIELDS) as string[];
-    const absent = ['failedReason', 'stc', 'rjk'];
+    const absent = ['failedReason', 'stc', 'rjk', 'parentKey'];
     const expected = STATUS_FIELDS.filter((f) => !own.includes(f) && !absent.includes(f));
     expect(Object.keys(await hash(withResult))).toEqual(expect.arrayContaining(expected));
     const owned = await store.snapshot('a', withResult);
