@@ -1,4 +1,5 @@
 import {
+  type ChildRunStore,
   type Config,
   encodeFailure,
   encodeResultSized,
@@ -12,10 +13,11 @@ import {
   tenantStorageBudget,
   withJobSpan,
 } from '@longhaul/shared';
-import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
+import { type Job, UnrecoverableError, WaitingChildrenError, WaitingError } from 'bullmq';
 import type { Analysis, AnalysisContext } from './define-analysis.ts';
 import { createDurableSteps } from './durable-steps.ts';
 import { PermanentError } from './errors/permanent-error.ts';
+import { createSpawn } from './spawn.ts';
 
 /** An attempt ran past its analysis' `timeoutMs`: retried, with the reason `timeout: …`. */
 class AttemptTimeoutError extends Error {
@@ -40,6 +42,8 @@ export interface RunJobDeps {
   schedules?: ScheduleRunStore;
   /** How often an active job re-reads its cancel flag (the pub/sub message is the fast path). */
   cancelPollMs?: number;
+  /** Fan-out (`ctx.spawn`): without it, a spawn fails the job. */
+  children?: ChildRunStore;
 }
 
 /**
@@ -127,7 +131,8 @@ export function createProcessor(deps: RunJobDeps) {
       return await attempt(job, token, signal);
     } catch (err) {
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      if (job.id && !(err instanceof WaitingError) && (err instanceof UnrecoverableError || last)) {
+      const waiting = err instanceof WaitingError || err instanceof WaitingChildrenError;
+      if (job.id && !waiting && (err instanceof UnrecoverableError || last)) {
         await store.clearCheckpoint(job.id).catch((e) => log.warn({ err: e }, 'could not drop the checkpoint'));
       }
       throw err;
@@ -150,7 +155,7 @@ export function createProcessor(deps: RunJobDeps) {
   };
 }
 
-function createAttempt({ config, log, store, schedules, implementations, cancelPollMs = 2_000 }: RunJobDeps) {
+function createAttempt({ config, log, store, schedules, implementations, children, cancelPollMs = 2_000 }: RunJobDeps) {
   return async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
     const id = job.id ?? '';
     const attempt = job.attemptsMade + 1;
@@ -237,6 +242,16 @@ function createAttempt({ config, log, store, schedules, implementations, cancelP
         maxResultBytes: config.limits.stepResultMaxBytes,
         log: jobLog,
       }),
+      spawn: children
+        ? createSpawn({
+            store: children,
+            job,
+            token,
+            tenant: job.data.tenant,
+            maxChildren: config.limits.maxChildrenPerJob,
+            log: jobLog,
+          })
+        : () => Promise.reject(new PermanentError('fan-out (ctx.spawn) is not available in this worker')),
       signal: aborts,
       log: jobLog,
     };
@@ -266,6 +281,12 @@ function createAttempt({ config, log, store, schedules, implementations, cancelP
       return stored;
     } catch (err) {
       void progress.flush();
+      if (err instanceof WaitingChildrenError) {
+        // The job waits for its children in BullMQ's waiting-children set (ctx.spawn), holding no
+        // worker: its slot is free from here, whatever the signal says. It runs again once they end.
+        jobLog.info({ ms: Date.now() - startedAt }, 'analysis waits for its children');
+        throw err;
+      }
       const reason = aborts.aborted ? aborts.reason : undefined;
       if (reason === ABORT.shutdown && token) {
         // Shutdown: give the job back as it was (no attempt spent); its checkpoint stays.
