@@ -38,7 +38,7 @@ const profile = createDatasetProfile(limits);
 const part = createDatasetProfilePart(limits);
 const log = pino({ level: 'silent' });
 
-/** A context whose durable steps are kept in memory; `spawned` records each spawn's size. */
+/** A context whose durable steps are kept in memory, and which cannot spawn; `spawned` records each spawn's size. */
 function contextOf(): AnalysisContext & { spawned: number[] } {
   const steps = new Map<string, unknown>();
   return {
@@ -51,6 +51,9 @@ function contextOf(): AnalysisContext & { spawned: number[] } {
     signal: new AbortController().signal,
     log,
     spawned: [],
+    spawn: (async () => {
+      throw new Error('this context cannot spawn');
+    }) as AnalysisContext['spawn'],
     async step(name, fn) {
       if (!steps.has(name)) steps.set(name, JSON.parse(JSON.stringify(await fn())));
       return steps.get(name) as never;

@@ -7,6 +7,7 @@ import {
 } from '@longhaul/shared';
 import { type AnalysisContext, defineAnalysis } from '../define-analysis.ts';
 import { PermanentError } from '../errors/permanent-error.ts';
+import type { SpawnOutcome } from '../spawn.ts';
 import { DatasetError } from './dataset-profile/dataset-error.ts';
 import { forbidden, openInline, openUrl, type SourceValidator } from './dataset-profile/dataset-source.ts';
 import { mergeParts, type PartProfile } from './dataset-profile/profile-parts.ts';
@@ -25,28 +26,13 @@ export const DATASET_DEFAULTS: DatasetProfileOptions = {
   checkpointMs: 10_000,
 };
 
-/** How a part ended, as `spawn` reports it with `continueOnFailure`. */
-type PartOutcome =
-  | { status: 'completed'; result: unknown }
-  | { status: 'failed' | 'cancelled'; error: { message: string } };
-
-/** A part's profile unpacked, or why there is none. */
-function partProfile(outcome: PartOutcome): PartProfile | string {
+/** A part's profile unpacked from its outcome (`ctx.spawn` with `continueOnFailure`), or why there is none. */
+function partProfile(outcome: SpawnOutcome): PartProfile | string {
   if (outcome.status !== 'completed') return `${outcome.status}: ${outcome.error.message}`;
   const parsed = datasetProfilePartResult.safeParse(outcome.result);
   if (!parsed.success) return 'its result is not a part profile';
   return { state: unpackState(parsed.data.state), endsInQuote: parsed.data.endsInQuote };
 }
-
-/**
- * `ctx.spawn` where the worker provides it: child jobs that run on any free worker, awaited without
- * holding this one's slot. Without it, a dataset is always read in one pass.
- */
-type Spawn = (
-  children: { type: 'dataset-profile-part'; input: DatasetProfilePartInput }[],
-  options: { continueOnFailure: true },
-) => Promise<PartOutcome[]>;
-const spawnOf = (ctx: AnalysisContext): Spawn | undefined => (ctx as { spawn?: Spawn }).spawn;
 
 /**
  * `dataset-profile`: streams a CSV or NDJSON dataset (inline or from a URL) into a worker thread
@@ -102,7 +88,7 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
    * durable step, so a re-run (the job is re-run from the top once its children are done) gets the
    * very parts `spawn` started; `spawn` itself is memoized the same way.
    */
-  async function inParts(url: string, input: DatasetProfileInput, ctx: AnalysisContext, spawn: Spawn) {
+  async function inParts(url: string, input: DatasetProfileInput, ctx: AnalysisContext) {
     ctx.progress(0, 'fetching', 'finding where to split the dataset');
     const plan = await ctx.step('split', () =>
       planSplit(url, input, { limits, signal: ctx.signal }).catch((err: unknown) => {
@@ -130,7 +116,8 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
         maxErrors: input.maxErrors,
       } satisfies DatasetProfilePartInput,
     }));
-    const profiles = (await spawn(children, { continueOnFailure: true })).map(partProfile);
+    // The parts run on any free worker; this job waits for them without holding one (ctx.spawn).
+    const profiles = (await ctx.spawn(children, { continueOnFailure: true })).map(partProfile);
     const failed = profiles.findIndex((p) => typeof p === 'string');
     let merged: ReturnType<typeof mergeParts>;
     if (failed >= 0) {
@@ -164,9 +151,7 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
 
   async function profile(input: DatasetProfileInput, ctx: AnalysisContext) {
     if ('inline' in input.source) return onePass(input, ctx, 'an inline dataset is read in one pass');
-    const spawn = spawnOf(ctx);
-    if (!spawn) return onePass(input, ctx, 'this worker cannot start child jobs');
-    return inParts(input.source.url, input, ctx, spawn);
+    return inParts(input.source.url, input, ctx);
   }
 
   return defineAnalysis({
