@@ -4,7 +4,8 @@
  * processes against 1 (one job slot each, WORKER_CONCURRENCY=1), served over HTTP with Range
  * support from this process. Also a one-pass profile (`parallelism: 1`): the statistics of both
  * parallel runs must equal it (every exact statistic, and the HyperLogLog distinct estimates; the
- * standard deviation up to rounding). Times are the job's, from its creation to its finish.
+ * standard deviation up to rounding). Times are the job's, from its creation to its finish, the
+ * best of BENCH_PARALLEL_RUNS (default 2) jobs in a row: the machine's cores are shared.
  *
  * Run by `pnpm bench` (section `parallel`: `pnpm bench --only parallel`).
  */
@@ -17,6 +18,7 @@ import { ensureCsv } from './csv-dataset.ts';
 import { fmt, httpClient, type Row } from './lib.ts';
 
 const MB = Math.max(100, Number(process.env.BENCH_PROFILE_CSV_MB ?? 150));
+const RUNS = Math.max(1, Number(process.env.BENCH_PARALLEL_RUNS ?? 2));
 
 interface Stoppable {
   url?: string;
@@ -99,14 +101,14 @@ export async function benchDatasetProfileParallel(deps: ParallelBenchDeps): Prom
   const file = ensureCsv(`${dir}/profile-${MB}mb.csv`, MB * 1e6);
   const served = await serveFile(`${dir}/profile-${MB}mb.csv`);
 
-  /** Profiles the file on `processes` workers; returns its result and seconds from creation to finish. */
+  /** Profiles the file on `processes` workers, RUNS times; the last result and the best seconds from creation to finish. */
   async function run(processes: number, parallelism: number) {
     const prefix = `{bench-parallel-${processes}-${parallelism}}`;
     const env = deps.env(prefix, { WORKER_CONCURRENCY: '1', DATASET_ALLOW_PRIVATE: 'true', LOG_LEVEL: 'warn' });
     const api = await deps.startApi(env);
     const workers = await Promise.all(Array.from({ length: processes }, () => deps.startWorker(env)));
     const client = httpClient(api.url, deps.key, 4);
-    try {
+    const once = async () => {
       const submitted = await client.request('POST', '/v1/jobs', {
         type: 'dataset-profile',
         input: { source: { url: served.url }, parallelism },
@@ -125,6 +127,14 @@ export async function benchDatasetProfileParallel(deps: ParallelBenchDeps): Prom
         }
         await sleep(250);
       }
+    };
+    try {
+      let best = await once();
+      for (let i = 1; i < RUNS; i++) {
+        const next = await once();
+        best = { result: next.result, seconds: Math.min(best.seconds, next.seconds) };
+      }
+      return best;
     } finally {
       await client.close();
       await Promise.all([api.stop(), ...workers.map((w) => w.stop())]);
@@ -162,7 +172,7 @@ export async function benchDatasetProfileParallel(deps: ParallelBenchDeps): Prom
         },
       ],
       notes: [
-        `parallel: one job, split into 4 byte-range child jobs (dataset-profile-part), merged by the parent; each worker process takes one job at a time (WORKER_CONCURRENCY=1), the file is served over HTTP with Range support by the bench process. "Equal" compares every exact statistic and the HyperLogLog estimates of the parallel runs with the one-pass run (the standard deviation to 12 digits). The CSV has quoted fields with newlines (every 997th row): the split avoids them.`,
+        `parallel: best of ${RUNS} jobs per row; one job, split into 4 byte-range child jobs (dataset-profile-part), merged by the parent; each worker process takes one job at a time (WORKER_CONCURRENCY=1), the file is served over HTTP with Range support by the bench process. "Equal" compares every exact statistic and the HyperLogLog estimates of the parallel runs with the one-pass run (the standard deviation to 12 digits). The CSV has quoted fields with newlines (every 997th row): the split avoids them.`,
       ],
     };
   } finally {

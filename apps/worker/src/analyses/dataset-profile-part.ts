@@ -53,7 +53,7 @@ export function createDatasetProfilePart(options: Partial<DatasetProfileOptions>
         return {
           state: result.state as string,
           endsInQuote: result.endsInQuote,
-          rows: result.summary.rowCount,
+          rows: result.rows,
           bytes: input.end - input.start,
           durationMs: result.durationMs,
         };

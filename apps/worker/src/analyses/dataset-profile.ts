@@ -72,6 +72,7 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
       },
       ctx,
     );
+    if (!result.summary) throw new Error('the profile thread returned no summary');
     return {
       ...result.summary,
       parallel: false,

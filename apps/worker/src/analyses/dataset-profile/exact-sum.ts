@@ -13,21 +13,29 @@
  * stops being tracked and reads as NaN; the caller then falls back to its running mean.
  */
 export class ExactSum {
-  /** Non-overlapping, by increasing magnitude; their exact sum is the sum of every value added. */
-  private partials: number[];
+  /**
+   * Non-overlapping, by increasing magnitude, in `partials[0, count)`; their exact sum is the sum
+   * of every value added. A typed array with a count: resizing a plain array on every value cost
+   * more than the arithmetic.
+   */
+  private partials: Float64Array;
+  private count: number;
   private overflowed: boolean;
 
   constructor(partials: readonly number[] = [], overflowed = false) {
-    this.partials = [...partials];
+    this.partials = new Float64Array(Math.max(8, partials.length));
+    this.partials.set(partials);
+    this.count = partials.length;
     this.overflowed = overflowed;
   }
 
   add(value: number): void {
     if (this.overflowed) return;
     const p = this.partials;
+    const n = this.count;
     let x = value;
     let i = 0;
-    for (let j = 0; j < p.length; j++) {
+    for (let j = 0; j < n; j++) {
       let y = p[j] as number;
       if (Math.abs(x) < Math.abs(y)) {
         const t = x;
@@ -41,31 +49,32 @@ export class ExactSum {
     }
     if (!Number.isFinite(x)) {
       this.overflowed = true;
-      this.partials = [];
+      this.count = 0;
       return;
     }
-    if (i === p.length) p.push(x);
-    else {
-      p[i] = x;
-      p.length = i + 1;
+    if (i === p.length) {
+      this.partials = new Float64Array(p.length * 2);
+      this.partials.set(p);
     }
+    (this.partials as Float64Array)[i] = x;
+    this.count = i + 1;
   }
 
   /** Adds every value `other` summed, exactly. */
   addSum(other: ExactSum): void {
     if (other.overflowed) {
       this.overflowed = true;
-      this.partials = [];
+      this.count = 0;
       return;
     }
-    for (const x of other.partials) this.add(x);
+    for (let j = 0; j < other.count; j++) this.add(other.partials[j] as number);
   }
 
   /** The sum, correctly rounded to a double; NaN after an overflow. */
   value(): number {
     if (this.overflowed) return Number.NaN;
     const p = this.partials;
-    let n = p.length;
+    let n = this.count;
     if (n === 0) return 0;
     let hi = p[--n] as number;
     let lo = 0;
@@ -88,7 +97,7 @@ export class ExactSum {
 
   /** The partials as plain numbers, for checkpoints and part results (JSON keeps doubles exactly). */
   toState(): number[] | null {
-    return this.overflowed ? null : [...this.partials];
+    return this.overflowed ? null : Array.from(this.partials.subarray(0, this.count));
   }
 
   static fromState(state: number[] | null): ExactSum {

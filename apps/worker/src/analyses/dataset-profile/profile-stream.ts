@@ -112,7 +112,7 @@ export async function streamProfile(
     }
     const result = await thread.end();
     await checkpoints;
-    ctx.progress(100, 'finalizing', `${result.summary.rowCount.toLocaleString('en-US')} rows profiled`);
+    ctx.progress(100, 'finalizing', `${result.rows.toLocaleString('en-US')} rows profiled`);
     return { ...result, resumedFrom: source.offset, durationMs: priorMs + Date.now() - started };
   } catch (err) {
     ctx.signal.throwIfAborted();

@@ -12,13 +12,18 @@ export interface ThreadData {
   options: ProfileOptions;
   restored: ProfilerState | undefined;
   checkpointMs: number;
-  /** Also hand back the final state, packed (a part of a parallel profile returns it to be merged). */
+  /**
+   * Hand back the final state, packed, instead of the summary (a part of a parallel profile returns
+   * its state for the parent to merge and summarize).
+   */
   keepState?: boolean;
 }
 
 /** What a finished profile hands back. */
 export interface ThreadResult {
-  summary: ProfileSummary;
+  rows: number;
+  /** The profile, unless `keepState` was asked for. */
+  summary?: ProfileSummary;
   /** The final state, packed ({@link packState}), when `keepState` was asked for. */
   state?: string;
   /** Whether the bytes ended inside a quoted field (see `Profiler.endsInQuote`). */
@@ -61,8 +66,9 @@ if (port) {
       }
       await profiler.end();
       post({ type: 'finalizing', rows: profiler.rowCount });
-      const result: ThreadResult = { summary: profiler.summary(), endsInQuote: profiler.endsInQuote };
+      const result: ThreadResult = { rows: profiler.rowCount, endsInQuote: profiler.endsInQuote };
       if (keepState) result.state = packState(profiler.state());
+      else result.summary = profiler.summary();
       post({ type: 'done', ...result });
     } catch (err) {
       post({
