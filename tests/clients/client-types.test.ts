@@ -15,6 +15,7 @@ describe("the SDK's own types against the server's schemas", () => {
     expectTypeOf<sdk.Progress>().toEqualTypeOf<shared.Progress>();
     expectTypeOf<sdk.WebhookView>().toEqualTypeOf<shared.WebhookView>();
     expectTypeOf<sdk.StepView>().toEqualTypeOf<shared.StepView>();
+    expectTypeOf<sdk.ChildCounts>().toEqualTypeOf<shared.JobView['children'] & {}>();
     expectTypeOf<sdk.JobStatus>().toEqualTypeOf<shared.JobStatus>();
     expectTypeOf<sdk.ErrorCode>().toEqualTypeOf<shared.ErrorCode>();
     expectTypeOf<sdk.ScheduleView>().toEqualTypeOf<shared.ScheduleView>();

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll } from 'vitest';
+import { fanOutSuite } from '../e2e/fan-out-suite.ts';
 import { pipelineSuite } from '../e2e/pipeline-suite.ts';
 import { type RedisCluster, startRedisCluster } from '../support/redis-cluster.ts';
 
@@ -13,3 +14,6 @@ afterAll(async () => {
 });
 
 pipelineSuite('3-master Redis Cluster', () => cluster.url);
+// Fan-out: a parent and its children share the prefix's hash tag, so BullMQ's parent scripts and
+// ours never cross slots (bullmq#2589).
+fanOutSuite('3-master Redis Cluster', () => cluster.url);

@@ -1,5 +1,6 @@
 import type { AnalysisContract, AnalysisName, analyses, Logger } from '@longhaul/shared';
 import type { z } from 'zod';
+import type { Spawn } from './spawn.ts';
 
 /** What an analysis gets besides its input. */
 export interface AnalysisContext {
@@ -27,6 +28,16 @@ export interface AnalysisContext {
    * stored, so it must be idempotent; the stored result never changes once stored.
    */
   step<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
+  /**
+   * Fan-out and fan-in: starts each child (an analysis and its input) as a job of the same tenant,
+   * waits for them without holding a worker, and resolves with their results in order. The wait
+   * ends this run: once they have all finished, the analysis runs again from the top (keep earlier
+   * phases in `ctx.step`), and this call, finding its children, resolves instead of starting them
+   * again. A child failing for good fails the job (`child_failed`, naming the child) and cancels
+   * the others, unless `continueOnFailure` asks for each child's outcome instead. At most
+   * `MAX_CHILDREN_PER_JOB` children per job; call spawns in the same order on every run.
+   */
+  spawn: Spawn;
   /** Aborted on cancel, on the attempt's timeout, and when a shutdown hands the job back. */
   readonly signal: AbortSignal;
   /** A logger bound to the job id and attempt. Never log the input: it may hold customer data. */

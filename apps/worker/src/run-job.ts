@@ -1,4 +1,5 @@
 import {
+  type ChildRunStore,
   type Config,
   DEFAULT_PRIORITY,
   encodeFailure,
@@ -18,6 +19,7 @@ import { DelayedError, type Job, UnrecoverableError, WaitingChildrenError, Waiti
 import type { Analysis, AnalysisContext } from './define-analysis.ts';
 import { createDurableSteps } from './durable-steps.ts';
 import { PermanentError } from './errors/permanent-error.ts';
+import { createSpawn } from './spawn.ts';
 
 /** An attempt ran past its analysis' `timeoutMs`: retried, with the reason `timeout: …`. */
 class AttemptTimeoutError extends Error {
@@ -42,6 +44,8 @@ export interface RunJobDeps {
   schedules?: ScheduleRunStore;
   /** How often an active job re-reads its cancel flag (the pub/sub message is the fast path). */
   cancelPollMs?: number;
+  /** Fan-out (`ctx.spawn`): without it, a spawn fails the job. */
+  children?: ChildRunStore;
 }
 
 /**
@@ -173,7 +177,7 @@ export function createProcessor(deps: RunJobDeps) {
   };
 }
 
-function createAttempt({ config, log, store, schedules, implementations, cancelPollMs = 2_000 }: RunJobDeps) {
+function createAttempt({ config, log, store, schedules, implementations, children, cancelPollMs = 2_000 }: RunJobDeps) {
   return async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
     const id = job.id ?? '';
     const attempt = job.attemptsMade + 1;
@@ -274,6 +278,16 @@ function createAttempt({ config, log, store, schedules, implementations, cancelP
         maxResultBytes: config.limits.stepResultMaxBytes,
         log: jobLog,
       }),
+      spawn: children
+        ? createSpawn({
+            store: children,
+            job,
+            token,
+            tenant: job.data.tenant,
+            maxChildren: config.limits.maxChildrenPerJob,
+            log: jobLog,
+          })
+        : () => Promise.reject(new PermanentError('fan-out (ctx.spawn) is not available in this worker')),
       signal: aborts,
       log: jobLog,
     };
@@ -302,6 +316,12 @@ function createAttempt({ config, log, store, schedules, implementations, cancelP
       return stored;
     } catch (err) {
       void progress.flush();
+      if (err instanceof WaitingChildrenError) {
+        // The job waits for its children in BullMQ's waiting-children set (ctx.spawn), holding no
+        // worker: its slot is free from here, whatever the signal says. It runs again once they end.
+        jobLog.info({ ms: Date.now() - startedAt }, 'analysis waits for its children');
+        throw err;
+      }
       const reason = aborts.aborted ? aborts.reason : undefined;
       if (reason === ABORT.shutdown && token) {
         // Shutdown: give the job back as it was (no attempt spent); its checkpoint stays.

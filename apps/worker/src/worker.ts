@@ -3,16 +3,18 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type Config,
+  createChildRunStore,
   createJobRunStore,
   createScheduleRunStore,
   FAIR_HEARTBEAT_MS,
   type JobData,
   type Logger,
+  MAX_DELAY_SECONDS,
   QUEUES,
   type RedisConnection,
   retentionOptions,
 } from '@longhaul/shared';
-import { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import type { Analysis } from './define-analysis.ts';
 import { assertImplementations } from './implementations.ts';
 import { ABORT, createProcessor } from './run-job.ts';
@@ -42,7 +44,22 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     backlogQuota: config.limits.tenantBacklog,
     backlogTtlSeconds: config.retention.tombstoneSeconds,
   });
-  const processor = createProcessor({ config, log, store, schedules, implementations });
+  // Fan-out: children are added with BullMQ's own add script, on this queue's MULTI.
+  const queue = new Queue<JobData>(QUEUES.analyses, {
+    connection,
+    prefix: config.queuePrefix,
+    skipVersionCheck: true,
+    skipWaitingForReady: true,
+  });
+  queue.on('error', (err) => log.debug({ err: err.message }, 'queue error'));
+  const children = createChildRunStore({
+    redis: connection,
+    queue,
+    layout: store.layout,
+    eventsMaxLen: config.eventsMaxLen,
+    indexTtlSeconds: config.retention.tombstoneSeconds + MAX_DELAY_SECONDS,
+  });
+  const processor = createProcessor({ config, log, store, schedules, implementations, children });
   const worker = new Worker<JobData>(QUEUES.analyses, processor, {
     connection,
     prefix: config.queuePrefix,
@@ -99,7 +116,7 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
       clearInterval(beating);
       // Its slots stop counting at once: no job is handed out for it to take.
       await heartbeat(0);
-      const closing = worker.close();
+      const closing = worker.close().finally(() => queue.close());
       const finished = await Promise.race([closing.then(() => true), sleep(graceMs).then(() => false)]);
       if (finished) return;
       log.warn({ graceMs }, 'grace period over: handing active jobs back to the queue');

@@ -4,6 +4,8 @@ import {
   type AnalysisInput,
   type AnalysisName,
   type AnalysisResult,
+  type ChildPage,
+  type ChildrenQuery,
   FINAL_STATUSES,
   type JobEvent,
   type JobPage,
@@ -125,6 +127,14 @@ export class LonghaulClient {
     for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
     const qs = params.size > 0 ? `?${params}` : '';
     return this.#request<JobPage>('GET', `/v1/jobs${qs}`);
+  }
+
+  /** A page of the children a job started (fan-out), in order, each with its view. */
+  children(id: string, query: ChildrenQuery = {}): Promise<ChildPage> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+    const qs = params.size > 0 ? `?${params}` : '';
+    return this.#request<ChildPage>('GET', `/v1/jobs/${encodeURIComponent(id)}/children${qs}`);
   }
 
   /**

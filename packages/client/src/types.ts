@@ -47,6 +47,16 @@ export interface StepView {
   finishedAt: string | null;
 }
 
+/** A parent's children (fan-out) by status; a child waiting out a retry's backoff counts as queued. */
+export interface ChildCounts {
+  total: number;
+  queued: number;
+  active: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+}
+
 /** The job view `GET /v1/jobs/:id` answers. Times are ISO 8601 strings. */
 export interface JobView {
   id: string;
@@ -77,6 +87,13 @@ export interface JobView {
   steps?: StepView[] | undefined;
   /** Only on runs of a schedule: the schedule that made the job. */
   scheduleId?: string | undefined;
+  /**
+   * Only on jobs that started children: their counts by status. While the job waits for them it
+   * reads `active` and its progress is theirs together.
+   */
+  children?: ChildCounts | undefined;
+  /** Only on children of another job: the parent's id. */
+  parentId?: string | undefined;
 }
 
 /** Codes of the API's error body `{ error: { code, message, details? } }`. */
@@ -102,8 +119,8 @@ export type ErrorCode =
   | 'server_busy'
   | 'internal';
 
-/** Input of the `simulate` analysis: sleeps or burns CPU through steps (smoke tests, demos). */
-export interface SimulateInput {
+/** Input of one child of a fanning-out `simulate`: a `simulate` input without `spawn`. */
+export interface SimulateChildInput {
   /** Total run time of one attempt, 0 to 3 600 000 ms. */
   durationMs: number;
   /** Progress steps to report. @defaultValue 10 */
@@ -124,12 +141,32 @@ export interface SimulateInput {
   crashAtStep?: number | undefined;
 }
 
+/** Input of the `simulate` analysis: sleeps or burns CPU through steps (smoke tests, demos). */
+export interface SimulateInput extends SimulateChildInput {
+  /** Fan out first: start `count` child simulate jobs and wait for them without holding a worker. */
+  spawn?:
+    | {
+        /** 1 to 1000 (and at most the server's MAX_CHILDREN_PER_JOB). */
+        count: number;
+        child: SimulateChildInput;
+        /** This child (1-based) fails for good. */
+        failChild?: number | undefined;
+        /** Complete with partial results instead of failing with `child_failed`. @defaultValue false */
+        continueOnFailure?: boolean | undefined;
+        /** Test hook: kill the worker right after the children start (refused unless allowed). @defaultValue false */
+        crashAfterSpawn?: boolean | undefined;
+      }
+    | undefined;
+}
+
 export interface SimulateResult {
   steps: number;
   attempt: number;
   resumedFromStep: number;
   elapsedMs: number;
   payload: string;
+  /** With `spawn`: how its children ended. */
+  children?: { completed: number; failed: number; cancelled: number } | undefined;
 }
 
 /** Input of `dataset-profile` (docs/dataset-profile.md); anything omitted is detected or defaulted. */
@@ -223,6 +260,19 @@ export interface ListQuery {
 
 export interface JobPage {
   jobs: JobView[];
+  nextCursor: string | null;
+}
+
+export interface ChildrenQuery {
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+  /** @defaultValue 20 (at most 100) */
+  limit?: number;
+}
+
+/** `GET /v1/jobs/:id/children`: a page of a job's children, in the order it started them. */
+export interface ChildPage {
+  children: JobView[];
   nextCursor: string | null;
 }
 

@@ -131,6 +131,7 @@ const schema = z.object({
   RESULT_MAX_BYTES: int(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
   RESULT_COMPRESS_BYTES: int(0, 512 * 1024 * 1024).default(64 * 1024),
   STEP_RESULT_MAX_BYTES: int(2, 64 * 1024 * 1024).default(1024 * 1024),
+  MAX_CHILDREN_PER_JOB: int(0, 100_000).default(1_000),
   RESULT_READ_CONCURRENCY: int(1, 1000).default(4),
   RESULT_READ_QUEUE: int(0, 100_000).default(256),
   REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
@@ -245,6 +246,11 @@ export interface Config {
     resultCompressBytes: number;
     /** `STEP_RESULT_MAX_BYTES`: largest JSON result a durable step may store; above it the job fails. Default 1 MiB. */
     stepResultMaxBytes: number;
+    /**
+     * `MAX_CHILDREN_PER_JOB`: child jobs one job may start with `ctx.spawn`, all its spawns
+     * together; past it, the job fails for good (`too_many_children`). 0 turns fan-out off. Default 1000.
+     */
+    maxChildrenPerJob: number;
     /** `RESULT_READ_CONCURRENCY`: result responses decompressed and sent at once, per process. Default 4. */
     resultReadConcurrency: number;
     /** `RESULT_READ_QUEUE`: result reads waiting for a place; past it, 503 + Retry-After. Default 256. */
@@ -364,6 +370,7 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       resultMaxBytes: e.RESULT_MAX_BYTES,
       resultCompressBytes: e.RESULT_COMPRESS_BYTES,
       stepResultMaxBytes: e.STEP_RESULT_MAX_BYTES,
+      maxChildrenPerJob: e.MAX_CHILDREN_PER_JOB,
       resultReadConcurrency: e.RESULT_READ_CONCURRENCY,
       resultReadQueue: e.RESULT_READ_QUEUE,
       redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,

@@ -42,6 +42,8 @@ export const FAILURE_CODES = [
   'unknown_analysis',
   'stalled',
   'skipped',
+  'child_failed',
+  'too_many_children',
 ] as const;
 
 export type FailureCode = (typeof FAILURE_CODES)[number];

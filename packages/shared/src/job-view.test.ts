@@ -143,3 +143,40 @@ describe('durable steps in the job view', () => {
     expect(parseStepRecords(JSON.stringify([{ name: 'x', status: 'weird', attempt: 1, startedAt: 1 }]))).toEqual([]);
   });
 });
+
+describe('children (ctx.spawn) in the job view', () => {
+  const counts = { total: 4, queued: 1, active: 1, completed: 1, failed: 0, cancelled: 1 };
+  const parent = (over: Partial<JobSnapshot> = {}) =>
+    snap({
+      job: fields({ processedOn: 2_000, progress: { percent: 5, step: 'running' } }),
+      children: { counts, percent: 62.5, waiting: true },
+      ...over,
+    });
+
+  it('when a parent waits for its children, then it reads active, with their counts and progress together', () => {
+    const view = toJobView(parent(), retention, 10_000);
+    expect(view.status).toBe('active');
+    expect(view.children).toEqual(counts);
+    expect(view.progress).toEqual({ percent: 62.5, step: 'children', message: '2 of 4 children finished' });
+    expect(view.waiting).toBeUndefined();
+  });
+
+  it('when its last child released it and no worker has taken it yet, then it is queued, not a lost worker', () => {
+    const view = toJobView(parent({ children: { counts, percent: 100, waiting: false } }), retention, 10_000);
+    expect(view.status).toBe('queued');
+    expect(view.waiting).toBe('queue');
+    expect(view.progress?.step).toBe('children');
+  });
+
+  it('when a waiting parent is cancelled, then it reads cancelled at once', () => {
+    const view = toJobView(parent({ job: fields({ processedOn: 2_000, cancelledAt: 3_000 }) }), retention, 10_000);
+    expect(view.status).toBe('cancelled');
+  });
+
+  it('when a job is a child, then its view names its parent; a job without children has no children field', () => {
+    const view = toJobView(snap({ job: fields({ parentId: 'job_01J0000000000000000000000B' }) }), retention);
+    expect(view.parentId).toBe('job_01J0000000000000000000000B');
+    expect(view.children).toBeUndefined();
+    expect(decodeFailure(encodeFailure('child_failed', 'child job_X failed')).code).toBe('child_failed');
+  });
+});

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Config } from './config.ts';
 import { decodeFailure } from './errors.ts';
+import type { ChildrenSummary } from './store/job-children.ts';
 import { type DeliveryRecord, webhookViewSchema } from './webhook-delivery.ts';
 
 export const JOB_STATUSES = ['queued', 'delayed', 'active', 'completed', 'failed', 'cancelled'] as const;
@@ -42,6 +43,18 @@ export interface StepRecord {
   finishedAt?: number | undefined;
 }
 
+/** A parent's children (`ctx.spawn`) by status. A delayed child (a retry's backoff) counts as queued. */
+export const childCountsSchema = z
+  .object({
+    total: z.number().int(),
+    queued: z.number().int(),
+    active: z.number().int(),
+    completed: z.number().int(),
+    failed: z.number().int(),
+    cancelled: z.number().int(),
+  })
+  .meta({ id: 'ChildCounts' });
+
 export const jobViewSchema = z
   .object({
     id: z.string(),
@@ -70,6 +83,13 @@ export const jobViewSchema = z
     webhook: webhookViewSchema.optional(),
     /** Only on jobs that ran durable steps (`ctx.step`): each step, in the order it first started. */
     steps: z.array(stepViewSchema).optional(),
+    /**
+     * Only on jobs that started children (`ctx.spawn`): their counts by status. While the job
+     * waits for them it reads `active` (holding no worker), and its progress is theirs together.
+     */
+    children: childCountsSchema.optional(),
+    /** Only on children of another job (`ctx.spawn`): the parent's id. */
+    parentId: z.string().optional(),
   })
   .meta({ id: 'JobView' });
 export type JobView = z.infer<typeof jobViewSchema>;
@@ -99,6 +119,8 @@ export interface JobFields {
   steps?: StepRecord[] | undefined;
   /** The schedule that made the job (BullMQ's `rjk`), for runs of a schedule. */
   scheduleId?: string | null;
+  /** The job that spawned this one (`ctx.spawn`), from BullMQ's `parentKey`. */
+  parentId?: string | null;
 }
 
 /** Everything the job view is made from, read in one O(1) script whatever the backlog. */
@@ -116,13 +138,16 @@ export interface JobSnapshot {
   parked?: 'tenant_concurrency' | 'queue';
   /** Webhook delivery attempts, newest first (read only for jobs with a webhook). */
   deliveries?: DeliveryRecord[];
+  /** The job's children, when it spawned any (`ctx.spawn`). */
+  children?: ChildrenSummary;
 }
 
 /**
  * The job's status without `job.getState()`, which walks the wait list (LPOS) and so costs more
  * the longer the backlog: finished jobs carry `finishedOn`, active ones hold a lock, delayed ones
- * sit in a sorted set, a cancelled one waiting to be drained carries the cancel flag. What is
- * left is waiting.
+ * sit in a sorted set, a cancelled one waiting to be drained carries the cancel flag, a parent
+ * waiting for its children is in BullMQ's waiting-children set (read as active). What is left is
+ * waiting.
  */
 export function statusOf(s: JobSnapshot): JobStatus {
   const { job } = s;
@@ -134,7 +159,8 @@ export function statusOf(s: JobSnapshot): JobStatus {
   if (job.cancelledAt && (!s.locked || (job.processedOn !== null && job.cancelledAt <= job.processedOn))) {
     return 'cancelled';
   }
-  if (s.locked) return 'active';
+  // A parent waiting for its children holds no worker, but its work is under way.
+  if (s.locked || s.children?.waiting) return 'active';
   if (s.delayed) return 'delayed';
   return 'queued';
 }
@@ -161,8 +187,12 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
   // A job that started but that no worker holds (its worker died: before the stalled check moves
   // it, and after, until another takes it; or it was handed back) keeps the progress of an
   // attempt that is no longer running: stale, so it is not shown.
-  const orphaned = status === 'queued' && job.processedOn !== null;
-  const progress = orphaned ? null : progressOf(job);
+  // A parent between runs (waiting for its children, or released by the last of them and waiting
+  // for a worker) shows the children's progress together: its own is that of a run that ended.
+  const children = s.children;
+  const betweenRuns = children !== undefined && !job.finishedOn && !s.locked;
+  const orphaned = status === 'queued' && job.processedOn !== null && !betweenRuns;
+  const progress = orphaned ? null : betweenRuns ? childProgress(children) : progressOf(job);
   // Cancelled before a worker took it: the worker that drains it runs nothing, so it never started.
   const neverRan =
     status === 'cancelled' &&
@@ -202,7 +232,14 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
     ...(job.scheduleId ? { scheduleId: job.scheduleId } : {}),
     ...(job.webhookUrl ? { webhook: { url: job.webhookUrl, deliveries: s.deliveries ?? [] } } : {}),
     ...(job.steps && job.steps.length > 0 ? { steps: job.steps.map(stepView) } : {}),
+    ...(children ? { children: children.counts } : {}),
+    ...(job.parentId ? { parentId: job.parentId } : {}),
   };
+}
+
+function childProgress({ counts, percent }: ChildrenSummary): Progress {
+  const finished = counts.completed + counts.failed + counts.cancelled;
+  return { percent, step: 'children', message: `${finished} of ${counts.total} children finished` };
 }
 
 function stepView(step: StepRecord): StepView {

@@ -1,6 +1,6 @@
 import { analyses, ERROR_CODES, jobViewSchema, scheduleViewSchema } from '@longhaul/shared';
 import { z } from 'zod';
-import { listQuerySchema, submitBodySchema } from '../jobs/schemas.ts';
+import { childrenQuerySchema, listQuerySchema, submitBodySchema } from '../jobs/schemas.ts';
 import { createScheduleBodySchema, updateScheduleBodySchema } from '../schedules/schemas.ts';
 
 /** `{ error: { code, message, details? } }`: every error the API answers. */
@@ -20,6 +20,15 @@ const jobListSchema = z
     nextCursor: z.string().nullable().describe('Pass as `cursor` for the next page; null on the last one.'),
   })
   .meta({ id: 'JobList' });
+
+const childListSchema = z
+  .object({
+    children: z
+      .array(jobViewSchema)
+      .describe("Each child's view (with `parentId`), in the order the job started them."),
+    nextCursor: z.string().nullable().describe('Pass as `cursor` for the next page; null on the last one.'),
+  })
+  .meta({ id: 'ChildList' });
 
 const jobResultSchema = z
   .object({
@@ -98,9 +107,9 @@ const common = {
   '503': error('Redis is unreachable; answered within a second.', retryAfter),
 };
 
-/** Query parameters of `GET /v1/jobs`, from the same schema the route validates with. */
-function listParameters() {
-  const schema = z.toJSONSchema(listQuerySchema, { io: 'input', unrepresentable: 'any' }) as {
+/** Query parameters of a route, from the same schema the route validates with. */
+function queryParameters(querySchema: z.ZodType) {
+  const schema = z.toJSONSchema(querySchema, { io: 'input', unrepresentable: 'any' }) as {
     properties: Record<string, Record<string, unknown>>;
     required?: string[];
   };
@@ -127,6 +136,7 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
     ...analysisInputs,
     { id: 'JobView', schema: jobViewSchema, io: 'output' },
     { id: 'JobList', schema: jobListSchema, io: 'output' },
+    { id: 'ChildList', schema: childListSchema, io: 'output' },
     { id: 'JobResult', schema: jobResultSchema, io: 'output' },
     { id: 'AnalysisList', schema: analysisListSchema, io: 'output' },
     { id: 'CreateSchedule', schema: createScheduleBodySchema, io: 'input' },
@@ -195,7 +205,7 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
           tags: ['jobs'],
           operationId: 'listJobs',
           summary: "The tenant's jobs, newest first",
-          parameters: listParameters(),
+          parameters: queryParameters(listQuerySchema),
           responses: {
             '200': { description: 'A page of jobs.', content: json('JobList') },
             '400': error('Bad query.'),
@@ -240,6 +250,24 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
             '200': { description: 'The result.', content: json('JobResult') },
             '404': error('No such job for this tenant.'),
             '409': error('The job has not completed; `details` is the job view.'),
+            '410': error('Retention removed the job.'),
+            ...common,
+          },
+        },
+      },
+      '/v1/jobs/{id}/children': {
+        get: {
+          tags: ['jobs'],
+          operationId: 'listJobChildren',
+          summary: "A job's children (fan-out), paged",
+          description:
+            'The child jobs an analysis started with `ctx.spawn`, in the order it started them, each with its view. ' +
+            'The parent view counts them by status (`children`); a child removed by retention is no longer listed.',
+          parameters: [jobId, ...queryParameters(childrenQuerySchema)],
+          responses: {
+            '200': { description: 'A page of children.', content: json('ChildList') },
+            '400': error('Bad query.'),
+            '404': error('No such job for this tenant.'),
             '410': error('Retention removed the job.'),
             ...common,
           },

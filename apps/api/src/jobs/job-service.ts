@@ -15,7 +15,8 @@ import {
 } from '@longhaul/shared';
 import { HttpError, notFound } from '../http/http-error.ts';
 import { validAnalysisInput } from './analysis-input.ts';
-import type { ListQuery, SubmitBody } from './schemas.ts';
+import { type ChildPage, listChildren } from './children-route.ts';
+import type { ChildrenQuery, ListQuery, SubmitBody } from './schemas.ts';
 
 export interface JobServiceDeps {
   config: Config;
@@ -201,6 +202,11 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
       const outcome = await store.cancel(tenant, id);
       if (outcome === 'gone') throw gone();
       return view(await ownSnapshot(tenant, id));
+    },
+
+    /** A page of the children a job started (`ctx.spawn`), in order; 404/410 as for the job. */
+    children(tenant: string, id: string, q: ChildrenQuery): Promise<ChildPage> {
+      return listChildren({ store, snapshot: ownSnapshot, view }, tenant, id, q);
     },
 
     /** The tenant's jobs, newest first, filtered, a page at a time (cursor = last id seen). */

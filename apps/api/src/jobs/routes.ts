@@ -2,6 +2,7 @@ import { isJobId, type JobView } from '@longhaul/shared';
 import { type Response, Router } from 'express';
 import { tenantOf } from '../http/auth.ts';
 import { HttpError, notFound } from '../http/http-error.ts';
+import { childrenRoute } from './children-route.ts';
 import { type JobService, RATE_WINDOW_MS, rateLimitHeaders } from './job-service.ts';
 import { issuesToDetails, listQuerySchema, submitBodySchema } from './schemas.ts';
 
@@ -60,6 +61,11 @@ export function jobRoutes(jobs: JobService, deadline: Deadline, sendResult: Send
       throw new HttpError(409, 'not_completed', `the job is ${view.status}; it has no result yet`, view);
     }
     await sendResult(res, view);
+  });
+
+  const children = childrenRoute(jobs.children, deadline);
+  router.get('/:id/children', async (req, res) => {
+    await children(req, res, jobIdParam(req.params.id));
   });
 
   router.delete('/:id', async (req, res) => {

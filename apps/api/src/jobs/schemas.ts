@@ -46,6 +46,16 @@ export const listQuerySchema = z
 
 export type ListQuery = z.infer<typeof listQuerySchema>;
 
+/** `GET /v1/jobs/:id/children` query: a page of a parent's children, in the order it started them. */
+export const childrenQuerySchema = z
+  .object({
+    cursor: z.string().max(100).refine(isJobId, 'not a cursor from a previous page').optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+  })
+  .strict();
+
+export type ChildrenQuery = z.infer<typeof childrenQuerySchema>;
+
 /** zod issues → `details` of a 400: where, and what is wrong there. */
 export function issuesToDetails(error: z.ZodError, root?: string): { path: string; message: string }[] {
   return error.issues.map((i) => ({

@@ -28,6 +28,7 @@ describe('a refused dataset URL', () => {
       progress: () => undefined,
       checkpoint: async () => undefined,
       restored: undefined,
+      spawn: () => Promise.reject(new Error('no fan-out in this test')),
       signal: new AbortController().signal,
       log,
     };

@@ -23,6 +23,7 @@ function fakeContext(over: Partial<AnalysisContext> = {}, stored = new Map<strin
       checkpoints.push(state);
     },
     restored: undefined,
+    spawn: () => Promise.reject(new Error('no fan-out in this test')),
     signal: new AbortController().signal,
     log: createLogger({ name: 'test', level: 'silent', pretty: false }),
     ...over,

@@ -1,8 +1,8 @@
 import { appendFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { analyses } from '@longhaul/shared';
+import { analyses, type ParsedInput } from '@longhaul/shared';
 import { burnCpu } from '../cpu-burn.ts';
-import { defineAnalysis } from '../define-analysis.ts';
+import { type AnalysisContext, defineAnalysis } from '../define-analysis.ts';
 import { PermanentError } from '../errors/permanent-error.ts';
 
 /** Test hooks of `simulate`; both off by default, so production never crashes or writes files for it. */
@@ -47,11 +47,13 @@ export function createSimulate({ executionLog, allowCrash = false }: SimulateOpt
     ...analyses.simulate,
     async run(input, ctx) {
       const started = Date.now();
-      if ((input.crash || input.crashAtStep !== undefined) && !allowCrash) {
+      if ((input.crash || input.crashAtStep !== undefined || input.spawn?.crashAfterSpawn) && !allowCrash) {
         throw new PermanentError('crash is a test hook, refused unless the worker runs with SIMULATE_ALLOW_CRASH=true');
       }
       record('start', ctx.jobId, ctx.attempt);
       if (input.fail === 'permanent') throw new PermanentError('simulated permanent failure');
+      // Fan out first; the job runs again from here once its children have finished.
+      const children = input.spawn ? await fanOut(input.spawn, ctx) : undefined;
       const failTransiently = () => {
         throw new Error(`simulated transient failure on attempt ${ctx.attempt} of ${input.failTimes + 1}`);
       };
@@ -88,6 +90,7 @@ export function createSimulate({ executionLog, allowCrash = false }: SimulateOpt
           resumedFromStep: firstRun ?? input.steps,
           elapsedMs: Date.now() - started,
           payload: 'x'.repeat(input.resultBytes),
+          ...(children ? { children } : {}),
         };
       }
       const restored = ctx.restored as { step?: number } | undefined;
@@ -112,9 +115,34 @@ export function createSimulate({ executionLog, allowCrash = false }: SimulateOpt
         resumedFromStep,
         elapsedMs: Date.now() - started,
         payload: 'x'.repeat(input.resultBytes),
+        ...(children ? { children } : {}),
       };
     },
   });
+}
+
+type SpawnInput = NonNullable<ParsedInput<'simulate'>['spawn']>;
+
+/**
+ * `spawn.count` children with the same input (but `failChild`, which fails for good), started with
+ * `ctx.spawn`; answers how they ended. `crashAfterSpawn` kills the worker once they are recorded
+ * and queued, before the job waits for them, on its first run: the next run must not start more.
+ */
+async function fanOut(spawn: SpawnInput, ctx: AnalysisContext) {
+  const children = Array.from({ length: spawn.count }, (_, i) => ({
+    type: 'simulate' as const,
+    input: i + 1 === spawn.failChild ? { ...spawn.child, fail: 'permanent' as const } : spawn.child,
+  }));
+  const onSpawned =
+    spawn.crashAfterSpawn && ctx.run === 1 ? () => void process.kill(process.pid, 'SIGKILL') : undefined;
+  const counts = { completed: 0, failed: 0, cancelled: 0 };
+  if (spawn.continueOnFailure) {
+    const outcomes = await ctx.spawn(children, { continueOnFailure: true, ...(onSpawned ? { onSpawned } : {}) });
+    for (const o of outcomes) counts[o.status] += 1;
+  } else {
+    counts.completed = (await ctx.spawn(children, onSpawned ? { onSpawned } : {})).length;
+  }
+  return counts;
 }
 
 /** `simulate` without test hooks; `main.ts` builds the configured one with {@link createSimulate}. */

@@ -62,6 +62,13 @@ function summary(view: JobView): string {
     `${view.id}  ${view.type}  ${view.status}${pct}${step}${eta}  attempts ${view.attempts.made}/${view.attempts.max}`,
   ];
   if (view.error) lines.push(`  error: ${view.error.code}: ${view.error.message}`);
+  if (view.parentId) lines.push(`  parent: ${view.parentId}`);
+  if (view.children) {
+    const c = view.children;
+    lines.push(
+      `  children: ${c.total} (queued ${c.queued}, active ${c.active}, completed ${c.completed}, failed ${c.failed}, cancelled ${c.cancelled})`,
+    );
+  }
   if (view.webhook) {
     const last = view.webhook.deliveries[0];
     lines.push(
@@ -228,6 +235,22 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       const lines = page.jobs.map((j) => `${j.id}  ${j.type.padEnd(16)} ${j.status.padEnd(10)} ${j.createdAt}`);
       if (page.nextCursor) lines.push(`more: --cursor ${page.nextCursor}`);
       print(page, lines.join('\n') || 'no jobs');
+    });
+
+  program
+    .command('children')
+    .description('list the children a job started (fan-out), in order')
+    .argument('<id>')
+    .option('--limit <n>', 'children per page (1-100)', int('--limit'))
+    .option('--cursor <cursor>', 'nextCursor of the previous page')
+    .action(async (id: string, opts) => {
+      const page = await client().children(id, {
+        ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+        ...(opts.cursor ? { cursor: opts.cursor } : {}),
+      });
+      const lines = page.children.map((j) => `${j.id}  ${j.type.padEnd(16)} ${j.status.padEnd(10)} ${j.createdAt}`);
+      if (page.nextCursor) lines.push(`more: --cursor ${page.nextCursor}`);
+      print(page, lines.join('\n') || 'no children');
     });
 
   program

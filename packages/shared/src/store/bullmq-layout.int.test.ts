@@ -16,6 +16,7 @@ import {
   queueMulti,
   STATUS_FIELDS,
 } from './bullmq-layout.ts';
+import { createChildRunStore } from './job-children.ts';
 import { createJobStore, DEFAULT_PRIORITY, type JobData, jobData } from './job-store.ts';
 
 /**
@@ -182,9 +183,9 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     expect(await connection.hstrlen(layout.job(analyses, without), 'returnvalue')).toBe(NO_RESULT_LENGTH);
     expect(await connection.hstrlen(layout.job(analyses, withResult), 'returnvalue')).toBeGreaterThan(NO_RESULT_LENGTH);
     // Every BullMQ field a status read asks for is there, but those of a failure, a stall or a
-    // job scheduler's run (`rjk`).
+    // job scheduler's run (`rjk`), or a child's parent (`parentKey`).
     const own = Object.values(OWN_FIELDS) as string[];
-    const absent = ['failedReason', 'stc', 'rjk'];
+    const absent = ['failedReason', 'stc', 'rjk', 'parentKey'];
     const expected = STATUS_FIELDS.filter((f) => !own.includes(f) && !absent.includes(f));
     expect(Object.keys(await hash(withResult))).toEqual(expect.arrayContaining(expected));
     const owned = await store.snapshot('a', withResult);
@@ -248,5 +249,61 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     gates.get(id)?.();
     await waitFor(async () => (await parent?.getState()) === 'waiting', { what: 'the delivery to be released' });
     await webhooks.remove(parentId);
+  });
+
+  it('when a parent has children, then BullMQ keeps them in its dependencies, processed and failed sets, releases it from waiting-children on a failure (continueParentOnFailure), and the snapshot counts them', async () => {
+    const children = createChildRunStore({
+      redis: connection,
+      queue,
+      layout,
+      eventsMaxLen: 1000,
+      indexTtlSeconds: 3600,
+    });
+    const parentId = newJobId();
+    const multi = await queueMulti(queue);
+    const data = jobData('a', { mode: 'gate' });
+    await addToMulti(multi, queue, { name: 'simulate', data, opts: {}, id: parentId }, { asParent: true });
+    await multi.exec();
+    const [ok, failing] = [newJobId(), newJobId()];
+    const child = (id: string, mode: Mode) => ({
+      id,
+      name: 'simulate',
+      data: jobData('a', { mode }),
+      opts: { continueParentOnFailure: true },
+    });
+    await children.add(parentId, 'a', [[ok, failing]], [child(ok, 'ok'), child(failing, 'fail')]);
+    // The worker of earlier tests may take the children at once: each is unfinished or finished.
+    const keys = [layout.job(analyses, ok), layout.job(analyses, failing)];
+    const unfinished = await connection.smembers(layout.dependencies(analyses, parentId));
+    expect(unfinished.every((k) => keys.includes(k))).toBe(true);
+    expect((await hash(ok)).parentKey).toBe(layout.job(analyses, parentId));
+    expect(await connection.zscore(layout.tenantJobs('a'), ok)).toBe('0');
+    let owned = await store.snapshot('a', parentId);
+    expect(owned.kind === 'job' && owned.snapshot.children?.counts.total).toBe(2);
+    owned = await store.snapshot('a', ok);
+    expect(owned.kind === 'job' && owned.snapshot.job.parentId).toBe(parentId);
+
+    startWorker();
+    await waitFor(() => gates.has(parentId), { what: 'the failed child to release the parent' });
+    await waitFor(async () => (await connection.hlen(layout.processed(analyses, parentId))) === 1, {
+      what: 'the other child to complete',
+    });
+    expect(await connection.hget(layout.failedChildren(analyses, parentId), layout.job(analyses, failing))).toBe(
+      'failed on purpose',
+    );
+    const outcomes = await children.outcomes(parentId, [ok, failing]);
+    expect(outcomes.children).toEqual([
+      { id: ok, status: 'completed', result: { ok: true } },
+      { id: failing, status: 'failed', reason: 'failed on purpose' },
+    ]);
+    owned = await store.snapshot('a', parentId);
+    expect(owned.kind === 'job' && owned.snapshot.children).toMatchObject({
+      counts: { total: 2, queued: 0, active: 0, completed: 1, failed: 1, cancelled: 0 },
+      percent: 100,
+      waiting: false,
+    });
+    expect(await store.childIds(parentId)).toEqual([ok, failing]);
+    gates.get(parentId)?.();
+    await waitFor(async () => (await hash(parentId)).finishedOn, { what: 'the parent to complete' });
   });
 });

@@ -38,6 +38,12 @@ export const OWN_FIELDS = {
    * a status read takes it whole.
    */
   steps: 'lhS',
+  /**
+   * The child jobs the job started with `ctx.spawn`: a JSON array with one array of child ids per
+   * spawn, in the order given. Written in the same MULTI that adds the children, so a job that
+   * spawned knows it on every later run, and never spawns the same children twice.
+   */
+  children: 'lhC',
 } as const;
 
 /** The prefix of the field that holds a completed step's JSON result: `lhs:<step name>`. */
@@ -68,6 +74,9 @@ export const STATUS_FIELDS = [
   OWN_FIELDS.cancelledAt,
   OWN_FIELDS.webhookUrl,
   OWN_FIELDS.steps,
+  // BullMQ's key of the job's parent: a parent analysis' job hash (a child of `ctx.spawn`), or a
+  // webhook delivery's.
+  'parentKey',
 ] as const;
 
 /** Key names, all under the queue prefix (a `{hash-tag}` by default: one Cluster slot for all). */
@@ -89,6 +98,17 @@ export function layoutFor(prefix: string) {
     prioritized: (queue: QueueName) => `${prefix}:${queue}:prioritized`,
     /** BullMQ's sorted set of job scheduler ids, scored by the due time of each one's next run. */
     jobSchedulers: (queue: QueueName) => `${prefix}:${queue}:repeat`,
+    /** BullMQ's sorted set of parents waiting for their children (`moveToWaitingChildren`). */
+    waitingChildren: (queue: QueueName) => `${prefix}:${queue}:waiting-children`,
+    /**
+     * BullMQ's sets of a parent job's children, each member the child's job hash key:
+     * `dependencies` (a set of the unfinished ones), `processed` (a hash: key → the child's stored
+     * result), `failed` (a hash: key → failure reason, of children added with
+     * `ignoreDependencyOnFailure` or `continueParentOnFailure`). They live and die with the parent.
+     */
+    dependencies: (queue: QueueName, jobId: string) => `${prefix}:${queue}:${jobId}:dependencies`,
+    processed: (queue: QueueName, jobId: string) => `${prefix}:${queue}:${jobId}:processed`,
+    failedChildren: (queue: QueueName, jobId: string) => `${prefix}:${queue}:${jobId}:failed`,
     /** BullMQ's events stream of a queue (QueueEvents reads it; XRANGE serves Last-Event-ID replays). */
     events: (queue: QueueName) => `${prefix}:${queue}:events`,
 

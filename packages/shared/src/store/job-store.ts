@@ -25,6 +25,13 @@ import {
 } from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
 import { createFairShare, type FairLimits, fairArgs, fairLua } from './fair-share.ts';
+import {
+  CHILD_SUMMARY_LUA,
+  cancelChildren,
+  childSummaryKeys,
+  parseChildSummary,
+  readChildIds,
+} from './job-children.ts';
 
 /**
  * Priorities as clients give them: 1 (most urgent) to 1000, 500 when not given. Every job carries a
@@ -76,9 +83,10 @@ export function retentionOptions(retention: Config['retention']) {
 /**
  * The status read: ownership, then the job's status fields, in one script. Ownership is the job's
  * own `data.tenant` (so a job born anywhere in Redis is its tenant's); a job that is gone but still
- * in the tenant's index answers `gone` (410).
+ * in the tenant's index answers `gone` (410). A job that spawned children also gets their counts
+ * (see `CHILD_SUMMARY_LUA`: the one part whose cost grows, with the job's own children).
  */
-const SNAPSHOT = `
+const SNAPSHOT = `${CHILD_SUMMARY_LUA}
 local data = redis.call('HGET', KEYS[1], 'data')
 if not data then
   if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 'gone' end
@@ -88,8 +96,12 @@ if string.match(data, '^{"tenant":"([%w_%-]*)"') ~= ARGV[2] then return 'none' e
 local f = redis.call('HMGET', KEYS[1], unpack(ARGV, 3))
 local deliveries = {}
 if f[${STATUS_FIELDS.indexOf(OWN_FIELDS.webhookUrl) + 1}] then deliveries = redis.call('LRANGE', KEYS[5], 0, -1) end
+local children = {}
+if redis.call('HEXISTS', KEYS[1], '${OWN_FIELDS.children}') == 1 then
+  children = childSummary(KEYS[6], KEYS[7], KEYS[8], KEYS[9], ARGV[1])
+end
 return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', KEYS[2]),
-  redis.call('ZSCORE', KEYS[3], ARGV[1]) or false, deliveries, redis.call('ZCARD', KEYS[6]) }`;
+  redis.call('ZSCORE', KEYS[3], ARGV[1]) or false, deliveries, children, redis.call('ZCARD', KEYS[10]) }`;
 
 /**
  * Admission of a submission, atomic: the tenant's rate limit counts it (one fixed window per
@@ -407,7 +419,7 @@ function parseFields(values: (string | null)[], resultLength: number): JobFields
   };
 }
 
-type SnapshotReply = 'gone' | 'none' | [(string | null)[], number, number, string | null, string[], number];
+type SnapshotReply = 'gone' | 'none' | [(string | null)[], number, number, string | null, string[], unknown[], number];
 
 /** Reads of a job's state, for the API, the event stream and webhook deliveries. */
 export function createJobReads({
@@ -422,13 +434,18 @@ export function createJobReads({
 }) {
   const layout: Layout = layoutFor(prefix);
   const analyses = QUEUES.analyses;
+  const analysesKeyPrefix = `${layout.queueKey(analyses)}:`;
 
   function ownedFrom(tenant: string, id: string, reply: SnapshotReply): Owned {
     if (reply === 'gone' || reply === 'none') return { kind: reply };
-    const [values, resultLength, locked, delayedScore, deliveries, running] = reply;
+    const [values, resultLength, locked, delayedScore, deliveries, childReply, running] = reply;
     const job = parseFields(values, Number(resultLength));
     const parked = delayedScore !== null && isParkedScore(Number(delayedScore), Date.now());
     const cap = tenantMaxActive(fairLimits, tenant);
+    // A child of `ctx.spawn` has an analysis job as its BullMQ parent (a webhook delivery is not one).
+    const parentKey = values[STATUS_FIELDS.indexOf('parentKey')];
+    if (parentKey?.startsWith(analysesKeyPrefix)) job.parentId = parentKey.slice(analysesKeyPrefix.length);
+    const children = parseChildSummary(childReply);
     return {
       kind: 'job',
       snapshot: {
@@ -438,18 +455,20 @@ export function createJobReads({
         delayed: delayedScore !== null && !parked,
         ...(parked ? { parked: cap > 0 && Number(running) >= cap ? 'tenant_concurrency' : 'queue' } : {}),
         ...(job.webhookUrl ? { deliveries: parseDeliveries(deliveries) } : {}),
+        ...(children ? { children } : {}),
       },
     };
   }
 
   function snapshotArgs(tenant: string, id: string): (string | number)[] {
     return [
-      6,
+      10,
       layout.job(analyses, id),
       layout.lock(analyses, id),
       layout.delayed(analyses),
       layout.tenantJobs(tenant),
       layout.webhookDeliveries(id),
+      ...childSummaryKeys(layout, id),
       layout.fairRunning(tenant),
       id,
       tenant,
@@ -491,6 +510,11 @@ export function createJobReads({
     /** The stored result of a completed job as BullMQ keeps it (JSON bytes), for streaming. */
     async storedResult(id: string): Promise<Buffer | null> {
       return redis.hgetBuffer(layout.job(analyses, id), 'returnvalue');
+    },
+
+    /** The ids of the children a job spawned (`ctx.spawn`), in spawn order; read after its snapshot. */
+    childIds(parentId: string): Promise<string[]> {
+      return readChildIds(redis, layout, parentId);
     },
 
     /** A page of the tenant's job ids, newest first, before `cursor` (an id). */
@@ -671,6 +695,8 @@ export function createJobStore({
         String(eventsMaxLen),
       )) as 'active' | 'waiting' | 'finished' | 'gone';
       if (outcome === 'finished' || outcome === 'gone') return outcome;
+      // A parent's unfinished children are cancelled with it (`ctx.spawn`).
+      await cancelChildren({ redis, queue, layout, eventsMaxLen, tenant }, id);
       if (outcome === 'waiting') {
         const job = new Job(queue, '', {}, {}, id);
         await job.promote().catch(() => undefined); // not delayed: nothing to promote
