@@ -6,12 +6,16 @@ import {
   metricsAuthorized,
   QUEUES,
   type RedisConnection,
+  type TenantShare,
 } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
 import { type Request, type RequestHandler, Router } from 'express';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
-/** Queue states reported by `longhaul_queue_jobs`, each one O(1) to count (LLEN / ZCARD). */
+/**
+ * Queue states reported by `longhaul_queue_jobs`, each one O(1) to count (LLEN / ZCARD); `parked`
+ * (jobs waiting for their tenant's turn, in BullMQ's delayed set) is reported apart from `delayed`.
+ */
 const STATES = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'] as const;
 
 export interface ApiMetricsDeps {
@@ -19,6 +23,8 @@ export interface ApiMetricsDeps {
   /** The producer connection: a scrape while Redis is down fails fast and reports `longhaul_redis_up 0`. */
   redis: RedisConnection;
   queuePrefix: string;
+  /** Each tenant's running and parked jobs (the fair share), read on scrape. */
+  shares: () => Promise<TenantShare[]>;
 }
 
 export interface ApiMetrics {
@@ -42,7 +48,7 @@ export function routeLabel(req: Request, status: number): string {
  * by analysis; queue depth by state and the age of the job next in line, read from Redis on scrape
  * (a handful of O(1) commands, whatever the backlog); `longhaul_redis_up`; Node's process metrics.
  */
-export function createApiMetrics({ queue, redis, queuePrefix }: ApiMetricsDeps): ApiMetrics {
+export function createApiMetrics({ queue, redis, queuePrefix, shares }: ApiMetricsDeps): ApiMetrics {
   const registry = createMetricsRegistry('api');
   const duration = new Histogram({
     name: 'longhaul_http_request_duration_seconds',
@@ -82,7 +88,16 @@ export function createApiMetrics({ queue, redis, queuePrefix }: ApiMetricsDeps):
       const ids = [waitTail, prioritizedHead[0]].filter((id): id is string => Boolean(id));
       const stamps = await Promise.all(ids.map((id) => redis.hget(layout.job(QUEUES.analyses, id), 'timestamp')));
       const oldest = Math.min(...stamps.map((t) => (t ? Number(t) : Number.POSITIVE_INFINITY)));
-      return { counts, oldestAgeSeconds: Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0 };
+      const tenants = await shares();
+      // Parked jobs sit in BullMQ's delayed set: report them apart.
+      const parked = tenants.reduce((n, t) => n + t.waiting, 0);
+      counts.delayed = Math.max(0, (counts.delayed ?? 0) - parked);
+      counts.parked = parked;
+      return {
+        counts,
+        tenants,
+        oldestAgeSeconds: Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0,
+      };
     } catch {
       return null;
     }
@@ -97,7 +112,21 @@ export function createApiMetrics({ queue, redis, queuePrefix }: ApiMetricsDeps):
       this.reset();
       const s = await read();
       if (!s) return;
-      for (const state of STATES) this.set({ queue: QUEUES.analyses, state }, s.counts[state] ?? 0);
+      for (const state of [...STATES, 'parked']) this.set({ queue: QUEUES.analyses, state }, s.counts[state] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'longhaul_tenant_jobs',
+    help: "Each tenant's jobs in the fair share, read on scrape: active (handed to a worker, not finished) and waiting (parked for the tenant's turn or its cap).",
+    labelNames: ['tenant', 'state'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const s = await read();
+      for (const t of s?.tenants ?? []) {
+        this.set({ tenant: t.tenant, state: 'active' }, t.running);
+        this.set({ tenant: t.tenant, state: 'waiting' }, t.waiting);
+      }
     },
   });
   new Gauge({
@@ -153,5 +182,6 @@ export function createApiMetrics({ queue, redis, queuePrefix }: ApiMetricsDeps):
 
 interface QueueSnapshot {
   counts: Record<string, number>;
+  tenants: TenantShare[];
   oldestAgeSeconds: number;
 }

@@ -55,6 +55,7 @@ export function createApiServices({ config, log, redis, queueConnection = redis 
     // Counted in the admission script: a submission stays two round trips with the limit on.
     ratePerWindow: config.limits.ratePerMinute,
     rateWindowMs: RATE_WINDOW_MS,
+    fairLimits: config.limits,
   });
   const scheduleStore = createScheduleStore({
     redis,
@@ -68,7 +69,7 @@ export function createApiServices({ config, log, redis, queueConnection = redis 
     store,
     jobs: createJobService({ config, store, schedules: scheduleStore }),
     schedules: createScheduleService({ config, store: scheduleStore }),
-    metrics: createApiMetrics({ queue, redis, queuePrefix: config.queuePrefix }),
+    metrics: createApiMetrics({ queue, redis, queuePrefix: config.queuePrefix, shares: () => store.fair.tenants() }),
     queues: [queue, webhooks] as Queue[],
     async close(): Promise<void> {
       await Promise.all([queue.close(), webhooks.close()]);

@@ -50,7 +50,7 @@ describe('durable steps against a real Redis and a real BullMQ job', () => {
   }
 
   async function attempt(id: string, run: number, maxResultBytes = 1024 * 1024) {
-    const start = await store.start(id);
+    const start = await store.start(id, 't1', 500);
     return {
       start,
       step: createDurableSteps({ store, jobId: id, attempt: run, stored: start.steps, maxResultBytes, log }),
@@ -144,7 +144,7 @@ describe('durable steps against a real Redis and a real BullMQ job', () => {
     expect(err).toBeInstanceOf(PermanentError);
     expect((err as PermanentError).code).toBe('result_too_large');
     expect((err as Error).message).toMatch(/STEP_RESULT_MAX_BYTES/);
-    expect((await store.start(id)).steps.size).toBe(0);
+    expect((await store.start(id, 't1', 500)).steps.size).toBe(0);
   });
 
   it('when the job is gone, then a step refuses to run its body', async () => {

@@ -1,11 +1,13 @@
 import {
   type ChildRunStore,
   type Config,
+  DEFAULT_PRIORITY,
   encodeFailure,
   encodeResultSized,
   type JobData,
   type JobRunStore,
   type Logger,
+  PARK_DELAY_MS,
   type Progress,
   ResultTooLargeError,
   recordQueueWait,
@@ -13,7 +15,7 @@ import {
   tenantStorageBudget,
   withJobSpan,
 } from '@longhaul/shared';
-import { type Job, UnrecoverableError, WaitingChildrenError, WaitingError } from 'bullmq';
+import { DelayedError, type Job, UnrecoverableError, WaitingChildrenError, WaitingError } from 'bullmq';
 import type { Analysis, AnalysisContext } from './define-analysis.ts';
 import { createDurableSteps } from './durable-steps.ts';
 import { PermanentError } from './errors/permanent-error.ts';
@@ -125,16 +127,36 @@ export function createProcessor(deps: RunJobDeps) {
    * A job that ends (a permanent failure, or its last attempt failed) keeps no checkpoint. Dropped
    * before BullMQ records the failure, on the same connection, so no reader sees a failed job
    * with one; the Worker's `failed` handler covers jobs failed elsewhere (stalled too often).
+   *
+   * Its worker slot goes to the next tenant in turn (fair-share.ts): the dispatch is sent, not
+   * awaited, just before BullMQ's completion on the same connection, so the completion's own
+   * fetch of the next job finds the one it promoted. A job that ended (or now waits for its
+   * children) also leaves its tenant's share; one to be retried keeps it through its backoff.
    */
   async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
+    const id = job.id ?? '';
+    const tenant = job.data?.tenant ?? '';
+    const slotFreed = (ended: boolean, stillActive: boolean) =>
+      void store.fair
+        .slotFreed(tenant, id, { ended, stillActive })
+        .catch((e) => log.warn({ err: e, jobId: id }, 'could not hand the slot on'));
     try {
-      return await attempt(job, token, signal);
+      const result = await attempt(job, token, signal);
+      slotFreed(true, true);
+      return result;
     } catch (err) {
+      // Parked (the attempt handed the slot on) or handed back on shutdown (it keeps its share).
+      if (err instanceof DelayedError || err instanceof WaitingError) throw err;
+      if (err instanceof WaitingChildrenError) {
+        slotFreed(true, false);
+        throw err;
+      }
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      const waiting = err instanceof WaitingError || err instanceof WaitingChildrenError;
-      if (job.id && !waiting && (err instanceof UnrecoverableError || last)) {
+      const ended = err instanceof UnrecoverableError || last;
+      if (job.id && ended) {
         await store.clearCheckpoint(job.id).catch((e) => log.warn({ err: e }, 'could not drop the checkpoint'));
       }
+      slotFreed(ended, true);
       throw err;
     }
   }
@@ -170,13 +192,27 @@ function createAttempt({ config, log, store, schedules, implementations, childre
       throw new PermanentError(detail, 'invalid_input');
     }
 
-    const { cancelled, checkpoint: saved, steps: storedSteps } = await store.start(id);
+    const { tenant } = job.data;
+    const {
+      cancelled,
+      park,
+      checkpoint: saved,
+      steps: storedSteps,
+    } = await store.start(id, tenant, job.opts.priority ?? DEFAULT_PRIORITY);
     if (cancelled) throw new PermanentError('cancelled by request', 'cancelled');
+    if (park && token) {
+      // Its tenant is at its cap, or other tenants wait their turn: it waits in its lane, parked.
+      await job.moveToDelayed(Date.now() + PARK_DELAY_MS, token);
+      void store.fair
+        .slotFreed(tenant, id, { ended: false, stillActive: false })
+        .catch((err) => jobLog.warn({ err }, 'could not hand the slot on'));
+      jobLog.info('parked until its tenant has a turn');
+      throw new DelayedError();
+    }
     const scheduleId = job.data?.scheduleId;
     if (scheduleId && schedules) {
       // The API never admitted a run: its input is counted against the tenant's storage budget
       // here (idempotently, so a retried run is not counted twice).
-      const { tenant } = job.data;
       const inputBytes = Buffer.byteLength(JSON.stringify(job.data.input) ?? '');
       if (!(await store.chargeInput(tenant, id, inputBytes, tenantStorageBudget(config.limits, tenant)))) {
         throw new PermanentError("the tenant's storage budget is full (TENANT_STORAGE_BYTES)", 'skipped');
@@ -271,7 +307,6 @@ function createAttempt({ config, log, store, schedules, implementations, childre
       });
       if (checkpointed) void store.clearCheckpoint(id).catch(() => undefined);
       // Counted against the tenant's storage budget just before BullMQ stores the result.
-      const tenant = job.data.tenant;
       if (tenantStorageBudget(config.limits, tenant) > 0) {
         void store
           .accountResult(tenant, id, bytes)

@@ -143,12 +143,12 @@ export function createSpawn({ store, job, token, tenant, maxChildren, log }: Spa
       const { parentCancelled, children: outcomes } = await store.outcomes(parentId, ids);
       if (parentCancelled) {
         // Cancelled while it spawned: children added after the cancel walked them are cancelled here.
-        await store.cancelAll(parentId);
+        await store.cancelAll(tenant, parentId);
         throw new PermanentError('cancelled by request', 'cancelled');
       }
       const failed = outcomes.find((o) => o.status === 'failed');
       if (failed && failed.status === 'failed' && !continueOnFailure) {
-        await store.cancelAll(parentId);
+        await store.cancelAll(tenant, parentId);
         const { status, error } = childFailure(failed);
         const what = status === 'cancelled' ? 'was cancelled' : `failed (${error.code})`;
         throw new PermanentError(`child ${failed.id} ${what}: ${error.message}`, 'child_failed');
@@ -164,7 +164,7 @@ export function createSpawn({ store, job, token, tenant, maxChildren, log }: Spa
           // A child that failed before the job was waiting could not release it: stop the others,
           // so that they finish now and the job comes back to fail.
           const late = await store.outcomes(parentId, ids);
-          if (late.children.some((o) => o.status === 'failed')) await store.cancelAll(parentId);
+          if (late.children.some((o) => o.status === 'failed')) await store.cancelAll(tenant, parentId);
         }
         throw new WaitingChildrenError();
       }

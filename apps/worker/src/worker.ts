@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type Config,
   createChildRunStore,
   createJobRunStore,
   createScheduleRunStore,
+  FAIR_HEARTBEAT_MS,
   type JobData,
   type Logger,
   MAX_DELAY_SECONDS,
@@ -29,7 +32,12 @@ export interface WorkerDeps {
 /** One BullMQ Worker on the analyses queue, with cancel messages and a graceful drain. */
 export function createAnalysisWorker({ config, log, connection, subscriber, implementations }: WorkerDeps) {
   assertImplementations(implementations);
-  const store = createJobRunStore({ redis: connection, prefix: config.queuePrefix });
+  const store = createJobRunStore({
+    redis: connection,
+    prefix: config.queuePrefix,
+    fairLimits: config.limits,
+    eventsMaxLen: config.eventsMaxLen,
+  });
   const schedules = createScheduleRunStore({
     redis: connection,
     prefix: config.queuePrefix,
@@ -70,6 +78,10 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     log.info({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job failed for good');
     // A job that ended keeps no checkpoint (retention would drop it with the job anyway).
     void store.clearCheckpoint(job.id).catch(() => undefined);
+    // It leaves its tenant's share even when it failed outside the processor (stalled too often).
+    void store.fair
+      .slotFreed(job.data?.tenant ?? '', job.id, { ended: true, stillActive: false })
+      .catch(() => undefined);
   });
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled; handed to another worker'));
 
@@ -79,12 +91,21 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     }
   };
 
+  // This worker's slots count for the fair-share dispatcher while it beats (fair-share.ts).
+  const workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const heartbeat = (concurrency: number) =>
+    store.fair.heartbeat(workerId, concurrency).catch((err) => log.warn({ err }, 'fair-share heartbeat failed'));
+  let beating: NodeJS.Timeout | undefined;
+
   return {
     worker,
     async start(): Promise<void> {
       subscriber.on('message', onCancel);
       await subscriber.subscribe(store.layout.cancelChannel);
       void worker.run().catch((err) => log.error({ err }, 'worker stopped running'));
+      await heartbeat(config.worker.concurrency);
+      beating = setInterval(() => void heartbeat(config.worker.concurrency), FAIR_HEARTBEAT_MS);
+      beating.unref();
     },
     /**
      * Stops taking jobs and lets active ones finish for up to `graceMs`; then aborts the rest with
@@ -92,6 +113,9 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
      */
     async drain(graceMs: number): Promise<void> {
       subscriber.off('message', onCancel);
+      clearInterval(beating);
+      // Its slots stop counting at once: no job is handed out for it to take.
+      await heartbeat(0);
       const closing = worker.close().finally(() => queue.close());
       const finished = await Promise.race([closing.then(() => true), sleep(graceMs).then(() => false)]);
       if (finished) return;

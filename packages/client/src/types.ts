@@ -74,10 +74,12 @@ export interface JobView {
   /** Why a job failed or was cancelled, e.g. `{ code: 'timeout', message: '…' }`. */
   error: { code: string; message: string } | null;
   /**
-   * Why a queued job has not started: `worker_lost` when the worker running it died and it waits
-   * for another (its stale progress is then not shown).
+   * Why a queued job has not started: `tenant_concurrency` while its tenant has as many jobs
+   * active as its cap; `queue` while it waits for a free worker (tenants take turns);
+   * `worker_lost` when the worker running it died and it waits for another (its stale progress
+   * is then not shown).
    */
-  waiting?: 'worker_lost' | undefined;
+  waiting?: 'tenant_concurrency' | 'queue' | 'worker_lost' | undefined;
   links: { self: string; result: string; events: string };
   /** Only on jobs submitted with a webhook. */
   webhook?: WebhookView | undefined;

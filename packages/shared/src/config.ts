@@ -46,6 +46,23 @@ function tenantPairs(what: string, minLength: number) {
   });
 }
 
+/** `TENANT_MAX_ACTIVE_OVERRIDES="tenant:n,..."` → tenant → active-job cap (0: no cap for that tenant). */
+const activeOverrides = tenantPairs('jobs', 1).transform((entries, ctx) => {
+  const out = new Map<string, number>();
+  for (const { tenant, value } of entries) {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n > 1_000_000) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `the cap of tenant "${tenant}" must be a whole number from 0 to 1000000`,
+      });
+      continue;
+    }
+    out.set(tenant, n);
+  }
+  return out;
+});
+
 /** `API_KEYS="tenant:key,tenant2:key2"` → [{ tenant, key }]. */
 const apiKeys = tenantPairs('key', 12).transform((entries, ctx) => {
   if (entries.length === 0) ctx.addIssue({ code: 'custom', message: 'no keys given' });
@@ -106,6 +123,8 @@ const schema = z.object({
   TENANT_BACKLOG_QUOTA: int(0, 100_000_000).default(100_000),
   TENANT_STORAGE_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(256 * 1024 * 1024),
   TENANT_STORAGE_OVERRIDES: storageOverrides.optional(),
+  TENANT_MAX_ACTIVE: int(0, 1_000_000).default(0),
+  TENANT_MAX_ACTIVE_OVERRIDES: activeOverrides.optional(),
   CHECKPOINT_MAX_BYTES: int(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
   SCHEDULES_PER_TENANT: int(0, 100_000).default(100),
   SCHEDULE_MIN_INTERVAL_MS: int(1000, 86_400_000).default(10_000),
@@ -210,6 +229,13 @@ export interface Config {
      * `TENANT_STORAGE_OVERRIDES` (`tenant:bytes,...`) sets it per tenant.
      */
     tenantStorage: { bytes: number; overrides: Map<string, number> };
+    /**
+     * `TENANT_MAX_ACTIVE`: jobs one tenant may have running (or handed to a worker) at once,
+     * across every worker; the rest wait their turn without holding a worker. 0: no cap (the
+     * default; free capacity still goes to tenants in turn). `TENANT_MAX_ACTIVE_OVERRIDES`
+     * (`tenant:n,...`) sets it per tenant.
+     */
+    tenantMaxActive: { jobs: number; overrides: Map<string, number> };
     /** `CHECKPOINT_MAX_BYTES`: largest checkpoint (JSON) a job may save; past it, the job fails for good. Default 16 MiB. */
     checkpointMaxBytes: number;
     /** `SCHEDULES_PER_TENANT`: schedules a tenant may have at once (0: no limit). Default 100. */
@@ -337,6 +363,7 @@ export function loadConfig(env: Record<string, string | undefined>, role: Role):
       ratePerMinute: e.RATE_LIMIT_PER_MINUTE,
       tenantBacklog: e.TENANT_BACKLOG_QUOTA,
       tenantStorage: { bytes: e.TENANT_STORAGE_BYTES, overrides: e.TENANT_STORAGE_OVERRIDES ?? new Map() },
+      tenantMaxActive: { jobs: e.TENANT_MAX_ACTIVE, overrides: e.TENANT_MAX_ACTIVE_OVERRIDES ?? new Map() },
       checkpointMaxBytes: e.CHECKPOINT_MAX_BYTES,
       schedulesPerTenant: e.SCHEDULES_PER_TENANT,
       scheduleMinIntervalMs: e.SCHEDULE_MIN_INTERVAL_MS,
@@ -387,4 +414,9 @@ export function loadConfigOrExit(env: Record<string, string | undefined>, role: 
     }
     throw err;
   }
+}
+
+/** A tenant's cap on active jobs (`TENANT_MAX_ACTIVE`, or its override); 0: no cap. */
+export function tenantMaxActive(limits: Pick<Config['limits'], 'tenantMaxActive'>, tenant: string): number {
+  return limits.tenantMaxActive.overrides.get(tenant) ?? limits.tenantMaxActive.jobs;
 }

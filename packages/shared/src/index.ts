@@ -15,6 +15,7 @@ export * from './schedule-timing.ts';
 export * from './schedule-view.ts';
 export * from './shutdown.ts';
 export * from './store/bullmq-layout.ts';
+export * from './store/fair-share.ts';
 export * from './store/job-children.ts';
 export * from './store/job-store.ts';
 export * from './store/schedule-store.ts';

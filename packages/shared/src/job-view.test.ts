@@ -164,7 +164,7 @@ describe('children (ctx.spawn) in the job view', () => {
   it('when its last child released it and no worker has taken it yet, then it is queued, not a lost worker', () => {
     const view = toJobView(parent({ children: { counts, percent: 100, waiting: false } }), retention, 10_000);
     expect(view.status).toBe('queued');
-    expect(view.waiting).toBeUndefined();
+    expect(view.waiting).toBe('queue');
     expect(view.progress?.step).toBe('children');
   });
 

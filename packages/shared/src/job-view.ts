@@ -71,10 +71,12 @@ export const jobViewSchema = z
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     links: z.object({ self: z.string(), result: z.string(), events: z.string() }),
     /**
-     * Why a queued job has not started: `worker_lost` when the worker running it died and it waits
-     * to be retried by another (its progress is then the dead attempt's, so it is not shown).
+     * Why a queued job has not started: `tenant_concurrency` while its tenant has as many jobs
+     * active as its cap (`TENANT_MAX_ACTIVE`); `queue` while it waits for a free worker, behind
+     * other tenants' turns; `worker_lost` when the worker running it died and it waits to be
+     * retried by another (its progress is then the dead attempt's, so it is not shown).
      */
-    waiting: z.enum(['worker_lost']).optional(),
+    waiting: z.enum(['tenant_concurrency', 'queue', 'worker_lost']).optional(),
     /** Only on runs of a schedule: the schedule that made the job. */
     scheduleId: z.string().optional(),
     /** Only on jobs submitted with a webhook: its URL and the delivery attempts, newest first. */
@@ -129,6 +131,11 @@ export interface JobSnapshot {
   locked: boolean;
   /** The job is in the delayed set (scheduled, or waiting out a retry backoff). */
   delayed: boolean;
+  /**
+   * The job is parked for its tenant's turn (store/fair-share.ts): `tenant_concurrency` while its
+   * tenant is at its cap of active jobs, `queue` while it waits for a free worker slot.
+   */
+  parked?: 'tenant_concurrency' | 'queue';
   /** Webhook delivery attempts, newest first (read only for jobs with a webhook). */
   deliveries?: DeliveryRecord[];
   /** The job's children, when it spawned any (`ctx.spawn`). */
@@ -220,7 +227,7 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
     expiresAt: finishedMs ? iso(finishedMs + keepSeconds * 1000) : null,
     etaSeconds: eta,
     error,
-    ...(orphaned ? { waiting: 'worker_lost' as const } : {}),
+    ...(status === 'queued' ? { waiting: orphaned ? ('worker_lost' as const) : (s.parked ?? 'queue') } : {}),
     links: { self: base, result: `${base}/result`, events: `${base}/events` },
     ...(job.scheduleId ? { scheduleId: job.scheduleId } : {}),
     ...(job.webhookUrl ? { webhook: { url: job.webhookUrl, deliveries: s.deliveries ?? [] } } : {}),

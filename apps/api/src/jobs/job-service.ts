@@ -140,7 +140,9 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
       // Serialised only when a budget applies: the submit path is hot, and the size is otherwise unused.
       const inputBytes =
         tenantStorageBudget(config.limits, tenant) > 0 ? Buffer.byteLength(JSON.stringify(input) ?? '') : 0;
-      let admission = await store.admit(tenant, id, idempotency, inputBytes);
+      // A delayed job meets the fair share when it falls due; one due now is placed at once.
+      const delayed = (body.delayMs ?? 0) > 0;
+      let admission = await store.admit(tenant, id, idempotency, inputBytes, { delayed });
       const { rate } = admission;
       if (admission.kind === 'rate_limited') throw rateLimited(rate);
       let replay = false;
@@ -162,7 +164,7 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
         if (owned.kind === 'gone') throw gone();
         // The first request claimed the key but its job never landed: finish it, under its id
         // (this request was counted against the rate limit already).
-        admission = await store.admit(tenant, id, undefined, inputBytes, { countRate: false });
+        admission = await store.admit(tenant, id, undefined, inputBytes, { countRate: false, delayed });
       }
       if (admission.kind === 'backlog_full') throw backlogFull(admission.quota);
       if (admission.kind === 'storage_full') throw storageFull(admission.budget);
@@ -174,6 +176,7 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
         priority: body.priority,
         delayMs: body.delayMs,
         webhookUrl: body.webhook?.url,
+        placement: admission.kind === 'new' ? admission.placement : 'park',
       });
       return { view: view(accepted), replay, ...(rate ? { rate } : {}) };
     },

@@ -8,10 +8,13 @@ import { createRedisConnection, type RedisConnection } from '../redis.ts';
 import { getContract } from '../registry.ts';
 import {
   addToMulti,
+  BULL_LUA,
   hsetOnMulti,
+  isParkedScore,
   layoutFor,
   NO_RESULT_LENGTH,
   OWN_FIELDS,
+  PARK_DELAY_MS,
   QUEUES,
   queueMulti,
   STATUS_FIELDS,
@@ -158,6 +161,30 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     expect((await events(id)).map((e) => e.event)).toContain('cancelled');
     // Once taken, the job is failed (a worker of ours would fail it as cancelled): leave none behind.
     await new Job(queue, '', {}, {}, id).remove();
+  });
+
+  it("when a parked job is promoted by our copy of BullMQ's promote, then it lands as BullMQ's own promote puts a job, and a worker takes it", async () => {
+    const ours = await accept('ok', { delayMs: PARK_DELAY_MS, priority: 9 });
+    const theirs = await accept('ok', { delayMs: PARK_DELAY_MS, priority: 9 });
+    const score = Number(await connection.zscore(layout.delayed(analyses), ours));
+    expect(isParkedScore(score, Date.now())).toBe(true);
+    const promote = `${BULL_LUA}\nreturn bull_promote(ARGV[1], ARGV[2], ARGV[3]) and 1 or 0`;
+    const q = `${layout.queueKey(analyses)}:`;
+    expect(await connection.eval(promote, 1, layout.delayed(analyses), q, ours, '100')).toBe(1);
+    // A second promote finds it gone from the delayed set and does nothing.
+    expect(await connection.eval(promote, 1, layout.delayed(analyses), q, ours, '100')).toBe(0);
+    await queue.getJob(theirs).then((job) => job?.promote());
+    const [oursScore, theirsScore] = await Promise.all(
+      [ours, theirs].map((id) => connection.zscore(layout.prioritized(analyses), id)),
+    );
+    // Same priority band, BullMQ's counter in the low bits: ours was promoted first.
+    expect(Math.floor(Number(oursScore) / 2 ** 32)).toBe(9);
+    expect(Math.floor(Number(theirsScore) / 2 ** 32)).toBe(9);
+    expect(Number(oursScore)).toBeLessThan(Number(theirsScore));
+    expect((await hash(ours)).delay).toBe('0');
+    expect((await events(ours)).map((e) => e.event)).toContain('waiting');
+    startWorker();
+    await waitFor(async () => (await hash(ours)).finishedOn !== undefined, { what: 'the promoted job to finish' });
   });
 
   it('when a worker holds a job, then its lock key exists, processedOn is set and the snapshot says locked', async () => {

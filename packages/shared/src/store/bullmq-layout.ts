@@ -137,6 +137,16 @@ export function layoutFor(prefix: string) {
     tenantSchedules: (tenant: string) => `${prefix}:lh:tenant:${tenant}:schedules`,
     /** Ours: the pub/sub channel on which the API asks workers to abort an active job. */
     cancelChannel: `${prefix}:lh:cancel`,
+    /**
+     * Ours: the prefix of every fair-share key (see fair-share.ts): `ready`, `capped`, `served`,
+     * `seq`, `slots`, `workers`, `busy`, `lane:{tenant}`, `running:{tenant}`. The scripts append
+     * the rest, so the tenant-named keys are built in Lua from this prefix.
+     */
+    fair: `${prefix}:lh:fair:`,
+    /** Ours: a tenant's parked jobs, waiting for their turn (see fair-share.ts). */
+    fairLane: (tenant: string) => `${prefix}:lh:fair:lane:${tenant}`,
+    /** Ours: a tenant's jobs handed to workers and not finished: its share in use. */
+    fairRunning: (tenant: string) => `${prefix}:lh:fair:running:${tenant}`,
   };
 }
 
@@ -201,3 +211,64 @@ export const SCHEDULER_RUN_ID = /^repeat:(sch_[0-9A-HJKMNP-TV-Z]{26}):(\d{13})$/
 
 /** The value BullMQ stores for an absent result ("null"); ours are always objects, so longer. */
 export const NO_RESULT_LENGTH = 4;
+
+/**
+ * How far in the future a parked job is delayed. A parked job is a BullMQ delayed job that only
+ * the fair-share dispatcher promotes (fair-share.ts); the delay is a backstop, so a job whose
+ * entry in its tenant's lane were ever lost still runs, a year later.
+ */
+export const PARK_DELAY_MS = 365 * 86_400_000;
+
+/**
+ * A delayed job due this far ahead or more is parked, not delayed: no client delay (30 days at
+ * most) or retry backoff comes near it.
+ */
+const PARKED_AFTER_MS = 60 * 86_400_000;
+
+/** Whether a delayed job due at `dueMs` is parked. */
+export function isParkedDue(dueMs: number, now: number): boolean {
+  return dueMs > now + PARKED_AFTER_MS;
+}
+
+/** Whether a delayed job is parked, from its score in BullMQ's delayed set (`due ms * 0x1000 + a counter`). */
+export function isParkedScore(score: number, now: number): boolean {
+  return isParkedDue(Math.floor(score / 0x1000), now);
+}
+
+/**
+ * Lua functions over BullMQ's layout, for our scripts. `Q` is the queue's key prefix
+ * (`{prefix}:analyses:`). `bull_promote` is BullMQ 6.7's `promote-9.lua` (its deprecated wait-list
+ * marker aside): it moves a delayed job to the wait list or the prioritized set and wakes a
+ * worker. The contract test checks that a job it promotes is taken by a Worker in priority order.
+ */
+export const BULL_LUA = `
+local function bull_promote(Q, id, maxlen)
+  if redis.call('ZREM', Q .. 'delayed', id) == 0 then return false end
+  local jobKey = Q .. id
+  local priority = tonumber(redis.call('HGET', jobKey, 'priority')) or 0
+  local meta = redis.call('HMGET', Q .. 'meta', 'paused', 'concurrency')
+  local blocked = meta[1] or (meta[2] and redis.call('LLEN', Q .. 'active') >= tonumber(meta[2]))
+  if priority == 0 then
+    redis.call('LPUSH', Q .. 'wait', id)
+  else
+    local pc = redis.call('INCR', Q .. 'pc')
+    redis.call('ZADD', Q .. 'prioritized', priority * 0x100000000 + pc % 0x100000000, id)
+  end
+  if not blocked then redis.call('ZADD', Q .. 'marker', 0, '0') end
+  redis.call('XADD', Q .. 'events', 'MAXLEN', '~', maxlen, '*', 'event', 'waiting', 'jobId', id, 'prev', 'delayed')
+  redis.call('HSET', jobKey, 'delay', 0)
+  return true
+end
+local function bull_busy(Q)
+  return redis.call('LLEN', Q .. 'active') + redis.call('LLEN', Q .. 'wait') + redis.call('ZCARD', Q .. 'prioritized')
+end
+local function bull_locked(Q, id) return redis.call('EXISTS', Q .. id .. ':lock') == 1 end
+local function bull_parked(Q, id, now)
+  local s = redis.call('ZSCORE', Q .. 'delayed', id)
+  return s and math.floor(tonumber(s) / 0x1000) > now + ${PARKED_AFTER_MS}
+end
+local function bull_done(Q, id)
+  local k = Q .. id
+  return redis.call('EXISTS', k) == 0 or redis.call('HEXISTS', k, 'finishedOn') == 1
+end
+`;

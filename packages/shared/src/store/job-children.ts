@@ -124,6 +124,7 @@ for _, batch in ipairs(batches) do
     local k = ARGV[2] .. id
     if redis.call('EXISTS', k) == 1 and redis.call('HEXISTS', k, 'finishedOn') == 0 then
       local fresh = redis.call('HSETNX', k, '${OWN_FIELDS.cancelledAt}', ARGV[1])
+      redis.call('ZREM', KEYS[4], id)
       if redis.call('HEXISTS', k, '${OWN_FIELDS.children}') == 1 then table.insert(parents, id) end
       if redis.call('EXISTS', k .. ':lock') == 1 then
         table.insert(active, id)
@@ -149,6 +150,8 @@ export interface ChildCancelDeps {
   queue: Queue;
   layout: Layout;
   eventsMaxLen: number;
+  /** The parent's tenant, and so its children's: a parked child leaves its tenant's lane. */
+  tenant: string;
 }
 
 /**
@@ -159,14 +162,15 @@ export interface ChildCancelDeps {
  * a waiting parent. Cost: one script, plus one BullMQ call per child no worker holds.
  */
 export async function cancelChildren(deps: ChildCancelDeps, parentId: string, depth = 0): Promise<void> {
-  const { redis, queue, layout, eventsMaxLen } = deps;
+  const { redis, queue, layout, eventsMaxLen, tenant } = deps;
   const analyses = QUEUES.analyses;
   const [waiting, delayed, active, parents] = (await redis.eval(
     CANCEL_CHILDREN,
-    3,
+    4,
     layout.job(analyses, parentId),
     layout.events(analyses),
     layout.delayed(analyses),
+    layout.fairLane(tenant),
     String(Date.now()),
     `${layout.queueKey(analyses)}:`,
     String(eventsMaxLen),
@@ -294,9 +298,9 @@ export function createChildRunStore(deps: ChildRunStoreDeps) {
       return { parentCancelled: Number(cancelled) === 1, children };
     },
 
-    /** Cancels every unfinished child of the parent: see {@link cancelChildren}. */
-    cancelAll(parentId: string): Promise<void> {
-      return cancelChildren(deps, parentId);
+    /** Cancels every unfinished child of the parent (of `tenant`): see {@link cancelChildren}. */
+    cancelAll(tenant: string, parentId: string): Promise<void> {
+      return cancelChildren({ ...deps, tenant }, parentId);
     },
   };
 }

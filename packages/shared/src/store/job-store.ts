@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import { Job } from 'bullmq';
 import { encodeTime } from 'ulid';
 import { type AnalysisContract, MAX_STEPS_PER_JOB } from '../analysis.ts';
-import type { Config } from '../config.ts';
+import { type Config, tenantMaxActive } from '../config.ts';
 import { type JobFields, type JobSnapshot, parseStepRecords } from '../job-view.ts';
 import type { RedisConnection } from '../redis.ts';
 import { decodeResult, isStoredResult } from '../result-codec.ts';
@@ -12,16 +11,20 @@ import { parseDeliveries, webhookJobOptions } from '../webhook-delivery.ts';
 import {
   addToMulti,
   hsetOnMulti,
+  isParkedScore,
   type Layout,
   layoutFor,
   NO_RESULT_LENGTH,
   OWN_FIELDS,
+  PARK_DELAY_MS,
   QUEUES,
   queueMulti,
   STATUS_FIELDS,
   STEP_RESULT_FIELD_PREFIX,
   stepResultField,
 } from './bullmq-layout.ts';
+import { evalScript } from './eval-script.ts';
+import { createFairShare, type FairLimits, fairArgs, fairLua } from './fair-share.ts';
 import {
   CHILD_SUMMARY_LUA,
   cancelChildren,
@@ -98,7 +101,7 @@ if redis.call('HEXISTS', KEYS[1], '${OWN_FIELDS.children}') == 1 then
   children = childSummary(KEYS[6], KEYS[7], KEYS[8], KEYS[9], ARGV[1])
 end
 return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', KEYS[2]),
-  redis.call('ZSCORE', KEYS[3], ARGV[1]) or false, deliveries, children }`;
+  redis.call('ZSCORE', KEYS[3], ARGV[1]) or false, deliveries, children, redis.call('ZCARD', KEYS[10]) }`;
 
 /**
  * Admission of a submission, atomic: the tenant's rate limit counts it (one fixed window per
@@ -110,9 +113,12 @@ return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', 
  * job has finished or gone, so the set follows the real backlog; when it looks full, up to 200 of
  * them are checked. Storage entries are repaired the same way, but only once their job is gone
  * (its input and result stay in Redis until retention removes it); one still there is moved to
- * the back, so the walk goes round every entry.
+ * the back, so the walk goes round every entry. Last, a job due now is placed (fair-share.ts):
+ * `direct` when a worker slot is free, its tenant is under its cap and no tenant waits for a
+ * turn (it then takes its share at once), `capped` when its tenant is at its cap, `park`
+ * otherwise.
  */
-const ADMIT = `
+const ADMIT = `${fairLua(15)}
 local function finished(id)
   local k = ARGV[8] .. id
   if redis.call('EXISTS', k) == 0 then return true end
@@ -191,7 +197,19 @@ end
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[1], cjson.encode({ id = ARGV[1], bodyHash = ARGV[2] }), 'EX', ARGV[3])
 end
-return { 'ok', '', hits, ttl }`;
+local placement = ''
+if ARGV[22] == '1' then
+  local t = ARGV[23]
+  if redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
+    placement = 'capped'
+  elseif not redis.call('ZRANGE', FP .. 'ready', 0, 0)[1] and fair_idle(0) > 0 then
+    fair_take(t, ARGV[1])
+    placement = 'direct'
+  else
+    placement = 'park'
+  end
+end
+return { 'ok', '', hits, ttl, placement }`;
 
 /**
  * Counts a job's stored result against its tenant's storage budget, idempotently (a retried
@@ -232,14 +250,16 @@ trim(redis.call('ZRANGE', KEYS[1], 0, math.min(3, n - 1)))
 return 0`;
 
 /**
- * Flags a job cancelled, unless it is gone or already finished, and frees its backlog place. A job
- * no worker holds gets a `cancelled` entry in the queue's events stream (live streams end on it).
+ * Flags a job cancelled, unless it is gone or already finished, and frees its backlog place and
+ * its place in its tenant's lane, if parked. A job no worker holds gets a `cancelled` entry in the
+ * queue's events stream (live streams end on it).
  */
 const CANCEL = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 if redis.call('HEXISTS', KEYS[1], 'finishedOn') == 1 then return 'finished' end
 redis.call('HSETNX', KEYS[1], '${OWN_FIELDS.cancelledAt}', ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[5], ARGV[2])
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'active' end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'event', 'cancelled', 'jobId', ARGV[2])
 return 'waiting'`;
@@ -252,36 +272,10 @@ export interface RateWindow {
   resetMs: number;
 }
 
-/** SHA-1 of each script, computed once. */
-const scriptShas = new Map<string, string>();
-
-/**
- * EVALSHA, falling back to EVAL when Redis does not know the script (after a restart or SCRIPT
- * FLUSH): our scripts run on every submit and status read, and sending their text each time costs
- * bytes on the wire and a SHA-1 in Redis per call. Not ioredis' `defineCommand`: it would add the
- * scripts to every pipeline this connection builds.
- */
-async function evalScript(
-  redis: RedisConnection,
-  script: string,
-  numKeys: number,
-  ...args: string[]
-): Promise<unknown> {
-  let sha = scriptShas.get(script);
-  if (!sha) {
-    sha = createHash('sha1').update(script).digest('hex');
-    scriptShas.set(script, sha);
-  }
-  try {
-    return await redis.evalsha(sha, numKeys, ...args);
-  } catch (err) {
-    if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-    return redis.eval(script, numKeys, ...args);
-  }
-}
-
 interface AdmitParams {
   tenant: string;
+  /** Place the job in the fair share (a submission due now); absent: a delayed job, or a charge. */
+  fair?: { limits: FairLimits; eventsMaxLen: number } | undefined;
   id: string;
   idempotency?: { keyHash: string; bodyHash: string } | undefined;
   idempotencyTtlSeconds: number;
@@ -302,7 +296,8 @@ async function runAdmit(
   redis: RedisConnection,
   layout: Layout,
   p: AdmitParams,
-): Promise<[string, string | number, number, number, number?]> {
+): Promise<[string, string | number, number, number, (number | string)?]> {
+  const fair = p.fair ?? { limits: NO_CAPS, eventsMaxLen: 1 };
   return (await evalScript(
     redis,
     ADMIT,
@@ -326,19 +321,33 @@ async function runAdmit(
     String(STORAGE_KEYS_TTL_SECONDS),
     String(p.rateLimit),
     String(p.rateWindowMs),
-  )) as [string, string | number, number, number, number?];
+    ...fairArgs(layout, fair.limits, fair.eventsMaxLen),
+    p.fair ? '1' : '0',
+    p.tenant,
+  )) as [string, string | number, number, number, (number | string)?];
 }
 
-export type Admission = (
-  | { kind: 'new' }
-  | { kind: 'replay'; id: string; bodyHash: string }
-  | { kind: 'backlog_full'; quota: number }
-  | { kind: 'storage_full'; budget: number; stored: number }
-  | { kind: 'rate_limited' }
-) & {
-  /** Absent when the rate limit is off, or the submission was not counted. */
-  rate?: RateWindow;
-};
+export type Admission =
+  /**
+   * `direct`: the job may start at once; `park`: it waits for its tenant's turn (fair-share.ts),
+   * `capped`: for one of its tenant's jobs to end.
+   */
+  (
+    | { kind: 'new'; placement: Placement }
+    | { kind: 'replay'; id: string; bodyHash: string }
+    | { kind: 'backlog_full'; quota: number }
+    | { kind: 'storage_full'; budget: number; stored: number }
+    | { kind: 'rate_limited' }
+  ) & {
+    /** Absent when the rate limit is off, or the submission was not counted. */
+    rate?: RateWindow;
+  };
+
+/** Where an admitted job goes: straight to BullMQ's wait list, or parked for its turn (fair-share.ts). */
+export type Placement = 'direct' | 'park' | 'capped';
+
+/** No per-tenant caps: fair order only. */
+const NO_CAPS: FairLimits = { tenantMaxActive: { jobs: 0, overrides: new Map() } };
 
 export type Owned = { kind: 'job'; snapshot: JobSnapshot } | { kind: 'gone' } | { kind: 'none' };
 
@@ -350,6 +359,8 @@ export interface Accepted {
   priority?: number | undefined;
   delayMs?: number | undefined;
   webhookUrl?: string | undefined;
+  /** From `admit`: parked jobs are added as BullMQ delayed jobs and entered in their tenant's lane. */
+  placement?: Placement | undefined;
 }
 
 export interface JobStoreDeps {
@@ -370,6 +381,8 @@ export interface JobStoreDeps {
   settleMs?: number;
   /** A tenant's storage budget in bytes (inline inputs and results); 0 turns it off. */
   storageBudget?: (tenant: string) => number;
+  /** Caps on each tenant's active jobs (`TENANT_MAX_ACTIVE`); none by default. */
+  fairLimits?: FairLimits;
 }
 
 function num(v: string | null | undefined): number | null {
@@ -406,18 +419,29 @@ function parseFields(values: (string | null)[], resultLength: number): JobFields
   };
 }
 
-type SnapshotReply = 'gone' | 'none' | [(string | null)[], number, number, string | null, string[], unknown[]];
+type SnapshotReply = 'gone' | 'none' | [(string | null)[], number, number, string | null, string[], unknown[], number];
 
 /** Reads of a job's state, for the API, the event stream and webhook deliveries. */
-export function createJobReads({ redis, prefix }: { redis: RedisConnection; prefix: string }) {
+export function createJobReads({
+  redis,
+  prefix,
+  fairLimits = NO_CAPS,
+}: {
+  redis: RedisConnection;
+  prefix: string;
+  /** Tells a job parked by its tenant's cap from one parked for a free slot. */
+  fairLimits?: FairLimits;
+}) {
   const layout: Layout = layoutFor(prefix);
   const analyses = QUEUES.analyses;
   const analysesKeyPrefix = `${layout.queueKey(analyses)}:`;
 
-  function ownedFrom(id: string, reply: SnapshotReply): Owned {
+  function ownedFrom(tenant: string, id: string, reply: SnapshotReply): Owned {
     if (reply === 'gone' || reply === 'none') return { kind: reply };
-    const [values, resultLength, locked, delayed, deliveries, childReply] = reply;
+    const [values, resultLength, locked, delayedScore, deliveries, childReply, running] = reply;
     const job = parseFields(values, Number(resultLength));
+    const parked = delayedScore !== null && isParkedScore(Number(delayedScore), Date.now());
+    const cap = tenantMaxActive(fairLimits, tenant);
     // A child of `ctx.spawn` has an analysis job as its BullMQ parent (a webhook delivery is not one).
     const parentKey = values[STATUS_FIELDS.indexOf('parentKey')];
     if (parentKey?.startsWith(analysesKeyPrefix)) job.parentId = parentKey.slice(analysesKeyPrefix.length);
@@ -428,7 +452,8 @@ export function createJobReads({ redis, prefix }: { redis: RedisConnection; pref
         id,
         job,
         locked: Number(locked) === 1,
-        delayed: delayed !== null,
+        delayed: delayedScore !== null && !parked,
+        ...(parked ? { parked: cap > 0 && Number(running) >= cap ? 'tenant_concurrency' : 'queue' } : {}),
         ...(job.webhookUrl ? { deliveries: parseDeliveries(deliveries) } : {}),
         ...(children ? { children } : {}),
       },
@@ -437,13 +462,14 @@ export function createJobReads({ redis, prefix }: { redis: RedisConnection; pref
 
   function snapshotArgs(tenant: string, id: string): (string | number)[] {
     return [
-      9,
+      10,
       layout.job(analyses, id),
       layout.lock(analyses, id),
       layout.delayed(analyses),
       layout.tenantJobs(tenant),
       layout.webhookDeliveries(id),
       ...childSummaryKeys(layout, id),
+      layout.fairRunning(tenant),
       id,
       tenant,
       ...STATUS_FIELDS,
@@ -459,7 +485,7 @@ export function createJobReads({ redis, prefix }: { redis: RedisConnection; pref
     return ids.map((id, i) => {
       const [err, reply] = results[i] ?? [new Error('no reply')];
       if (err) throw err;
-      return ownedFrom(id, reply as SnapshotReply);
+      return ownedFrom(tenant, id, reply as SnapshotReply);
     });
   }
 
@@ -469,7 +495,7 @@ export function createJobReads({ redis, prefix }: { redis: RedisConnection; pref
     async snapshot(tenant: string, id: string): Promise<Owned> {
       const [numKeys, ...args] = snapshotArgs(tenant, id) as [number, ...string[]];
       const reply = (await evalScript(redis, SNAPSHOT, numKeys, ...args)) as SnapshotReply;
-      return ownedFrom(id, reply);
+      return ownedFrom(tenant, id, reply);
     },
     snapshots,
 
@@ -514,16 +540,20 @@ export function createJobStore({
   storageBudget = () => 0,
   ratePerWindow = 0,
   rateWindowMs = 60_000,
+  fairLimits = NO_CAPS,
 }: JobStoreDeps) {
-  const reads = createJobReads({ redis, prefix: config.queuePrefix });
+  const reads = createJobReads({ redis, prefix: config.queuePrefix, fairLimits });
   const { layout } = reads;
   const analyses = QUEUES.analyses;
   const jobPrefix = `${layout.queueKey(analyses)}:`;
   const tombstoneSeconds = config.retention.tombstoneSeconds;
   const eventsMaxLen = config.eventsMaxLen;
+  const fair = createFairShare({ redis, layout, limits: fairLimits, eventsMaxLen });
 
   return {
     ...reads,
+    /** The fair-share dispatcher (fair-share.ts): each tenant's running and parked jobs, for metrics. */
+    fair,
 
     /**
      * First round trip of a submission: the rate limit, the Idempotency-Key, the storage budget
@@ -536,7 +566,7 @@ export function createJobStore({
       id: string,
       idempotency?: { keyHash: string; bodyHash: string },
       inputBytes = 0,
-      { countRate = true }: { countRate?: boolean } = {},
+      { countRate = true, delayed = false }: { countRate?: boolean; delayed?: boolean } = {},
     ): Promise<Admission> {
       const limit = countRate ? ratePerWindow : 0;
       const reply = await runAdmit(redis, layout, {
@@ -551,6 +581,7 @@ export function createJobStore({
         inputBytes,
         rateLimit: limit,
         rateWindowMs,
+        fair: delayed ? undefined : { limits: fairLimits, eventsMaxLen },
       });
       const [kind, value, hits, ttl, extra] = reply;
       const rate = limit > 0 ? { rate: { limit, hits: Number(hits), resetMs: Number(ttl) } } : {};
@@ -563,7 +594,8 @@ export function createJobStore({
         return { kind: 'storage_full', budget: Number(value), stored: Number(extra), ...rate };
       }
       if (kind === 'full') return { kind: 'backlog_full', quota: Number(value), ...rate };
-      return { kind: 'new', ...rate };
+      const placement: Placement = extra === 'park' || extra === 'capped' ? extra : 'direct';
+      return { kind: 'new', placement, ...rate };
     },
 
     /**
@@ -574,7 +606,8 @@ export function createJobStore({
     async accept(a: Accepted): Promise<JobSnapshot> {
       const now = Date.now();
       const multi = await queueMulti(queue);
-      const opts = jobOptionsFor(a.contract, { priority: a.priority, delayMs: a.delayMs });
+      const parked = (a.placement === 'park' || a.placement === 'capped') && !a.delayMs;
+      const opts = jobOptionsFor(a.contract, { priority: a.priority, delayMs: parked ? PARK_DELAY_MS : a.delayMs });
       const parentId = `${a.id}.webhook`;
       // The submit request's trace travels in the job and its delivery: the worker's spans join it.
       const metadata = traceMetadata();
@@ -611,8 +644,12 @@ export function createJobStore({
         // The index outlives its newest entry by the tombstone's life and the longest delay.
         .expire(index, tombstoneSeconds + MAX_DELAY_SECONDS)
         .eval(TRIM_INDEX, 1, index, cutoff, jobPrefix, String(Math.random()));
+      // A parked job enters its tenant's lane in the same transaction, so it is never stranded.
+      if (parked) fair.parkOnMulti(multi, a.tenant, a.id, opts.priority ?? DEFAULT_PRIORITY);
       const results = (await multi.exec()) ?? [];
       for (const [err] of results) if (err) throw err;
+      // A slot is free although someone waits (a job ended meanwhile): fill it now.
+      if (parked && Number(results.at(-1)?.[1] ?? 0) > 0) await fair.dispatch();
       return {
         id: a.id,
         job: {
@@ -631,7 +668,8 @@ export function createJobStore({
           hasResult: false,
         },
         locked: false,
-        delayed: (a.delayMs ?? 0) > 0,
+        delayed: !parked && (a.delayMs ?? 0) > 0,
+        ...(parked ? { parked: a.placement === 'capped' ? ('tenant_concurrency' as const) : ('queue' as const) } : {}),
         ...(a.webhookUrl ? { deliveries: [] } : {}),
       };
     },
@@ -646,18 +684,19 @@ export function createJobStore({
     async cancel(tenant: string, id: string): Promise<'cancelled' | 'finished' | 'gone'> {
       const outcome = (await redis.eval(
         CANCEL,
-        4,
+        5,
         layout.job(analyses, id),
         layout.backlog(tenant),
         layout.lock(analyses, id),
         layout.events(analyses),
+        layout.fairLane(tenant),
         String(Date.now()),
         id,
         String(eventsMaxLen),
       )) as 'active' | 'waiting' | 'finished' | 'gone';
       if (outcome === 'finished' || outcome === 'gone') return outcome;
       // A parent's unfinished children are cancelled with it (`ctx.spawn`).
-      await cancelChildren({ redis, queue, layout, eventsMaxLen }, id);
+      await cancelChildren({ redis, queue, layout, eventsMaxLen, tenant }, id);
       if (outcome === 'waiting') {
         const job = new Job(queue, '', {}, {}, id);
         await job.promote().catch(() => undefined); // not delayed: nothing to promote
@@ -687,6 +726,11 @@ const STORAGE_KEYS_TTL_SECONDS = 366 * 86_400 + MAX_DELAY_SECONDS;
 /** What an attempt starts from: the cancel flag, the checkpoint and the steps done, in one read. */
 export interface AttemptStart {
   cancelled: boolean;
+  /**
+   * The job must wait for its tenant's turn (fair-share.ts): it is in its tenant's lane, and the
+   * worker moves it to the delayed set with `PARK_DELAY_MS`, then gives up the slot.
+   */
+  park: boolean;
   /** The checkpoint an earlier attempt saved (JSON text), if any. */
   checkpoint: string | null;
   /** The stored result (JSON text) of every step an earlier attempt completed, by step name. */
@@ -694,11 +738,28 @@ export interface AttemptStart {
 }
 
 /**
- * The start of an attempt: the cancel flag, the checkpoint, and the stored result of every
- * completed step (named by the step summary), in one round trip.
+ * The start of an attempt: the cancel flag, the fair-share gate, the checkpoint, and the stored
+ * result of every completed step (named by the step summary), in one round trip.
+ *
+ * The gate (fair-share.ts): a job the dispatcher handed out holds its tenant's share already and
+ * runs. One that reached the wait list another way (a delay ran out, a retry, a schedule's run, a
+ * parent whose children finished) takes a share if its tenant is under its cap and no tenant
+ * waits for a turn; otherwise it is parked (the worker then moves it to the delayed set). A
+ * cancelled job runs nothing, so it passes.
  */
-const START = `
+const START = `${fairLua(2)}
 local f = redis.call('HMGET', KEYS[1], '${OWN_FIELDS.cancelledAt}', '${OWN_FIELDS.checkpoint}', '${OWN_FIELDS.steps}')
+if f[1] then return { f[1], false, {}, 'run' } end
+local t, id = ARGV[9], ARGV[10]
+redis.call('ZREM', fair_lane(t), id)
+if not redis.call('ZSCORE', fair_running(t), id) then
+  local waiting = redis.call('ZRANGE', FP .. 'ready', 0, 0)[1]
+  if waiting or redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
+    fair_park(t, id, ARGV[11])
+    return { false, false, {}, 'park' }
+  end
+  fair_take(t, id)
+end
 local done = {}
 if f[3] then
   local ok, steps = pcall(cjson.decode, f[3])
@@ -714,7 +775,7 @@ if f[3] then
     end
   end
 end
-return { f[1], f[2], done }`;
+return { f[1], f[2], done, 'run' }`;
 
 /**
  * One transition of a durable step, atomic with the step summary. ARGV: name, status (`running`,
@@ -768,9 +829,22 @@ export type StepWrite =
  * durable steps and the cancel flag. Checkpoint and steps are fields of BullMQ's job hash, so they
  * can never outlive the job.
  */
-export function createJobRunStore({ redis, prefix }: { redis: RedisConnection; prefix: string }) {
+export function createJobRunStore({
+  redis,
+  prefix,
+  fairLimits = NO_CAPS,
+  eventsMaxLen = 10_000,
+}: {
+  redis: RedisConnection;
+  prefix: string;
+  /** Caps on each tenant's active jobs (`TENANT_MAX_ACTIVE`); none by default. */
+  fairLimits?: FairLimits;
+  /** The length the fair-share dispatcher trims the events stream to, as BullMQ does. */
+  eventsMaxLen?: number;
+}) {
   const layout = layoutFor(prefix);
   const key = (id: string) => layout.job(QUEUES.analyses, id);
+  const fair = createFairShare({ redis, layout, limits: fairLimits, eventsMaxLen });
 
   async function writeStep(
     id: string,
@@ -835,16 +909,25 @@ export function createJobRunStore({ redis, prefix }: { redis: RedisConnection; p
         String(STORAGE_KEYS_TTL_SECONDS),
       );
     },
-    async start(id: string): Promise<AttemptStart> {
-      const [cancelledAt, checkpoint, done] = (await redis.eval(START, 1, key(id), STEP_RESULT_FIELD_PREFIX)) as [
-        string | null,
-        string | null,
-        string[],
-      ];
+    /** Reads what the attempt of `id` (of `tenant`, at `priority`) starts from; passes the gate. */
+    async start(id: string, tenant: string, priority: number): Promise<AttemptStart> {
+      const [cancelledAt, checkpoint, done, gate] = (await evalScript(
+        redis,
+        START,
+        1,
+        key(id),
+        STEP_RESULT_FIELD_PREFIX,
+        ...fairArgs(layout, fairLimits, eventsMaxLen),
+        tenant,
+        id,
+        String(priority),
+      )) as [string | null, string | null, string[], string];
       const steps = new Map<string, string>();
       for (let i = 0; i + 1 < done.length; i += 2) steps.set(done[i] as string, done[i + 1] as string);
-      return { cancelled: Boolean(cancelledAt), checkpoint: checkpoint ?? null, steps };
+      return { cancelled: Boolean(cancelledAt), park: gate === 'park', checkpoint: checkpoint ?? null, steps };
     },
+    /** The fair-share dispatcher, for slots freed and worker heartbeats. */
+    fair,
     async isCancelled(id: string): Promise<boolean> {
       return (await redis.hexists(key(id), OWN_FIELDS.cancelledAt)) === 1;
     },

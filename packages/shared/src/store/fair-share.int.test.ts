@@ -1,0 +1,174 @@
+import { type Job, Queue, Worker } from 'bullmq';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { loadConfig } from '../config.ts';
+import { newJobId } from '../ids.ts';
+import { createRedisConnection, type RedisConnection } from '../redis.ts';
+import { getContract } from '../registry.ts';
+import { isParkedScore, QUEUES } from './bullmq-layout.ts';
+import { createJobRunStore, createJobStore, type JobData } from './job-store.ts';
+
+/**
+ * The fair-share dispatcher against a real Redis and the pinned BullMQ: a Worker in manual mode
+ * takes jobs exactly when the test says, so the order slots are handed out in is deterministic.
+ */
+describe('fair share (real Redis, the pinned BullMQ)', () => {
+  let connection: RedisConnection;
+  let prefix: string;
+  let queue: Queue<JobData>;
+  let worker: Worker<JobData>;
+  let store: ReturnType<typeof createJobStore>;
+  let runs: ReturnType<typeof createJobRunStore>;
+  const token = 'test-token';
+  const limits = (caps: Record<string, number>, jobs = 0) => ({
+    tenantMaxActive: { jobs, overrides: new Map(Object.entries(caps)) },
+  });
+
+  beforeAll(() => {
+    connection = createRedisConnection(redisUrl(), 'worker');
+  });
+  afterAll(async () => {
+    await connection.quit();
+  });
+  afterEach(async () => {
+    await worker?.close();
+    await queue?.close();
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+
+  /** A fresh queue, a store with these caps, and `slots` worker slots registered. */
+  async function setUp(slots: number, caps: Record<string, number> = {}, defaultCap = 0) {
+    prefix = uniquePrefix();
+    const config = loadConfig({ REDIS_URL: redisUrl(), QUEUE_PREFIX: prefix }, 'worker');
+    queue = new Queue<JobData>(QUEUES.analyses, { connection, prefix });
+    worker = new Worker<JobData>(QUEUES.analyses, null, { connection, prefix, autorun: false });
+    store = createJobStore({ redis: connection, queue, config, fairLimits: limits(caps, defaultCap) });
+    runs = createJobRunStore({ redis: connection, prefix, fairLimits: limits(caps, defaultCap) });
+    await runs.fair.heartbeat('test-worker', slots);
+  }
+
+  async function submit(tenant: string, priority = 500): Promise<string> {
+    const id = newJobId();
+    const admission = await store.admit(tenant, id);
+    if (admission.kind !== 'new') throw new Error(`not admitted: ${admission.kind}`);
+    await store.accept({
+      tenant,
+      id,
+      contract: getContract('simulate'),
+      input: { durationMs: 0 },
+      priority,
+      placement: admission.placement,
+    });
+    return id;
+  }
+
+  /** Takes the next job as a worker would, and runs the start gate on it. */
+  async function take(): Promise<{ job: Job<JobData>; park: boolean } | undefined> {
+    const job = (await worker.getNextJob(token, { block: false })) as Job<JobData> | undefined;
+    if (!job?.id) return undefined;
+    const { park } = await runs.start(job.id, job.data.tenant, job.opts.priority ?? 500);
+    return { job, park };
+  }
+
+  /** Finishes a taken job as the processor does: hand the slot on, then complete it. */
+  async function finish(job: Job<JobData>): Promise<void> {
+    await runs.fair.slotFreed(job.data.tenant, job.id ?? '', { ended: true, stillActive: true });
+    await job.moveToCompleted({ ok: true }, token, false);
+  }
+
+  async function parked(id: string): Promise<boolean> {
+    const score = await connection.zscore(`${prefix}:${QUEUES.analyses}:delayed`, id);
+    return score !== null && isParkedScore(Number(score), Date.now());
+  }
+
+  it('when slots are free and nobody waits, then a job goes straight to the wait list', async () => {
+    await setUp(2);
+    const id = await submit('a');
+    expect(await parked(id)).toBe(false);
+    const taken = await take();
+    expect(taken?.job.id).toBe(id);
+    expect(taken?.park).toBe(false);
+  });
+
+  it('when a tenant floods at priority 1, then a later tenant takes the next free slot', async () => {
+    await setUp(2);
+    const flood = [];
+    for (let i = 0; i < 6; i++) flood.push(await submit('a', 1));
+    const first = await take();
+    const second = await take();
+    expect([first?.job.id, second?.job.id]).toEqual(flood.slice(0, 2));
+    // Every slot is busy: the rest of the flood waits parked, and so does b's job.
+    for (const id of flood.slice(2)) expect(await parked(id)).toBe(true);
+    const b = await submit('b', 500);
+    expect(await parked(b)).toBe(true);
+    expect((await store.snapshot('b', b)).kind).toBe('job');
+
+    if (!first) throw new Error('nothing taken');
+    await finish(first.job);
+    const next = await take();
+    expect(next?.job.id).toBe(b);
+    expect(next?.park).toBe(false);
+    // Then a's turn again, in its own priority order.
+    if (!second) throw new Error('nothing taken');
+    await finish(second.job);
+    expect((await take())?.job.id).toBe(flood[2]);
+  });
+
+  it("when a tenant is at its cap, then its jobs wait as tenant_concurrency and others' jobs use the free slots", async () => {
+    await setUp(4, { a: 2 });
+    const flood = [];
+    for (let i = 0; i < 5; i++) flood.push(await submit('a'));
+    const taken = [await take(), await take()];
+    expect(taken.map((t) => t?.job.id)).toEqual(flood.slice(0, 2));
+    // Two slots are free, but a is at its cap.
+    expect(await take()).toBeUndefined();
+    const snapshot = await store.snapshot('a', flood[2] ?? '');
+    expect(snapshot.kind === 'job' && snapshot.snapshot.parked).toBe('tenant_concurrency');
+    const b = await submit('b');
+    expect((await take())?.job.id).toBe(b);
+    const shares = await runs.fair.tenants();
+    expect(shares).toEqual(
+      expect.arrayContaining([
+        { tenant: 'a', running: 2, waiting: 3 },
+        { tenant: 'b', running: 1, waiting: 0 },
+      ]),
+    );
+    // One of a's jobs ends: the next of a's takes its place, and a stays at 2.
+    const done = taken[0];
+    if (!done) throw new Error('nothing taken');
+    await finish(done.job);
+    expect((await take())?.job.id).toBe(flood[2]);
+    expect(await take()).toBeUndefined();
+  });
+
+  it('when a job reaches the wait list past the dispatcher while its tenant is at its cap, then the start gate parks it', async () => {
+    await setUp(4, { a: 1 });
+    const first = await submit('a');
+    expect((await take())?.job.id).toBe(first);
+    // A job added straight to BullMQ, as a retry or a schedule's run reaches the wait list.
+    const bypass = newJobId();
+    await queue.add('simulate', { tenant: 'a', input: { durationMs: 0 } }, { jobId: bypass, priority: 500 });
+    const taken = await take();
+    expect(taken?.job.id).toBe(bypass);
+    expect(taken?.park).toBe(true);
+  });
+
+  it('when a worker stops beating, then its slots stop counting', async () => {
+    await setUp(1);
+    await runs.fair.heartbeat('test-worker', 0);
+    const id = await submit('a');
+    expect(await parked(id)).toBe(true);
+    // A worker joins: its heartbeat dispatches the parked job.
+    expect(await runs.fair.heartbeat('another', 1)).toBe(1);
+    expect((await take())?.job.id).toBe(id);
+  });
+
+  it('when a parked job is cancelled, then it leaves its lane and is drained without running', async () => {
+    await setUp(0);
+    const id = await submit('a');
+    expect(await parked(id)).toBe(true);
+    expect(await store.cancel('a', id)).toBe('cancelled');
+    expect(await connection.zcard(`${prefix}:lh:fair:lane:a`)).toBe(0);
+    expect(await parked(id)).toBe(false);
+  });
+});

@@ -1,0 +1,308 @@
+import type { Config } from '../config.ts';
+import type { RedisConnection } from '../redis.ts';
+import { BULL_LUA, type Layout, QUEUES, type QueueMulti } from './bullmq-layout.ts';
+import { evalScript } from './eval-script.ts';
+
+/**
+ * Fair share between tenants, over BullMQ without a paid feature.
+ *
+ * BullMQ serves its wait list to whichever worker asks, so a tenant with thousands of jobs at
+ * priority 1 would hold every worker for as long as its backlog lasts. Here, a job only enters
+ * BullMQ's wait list when a worker slot is free for it, and the slot goes to tenants in turn:
+ *
+ * - **Lanes.** A job that cannot start at once is *parked*: added as a BullMQ delayed job due a
+ *   year ahead (`PARK_DELAY_MS`, a backstop), and entered in its tenant's lane
+ *   (`lane:{tenant}`, ordered by the tenant's own priority, then by arrival). A worker never
+ *   takes a parked job: nothing promotes it but the dispatcher.
+ * - **Turns.** `ready` holds the tenants with parked jobs, scored by when each was last served
+ *   (`served`, a global sequence); a tenant that arrives takes the place just ahead of the head,
+ *   unless it was served more recently. The dispatcher serves the lowest score, then moves that
+ *   tenant to the back: round-robin, whatever each tenant's backlog or priorities.
+ * - **Caps.** `running:{tenant}` holds the tenant's jobs handed to workers and not finished (its
+ *   share in use); a tenant at `TENANT_MAX_ACTIVE` moves from `ready` to `capped` and back when
+ *   one of its jobs ends. Entries of jobs that ended without telling us (a worker died, the
+ *   stalled check failed the job) are dropped when the tenant is found at its cap, and by every
+ *   worker's heartbeat.
+ * - **Slots.** Each worker registers its concurrency (`workers`, refreshed every few seconds);
+ *   `slots` is their sum. A dispatch promotes at most as many jobs as there are free slots (slots
+ *   minus BullMQ's active and waiting jobs), so the wait list never holds a job a later tenant
+ *   would have to queue behind.
+ *
+ * A dispatch runs when a slot frees (a job ends: pipelined before BullMQ's completion, so the
+ * worker's own fetch takes the promoted job), when a submission parks a job while a slot is free,
+ * and on each worker heartbeat (the safety net). A submission while slots are free and nobody
+ * waits skips the lane: the job goes straight to BullMQ's wait list. Jobs that reach the wait
+ * list another way (a client delay running out, a retry, a schedule's run, a parent whose
+ * children finished) pass the same gate when a worker starts them, and are parked then, once,
+ * if their tenant is at its cap or others are waiting.
+ */
+
+/** How often a worker refreshes its slots and runs the dispatcher's repairs. */
+export const FAIR_HEARTBEAT_MS = 5_000;
+
+/** A worker's slots stop counting this long after its last heartbeat (it died). */
+const FAIR_WORKER_TTL_MS = 3 * FAIR_HEARTBEAT_MS;
+
+/** Running entries younger than this are never dropped: their job may still be being added. */
+const SETTLE_MS = 10_000;
+
+/**
+ * The fair-share Lua functions, reading their context from ARGV[o .. o+6]: the fair-share key
+ * prefix, BullMQ's queue key prefix, now, the default cap, the per-tenant caps (JSON), the
+ * settle time and the events stream's length.
+ */
+export function fairLua(o: number): string {
+  return `${BULL_LUA}
+local FP, Q, now = ARGV[${o}], ARGV[${o + 1}], tonumber(ARGV[${o + 2}])
+local defaultCap, caps = tonumber(ARGV[${o + 3}]), cjson.decode(ARGV[${o + 4}])
+local settle, maxlen = tonumber(ARGV[${o + 5}]), ARGV[${o + 6}]
+local function fair_running(t) return FP .. 'running:' .. t end
+local function fair_lane(t) return FP .. 'lane:' .. t end
+local function fair_cap(t)
+  local c = caps[t]
+  if c == nil then return defaultCap end
+  return tonumber(c)
+end
+local function fair_repair(t)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', fair_running(t), '-inf', now - settle)) do
+    if bull_done(Q, id) then redis.call('ZREM', fair_running(t), id) end
+  end
+end
+local function fair_at_cap(t)
+  local cap = fair_cap(t)
+  if cap <= 0 or redis.call('ZCARD', fair_running(t)) < cap then return false end
+  fair_repair(t)
+  return redis.call('ZCARD', fair_running(t)) >= cap
+end
+local function fair_idle(freed)
+  return tonumber(redis.call('GET', FP .. 'slots') or '0') + freed - bull_busy(Q)
+end
+local function fair_take(t, id)
+  redis.call('ZADD', fair_running(t), now, id)
+  redis.call('SADD', FP .. 'busy', t)
+  local seq = redis.call('INCR', FP .. 'seq')
+  redis.call('HSET', FP .. 'served', t, seq)
+  return seq
+end
+local function fair_enter(t)
+  if redis.call('ZSCORE', FP .. 'ready', t) or redis.call('ZSCORE', FP .. 'capped', t) then return end
+  local last = tonumber(redis.call('HGET', FP .. 'served', t) or '-1')
+  local head = redis.call('ZRANGE', FP .. 'ready', 0, 0, 'WITHSCORES')
+  local score = math.max(last, 0)
+  if head[2] then score = math.max(last, tonumber(head[2]) - 0.5) end
+  redis.call('ZADD', FP .. 'ready', score, t)
+end
+local function fair_park(t, id, priority)
+  local seq = redis.call('INCR', FP .. 'seq')
+  redis.call('ZADD', fair_lane(t), tonumber(priority) * 0x100000000 + seq % 0x100000000, id)
+  fair_enter(t)
+end
+local function fair_uncap(t)
+  local s = redis.call('ZSCORE', FP .. 'capped', t)
+  if s and not fair_at_cap(t) then
+    redis.call('ZREM', FP .. 'capped', t)
+    redis.call('ZADD', FP .. 'ready', s, t)
+  end
+end
+local function fair_dispatch(freed)
+  local idle = math.min(fair_idle(freed), 1000)
+  local moved, skip, rounds = 0, {}, 0
+  while idle > 0 and rounds < idle + 32 do
+    rounds = rounds + 1
+    local t
+    for _, c in ipairs(redis.call('ZRANGE', FP .. 'ready', 0, 15)) do
+      if not skip[c] then t = c; break end
+    end
+    if not t then break end
+    local lane = fair_lane(t)
+    if fair_at_cap(t) then
+      local s = redis.call('ZSCORE', FP .. 'ready', t)
+      redis.call('ZREM', FP .. 'ready', t)
+      redis.call('ZADD', FP .. 'capped', s, t)
+    else
+      local id = redis.call('ZRANGE', lane, 0, 0)[1]
+      if not id then
+        redis.call('ZREM', FP .. 'ready', t)
+      elseif bull_promote(Q, id, maxlen) then
+        redis.call('ZREM', lane, id)
+        local seq = fair_take(t, id)
+        idle = idle - 1
+        moved = moved + 1
+        if redis.call('ZCARD', lane) > 0 then redis.call('ZADD', FP .. 'ready', seq, t)
+        else redis.call('ZREM', FP .. 'ready', t) end
+      elseif bull_locked(Q, id) then
+        -- A worker holds it: it is being parked right now (its worker dispatches once it is), or
+        -- it is already running and the lane entry is stale.
+        if redis.call('ZSCORE', fair_running(t), id) then redis.call('ZREM', lane, id) else skip[t] = true end
+      else
+        -- Not parked and not held: gone, finished, or back in the wait list on its own.
+        redis.call('ZREM', lane, id)
+        if not bull_done(Q, id) then fair_take(t, id) end
+      end
+    end
+  end
+  return moved
+end
+`;
+}
+
+/** Parks a job the submit MULTI just added as parked; answers the free slots (a dispatch is due when > 0). */
+const PARK = `${fairLua(1)}
+local t, id, priority = ARGV[8], ARGV[9], ARGV[10]
+if not bull_parked(Q, id, now) then return 0 end
+fair_park(t, id, priority)
+return fair_idle(0)`;
+
+/** A slot frees: the job leaves its tenant's share when it ended (ARGV[10] = '1'), then a dispatch. */
+const FREED = `${fairLua(1)}
+local t, id, release, freed = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
+if release == '1' then
+  redis.call('ZREM', fair_running(t), id)
+  fair_uncap(t)
+end
+if redis.call('ZCARD', FP .. 'ready') == 0 then return 0 end
+return fair_dispatch(freed)`;
+
+/**
+ * A worker's heartbeat: its slots count for another TTL, `slots` is summed again from the live
+ * workers, capped tenants and stale shares are repaired, then a dispatch. With concurrency 0 the
+ * worker leaves.
+ */
+const HEARTBEAT = `${fairLua(1)}
+local worker, concurrency, ttl = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+if concurrency > 0 then
+  redis.call('HSET', FP .. 'workers', worker, concurrency .. ':' .. (now + ttl))
+else
+  redis.call('HDEL', FP .. 'workers', worker)
+end
+local total = 0
+local entries = redis.call('HGETALL', FP .. 'workers')
+for i = 1, #entries, 2 do
+  local c, expires = string.match(entries[i + 1], '^(%d+):(%d+)$')
+  if c and tonumber(expires) > now then total = total + tonumber(c)
+  else redis.call('HDEL', FP .. 'workers', entries[i]) end
+end
+redis.call('SET', FP .. 'slots', total, 'PX', ttl)
+for _, t in ipairs(redis.call('ZRANGE', FP .. 'capped', 0, 31)) do fair_uncap(t) end
+for _, t in ipairs(redis.call('SRANDMEMBER', FP .. 'busy', 16)) do
+  fair_repair(t)
+  if redis.call('ZCARD', fair_running(t)) == 0 then redis.call('SREM', FP .. 'busy', t) end
+end
+return fair_dispatch(0)`;
+
+/** Each tenant with jobs running or waiting for a turn: tenant, running, parked (at most 1000). */
+const TENANT_COUNTS = `
+local FP = ARGV[1]
+local seen, out = {}, {}
+local function add(t)
+  if seen[t] or #out >= 3000 then return end
+  seen[t] = true
+  table.insert(out, t)
+  table.insert(out, redis.call('ZCARD', FP .. 'running:' .. t))
+  table.insert(out, redis.call('ZCARD', FP .. 'lane:' .. t))
+end
+for _, t in ipairs(redis.call('SMEMBERS', FP .. 'busy')) do add(t) end
+for _, t in ipairs(redis.call('ZRANGE', FP .. 'ready', 0, 999)) do add(t) end
+for _, t in ipairs(redis.call('ZRANGE', FP .. 'capped', 0, 999)) do add(t) end
+return out`;
+
+export type FairLimits = Pick<Config['limits'], 'tenantMaxActive'>;
+
+/** The ARGV the fair-share functions read (`fairLua(o)`), in order. */
+export function fairArgs(layout: Layout, limits: FairLimits, eventsMaxLen: number, now = Date.now()): string[] {
+  return [
+    layout.fair,
+    `${layout.queueKey(QUEUES.analyses)}:`,
+    String(now),
+    String(limits.tenantMaxActive.jobs),
+    capsJson(limits),
+    String(SETTLE_MS),
+    String(eventsMaxLen),
+  ];
+}
+
+const capsCache = new WeakMap<FairLimits['tenantMaxActive'], string>();
+
+/** The per-tenant caps as the scripts read them; `{}` encodes as an empty Lua table either way. */
+function capsJson(limits: FairLimits): string {
+  let json = capsCache.get(limits.tenantMaxActive);
+  if (json === undefined) {
+    json = JSON.stringify(Object.fromEntries(limits.tenantMaxActive.overrides));
+    capsCache.set(limits.tenantMaxActive, json);
+  }
+  return json;
+}
+
+export interface TenantShare {
+  tenant: string;
+  /** Jobs handed to workers and not finished. */
+  running: number;
+  /** Jobs parked, waiting for the tenant's turn or for a free slot. */
+  waiting: number;
+}
+
+/** The dispatcher's entry points: see the comment at the top of this file. */
+export function createFairShare({
+  redis,
+  layout,
+  limits,
+  eventsMaxLen,
+}: {
+  redis: RedisConnection;
+  layout: Layout;
+  limits: FairLimits;
+  eventsMaxLen: number;
+}) {
+  const args = () => fairArgs(layout, limits, eventsMaxLen);
+  // Every script names one key under the queue's hash tag, so a Redis Cluster routes it to the
+  // node that holds them all; the rest are built in Lua, in the same slot.
+  const anchor = `${layout.fair}ready`;
+  return {
+    /**
+     * Enters a job the same MULTI adds parked in its tenant's lane (a no-op if the add was, as
+     * for an id that exists). Its reply is the number of free slots: dispatch when it is > 0.
+     */
+    parkOnMulti(multi: QueueMulti, tenant: string, id: string, priority: number): void {
+      multi.eval(PARK, 1, anchor, ...args(), tenant, id, String(priority));
+    },
+    /** Fills free slots, in fair order; the number of jobs promoted. */
+    async dispatch(): Promise<number> {
+      return Number(await evalScript(redis, FREED, 1, anchor, ...args(), '', '', '0', '0'));
+    },
+    /**
+     * A worker slot frees. `ended`: the job finished for good (or waits for children), so it leaves
+     * its tenant's share. `stillActive`: the job is still in BullMQ's active list (its completion
+     * follows on the same connection), so its slot counts as free. Not awaited by the caller when
+     * the completion must follow it in order.
+     */
+    slotFreed(tenant: string, id: string, { ended, stillActive }: { ended: boolean; stillActive: boolean }) {
+      return evalScript(redis, FREED, 1, anchor, ...args(), tenant, id, ended ? '1' : '0', stillActive ? '1' : '0');
+    },
+    /** Registers (or refreshes) a worker's slots; concurrency 0 unregisters it. Dispatches. */
+    async heartbeat(workerId: string, concurrency: number): Promise<number> {
+      return Number(
+        await evalScript(
+          redis,
+          HEARTBEAT,
+          1,
+          anchor,
+          ...args(),
+          workerId,
+          String(concurrency),
+          String(FAIR_WORKER_TTL_MS),
+        ),
+      );
+    },
+    /** Each tenant's running and parked jobs, for metrics. */
+    async tenants(): Promise<TenantShare[]> {
+      const flat = (await evalScript(redis, TENANT_COUNTS, 1, anchor, layout.fair)) as (string | number)[];
+      const out: TenantShare[] = [];
+      for (let i = 0; i + 2 < flat.length; i += 3) {
+        out.push({ tenant: String(flat[i]), running: Number(flat[i + 1]), waiting: Number(flat[i + 2]) });
+      }
+      return out;
+    },
+  };
+}
+
+export type FairShare = ReturnType<typeof createFairShare>;
