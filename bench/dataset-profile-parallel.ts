@@ -12,6 +12,7 @@
 import { createReadStream, mkdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { ensureCsv } from './csv-dataset.ts';
@@ -142,6 +143,7 @@ export async function benchDatasetProfileParallel(deps: ParallelBenchDeps): Prom
     }
   }
 
+  const loadBefore = os.loadavg()[0] ?? 0;
   try {
     const single = await run(1, 1);
     const one = await run(1, 4);
@@ -172,7 +174,7 @@ export async function benchDatasetProfileParallel(deps: ParallelBenchDeps): Prom
         },
       ],
       notes: [
-        `parallel: best of ${RUNS} jobs per row; one job, split into 4 byte-range child jobs (dataset-profile-part), merged by the parent; each worker process takes one job at a time (WORKER_CONCURRENCY=1), the file is served over HTTP with Range support by the bench process. "Equal" compares every exact statistic and the HyperLogLog estimates of the parallel runs with the one-pass run (the standard deviation to 12 digits). The CSV has quoted fields with newlines (every 997th row): the split avoids them.`,
+        `parallel: load average ${fmt(loadBefore, 1)} before, ${fmt(os.loadavg()[0] ?? 0, 1)} after (other work on the 2 cores slows the 2-process run most: it needs both); best of ${RUNS} jobs per row; one job, split into 4 byte-range child jobs (dataset-profile-part), merged by the parent; each worker process takes one job at a time (WORKER_CONCURRENCY=1), the file is served over HTTP with Range support by the bench process. "Equal" compares every exact statistic and the HyperLogLog estimates of the parallel runs with the one-pass run (the standard deviation to 12 digits). The CSV has quoted fields with newlines (every 997th row): the split avoids them.`,
       ],
     };
   } finally {
