@@ -38,6 +38,10 @@ async function startFleet(apis: number, workers: number) {
     log,
     a: apiProcesses.map((p) => api(p.url, KEY_A)),
     b: apiProcesses.map((p) => api(p.url, KEY_B)),
+    /** Starts one more worker on the same prefix; `stop` ends it with the rest. */
+    async addWorker() {
+      processes.push(await startWorker(env));
+    },
     async stop() {
       await Promise.all(processes.map((p) => p.stop()));
       await cleanupPrefix(redisUrl(), env.QUEUE_PREFIX ?? '').catch(() => undefined);
@@ -141,5 +145,35 @@ describe('schedules with two api replicas and two workers', () => {
     const due = [...new Set(runs)].map((r) => Number(r.split(':').at(-1))).sort((x, y) => x - y);
     expect(due.length).toBe(runs.length);
     for (let i = 1; i < due.length; i++) expect((due[i] ?? 0) - (due[i - 1] ?? 0)).toBeGreaterThanOrEqual(EVERY_MS);
+  });
+});
+
+describe('schedules while every worker is down', () => {
+  let fleet: Awaited<ReturnType<typeof startFleet>>;
+  beforeAll(async () => {
+    fleet = await startFleet(1, 0);
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+  });
+
+  it('when no worker runs through several due times, then a worker that comes back makes at most one catch-up run', async () => {
+    const [a] = fleet.a;
+    if (!a) throw new Error('no api');
+    const every = 1_000;
+    const created = await a.post('/v1/schedules', { ...schedule, everyMs: every });
+    expect(created.status).toBe(201);
+    const id: string = created.body.id;
+    // Five due times pass with no worker to run them.
+    await sleep(every * 5);
+    const back = Date.now();
+    await fleet.addWorker();
+    await waitFor(() => startedRuns(fleet.log, id).length >= 3, { timeoutMs: 30_000, what: 'runs after the worker' });
+    expect((await a.delete(`/v1/schedules/${id}`)).status).toBe(200);
+
+    // A run's id carries its due time: only one of them was due before the worker came back.
+    const due = startedRuns(fleet.log, id).map((r) => Number(r.split(':').at(-1)));
+    expect(due.filter((d) => d < back)).toHaveLength(1);
+    expect(new Set(due).size).toBe(due.length);
   });
 });

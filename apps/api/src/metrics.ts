@@ -13,8 +13,8 @@ import { type Request, type RequestHandler, Router } from 'express';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /**
- * Queue states reported by `longhaul_queue_jobs`, each one O(1) to count (LLEN / ZCARD); `parked`
- * (jobs waiting for their tenant's turn, in BullMQ's delayed set) is reported apart from `delayed`.
+ * Queue states reported by `longhaul_queue_jobs`, each one O(1) to count (LLEN / ZCARD), and
+ * `parked`: jobs waiting for their tenant's turn (the sum of the tenants' lanes).
  */
 const STATES = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'] as const;
 
@@ -89,10 +89,8 @@ export function createApiMetrics({ queue, redis, queuePrefix, shares }: ApiMetri
       const stamps = await Promise.all(ids.map((id) => redis.hget(layout.job(QUEUES.analyses, id), 'timestamp')));
       const oldest = Math.min(...stamps.map((t) => (t ? Number(t) : Number.POSITIVE_INFINITY)));
       const tenants = await shares();
-      // Parked jobs sit in BullMQ's delayed set: report them apart.
-      const parked = tenants.reduce((n, t) => n + t.waiting, 0);
-      counts.delayed = Math.max(0, (counts.delayed ?? 0) - parked);
-      counts.parked = parked;
+      // Jobs parked for their tenant's turn (in BullMQ's waiting-children set).
+      counts.parked = tenants.reduce((n, t) => n + t.waiting, 0);
       return {
         counts,
         tenants,

@@ -7,7 +7,6 @@ import {
   type JobData,
   type JobRunStore,
   type Logger,
-  PARK_DELAY_MS,
   type Progress,
   ResultTooLargeError,
   recordQueueWait,
@@ -15,7 +14,7 @@ import {
   tenantStorageBudget,
   withJobSpan,
 } from '@longhaul/shared';
-import { DelayedError, type Job, UnrecoverableError, WaitingChildrenError, WaitingError } from 'bullmq';
+import { type Job, UnrecoverableError, WaitingChildrenError, WaitingError } from 'bullmq';
 import type { Analysis, AnalysisContext } from './define-analysis.ts';
 import { createDurableSteps } from './durable-steps.ts';
 import { PermanentError } from './errors/permanent-error.ts';
@@ -145,8 +144,9 @@ export function createProcessor(deps: RunJobDeps) {
       slotFreed(true, true);
       return result;
     } catch (err) {
-      // Parked (the attempt handed the slot on) or handed back on shutdown (it keeps its share).
-      if (err instanceof DelayedError || err instanceof WaitingError) throw err;
+      // Handed back on shutdown: it keeps its share.
+      if (err instanceof WaitingError) throw err;
+      // Waiting for its children, or parked for its tenant's turn: its slot is free, its share too.
       if (err instanceof WaitingChildrenError) {
         slotFreed(true, false);
         throw err;
@@ -198,16 +198,12 @@ function createAttempt({ config, log, store, schedules, implementations, childre
       park,
       checkpoint: saved,
       steps: storedSteps,
-    } = await store.start(id, tenant, job.opts.priority ?? DEFAULT_PRIORITY);
+    } = await store.start(id, tenant, job.opts.priority ?? DEFAULT_PRIORITY, token);
     if (cancelled) throw new PermanentError('cancelled by request', 'cancelled');
-    if (park && token) {
-      // Its tenant is at its cap, or other tenants wait their turn: it waits in its lane, parked.
-      await job.moveToDelayed(Date.now() + PARK_DELAY_MS, token);
-      void store.fair
-        .slotFreed(tenant, id, { ended: false, stillActive: false })
-        .catch((err) => jobLog.warn({ err }, 'could not hand the slot on'));
+    if (park) {
+      // Its tenant is at its cap, or other tenants wait their turn: the gate parked it in its lane.
       jobLog.info('parked until its tenant has a turn');
-      throw new DelayedError();
+      throw new WaitingChildrenError();
     }
     const scheduleId = job.data?.scheduleId;
     if (scheduleId && schedules) {

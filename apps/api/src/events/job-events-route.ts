@@ -3,7 +3,6 @@ import {
   decodeFailure,
   FINAL_STATUSES,
   isJobId,
-  isParkedDue,
   type JobView,
   type Layout,
   type Logger,
@@ -235,13 +234,9 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
         case 'waiting':
           stream.send('status', { id, status: 'queued' }, event.id);
           return;
-        case 'delayed': {
-          // A job parked for its tenant's turn is delayed far ahead in BullMQ, but queued to clients.
-          const due = Number(event.fields.delay);
-          const parked = Number.isFinite(due) && isParkedDue(due, streamTime(event.id));
-          stream.send('status', { id, status: parked ? 'queued' : 'delayed' }, event.id);
+        case 'delayed':
+          stream.send('status', { id, status: 'delayed' }, event.id);
           return;
-        }
         default: {
           const { name, data } = await finalView(event);
           stream.send(name, data, event.id);

@@ -10,11 +10,9 @@ import {
   addToMulti,
   BULL_LUA,
   hsetOnMulti,
-  isParkedScore,
   layoutFor,
   NO_RESULT_LENGTH,
   OWN_FIELDS,
-  PARK_DELAY_MS,
   QUEUES,
   queueMulti,
   STATUS_FIELDS,
@@ -163,28 +161,53 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     await new Job(queue, '', {}, {}, id).remove();
   });
 
-  it("when a parked job is promoted by our copy of BullMQ's promote, then it lands as BullMQ's own promote puts a job, and a worker takes it", async () => {
-    const ours = await accept('ok', { delayMs: PARK_DELAY_MS, priority: 9 });
-    const theirs = await accept('ok', { delayMs: PARK_DELAY_MS, priority: 9 });
-    const score = Number(await connection.zscore(layout.delayed(analyses), ours));
-    expect(isParkedScore(score, Date.now())).toBe(true);
-    const promote = `${BULL_LUA}\nreturn bull_promote(ARGV[1], ARGV[2], ARGV[3]) and 1 or 0`;
-    const q = `${layout.queueKey(analyses)}:`;
-    expect(await connection.eval(promote, 1, layout.delayed(analyses), q, ours, '100')).toBe(1);
-    // A second promote finds it gone from the delayed set and does nothing.
-    expect(await connection.eval(promote, 1, layout.delayed(analyses), q, ours, '100')).toBe(0);
-    await queue.getJob(theirs).then((job) => job?.promote());
-    const [oursScore, theirsScore] = await Promise.all(
-      [ours, theirs].map((id) => connection.zscore(layout.prioritized(analyses), id)),
+  it("when a job is parked (born in waiting-children) and released by our copy of BullMQ's parent release, then a worker takes it in priority order", async () => {
+    // A queue of its own: no job of another test can be fetched here.
+    const own = layoutFor(uniquePrefix());
+    const ownQueue = new Queue<JobData>(analyses, { connection, prefix: own.prefix });
+    const q = `${own.queueKey(analyses)}:`;
+    const parked = async (priority: number) => {
+      const id = newJobId();
+      const multi = await queueMulti(ownQueue);
+      await addToMulti(
+        multi,
+        ownQueue,
+        { name: 'simulate', data: jobData('a', { mode: 'ok' }), opts: { priority }, id },
+        { asParent: true },
+      );
+      await multi.exec();
+      return id;
+    };
+    const [later, first] = [await parked(20), await parked(3)];
+    for (const id of [later, first]) {
+      expect(await connection.zscore(own.waitingChildren(analyses), id)).not.toBeNull();
+    }
+    // Parked jobs are invisible to BullMQ's fetch: a worker with nothing else to do takes neither.
+    const idle = new Worker(analyses, null, { connection, prefix: own.prefix, autorun: false });
+    expect(await idle.getNextJob('t', { block: false })).toBeUndefined();
+    const release = `${BULL_LUA}\nreturn bull_promote(ARGV[1], ARGV[2], ARGV[3]) and 1 or 0`;
+    for (const id of [later, first]) {
+      expect(await connection.eval(release, 1, own.waitingChildren(analyses), q, id, '100')).toBe(1);
+    }
+    // A second release finds it gone from waiting-children and does nothing.
+    expect(await connection.eval(release, 1, own.waitingChildren(analyses), q, first, '100')).toBe(0);
+    expect(Math.floor(Number(await connection.zscore(own.prioritized(analyses), first)) / 2 ** 32)).toBe(3);
+    expect(await connection.xlen(own.events(analyses))).toBeGreaterThan(0);
+    // Taken in priority order, and parked again from active: BullMQ then leaves it be.
+    const taken = await idle.getNextJob('t', { block: false });
+    expect(taken?.id).toBe(first);
+    const park = `${BULL_LUA}\nreturn bull_park_active(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) and 1 or 0`;
+    expect(await connection.eval(park, 1, own.waitingChildren(analyses), q, first, 'not-its-token', '1', '100')).toBe(
+      0,
     );
-    // Same priority band, BullMQ's counter in the low bits: ours was promoted first.
-    expect(Math.floor(Number(oursScore) / 2 ** 32)).toBe(9);
-    expect(Math.floor(Number(theirsScore) / 2 ** 32)).toBe(9);
-    expect(Number(oursScore)).toBeLessThan(Number(theirsScore));
-    expect((await hash(ours)).delay).toBe('0');
-    expect((await events(ours)).map((e) => e.event)).toContain('waiting');
-    startWorker();
-    await waitFor(async () => (await hash(ours)).finishedOn !== undefined, { what: 'the promoted job to finish' });
+    expect(await connection.eval(park, 1, own.waitingChildren(analyses), q, first, 't', '1', '100')).toBe(1);
+    expect(await connection.lpos(`${q}active`, first)).toBeNull();
+    expect(await connection.exists(own.lock(analyses, first))).toBe(0);
+    expect(await connection.zscore(own.waitingChildren(analyses), first)).not.toBeNull();
+    expect((await idle.getNextJob('t', { block: false }))?.id).toBe(later);
+    await idle.close();
+    await ownQueue.close();
+    await cleanupPrefix(redisUrl(), own.prefix);
   });
 
   it('when a worker holds a job, then its lock key exists, processedOn is set and the snapshot says locked', async () => {

@@ -213,60 +213,54 @@ export const SCHEDULER_RUN_ID = /^repeat:(sch_[0-9A-HJKMNP-TV-Z]{26}):(\d{13})$/
 export const NO_RESULT_LENGTH = 4;
 
 /**
- * How far in the future a parked job is delayed. A parked job is a BullMQ delayed job that only
- * the fair-share dispatcher promotes (fair-share.ts); the delay is a backstop, so a job whose
- * entry in its tenant's lane were ever lost still runs, a year later.
- */
-export const PARK_DELAY_MS = 365 * 86_400_000;
-
-/**
- * A delayed job due this far ahead or more is parked, not delayed: no client delay (30 days at
- * most) or retry backoff comes near it.
- */
-const PARKED_AFTER_MS = 60 * 86_400_000;
-
-/** Whether a delayed job due at `dueMs` is parked. */
-export function isParkedDue(dueMs: number, now: number): boolean {
-  return dueMs > now + PARKED_AFTER_MS;
-}
-
-/** Whether a delayed job is parked, from its score in BullMQ's delayed set (`due ms * 0x1000 + a counter`). */
-export function isParkedScore(score: number, now: number): boolean {
-  return isParkedDue(Math.floor(score / 0x1000), now);
-}
-
-/**
  * Lua functions over BullMQ's layout, for our scripts. `Q` is the queue's key prefix
- * (`{prefix}:analyses:`). `bull_promote` is BullMQ 6.7's `promote-9.lua` (its deprecated wait-list
- * marker aside): it moves a delayed job to the wait list or the prioritized set and wakes a
- * worker. The contract test checks that a job it promotes is taken by a Worker in priority order.
+ * (`{prefix}:analyses:`). A job parked for its tenant's turn (fair-share.ts) waits in BullMQ's
+ * `waiting-children` set, the state a flow's parent is born in: no worker fetches it, no stalled
+ * check or delayed-job timer looks at it, and it has no children, so BullMQ never releases it.
+ *
+ * - `bull_promote` releases a parked job as BullMQ 6.7 releases a parent whose last child ended
+ *   (`includes/moveParentToWait.lua`, for a job without a delay): to the wait list or the
+ *   prioritized set, waking a worker.
+ * - `bull_park_active` parks an active job its worker holds, as `moveToWaitingChildren-7.lua` moves
+ *   one (less the check for pending children); the worker then throws `WaitingChildrenError`.
+ *
+ * The contract test checks both against the pinned BullMQ: a parked job is taken by a Worker
+ * once promoted, in priority order, and a job parked from active is left alone by BullMQ.
  */
 export const BULL_LUA = `
 local function bull_promote(Q, id, maxlen)
-  if redis.call('ZREM', Q .. 'delayed', id) == 0 then return false end
+  if redis.call('ZREM', Q .. 'waiting-children', id) == 0 then return false end
   local jobKey = Q .. id
   local priority = tonumber(redis.call('HGET', jobKey, 'priority')) or 0
   local meta = redis.call('HMGET', Q .. 'meta', 'paused', 'concurrency')
   local blocked = meta[1] or (meta[2] and redis.call('LLEN', Q .. 'active') >= tonumber(meta[2]))
   if priority == 0 then
-    redis.call('LPUSH', Q .. 'wait', id)
+    redis.call('RPUSH', Q .. 'wait', id)
   else
     local pc = redis.call('INCR', Q .. 'pc')
     redis.call('ZADD', Q .. 'prioritized', priority * 0x100000000 + pc % 0x100000000, id)
   end
   if not blocked then redis.call('ZADD', Q .. 'marker', 0, '0') end
-  redis.call('XADD', Q .. 'events', 'MAXLEN', '~', maxlen, '*', 'event', 'waiting', 'jobId', id, 'prev', 'delayed')
-  redis.call('HSET', jobKey, 'delay', 0)
+  redis.call('XADD', Q .. 'events', 'MAXLEN', '~', maxlen, '*', 'event', 'waiting', 'jobId', id, 'prev', 'waiting-children')
+  return true
+end
+local function bull_park_active(Q, id, token, now, maxlen)
+  local jobKey = Q .. id
+  if token ~= '0' then
+    if redis.call('GET', jobKey .. ':lock') ~= token then return false end
+    redis.call('DEL', jobKey .. ':lock')
+    redis.call('SREM', Q .. 'stalled', id)
+  end
+  if redis.call('LREM', Q .. 'active', -1, id) < 1 then return false end
+  redis.call('ZADD', Q .. 'waiting-children', now, id)
+  redis.call('XADD', Q .. 'events', 'MAXLEN', '~', maxlen, '*', 'event', 'waiting-children', 'jobId', id, 'prev', 'active')
   return true
 end
 local function bull_busy(Q)
   return redis.call('LLEN', Q .. 'active') + redis.call('LLEN', Q .. 'wait') + redis.call('ZCARD', Q .. 'prioritized')
 end
 local function bull_locked(Q, id) return redis.call('EXISTS', Q .. id .. ':lock') == 1 end
-local function bull_parked(Q, id, now)
-  local s = redis.call('ZSCORE', Q .. 'delayed', id)
-  return s and math.floor(tonumber(s) / 0x1000) > now + ${PARKED_AFTER_MS}
-end
+local function bull_parked(Q, id) return redis.call('ZSCORE', Q .. 'waiting-children', id) ~= false end
 local function bull_done(Q, id)
   local k = Q .. id
   return redis.call('EXISTS', k) == 0 or redis.call('HEXISTS', k, 'finishedOn') == 1

@@ -5,7 +5,7 @@ import { loadConfig } from '../config.ts';
 import { newJobId } from '../ids.ts';
 import { createRedisConnection, type RedisConnection } from '../redis.ts';
 import { getContract } from '../registry.ts';
-import { isParkedScore, QUEUES } from './bullmq-layout.ts';
+import { QUEUES } from './bullmq-layout.ts';
 import { createJobRunStore, createJobStore, type JobData } from './job-store.ts';
 
 /**
@@ -77,8 +77,13 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
   }
 
   async function parked(id: string): Promise<boolean> {
-    const score = await connection.zscore(`${prefix}:${QUEUES.analyses}:delayed`, id);
-    return score !== null && isParkedScore(Number(score), Date.now());
+    const [waiting, lane] = await Promise.all([
+      connection.zscore(`${prefix}:${QUEUES.analyses}:waiting-children`, id),
+      connection
+        .zscore(`${prefix}:lh:fair:lane:a`, id)
+        .then(async (a) => a ?? connection.zscore(`${prefix}:lh:fair:lane:b`, id)),
+    ]);
+    return waiting !== null && lane !== null;
   }
 
   it('when slots are free and nobody waits, then a job goes straight to the wait list', async () => {

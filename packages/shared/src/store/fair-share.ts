@@ -10,10 +10,11 @@ import { evalScript } from './eval-script.ts';
  * priority 1 would hold every worker for as long as its backlog lasts. Here, a job only enters
  * BullMQ's wait list when a worker slot is free for it, and the slot goes to tenants in turn:
  *
- * - **Lanes.** A job that cannot start at once is *parked*: added as a BullMQ delayed job due a
- *   year ahead (`PARK_DELAY_MS`, a backstop), and entered in its tenant's lane
- *   (`lane:{tenant}`, ordered by the tenant's own priority, then by arrival). A worker never
- *   takes a parked job: nothing promotes it but the dispatcher.
+ * - **Lanes.** A job that cannot start at once is *parked*: added in BullMQ's `waiting-children`
+ *   state (as a flow's parent is born, with no children: see `BULL_LUA`), and entered in its
+ *   tenant's lane (`lane:{tenant}`, ordered by the tenant's own priority, then by arrival), in
+ *   the same transaction. A worker never takes a parked job, and BullMQ's fetch loop never sees
+ *   one (a delayed job would make it fetch one job at a time): only the dispatcher releases it.
  * - **Turns.** `ready` holds the tenants with parked jobs, scored by when each was last served
  *   (`served`, a global sequence); a tenant that arrives takes the place just ahead of the head,
  *   unless it was served more recently. The dispatcher serves the lowest score, then moves that
@@ -32,9 +33,9 @@ import { evalScript } from './eval-script.ts';
  * worker's own fetch takes the promoted job), when a submission parks a job while a slot is free,
  * and on each worker heartbeat (the safety net). A submission while slots are free and nobody
  * waits skips the lane: the job goes straight to BullMQ's wait list. Jobs that reach the wait
- * list another way (a client delay running out, a retry, a schedule's run, a parent whose
- * children finished) pass the same gate when a worker starts them, and are parked then, once,
- * if their tenant is at its cap or others are waiting.
+ * list another way (a client delay running out, a schedule's run, a parent whose children
+ * finished, a child of a fan-out) pass the same gate when a worker starts them, and are parked
+ * then, once, if their tenant is at its cap or others are waiting.
  */
 
 /** How often a worker refreshes its slots and runs the dispatcher's repairs. */
@@ -135,7 +136,7 @@ local function fair_dispatch(freed)
         -- it is already running and the lane entry is stale.
         if redis.call('ZSCORE', fair_running(t), id) then redis.call('ZREM', lane, id) else skip[t] = true end
       else
-        -- Not parked and not held: gone, finished, or back in the wait list on its own.
+        -- Not parked and not held: gone, finished, or in the wait list by another way.
         redis.call('ZREM', lane, id)
         if not bull_done(Q, id) then fair_take(t, id) end
       end
@@ -149,7 +150,7 @@ end
 /** Parks a job the submit MULTI just added as parked; answers the free slots (a dispatch is due when > 0). */
 const PARK = `${fairLua(1)}
 local t, id, priority = ARGV[8], ARGV[9], ARGV[10]
-if not bull_parked(Q, id, now) then return 0 end
+if not bull_parked(Q, id) then return 0 end
 fair_park(t, id, priority)
 return fair_idle(0)`;
 

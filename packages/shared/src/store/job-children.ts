@@ -2,7 +2,7 @@ import type { JobsOptions, Queue } from 'bullmq';
 import { Job } from 'bullmq';
 import type { RedisConnection } from '../redis.ts';
 import { decodeResult, isStoredResult } from '../result-codec.ts';
-import { addToMulti, hsetOnMulti, type Layout, OWN_FIELDS, QUEUES, queueMulti } from './bullmq-layout.ts';
+import { addToMulti, BULL_LUA, hsetOnMulti, type Layout, OWN_FIELDS, QUEUES, queueMulti } from './bullmq-layout.ts';
 
 /**
  * Fan-out and fan-in (`ctx.spawn`): a parent job's children are ordinary analysis jobs added as
@@ -113,7 +113,7 @@ export async function readChildIds(redis: RedisConnection, layout: Layout, paren
  * children no worker holds (and which of them are delayed), those a worker runs, and those that
  * spawned children of their own.
  */
-const CANCEL_CHILDREN = `
+const CANCEL_CHILDREN = `${BULL_LUA}
 local raw = redis.call('HGET', KEYS[1], '${OWN_FIELDS.children}')
 local waiting, delayed, active, parents = {}, {}, {}, {}
 if not raw then return { waiting, delayed, active, parents } end
@@ -124,7 +124,8 @@ for _, batch in ipairs(batches) do
     local k = ARGV[2] .. id
     if redis.call('EXISTS', k) == 1 and redis.call('HEXISTS', k, 'finishedOn') == 0 then
       local fresh = redis.call('HSETNX', k, '${OWN_FIELDS.cancelledAt}', ARGV[1])
-      redis.call('ZREM', KEYS[4], id)
+      -- Parked for its tenant's turn (fair-share.ts): out of the lane and back in the queue.
+      if redis.call('ZREM', KEYS[4], id) == 1 then bull_promote(ARGV[2], id, ARGV[3]) end
       if redis.call('HEXISTS', k, '${OWN_FIELDS.children}') == 1 then table.insert(parents, id) end
       if redis.call('EXISTS', k .. ':lock') == 1 then
         table.insert(active, id)

@@ -10,13 +10,12 @@ import { traceMetadata } from '../telemetry.ts';
 import { parseDeliveries, webhookJobOptions } from '../webhook-delivery.ts';
 import {
   addToMulti,
+  BULL_LUA,
   hsetOnMulti,
-  isParkedScore,
   type Layout,
   layoutFor,
   NO_RESULT_LENGTH,
   OWN_FIELDS,
-  PARK_DELAY_MS,
   QUEUES,
   queueMulti,
   STATUS_FIELDS,
@@ -101,7 +100,8 @@ if redis.call('HEXISTS', KEYS[1], '${OWN_FIELDS.children}') == 1 then
   children = childSummary(KEYS[6], KEYS[7], KEYS[8], KEYS[9], ARGV[1])
 end
 return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', KEYS[2]),
-  redis.call('ZSCORE', KEYS[3], ARGV[1]) or false, deliveries, children, redis.call('ZCARD', KEYS[10]) }`;
+  redis.call('ZSCORE', KEYS[3], ARGV[1]) or false, deliveries, children, redis.call('ZCARD', KEYS[10]),
+  redis.call('ZSCORE', KEYS[11], ARGV[1]) or false }`;
 
 /**
  * Admission of a submission, atomic: the tenant's rate limit counts it (one fixed window per
@@ -254,12 +254,12 @@ return 0`;
  * its place in its tenant's lane, if parked. A job no worker holds gets a `cancelled` entry in the
  * queue's events stream (live streams end on it).
  */
-const CANCEL = `
+const CANCEL = `${BULL_LUA}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 if redis.call('HEXISTS', KEYS[1], 'finishedOn') == 1 then return 'finished' end
 redis.call('HSETNX', KEYS[1], '${OWN_FIELDS.cancelledAt}', ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZREM', KEYS[5], ARGV[2])
+if redis.call('ZREM', KEYS[5], ARGV[2]) == 1 then bull_promote(ARGV[4], ARGV[2], ARGV[3]) end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'active' end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'event', 'cancelled', 'jobId', ARGV[2])
 return 'waiting'`;
@@ -419,7 +419,10 @@ function parseFields(values: (string | null)[], resultLength: number): JobFields
   };
 }
 
-type SnapshotReply = 'gone' | 'none' | [(string | null)[], number, number, string | null, string[], unknown[], number];
+type SnapshotReply =
+  | 'gone'
+  | 'none'
+  | [(string | null)[], number, number, string | null, string[], unknown[], number, string | null];
 
 /** Reads of a job's state, for the API, the event stream and webhook deliveries. */
 export function createJobReads({
@@ -438,9 +441,9 @@ export function createJobReads({
 
   function ownedFrom(tenant: string, id: string, reply: SnapshotReply): Owned {
     if (reply === 'gone' || reply === 'none') return { kind: reply };
-    const [values, resultLength, locked, delayedScore, deliveries, childReply, running] = reply;
+    const [values, resultLength, locked, delayedScore, deliveries, childReply, running, laneScore] = reply;
     const job = parseFields(values, Number(resultLength));
-    const parked = delayedScore !== null && isParkedScore(Number(delayedScore), Date.now());
+    const parked = laneScore !== null;
     const cap = tenantMaxActive(fairLimits, tenant);
     // A child of `ctx.spawn` has an analysis job as its BullMQ parent (a webhook delivery is not one).
     const parentKey = values[STATUS_FIELDS.indexOf('parentKey')];
@@ -452,7 +455,7 @@ export function createJobReads({
         id,
         job,
         locked: Number(locked) === 1,
-        delayed: delayedScore !== null && !parked,
+        delayed: delayedScore !== null,
         ...(parked ? { parked: cap > 0 && Number(running) >= cap ? 'tenant_concurrency' : 'queue' } : {}),
         ...(job.webhookUrl ? { deliveries: parseDeliveries(deliveries) } : {}),
         ...(children ? { children } : {}),
@@ -462,7 +465,7 @@ export function createJobReads({
 
   function snapshotArgs(tenant: string, id: string): (string | number)[] {
     return [
-      10,
+      11,
       layout.job(analyses, id),
       layout.lock(analyses, id),
       layout.delayed(analyses),
@@ -470,6 +473,7 @@ export function createJobReads({
       layout.webhookDeliveries(id),
       ...childSummaryKeys(layout, id),
       layout.fairRunning(tenant),
+      layout.fairLane(tenant),
       id,
       tenant,
       ...STATUS_FIELDS,
@@ -607,7 +611,7 @@ export function createJobStore({
       const now = Date.now();
       const multi = await queueMulti(queue);
       const parked = (a.placement === 'park' || a.placement === 'capped') && !a.delayMs;
-      const opts = jobOptionsFor(a.contract, { priority: a.priority, delayMs: parked ? PARK_DELAY_MS : a.delayMs });
+      const opts = jobOptionsFor(a.contract, { priority: a.priority, delayMs: a.delayMs });
       const parentId = `${a.id}.webhook`;
       // The submit request's trace travels in the job and its delivery: the worker's spans join it.
       const metadata = traceMetadata();
@@ -632,7 +636,11 @@ export function createJobStore({
         multi,
         queue,
         { name: a.contract.name, data: jobData(a.tenant, a.input), opts, id: a.id },
-        webhooks && a.webhookUrl ? { parent: { queue: webhooks, id: parentId } } : {},
+        {
+          ...(webhooks && a.webhookUrl ? { parent: { queue: webhooks, id: parentId } } : {}),
+          // Parked: born in waiting-children, which only the fair-share dispatcher releases.
+          ...(parked ? { asParent: true } : {}),
+        },
       );
       if (a.webhookUrl) hsetOnMulti(multi, layout.job(analyses, a.id), OWN_FIELDS.webhookUrl, a.webhookUrl);
       const index = layout.tenantJobs(a.tenant);
@@ -693,6 +701,7 @@ export function createJobStore({
         String(Date.now()),
         id,
         String(eventsMaxLen),
+        jobPrefix,
       )) as 'active' | 'waiting' | 'finished' | 'gone';
       if (outcome === 'finished' || outcome === 'gone') return outcome;
       // A parent's unfinished children are cancelled with it (`ctx.spawn`).
@@ -727,8 +736,9 @@ const STORAGE_KEYS_TTL_SECONDS = 366 * 86_400 + MAX_DELAY_SECONDS;
 export interface AttemptStart {
   cancelled: boolean;
   /**
-   * The job must wait for its tenant's turn (fair-share.ts): it is in its tenant's lane, and the
-   * worker moves it to the delayed set with `PARK_DELAY_MS`, then gives up the slot.
+   * The job waits for its tenant's turn (fair-share.ts): it is parked already, in its tenant's
+   * lane; the worker throws `WaitingChildrenError` and takes another job. Also set when the
+   * worker no longer holds the job's lock (nothing was done then).
    */
   park: boolean;
   /** The checkpoint an earlier attempt saved (JSON text), if any. */
@@ -742,9 +752,10 @@ export interface AttemptStart {
  * result of every completed step (named by the step summary), in one round trip.
  *
  * The gate (fair-share.ts): a job the dispatcher handed out holds its tenant's share already and
- * runs. One that reached the wait list another way (a delay ran out, a retry, a schedule's run, a
- * parent whose children finished) takes a share if its tenant is under its cap and no tenant
- * waits for a turn; otherwise it is parked (the worker then moves it to the delayed set). A
+ * runs. One that reached the wait list another way (a delay ran out, a schedule's run, a parent
+ * whose children finished, a child of a fan-out) takes a share if its tenant is under its cap and
+ * no tenant waits for a turn; otherwise it is parked, moved from active to waiting-children in
+ * this same script (its worker then throws `WaitingChildrenError`, and BullMQ leaves it be). A
  * cancelled job runs nothing, so it passes.
  */
 const START = `${fairLua(2)}
@@ -755,6 +766,7 @@ redis.call('ZREM', fair_lane(t), id)
 if not redis.call('ZSCORE', fair_running(t), id) then
   local waiting = redis.call('ZRANGE', FP .. 'ready', 0, 0)[1]
   if waiting or redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
+    if not bull_park_active(Q, id, ARGV[12], now, maxlen) then return { false, false, {}, 'lost' } end
     fair_park(t, id, ARGV[11])
     return { false, false, {}, 'park' }
   end
@@ -909,8 +921,11 @@ export function createJobRunStore({
         String(STORAGE_KEYS_TTL_SECONDS),
       );
     },
-    /** Reads what the attempt of `id` (of `tenant`, at `priority`) starts from; passes the gate. */
-    async start(id: string, tenant: string, priority: number): Promise<AttemptStart> {
+    /**
+     * Reads what the attempt of `id` (of `tenant`, at `priority`, held with the lock `token`)
+     * starts from, and passes the fair-share gate.
+     */
+    async start(id: string, tenant: string, priority: number, token = '0'): Promise<AttemptStart> {
       const [cancelledAt, checkpoint, done, gate] = (await evalScript(
         redis,
         START,
@@ -921,10 +936,11 @@ export function createJobRunStore({
         tenant,
         id,
         String(priority),
+        token,
       )) as [string | null, string | null, string[], string];
       const steps = new Map<string, string>();
       for (let i = 0; i + 1 < done.length; i += 2) steps.set(done[i] as string, done[i + 1] as string);
-      return { cancelled: Boolean(cancelledAt), park: gate === 'park', checkpoint: checkpoint ?? null, steps };
+      return { cancelled: Boolean(cancelledAt), park: gate !== 'run', checkpoint: checkpoint ?? null, steps };
     },
     /** The fair-share dispatcher, for slots freed and worker heartbeats. */
     fair,
