@@ -10,7 +10,7 @@ const WINDOWS = [64 * 1024, 1024 * 1024];
 /** Split points probed at once. */
 const PROBES_AT_ONCE = 8;
 /** Field names larger than this (as JSON) are not handed to every part: the dataset is read in one pass. */
-const MAX_NAMES_BYTES = 256 * 1024;
+const MAX_NAMES_BYTES = 64 * 1024;
 
 /** A byte range `[start, end)` of the dataset. */
 export interface PartRange {
