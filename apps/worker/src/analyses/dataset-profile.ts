@@ -45,6 +45,16 @@ function partProfile(outcome: SpawnOutcome): PartProfile | string {
 export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {}) {
   const limits = { ...DATASET_DEFAULTS, ...options };
 
+  /**
+   * The tenant is told which rule its URL broke; where the URL led stays in the worker's log (the
+   * address only: the URL is part of the input, which logs never carry).
+   */
+  const logRefused = (err: unknown, ctx: AnalysisContext) => {
+    const refused = forbidden(err);
+    if (refused) ctx.log.debug({ address: refused.address, range: refused.range }, 'dataset URL refused');
+    throw err;
+  };
+
   function open(
     input: DatasetProfileInput,
     from: number,
@@ -52,13 +62,9 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
     ctx: AnalysisContext,
   ) {
     if ('inline' in input.source) return Promise.resolve(openInline(input.source.inline, from, limits.maxBytes));
-    return openUrl(input.source.url, from, validator, { limits, signal: ctx.signal }).catch((err: unknown) => {
-      // The tenant is told which rule it broke; where its URL led stays in the worker's log (the
-      // address only: the URL is part of the input, which logs never carry).
-      const refused = forbidden(err);
-      if (refused) ctx.log.debug({ address: refused.address, range: refused.range }, 'dataset URL refused');
-      throw err;
-    });
+    return openUrl(input.source.url, from, validator, { limits, signal: ctx.signal }).catch((err: unknown) =>
+      logRefused(err, ctx),
+    );
   }
 
   /** One pass over the whole dataset, in this job. */
@@ -92,11 +98,7 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
   async function inParts(url: string, input: DatasetProfileInput, ctx: AnalysisContext) {
     ctx.progress(0, 'fetching', 'finding where to split the dataset');
     const plan = await ctx.step('split', () =>
-      planSplit(url, input, { limits, signal: ctx.signal }).catch((err: unknown) => {
-        const refused = forbidden(err);
-        if (refused) ctx.log.debug({ address: refused.address, range: refused.range }, 'dataset URL refused');
-        throw err;
-      }),
+      planSplit(url, input, { limits, signal: ctx.signal }).catch((err: unknown) => logRefused(err, ctx)),
     );
     if (plan.parts === null) return onePass(input, ctx, plan.reason);
     const { layout, validator, parts } = plan;
@@ -133,9 +135,10 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
       );
     }
     if ('unsafe' in merged) {
+      // Not the reason itself: a part's error may quote the data (a column name). The result has it.
       ctx.log.info(
-        { parts: parts.length, why: merged.unsafe },
-        'parallel profile set aside; reading the dataset in one pass',
+        { parts: parts.length, failedPart: failed + 1 || undefined },
+        'parts set aside; reading the dataset in one pass',
       );
       return onePass(input, ctx, `${merged.unsafe}; the dataset was read in one pass instead`);
     }
