@@ -8,6 +8,7 @@ const { createLogger, createRedisConnection, handleShutdown, loadConfigOrExit, r
 );
 const { createDatasetProfile } = await import('./analyses/dataset-profile.ts');
 const { createDatasetProfilePart } = await import('./analyses/dataset-profile-part.ts');
+const { createProfileThreads } = await import('./analyses/dataset-profile/profile-thread-client.ts');
 const { createSimulate } = await import('./analyses/simulate.ts');
 const { createHealthServer } = await import('./health-server.ts');
 const { implementations } = await import('./implementations.ts');
@@ -48,6 +49,8 @@ connection.on('ready', () => {
 });
 
 const state = { draining: false };
+// Both dataset analyses share the profile threads: a part of a parallel profile starts on a warm one.
+const profileThreads = createProfileThreads();
 const analysisWorker = createAnalysisWorker({
   config,
   log,
@@ -57,8 +60,8 @@ const analysisWorker = createAnalysisWorker({
   implementations: {
     ...implementations,
     simulate: createSimulate(config.simulate),
-    'dataset-profile': createDatasetProfile(config.dataset),
-    'dataset-profile-part': createDatasetProfilePart(config.dataset),
+    'dataset-profile': createDatasetProfile(config.dataset, profileThreads),
+    'dataset-profile-part': createDatasetProfilePart(config.dataset, profileThreads),
   },
 });
 const metrics = createWorkerMetrics();

@@ -5,6 +5,7 @@ import { DatasetError } from './dataset-profile/dataset-error.ts';
 import { type OpenedSource, openRange } from './dataset-profile/dataset-source.ts';
 import { partStart } from './dataset-profile/profile-parts.ts';
 import { streamProfile } from './dataset-profile/profile-stream.ts';
+import { createProfileThreads, type ProfileThreads } from './dataset-profile/profile-thread-client.ts';
 import { DATASET_DEFAULTS, type DatasetProfileOptions } from './dataset-profile.ts';
 
 /**
@@ -15,7 +16,10 @@ import { DATASET_DEFAULTS, type DatasetProfileOptions } from './dataset-profile.
  * parent to merge. A dataset that changed since the parent split it, or a server that stops
  * answering ranges, fails the part for good: the parent then reads the dataset in one pass.
  */
-export function createDatasetProfilePart(options: Partial<DatasetProfileOptions> = {}) {
+export function createDatasetProfilePart(
+  options: Partial<DatasetProfileOptions> = {},
+  threads: ProfileThreads = createProfileThreads(),
+) {
   const limits = { ...DATASET_DEFAULTS, ...options };
 
   async function open(input: DatasetProfilePartInput, from: number, signal: AbortSignal): Promise<OpenedSource> {
@@ -47,6 +51,7 @@ export function createDatasetProfilePart(options: Partial<DatasetProfileOptions>
             initial: partStart({ format, dialect, names }, input.start),
             keepState: true,
             checkpointMs: limits.checkpointMs,
+            threads,
           },
           ctx,
         );

@@ -12,6 +12,7 @@ import { DatasetError } from './dataset-profile/dataset-error.ts';
 import { forbidden, openInline, openUrl, type SourceValidator } from './dataset-profile/dataset-source.ts';
 import { mergeParts, type PartProfile } from './dataset-profile/profile-parts.ts';
 import { streamProfile, unpackState } from './dataset-profile/profile-stream.ts';
+import { createProfileThreads, type ProfileThreads } from './dataset-profile/profile-thread-client.ts';
 import { planSplit } from './dataset-profile/split-plan.ts';
 
 export type DatasetProfileOptions = Config['dataset'];
@@ -42,7 +43,10 @@ function partProfile(outcome: SpawnOutcome): PartProfile | string {
  * the parts find unsafe (a quoted newline across it) is read in one pass after all. See
  * docs/dataset-profile.md.
  */
-export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {}) {
+export function createDatasetProfile(
+  options: Partial<DatasetProfileOptions> = {},
+  threads: ProfileThreads = createProfileThreads(),
+) {
   const limits = { ...DATASET_DEFAULTS, ...options };
 
   /**
@@ -75,6 +79,7 @@ export function createDatasetProfile(options: Partial<DatasetProfileOptions> = {
         open: (from, validator) => open(input, from, validator, ctx),
         start: 0,
         checkpointMs: limits.checkpointMs,
+        threads,
       },
       ctx,
     );

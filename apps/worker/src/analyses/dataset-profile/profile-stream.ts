@@ -2,7 +2,7 @@ import { gunzipSync } from 'node:zlib';
 import type { AnalysisContext } from '../../define-analysis.ts';
 import type { OpenedSource, SourceValidator } from './dataset-source.ts';
 import type { ThreadResult } from './profile-thread.ts';
-import { startProfileThread } from './profile-thread-client.ts';
+import type { ProfileThreads } from './profile-thread-client.ts';
 import type { ProfileOptions, ProfilerState } from './profiler.ts';
 
 /** What a profile saves between attempts. `state` is the thread's gzipped, base64'd aggregation state. */
@@ -45,9 +45,11 @@ export interface StreamSpec {
   start: number;
   /** The state at `start` for a part (see `partStart`); none for a whole dataset. */
   initial?: ProfilerState;
-  /** Hand back the final state too (see ThreadResult). */
+  /** Hand back the final state instead of the summary (see ThreadResult). */
   keepState?: boolean;
   checkpointMs: number;
+  /** Where the profile runs. */
+  threads: ProfileThreads;
 }
 
 /**
@@ -77,7 +79,7 @@ export async function streamProfile(
 
   // Checkpoint writes are chained so they land in order, and never block the byte pump.
   let checkpoints: Promise<void> = Promise.resolve();
-  const thread = startProfileThread(
+  const thread = spec.threads.start(
     {
       options: { ...spec.options, formatHint: source.formatHint },
       restored,

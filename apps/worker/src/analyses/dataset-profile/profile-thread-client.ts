@@ -34,14 +34,14 @@ export function threadEntry(): URL {
 }
 
 /**
- * Starts the thread. A `.ts` entry (running from source) gets tsx registered first, by hand:
+ * Starts a thread. A `.ts` entry (running from source) gets tsx registered first, by hand:
  * Node 20 does not apply the parent's `--import tsx` hooks to a worker thread's modules.
  */
-function spawnThread(entry: URL, workerData: ThreadData): Worker {
-  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData });
+function spawnThread(entry: URL): Worker {
+  if (!entry.pathname.endsWith('.ts')) return new Worker(entry);
   const tsx = import.meta.resolve('tsx/esm/api');
   const boot = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); })`;
-  return new Worker(boot, { eval: true, workerData });
+  return new Worker(boot, { eval: true });
 }
 
 export interface ThreadCheckpoint {
@@ -56,16 +56,78 @@ export interface ThreadEvents {
   finalizing(rows: number): void;
 }
 
+/** A profile running in a thread of {@link ProfileThreads}. */
+export interface ProfileThread {
+  /** Streams a chunk, waiting while {@link IN_FLIGHT} messages are unparsed (backpressure). */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Ends the input; resolves with the result. The thread then goes back to its pool. */
+  end(): Promise<ThreadResult>;
+  /** Stops the profile at once (cancel, shutdown, timeout): its thread is terminated. A no-op once it ended. */
+  terminate(reason: Error): Promise<void>;
+}
+
 /**
- * Runs a {@link Profiler} in a worker thread: `write` streams chunks with backpressure (it waits
- * while {@link IN_FLIGHT} chunks of up to {@link SEND_BYTES} are unparsed), `end` resolves with the summary, `terminate` stops
- * the thread at once (cancel, shutdown, timeout).
+ * The profile threads of one worker process. A thread runs one profile at a time; when one ends,
+ * its thread is kept (up to `keepIdle`, each for `idleMs`) for the next. A fresh thread loads the
+ * profiler and runs it cold until V8 has optimized it, which cost a part of a parallel profile
+ * (tens of MB) about a fifth of its time; a kept thread starts warm. A thread whose profile failed
+ * or was stopped is terminated, never reused. Idle threads do not keep the process alive.
  */
-export function startProfileThread(data: ThreadData, events: ThreadEvents) {
-  const thread = spawnThread(threadEntry(), data);
+export function createProfileThreads({ keepIdle = 2, idleMs = 30_000 }: { keepIdle?: number; idleMs?: number } = {}) {
+  const idle = new Map<Worker, NodeJS.Timeout>();
+  const drop = (thread: Worker) => {
+    clearTimeout(idle.get(thread));
+    idle.delete(thread);
+  };
+  const take = (): Worker => {
+    const [kept] = idle.keys();
+    if (kept) {
+      drop(kept);
+      kept.ref();
+      return kept;
+    }
+    const thread = spawnThread(threadEntry());
+    // An idle thread that dies (it should not) leaves the pool.
+    thread.on('exit', () => drop(thread));
+    thread.on('error', () => drop(thread));
+    return thread;
+  };
+  const release = (thread: Worker) => {
+    if (idle.size >= keepIdle) {
+      void thread.terminate();
+      return;
+    }
+    thread.unref();
+    const timer = setTimeout(() => {
+      drop(thread);
+      void thread.terminate();
+    }, idleMs);
+    timer.unref();
+    idle.set(thread, timer);
+  };
+  return {
+    start: (data: ThreadData, events: ThreadEvents): ProfileThread => runProfile(take(), data, events, release),
+  };
+}
+
+export type ProfileThreads = ReturnType<typeof createProfileThreads>;
+
+/**
+ * Runs a {@link Profiler} on `thread`: `write` streams chunks with backpressure (it waits while
+ * {@link IN_FLIGHT} chunks of up to {@link SEND_BYTES} are unparsed), `end` resolves with the result
+ * and hands the thread to `release`, `terminate` stops the thread at once.
+ */
+function runProfile(
+  thread: Worker,
+  data: ThreadData,
+  events: ThreadEvents,
+  release: (thread: Worker) => void,
+): ProfileThread {
   let inFlight = 0;
   let wake: (() => void) | null = null;
   let failure: Error | null = null;
+  /** Set once the profile ended or failed: the thread is no longer this profile's. */
+  let detached = false;
   let settle: { resolve: (r: ThreadResult) => void; reject: (e: Error) => void } | null = null;
   const done = new Promise<ThreadResult>((resolve, reject) => {
     settle = { resolve, reject };
@@ -77,8 +139,19 @@ export function startProfileThread(data: ThreadData, events: ThreadEvents) {
     settle?.reject(failure);
     wake?.();
   };
+  const detach = () => {
+    detached = true;
+    thread.off('message', onMessage);
+    thread.off('error', onError);
+    thread.off('exit', onExit);
+  };
+  const stop = () => {
+    if (detached) return Promise.resolve();
+    detach();
+    return thread.terminate().then(() => undefined);
+  };
 
-  thread.on('message', (message: FromThread) => {
+  function onMessage(message: FromThread) {
     switch (message.type) {
       case 'ack':
         inFlight--;
@@ -94,30 +167,38 @@ export function startProfileThread(data: ThreadData, events: ThreadEvents) {
         return;
       case 'done': {
         const { type: _, ...result } = message;
+        detach();
+        release(thread);
         settle?.resolve(result);
-        void thread.terminate();
         return;
       }
       case 'error':
         fail(message.permanent ? new DatasetError(message.message) : new Error(message.message));
-        void thread.terminate();
+        void stop();
         return;
     }
-  });
-  thread.on('error', (err) => fail(err));
-  thread.on('exit', (code) => fail(new Error(`the profile thread exited (code ${code}) before it finished`)));
-
+  }
+  function onError(err: Error) {
+    fail(err);
+  }
+  function onExit(code: number) {
+    fail(new Error(`the profile thread exited (code ${code}) before it finished`));
+  }
   const send = (message: ToThread, transfer: ArrayBuffer[] = []) => thread.postMessage(message, transfer);
+  send({ type: 'start', data });
   // A copy the thread can own (body chunks may share a pooled ArrayBuffer), gathered here.
   let buffer = new Uint8Array(SEND_BYTES);
   let gathered = 0;
   const sendGathered = () => {
-    const data = buffer.subarray(0, gathered);
+    const bytes = buffer.subarray(0, gathered);
     inFlight++;
-    send({ type: 'chunk', data }, [data.buffer as ArrayBuffer]);
+    send({ type: 'chunk', data: bytes }, [bytes.buffer as ArrayBuffer]);
     buffer = new Uint8Array(SEND_BYTES);
     gathered = 0;
   };
+  thread.on('message', onMessage);
+  thread.on('error', onError);
+  thread.on('exit', onExit);
   return {
     async write(chunk: Uint8Array): Promise<void> {
       if (failure) throw failure;
@@ -143,7 +224,7 @@ export function startProfileThread(data: ThreadData, events: ThreadEvents) {
     },
     async terminate(reason: Error): Promise<void> {
       fail(reason);
-      await thread.terminate();
+      await stop();
     },
   };
 }

@@ -30,7 +30,12 @@ export interface ThreadResult {
   endsInQuote: boolean;
 }
 
-export type ToThread = { type: 'chunk'; data: Uint8Array } | { type: 'end' };
+/**
+ * `start` begins a profile (a thread runs one at a time, and is reused for the next one: its
+ * compiled code stays warm); `end` finishes it. A thread given its profile in `workerData` instead
+ * (bench/dataset-profile-run.mjs) starts it with its first chunk.
+ */
+export type ToThread = { type: 'start'; data: ThreadData } | { type: 'chunk'; data: Uint8Array } | { type: 'end' };
 
 export type FromThread =
   | { type: 'ack'; bytes: number; rows: number }
@@ -46,31 +51,43 @@ export function packState(state: ProfilerState): string {
 
 const port = parentPort;
 if (port) {
-  const { options, restored, checkpointMs, keepState } = workerData as ThreadData;
   const post = (message: FromThread) => port.postMessage(message);
-  let profiler: Profiler | null = null;
-  let lastCheckpoint = Date.now();
+  let pending: ThreadData | null = (workerData as ThreadData | undefined)?.options ? (workerData as ThreadData) : null;
+  let run: { profiler: Profiler; data: ThreadData; lastCheckpoint: number } | null = null;
   port.on('message', async (message: ToThread) => {
     try {
-      profiler ??= new Profiler(options, restored);
+      if (message.type === 'start') {
+        pending = message.data;
+        run = null;
+        return;
+      }
+      if (!run && pending) {
+        run = { profiler: new Profiler(pending.options, pending.restored), data: pending, lastCheckpoint: Date.now() };
+        pending = null;
+      }
+      if (!run) throw new Error('the profile thread got data before a start');
+      const { profiler, data } = run;
       if (message.type === 'chunk') {
         profiler.write(message.data);
         const now = Date.now();
-        if (now - lastCheckpoint >= checkpointMs && profiler.resumable()) {
-          lastCheckpoint = now;
+        if (now - run.lastCheckpoint >= data.checkpointMs && profiler.resumable()) {
+          run.lastCheckpoint = now;
           const state = profiler.state();
           post({ type: 'checkpoint', offset: state.offset, rows: state.rows, state: packState(state) });
         }
         post({ type: 'ack', bytes: profiler.bytesRead, rows: profiler.rowCount });
         return;
       }
+      run = null;
       await profiler.end();
       post({ type: 'finalizing', rows: profiler.rowCount });
       const result: ThreadResult = { rows: profiler.rowCount, endsInQuote: profiler.endsInQuote };
-      if (keepState) result.state = packState(profiler.state());
+      if (data.keepState) result.state = packState(profiler.state());
       else result.summary = profiler.summary();
       post({ type: 'done', ...result });
     } catch (err) {
+      run = null;
+      pending = null;
       post({
         type: 'error',
         message: err instanceof Error ? err.message : String(err),
