@@ -5,7 +5,7 @@
  * support from this process. Also a one-pass profile (`parallelism: 1`): the statistics of both
  * parallel runs must equal it (every exact statistic, and the HyperLogLog distinct estimates; the
  * standard deviation up to rounding). Times are the job's, from its creation to its finish, the
- * best of BENCH_PARALLEL_RUNS (default 2) jobs in a row: the machine's cores are shared.
+ * best of BENCH_PARALLEL_RUNS (default 3) jobs in a row: the machine's cores are shared.
  *
  * Run by `pnpm bench` (section `parallel`: `pnpm bench --only parallel`).
  */
@@ -19,7 +19,7 @@ import { ensureCsv } from './csv-dataset.ts';
 import { fmt, httpClient, type Row } from './lib.ts';
 
 const MB = Math.max(100, Number(process.env.BENCH_PROFILE_CSV_MB ?? 150));
-const RUNS = Math.max(1, Number(process.env.BENCH_PARALLEL_RUNS ?? 2));
+const RUNS = Math.max(1, Number(process.env.BENCH_PARALLEL_RUNS ?? 3));
 
 interface Stoppable {
   url?: string;
