@@ -259,9 +259,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 if redis.call('HEXISTS', KEYS[1], 'finishedOn') == 1 then return 'finished' end
 redis.call('HSETNX', KEYS[1], '${OWN_FIELDS.cancelledAt}', ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
-if redis.call('ZREM', KEYS[5], ARGV[2]) == 1 then bull_promote(ARGV[4], ARGV[2], ARGV[3]) end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'active' end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'event', 'cancelled', 'jobId', ARGV[2])
+-- Parked for its tenant's turn: out of the lane and into the queue, where a worker drains it.
+if redis.call('ZREM', KEYS[5], ARGV[2]) == 1 then bull_promote(ARGV[4], ARGV[2], ARGV[3]) end
 return 'waiting'`;
 
 /** The tenant's rate-limit window after this submission was counted. */
