@@ -200,6 +200,7 @@ end
 local placement = ''
 if ARGV[22] == '1' then
   local t = ARGV[23]
+  fair_revoke(t)
   if redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
     placement = 'capped'
   elseif not redis.call('ZRANGE', FP .. 'ready', 0, 0)[1] and fair_idle(0) > 0 then
@@ -761,8 +762,9 @@ export interface AttemptStart {
  */
 const START = `${fairLua(2)}
 local f = redis.call('HMGET', KEYS[1], '${OWN_FIELDS.cancelledAt}', '${OWN_FIELDS.checkpoint}', '${OWN_FIELDS.steps}')
-if f[1] then return { f[1], false, {}, 'run' } end
 local t, id = ARGV[9], ARGV[10]
+redis.call('ZREM', FP .. 'spares', fair_spare(t, id))
+if f[1] then return { f[1], false, {}, 'run' } end
 redis.call('ZREM', fair_lane(t), id)
 if not redis.call('ZSCORE', fair_running(t), id) then
   local waiting = redis.call('ZRANGE', FP .. 'ready', 0, 0)[1]
