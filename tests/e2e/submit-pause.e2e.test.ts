@@ -106,7 +106,14 @@ describe('atomic submit: a stream of submits while Redis pauses (real API, priva
       ...(await admin.lrange(layout.wait(QUEUES.analyses), 0, -1)),
       ...(await admin.zrange(layout.prioritized(QUEUES.analyses), 0, -1)),
       ...(await admin.zrange(layout.delayed(QUEUES.analyses), 0, -1)),
+      // Parked for the tenant's turn (no worker runs here): waiting-children, and in the lane.
+      ...(await admin.zrange(layout.waitingChildren(QUEUES.analyses), 0, -1)),
     ]);
+    const lane = new Set(await admin.zrange(layout.fairLane('a'), 0, -1));
+    const parked = await admin.zrange(layout.waitingChildren(QUEUES.analyses), 0, -1);
+    // A parked job is never stranded: its lane entry landed in the same transaction.
+    expect(parked.filter((id) => !lane.has(id))).toEqual([]);
+    expect([...lane].filter((id) => !parked.includes(id))).toEqual([]);
     const reads = await mapLimit(inRedis, 8, async (id) => (await client.get(`/v1/jobs/${id}`)).status);
     const counts = countBy(answers.map(String));
     recordFigures('G19', { submits: SUBMITS, lanes: LANES, pauses, answers: counts, jobs: inRedis.length });

@@ -85,10 +85,17 @@ export function createApiMetrics({ queue, redis, queuePrefix, shares }: ApiMetri
         redis.lindex(layout.wait(QUEUES.analyses), -1),
         redis.zrange(layout.prioritized(QUEUES.analyses), 0, 0),
       ]);
-      const ids = [waitTail, prioritizedHead[0]].filter((id): id is string => Boolean(id));
+      const tenants = await shares();
+      // Parked jobs wait too: the next of each waiting tenant (the first 100) is in line as well.
+      const laneHeads = await Promise.all(
+        tenants
+          .filter((t) => t.waiting > 0)
+          .slice(0, 100)
+          .map(async (t) => (await redis.zrange(layout.fairLane(t.tenant), 0, 0))[0]),
+      );
+      const ids = [waitTail, prioritizedHead[0], ...laneHeads].filter((id): id is string => Boolean(id));
       const stamps = await Promise.all(ids.map((id) => redis.hget(layout.job(QUEUES.analyses, id), 'timestamp')));
       const oldest = Math.min(...stamps.map((t) => (t ? Number(t) : Number.POSITIVE_INFINITY)));
-      const tenants = await shares();
       // Jobs parked for their tenant's turn (in BullMQ's waiting-children set).
       counts.parked = tenants.reduce((n, t) => n + t.waiting, 0);
       return {

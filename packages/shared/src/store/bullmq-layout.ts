@@ -219,8 +219,10 @@ export const NO_RESULT_LENGTH = 4;
  * check or delayed-job timer looks at it, and it has no children, so BullMQ never releases it.
  *
  * - `bull_promote` releases a parked job as BullMQ 6.7 releases a parent whose last child ended
- *   (`includes/moveParentToWait.lua`, for a job without a delay): to the wait list or the
- *   prioritized set, waking a worker.
+ *   (`includes/moveParentToWait.lua`, for a job without a delay), into the prioritized set, waking
+ *   a worker; at priority band 0 (the score is BullMQ's priority counter alone), so jobs are taken
+ *   in the order they were released. The job's own `priority` field is left as it is.
+ * - `bull_unpromote` parks again a released job no worker has taken yet (the reverse).
  * - `bull_park_active` parks an active job its worker holds, as `moveToWaitingChildren-7.lua` moves
  *   one (less the check for pending children); the worker then throws `WaitingChildrenError`.
  *
@@ -230,18 +232,19 @@ export const NO_RESULT_LENGTH = 4;
 export const BULL_LUA = `
 local function bull_promote(Q, id, maxlen)
   if redis.call('ZREM', Q .. 'waiting-children', id) == 0 then return false end
-  local jobKey = Q .. id
-  local priority = tonumber(redis.call('HGET', jobKey, 'priority')) or 0
   local meta = redis.call('HMGET', Q .. 'meta', 'paused', 'concurrency')
   local blocked = meta[1] or (meta[2] and redis.call('LLEN', Q .. 'active') >= tonumber(meta[2]))
-  if priority == 0 then
-    redis.call('RPUSH', Q .. 'wait', id)
-  else
-    local pc = redis.call('INCR', Q .. 'pc')
-    redis.call('ZADD', Q .. 'prioritized', priority * 0x100000000 + pc % 0x100000000, id)
-  end
+  -- Band 0 of the prioritized set, whatever the job's own priority: released jobs are taken in
+  -- the order the dispatcher released them (its fair order), ahead of any job added directly.
+  local pc = redis.call('INCR', Q .. 'pc')
+  redis.call('ZADD', Q .. 'prioritized', pc % 0x100000000, id)
   if not blocked then redis.call('ZADD', Q .. 'marker', 0, '0') end
   redis.call('XADD', Q .. 'events', 'MAXLEN', '~', maxlen, '*', 'event', 'waiting', 'jobId', id, 'prev', 'waiting-children')
+  return true
+end
+local function bull_unpromote(Q, id, now)
+  if redis.call('ZREM', Q .. 'prioritized', id) == 0 then return false end
+  redis.call('ZADD', Q .. 'waiting-children', now, id)
   return true
 end
 local function bull_park_active(Q, id, token, now, maxlen)

@@ -119,6 +119,30 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     expect((await take())?.job.id).toBe(flood[2]);
   });
 
+  it('when one tenant waits alone, then a few of its jobs go out as spares, and a tenant that arrives takes them back', async () => {
+    await setUp(2);
+    const flood = [];
+    for (let i = 0; i < 8; i++) flood.push(await submit('a'));
+    const first = await take();
+    await take();
+    if (!first) throw new Error('nothing taken');
+    await finish(first.job);
+    // One job for the free slot, and two spares (at most the slots) waiting ahead of the next.
+    const prioritized = `${prefix}:${QUEUES.analyses}:prioritized`;
+    expect(await connection.zcard(prioritized)).toBe(3);
+    const b = await submit('b');
+    // b's arrival took the spares back: only the job released for the free slot is still out.
+    expect(await connection.zcard(prioritized)).toBe(1);
+    expect(await connection.zcard(`${prefix}:lh:fair:spares`)).toBe(0);
+    const third = await take();
+    expect(third?.job.id).toBe(flood[2]);
+    expect(await take()).toBeUndefined();
+    // The next slot that frees is b's, ahead of the rest of a's backlog.
+    if (!third) throw new Error('nothing taken');
+    await finish(third.job);
+    expect((await take())?.job.id).toBe(b);
+  });
+
   it("when a tenant is at its cap, then its jobs wait as tenant_concurrency and others' jobs use the free slots", async () => {
     await setUp(4, { a: 2 });
     const flood = [];

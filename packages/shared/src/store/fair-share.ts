@@ -38,6 +38,9 @@ import { evalScript } from './eval-script.ts';
  * then, once, if their tenant is at its cap or others are waiting.
  */
 
+/** Jobs of a tenant that waits alone released ahead of a free slot (see `fair_dispatch`). */
+const FAIR_SPARES = 8;
+
 /** How often a worker refreshes its slots and runs the dispatcher's repairs. */
 export const FAIR_HEARTBEAT_MS = 5_000;
 
@@ -75,8 +78,10 @@ local function fair_at_cap(t)
   fair_repair(t)
   return redis.call('ZCARD', fair_running(t)) >= cap
 end
+local SPARES = ${FAIR_SPARES}
+local function fair_slots() return tonumber(redis.call('GET', FP .. 'slots') or '0') end
 local function fair_idle(freed)
-  return tonumber(redis.call('GET', FP .. 'slots') or '0') + freed - bull_busy(Q)
+  return fair_slots() + freed - bull_busy(Q) + redis.call('ZCARD', FP .. 'spares')
 end
 local function fair_take(t, id)
   redis.call('ZADD', fair_running(t), now, id)
@@ -85,6 +90,7 @@ local function fair_take(t, id)
   redis.call('HSET', FP .. 'served', t, seq)
   return seq
 end
+local function fair_spare(t, id) return t .. ' ' .. id end
 local function fair_enter(t)
   if redis.call('ZSCORE', FP .. 'ready', t) or redis.call('ZSCORE', FP .. 'capped', t) then return end
   local last = tonumber(redis.call('HGET', FP .. 'served', t) or '-1')
@@ -93,7 +99,22 @@ local function fair_enter(t)
   if head[2] then score = math.max(last, tonumber(head[2]) - 0.5) end
   redis.call('ZADD', FP .. 'ready', score, t)
 end
+local function fair_revoke(t)
+  local spares = redis.call('ZRANGE', FP .. 'spares', 0, -1, 'WITHSCORES')
+  for i = 1, #spares, 2 do
+    local owner, id = string.match(spares[i], '^(%S+) (%S+)$')
+    if owner ~= t then
+      redis.call('ZREM', FP .. 'spares', spares[i])
+      if owner and bull_unpromote(Q, id, now) then
+        redis.call('ZADD', fair_lane(owner), spares[i + 1], id)
+        redis.call('ZREM', fair_running(owner), id)
+        fair_enter(owner)
+      end
+    end
+  end
+end
 local function fair_park(t, id, priority)
+  fair_revoke(t)
   local seq = redis.call('INCR', FP .. 'seq')
   redis.call('ZADD', fair_lane(t), tonumber(priority) * 0x100000000 + seq % 0x100000000, id)
   fair_enter(t)
@@ -141,6 +162,24 @@ local function fair_dispatch(freed)
         if not bull_done(Q, id) then fair_take(t, id) end
       end
     end
+  end
+  -- One tenant alone waits: a few of its jobs go out ahead as spares, so a worker that frees a
+  -- slot always finds one (BullMQ's fetch loop slows down on an empty queue). Another tenant
+  -- that arrives takes them back first (fair_revoke): it never queues behind a spare.
+  local room = math.min(SPARES, fair_slots()) - redis.call('ZCARD', FP .. 'spares')
+  if room > 0 and redis.call('ZCARD', FP .. 'ready') == 1 then
+    local t = redis.call('ZRANGE', FP .. 'ready', 0, 0)[1]
+    local lane = fair_lane(t)
+    while room > 0 and not fair_at_cap(t) do
+      local head = redis.call('ZRANGE', lane, 0, 0, 'WITHSCORES')
+      if not head[1] or not bull_promote(Q, head[1], maxlen) then break end
+      redis.call('ZREM', lane, head[1])
+      fair_take(t, head[1])
+      redis.call('ZADD', FP .. 'spares', head[2], fair_spare(t, head[1]))
+      room = room - 1
+      moved = moved + 1
+    end
+    if redis.call('ZCARD', lane) == 0 then redis.call('ZREM', FP .. 'ready', t) end
   end
   return moved
 end

@@ -124,8 +124,6 @@ for _, batch in ipairs(batches) do
     local k = ARGV[2] .. id
     if redis.call('EXISTS', k) == 1 and redis.call('HEXISTS', k, 'finishedOn') == 0 then
       local fresh = redis.call('HSETNX', k, '${OWN_FIELDS.cancelledAt}', ARGV[1])
-      -- Parked for its tenant's turn (fair-share.ts): out of the lane and back in the queue.
-      if redis.call('ZREM', KEYS[4], id) == 1 then bull_promote(ARGV[2], id, ARGV[3]) end
       if redis.call('HEXISTS', k, '${OWN_FIELDS.children}') == 1 then table.insert(parents, id) end
       if redis.call('EXISTS', k .. ':lock') == 1 then
         table.insert(active, id)
@@ -133,6 +131,8 @@ for _, batch in ipairs(batches) do
         if fresh == 1 then
           redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', 'cancelled', 'jobId', id)
         end
+        -- Parked for its tenant's turn (fair-share.ts): out of the lane and back in the queue.
+        if redis.call('ZREM', KEYS[4], id) == 1 then bull_promote(ARGV[2], id, ARGV[3]) end
         table.insert(waiting, id)
         if redis.call('ZSCORE', KEYS[3], id) then table.insert(delayed, id) end
       end

@@ -200,6 +200,7 @@ end
 local placement = ''
 if ARGV[22] == '1' then
   local t = ARGV[23]
+  fair_revoke(t)
   if redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
     placement = 'capped'
   elseif not redis.call('ZRANGE', FP .. 'ready', 0, 0)[1] and fair_idle(0) > 0 then
@@ -259,9 +260,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 if redis.call('HEXISTS', KEYS[1], 'finishedOn') == 1 then return 'finished' end
 redis.call('HSETNX', KEYS[1], '${OWN_FIELDS.cancelledAt}', ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
-if redis.call('ZREM', KEYS[5], ARGV[2]) == 1 then bull_promote(ARGV[4], ARGV[2], ARGV[3]) end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'active' end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'event', 'cancelled', 'jobId', ARGV[2])
+-- Parked for its tenant's turn: out of the lane and into the queue, where a worker drains it.
+if redis.call('ZREM', KEYS[5], ARGV[2]) == 1 then bull_promote(ARGV[4], ARGV[2], ARGV[3]) end
 return 'waiting'`;
 
 /** The tenant's rate-limit window after this submission was counted. */
@@ -760,8 +762,9 @@ export interface AttemptStart {
  */
 const START = `${fairLua(2)}
 local f = redis.call('HMGET', KEYS[1], '${OWN_FIELDS.cancelledAt}', '${OWN_FIELDS.checkpoint}', '${OWN_FIELDS.steps}')
-if f[1] then return { f[1], false, {}, 'run' } end
 local t, id = ARGV[9], ARGV[10]
+redis.call('ZREM', FP .. 'spares', fair_spare(t, id))
+if f[1] then return { f[1], false, {}, 'run' } end
 redis.call('ZREM', fair_lane(t), id)
 if not redis.call('ZSCORE', fair_running(t), id) then
   local waiting = redis.call('ZRANGE', FP .. 'ready', 0, 0)[1]
