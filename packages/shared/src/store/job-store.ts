@@ -692,7 +692,8 @@ export function createJobStore({
      * pub/sub; its worker also re-reads the flag.
      */
     async cancel(tenant: string, id: string): Promise<'cancelled' | 'finished' | 'gone'> {
-      const outcome = (await redis.eval(
+      const outcome = (await evalScript(
+        redis,
         CANCEL,
         5,
         layout.job(analyses, id),
@@ -868,7 +869,8 @@ export function createJobRunStore({
     attempt: number,
     resultJson = '',
   ): Promise<StepWrite> {
-    const reply = (await redis.eval(
+    const reply = (await evalScript(
+      redis,
       STEP,
       1,
       key(id),
@@ -913,7 +915,8 @@ export function createJobRunStore({
       return kind !== 'storage_full';
     },
     async accountResult(tenant: string, id: string, bytes: number): Promise<void> {
-      await redis.eval(
+      await evalScript(
+        redis,
         ACCOUNT_RESULT,
         2,
         layout.storageJobs(tenant),
