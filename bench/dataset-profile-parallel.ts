@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
+import { comparableStatistics } from '@longhaul/shared';
 import { ensureCsv } from './csv-dataset.ts';
 import { fmt, httpClient, type Row } from './lib.ts';
 
@@ -60,19 +61,6 @@ interface Result {
   parts: number;
   reason?: string;
   [k: string]: unknown;
-}
-
-/** The statistics one pass and a merge of parts agree on (see docs/dataset-profile.md#parallel-profiles). */
-function statsOf(r: Result) {
-  const { parallel: _p, parts: _n, reason: _r, durationMs: _d, attempts: _a, ...rest } = r;
-  return {
-    ...rest,
-    columns: r.columns.map((c) => ({
-      ...c,
-      stdDev: c.stdDev === null ? null : Number(c.stdDev.toPrecision(12)),
-      ...(c.distinct.estimated ? { topK: [], quantiles: null, histogram: null } : {}),
-    })),
-  };
 }
 
 /** Serves `path` at /data.csv with Range support (`bytes=a-b`, `bytes=a-`) and an ETag. */
@@ -178,8 +166,8 @@ export async function benchDatasetProfileParallel(deps: ParallelBenchDeps): Prom
       throw new Error(`the profile counted ${single.result.rowCount} rows; the file has ${file.rows}`);
     }
     const equal =
-      isDeepStrictEqual(statsOf(one.result), statsOf(single.result)) &&
-      isDeepStrictEqual(statsOf(two.result), statsOf(single.result));
+      isDeepStrictEqual(comparableStatistics(one.result), comparableStatistics(single.result)) &&
+      isDeepStrictEqual(comparableStatistics(two.result), comparableStatistics(single.result));
     const ratio = one.seconds / two.seconds;
     return {
       rows: [

@@ -1,3 +1,4 @@
+import { comparableStatistics } from '@longhaul/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSystem, waitForJob } from '../e2e/fixtures.ts';
 import { startWorker } from '../support/processes.ts';
@@ -11,23 +12,6 @@ type Column = {
   [k: string]: unknown;
 };
 type Result = { rowCount: number; columns: Column[]; parallel: boolean; parts: number; reason?: string };
-
-/**
- * What one pass and a parallel profile must agree on: every statistic, the stdDev up to rounding;
- * past the exact limit the top-k, quantiles and histogram are estimates and are left out (their
- * bounds: profile-parts.test.ts). The HyperLogLog distinct estimate is compared: it merges exactly.
- */
-function statsOf(result: Result & Record<string, unknown>) {
-  const { parallel: _p, parts: _n, reason: _r, durationMs: _d, attempts: _a, ...rest } = result;
-  return {
-    ...rest,
-    columns: result.columns.map((c) => ({
-      ...c,
-      stdDev: c.stdDev === null ? null : Number(c.stdDev.toPrecision(12)),
-      ...(c.distinct.estimated ? { topK: [], quantiles: null, histogram: null } : {}),
-    })),
-  };
-}
 
 describe('dataset-profile in parallel through the real api and two workers', () => {
   let sys: Awaited<ReturnType<typeof startSystem>>;
@@ -70,7 +54,7 @@ describe('dataset-profile in parallel through the real api and two workers', () 
 
     const four = await profile(4);
     expect(four.result).toMatchObject({ parallel: true, parts: 4, rowCount: rows });
-    expect(statsOf(four.result)).toEqual(statsOf(one.result));
+    expect(comparableStatistics(four.result)).toEqual(comparableStatistics(one.result));
 
     // The statistics are also the right ones, computed independently.
     const expected = expectedStats(rows);

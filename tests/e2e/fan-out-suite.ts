@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ChildCounts } from '@longhaul/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { trackDir } from '../support/child-registry.ts';
 import { type ApiClient, api } from '../support/http.ts';
@@ -8,15 +9,6 @@ import { type AppProcess, startApi, startWorker } from '../support/processes.ts'
 import { cleanupPrefix, redisUrl } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 import { type JobViewBody, KEY_A, KEY_B, simulate, systemEnv, waitForJob } from './fixtures.ts';
-
-interface ChildCounts {
-  total: number;
-  queued: number;
-  active: number;
-  completed: number;
-  failed: number;
-  cancelled: number;
-}
 
 type ParentView = JobViewBody & { children?: ChildCounts; parentId?: string };
 

@@ -177,3 +177,24 @@ export const datasetProfile = defineContract({
   steps: ['fetching', 'parsing', 'aggregating', 'finalizing'],
   defaults: { attempts: 3, backoffMs: 2_000, timeoutMs: 6 * 3_600_000 },
 });
+
+/**
+ * The part of a profile that one pass and a parallel profile (merged from byte-range parts) must
+ * agree on: every statistic, the stdDev up to rounding (12 digits); past the exact limit, the
+ * top-k, quantiles and histogram are estimates within their stated error and are left out. The
+ * HyperLogLog distinct estimate stays: it merges exactly. How the run went (`parallel`, `parts`,
+ * `reason`, `durationMs`, `attempts`) is left out too. See docs/dataset-profile.md#parallel-profiles.
+ */
+export function comparableStatistics<C extends { stdDev: number | null; distinct: { estimated: boolean } }>(
+  result: { columns: readonly C[] } & Record<string, unknown>,
+) {
+  const { parallel: _p, parts: _n, reason: _r, durationMs: _d, attempts: _a, ...rest } = result;
+  return {
+    ...rest,
+    columns: result.columns.map((c) => ({
+      ...c,
+      stdDev: c.stdDev === null ? null : Number(c.stdDev.toPrecision(12)),
+      ...(c.distinct.estimated ? { topK: [], quantiles: null, histogram: null } : {}),
+    })),
+  };
+}

@@ -82,6 +82,7 @@ export const STATUS_FIELDS = [
 /** Key names, all under the queue prefix (a `{hash-tag}` by default: one Cluster slot for all). */
 export function layoutFor(prefix: string) {
   const queueKey = (queue: QueueName) => `${prefix}:${queue}`;
+  const fair = `${prefix}:lh:fair:`;
   return {
     prefix,
     /** The queue's base key, as BullMQ's `parent.queue` option names a queue. */
@@ -142,11 +143,11 @@ export function layoutFor(prefix: string) {
      * `seq`, `slots`, `workers`, `busy`, `lane:{tenant}`, `running:{tenant}`. The scripts append
      * the rest, so the tenant-named keys are built in Lua from this prefix.
      */
-    fair: `${prefix}:lh:fair:`,
+    fair,
     /** Ours: a tenant's parked jobs, waiting for their turn (see fair-share.ts). */
-    fairLane: (tenant: string) => `${prefix}:lh:fair:lane:${tenant}`,
+    fairLane: (tenant: string) => `${fair}lane:${tenant}`,
     /** Ours: a tenant's jobs handed to workers and not finished: its share in use. */
-    fairRunning: (tenant: string) => `${prefix}:lh:fair:running:${tenant}`,
+    fairRunning: (tenant: string) => `${fair}running:${tenant}`,
   };
 }
 
@@ -262,7 +263,6 @@ end
 local function bull_busy(Q)
   return redis.call('LLEN', Q .. 'active') + redis.call('LLEN', Q .. 'wait') + redis.call('ZCARD', Q .. 'prioritized')
 end
-local function bull_locked(Q, id) return redis.call('EXISTS', Q .. id .. ':lock') == 1 end
 local function bull_parked(Q, id) return redis.call('ZSCORE', Q .. 'waiting-children', id) ~= false end
 local function bull_done(Q, id)
   local k = Q .. id

@@ -128,13 +128,10 @@ local function fair_uncap(t)
 end
 local function fair_dispatch(freed)
   local idle = math.min(fair_idle(freed), 1000)
-  local moved, skip, rounds = 0, {}, 0
+  local moved, rounds = 0, 0
   while idle > 0 and rounds < idle + 32 do
     rounds = rounds + 1
-    local t
-    for _, c in ipairs(redis.call('ZRANGE', FP .. 'ready', 0, 15)) do
-      if not skip[c] then t = c; break end
-    end
+    local t = redis.call('ZRANGE', FP .. 'ready', 0, 0)[1]
     if not t then break end
     local lane = fair_lane(t)
     if fair_at_cap(t) then
@@ -152,12 +149,9 @@ local function fair_dispatch(freed)
         moved = moved + 1
         if redis.call('ZCARD', lane) > 0 then redis.call('ZADD', FP .. 'ready', seq, t)
         else redis.call('ZREM', FP .. 'ready', t) end
-      elseif bull_locked(Q, id) then
-        -- A worker holds it: it is being parked right now (its worker dispatches once it is), or
-        -- it is already running and the lane entry is stale.
-        if redis.call('ZSCORE', fair_running(t), id) then redis.call('ZREM', lane, id) else skip[t] = true end
       else
-        -- Not parked and not held: gone, finished, or in the wait list by another way.
+        -- Not parked (every park writes its lane entry in the same script, so this is rare): gone,
+        -- finished, or in the queue by another way, where it runs on its share.
         redis.call('ZREM', lane, id)
         if not bull_done(Q, id) then fair_take(t, id) end
       end

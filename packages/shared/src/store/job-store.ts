@@ -766,7 +766,6 @@ local f = redis.call('HMGET', KEYS[1], '${OWN_FIELDS.cancelledAt}', '${OWN_FIELD
 local t, id = ARGV[9], ARGV[10]
 redis.call('ZREM', FP .. 'spares', fair_spare(t, id))
 if f[1] then return { f[1], false, {}, 'run' } end
-redis.call('ZREM', fair_lane(t), id)
 if not redis.call('ZSCORE', fair_running(t), id) then
   local waiting = redis.call('ZRANGE', FP .. 'ready', 0, 0)[1]
   if waiting or redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then

@@ -1,7 +1,7 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type OpenedRange, openRange, type SourceLimits } from './dataset-source.ts';
+import { serveLocally } from './test-support.ts';
 
 const DATA = Buffer.from(Array.from({ length: 3000 }, (_, i) => `${i},${i * 2}\n`).join(''));
 
@@ -46,7 +46,7 @@ function route(req: IncomingMessage, res: ServerResponse): void {
   }
 }
 
-let server: Server;
+let server: Awaited<ReturnType<typeof serveLocally>>;
 let base: string;
 const limits: SourceLimits = {
   maxBytes: 1 << 20,
@@ -58,11 +58,10 @@ const limits: SourceLimits = {
 const signal = new AbortController().signal;
 
 beforeAll(async () => {
-  server = createServer(route);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  server = await serveLocally(route);
+  base = server.base;
 });
-afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+afterAll(() => server.close());
 
 async function read(opened: OpenedRange): Promise<Buffer> {
   if (!opened.ranged) throw new Error(opened.reason);

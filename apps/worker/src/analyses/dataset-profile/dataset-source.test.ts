@@ -1,8 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DatasetError } from './dataset-error.ts';
 import { type OpenedSource, openUrl, type SourceLimits } from './dataset-source.ts';
+import { serveLocally } from './test-support.ts';
 
 const DATA = Buffer.from(`a,b\n${Array.from({ length: 2000 }, (_, i) => `${i},${i * 2}`).join('\n')}\n`);
 
@@ -54,7 +54,7 @@ function route(req: IncomingMessage, res: ServerResponse): void {
   res.end();
 }
 
-let server: Server;
+let server: Awaited<ReturnType<typeof serveLocally>>;
 let base: string;
 const limits: SourceLimits = {
   maxBytes: 1 << 20,
@@ -66,14 +66,10 @@ const limits: SourceLimits = {
 const signal = new AbortController().signal;
 
 beforeAll(async () => {
-  server = createServer(route);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  server = await serveLocally(route);
+  base = server.base;
 });
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => server.close());
 
 async function readAll(source: OpenedSource): Promise<Buffer> {
   const parts: Uint8Array[] = [];

@@ -2,6 +2,7 @@ import { type ColumnProfile, DATASET_EXACT_DISTINCT_LIMIT, datasetProfileInput }
 import { describe, expect, it } from 'vitest';
 import { layoutOf, mergeParts, type PartProfile, partStart, recordBoundary } from './profile-parts.ts';
 import { Profiler, type ProfileSummary, SNIFF_BYTES } from './profiler.ts';
+import { seededRandom } from './test-support.ts';
 
 type Input = Parameters<typeof datasetProfileInput.parse>[0];
 
@@ -9,18 +10,6 @@ const optionsOf = (extra: Partial<Input> = {}) => ({
   ...datasetProfileInput.parse({ source: { inline: 'x' }, ...extra }),
   formatHint: undefined,
 });
-
-/** A small seeded PRNG, so every run sees the same cut points. */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function feed(profiler: Profiler, bytes: Uint8Array, chunk: number): void {
   for (let at = 0; at < bytes.length; at += chunk) profiler.write(bytes.subarray(at, at + chunk));
@@ -111,7 +100,7 @@ function variedCsv(rows: number, distinctAmounts: number): Buffer {
 }
 
 const cutsOf = (size: number, count: number, seed: number) => {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   return Array.from({ length: count }, () => 1 + Math.floor(random() * (size - 2)));
 };
 

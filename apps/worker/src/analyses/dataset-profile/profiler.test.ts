@@ -2,6 +2,7 @@ import { type ColumnProfile, datasetProfileInput } from '@longhaul/shared';
 import { describe, expect, it } from 'vitest';
 import { DatasetError } from './dataset-error.ts';
 import { Profiler, type ProfilerState, type ProfileSummary } from './profiler.ts';
+import { seededRandom } from './test-support.ts';
 
 /** The quantile levels the profile reports, written out here so the test does not trust the code's table. */
 const LEVELS = { p01: 0.01, p05: 0.05, p25: 0.25, p50: 0.5, p75: 0.75, p95: 0.95, p99: 0.99 };
@@ -42,21 +43,9 @@ const quantile7 = (sorted: number[], q: number) => {
   return a + (h - lo) * (b - a);
 };
 
-/** A small seeded PRNG, so every run sees the same "random" fixture. */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('dataset-profile statistics', () => {
   it('when a small CSV is profiled, then every statistic equals one computed independently', async () => {
-    const random = rng(7);
+    const random = seededRandom(7);
     const header = 'id;amount;paid;region;signed_up';
     const rows: string[] = [];
     const amounts: number[] = [];
@@ -145,7 +134,7 @@ describe('dataset-profile statistics', () => {
   });
 
   it('when 1,000,000 rows are profiled, then sketches stay within their documented error bounds', async () => {
-    const random = rng(42);
+    const random = seededRandom(42);
     const n = 1_000_000;
     const values = new Float64Array(n);
     const lines: string[] = ['user,latency'];
