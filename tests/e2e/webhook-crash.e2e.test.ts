@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { layoutFor, QUEUES } from '@longhaul/shared';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,6 +61,11 @@ describe('a finished job’s webhook survives its worker’s SIGKILL (real proce
       expect(res.status).toBe(202);
       const id = res.body.id as string;
       await waitForJob(client, id, (v) => v.status === 'active');
+      // Running its analysis, not just taken: the attempt's start script writes (the fair-share
+      // gate), so a pause that caught it there would hold the job before it ran at all.
+      await waitFor(() => readExecutions(log).some((e) => e.event === 'start' && e.jobId === id), {
+        what: 'the analysis to start',
+      });
 
       // Hold every write back, so the completion waits inside Redis while the job finishes...
       await admin.call('CLIENT', 'PAUSE', '20000', 'WRITE');
@@ -69,6 +75,10 @@ describe('a finished job’s webhook survives its worker’s SIGKILL (real proce
         });
         await first.waitForLog(new RegExp(`"jobId":"${id}".*"analysis completed"`));
         await waitFor(async () => (await heldScripts(admin)).length > 0, { what: 'the completion to reach Redis' });
+        // The first script held is the result's storage accounting; the slot hand-over and BullMQ's
+        // completion follow it on the same connection, a few microtasks later. Give the worker time
+        // to write them (they wait in Redis' input buffer behind the held one) before freezing it.
+        await sleep(1_000);
         // ...then freeze the worker: it runs nothing after the completion lands, as if killed right then.
         first.signal('SIGSTOP');
       } finally {
