@@ -392,7 +392,7 @@ if (runs('drain', 'commands', 'memory')) {
     small.commands / small.rawCommands <= 1.2,
   );
   notes.push(
-    "drain: the jobs are submitted while no worker runs, so every one is parked by the fair share between tenants and released into BullMQ's queue one per freed worker slot (a few spares ahead while one tenant waits alone); the raw Worker finds all of them waiting at once. That release, and BullMQ's fetch loop finding the queue nearly empty between jobs, is most of the gap; jobs submitted while workers have free slots skip it.",
+    'drain: one tenant alone, so its jobs queue in BullMQ as they would without fair share (the solo band) and take their share when a worker starts them; what is left of the gap is our attempt start (cancel flag, gate, checkpoint and steps in one script) and the slot handed on after each job, one script each.',
   );
   notes.push(`commands by name, longhaul: ${small.byCommand}`);
   notes.push(`commands by name, raw BullMQ: ${small.rawByCommand}`);

@@ -15,6 +15,7 @@ import {
   OWN_FIELDS,
   QUEUES,
   queueMulti,
+  SOLO_BAND,
   STATUS_FIELDS,
 } from './bullmq-layout.ts';
 import { createChildRunStore } from './job-children.ts';
@@ -208,6 +209,38 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     expect(await connection.zscore(own.waitingChildren(analyses), later)).not.toBeNull();
     expect((await idle.getNextJob('t', { block: false }))?.id).toBe(first);
     await idle.close();
+    await ownQueue.close();
+    await cleanupPrefix(redisUrl(), own.prefix);
+  });
+
+  it('when jobs are lowered into the solo band and one is raised to band 0, then a worker takes band 0, then any API priority, then the solo band in its priority order', async () => {
+    const own = layoutFor(uniquePrefix());
+    const ownQueue = new Queue<JobData>(analyses, { connection, prefix: own.prefix });
+    const q = `${own.queueKey(analyses)}:`;
+    const add = async (priority: number) =>
+      (await ownQueue.add('simulate', jobData('a', { mode: 'ok' }), { priority, jobId: newJobId() })).id ?? '';
+    const [soloLow, soloHigh, raised, other] = [await add(1), await add(2), await add(900), await add(1000)];
+    const run = (fn: string, id: string) =>
+      connection.eval(`${BULL_LUA}\nreturn ${fn}(ARGV[1], ARGV[2]) and 1 or 0`, 1, own.prioritized(analyses), q, id);
+    for (const id of [soloLow, soloHigh, raised]) expect(await run('bull_lower', id)).toBe(1);
+    expect(await run('bull_lower', 'not-a-job')).toBe(0);
+    // Every score is still an exact integer: the priority order inside the band holds.
+    expect(Number(await connection.zscore(own.prioritized(analyses), soloLow))).toBe((SOLO_BAND + 1) * 2 ** 32 + 1);
+    const head = `${BULL_LUA}\nreturn bull_solo_head(ARGV[1]) or false`;
+    expect(await connection.eval(head, 1, own.prioritized(analyses), q)).toBe(soloLow);
+    expect(await run('bull_raise', raised)).toBe(1);
+    expect(await connection.eval(`${BULL_LUA}\nreturn bull_busy(ARGV[1])`, 1, own.prioritized(analyses), q)).toBe(1);
+    const worker = new Worker(analyses, null, { connection, prefix: own.prefix, autorun: false });
+    const order = [];
+    for (
+      let job = await worker.getNextJob('t', { block: false });
+      job;
+      job = await worker.getNextJob('t', { block: false })
+    ) {
+      order.push(job.id);
+    }
+    expect(order).toEqual([raised, other, soloLow, soloHigh]);
+    await worker.close();
     await ownQueue.close();
     await cleanupPrefix(redisUrl(), own.prefix);
   });

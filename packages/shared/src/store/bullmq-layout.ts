@@ -226,10 +226,24 @@ export const NO_RESULT_LENGTH = 4;
  * - `bull_unpromote` parks again a released job no worker has taken yet (the reverse).
  * - `bull_park_active` parks an active job its worker holds, as `moveToWaitingChildren-7.lua` moves
  *   one (less the check for pending children); the worker then throws `WaitingChildrenError`.
+ * - `bull_busy` counts the jobs that hold or are about to take a worker slot: active, the wait
+ *   list and band 0 (released jobs), which BullMQ serves before any job it prioritized itself
+ *   (score `priority * 2^32 + counter`, priority >= 1); with `all`, every prioritized job too.
+ * - `bull_queued` counts every job waiting for a worker.
+ * - `bull_lower` moves a prioritized job to the solo band: its priority plus {@link SOLO_BAND}, so
+ *   BullMQ serves it after every job at any API priority (1–1000), in its own priority order;
+ *   `bull_solo_head` is the solo band's first job, and `bull_raise` moves a job to band 0 (a
+ *   release, for a job already in the queue).
  *
  * The contract test checks both against the pinned BullMQ: a parked job is taken by a Worker
  * once promoted, in priority order, and a job parked from active is left alone by BullMQ.
  */
+/**
+ * Added to a lone tenant's job's priority band (fair-share.ts): above the API's 1–1000, far below
+ * BullMQ's 2^21, so every score stays an exact integer (under 2^53).
+ */
+export const SOLO_BAND = 1024;
+
 export const BULL_LUA = `
 local function bull_promote(Q, id, maxlen)
   if redis.call('ZREM', Q .. 'waiting-children', id) == 0 then return false end
@@ -260,9 +274,24 @@ local function bull_park_active(Q, id, token, now, maxlen)
   redis.call('XADD', Q .. 'events', 'MAXLEN', '~', maxlen, '*', 'event', 'waiting-children', 'jobId', id, 'prev', 'active')
   return true
 end
-local function bull_busy(Q)
-  return redis.call('LLEN', Q .. 'active') + redis.call('LLEN', Q .. 'wait') + redis.call('ZCARD', Q .. 'prioritized')
+local function bull_busy(Q, all)
+  local queued = all and redis.call('ZCARD', Q .. 'prioritized') or redis.call('ZCOUNT', Q .. 'prioritized', '-inf', '(4294967296')
+  return redis.call('LLEN', Q .. 'active') + redis.call('LLEN', Q .. 'wait') + queued
 end
+local function bull_lower(Q, id)
+  local s = redis.call('ZSCORE', Q .. 'prioritized', id)
+  if not s then return false end
+  redis.call('ZADD', Q .. 'prioritized', 'XX', tonumber(s) + ${SOLO_BAND} * 0x100000000, id)
+  return true
+end
+local function bull_solo_head(Q)
+  return redis.call('ZRANGEBYSCORE', Q .. 'prioritized', ${SOLO_BAND} * 0x100000000, '+inf', 'LIMIT', 0, 1)[1]
+end
+local function bull_raise(Q, id)
+  local pc = redis.call('INCR', Q .. 'pc')
+  return redis.call('ZADD', Q .. 'prioritized', 'XX', 'CH', pc % 0x100000000, id) == 1
+end
+local function bull_queued(Q) return redis.call('LLEN', Q .. 'wait') + redis.call('ZCARD', Q .. 'prioritized') end
 local function bull_parked(Q, id) return redis.call('ZSCORE', Q .. 'waiting-children', id) ~= false end
 local function bull_done(Q, id)
   local k = Q .. id

@@ -77,16 +77,14 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
   }
 
   async function parked(id: string): Promise<boolean> {
-    const [waiting, lane] = await Promise.all([
+    const [waiting, ...lanes] = await Promise.all([
       connection.zscore(`${prefix}:${QUEUES.analyses}:waiting-children`, id),
-      connection
-        .zscore(`${prefix}:lh:fair:lane:a`, id)
-        .then(async (a) => a ?? connection.zscore(`${prefix}:lh:fair:lane:b`, id)),
+      ...['a', 'b', 'c'].map((t) => connection.zscore(`${prefix}:lh:fair:lane:${t}`, id)),
     ]);
-    return waiting !== null && lane !== null;
+    return waiting !== null && lanes.some((lane) => lane !== null);
   }
 
-  it('when slots are free and nobody waits, then a job goes straight to the wait list', async () => {
+  it("when slots are free and nobody waits, then a job goes straight to BullMQ's queue", async () => {
     await setUp(2);
     const id = await submit('a');
     expect(await parked(id)).toBe(false);
@@ -95,48 +93,85 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     expect(taken?.park).toBe(false);
   });
 
-  it('when a tenant floods at priority 1, then a later tenant takes the next free slot', async () => {
+  it('when one tenant alone queues more jobs than there are slots, then none is parked and they run in its priority order', async () => {
+    await setUp(2);
+    const low = [await submit('a', 900), await submit('a', 900), await submit('a', 900)];
+    const high = await submit('a', 5);
+    for (const id of [...low, high]) expect(await parked(id)).toBe(false);
+    // Two have their share already, two wait in the queue.
+    expect(await runs.fair.tenants()).toEqual([{ tenant: 'a', running: 2, waiting: 2 }]);
+    // The first two took the free slots as they came; the rest queue in the tenant's own order.
+    const order = [];
+    for (let t = await take(); t; t = await take()) {
+      expect(t.park).toBe(false);
+      order.push(t.job.id);
+    }
+    expect(order).toEqual([low[0], low[1], high, low[2]]);
+  });
+
+  it('when a tenant floods at priority 1, then a later tenant takes the next free slot, and then they take turns', async () => {
     await setUp(2);
     const flood = [];
     for (let i = 0; i < 6; i++) flood.push(await submit('a', 1));
     const first = await take();
     const second = await take();
     expect([first?.job.id, second?.job.id]).toEqual(flood.slice(0, 2));
-    // Every slot is busy: the rest of the flood waits parked, and so does b's job.
-    for (const id of flood.slice(2)) expect(await parked(id)).toBe(true);
-    const b = await submit('b', 500);
-    expect(await parked(b)).toBe(true);
-    expect((await store.snapshot('b', b)).kind).toBe('job');
+    // Every slot is busy: b's jobs wait parked for a turn.
+    const b = [await submit('b', 500), await submit('b', 500)];
+    for (const id of b) expect(await parked(id)).toBe(true);
+    expect((await store.snapshot('b', b[0] ?? '')).kind).toBe('job');
 
-    if (!first) throw new Error('nothing taken');
+    if (!first || !second) throw new Error('nothing taken');
     await finish(first.job);
     const next = await take();
-    expect(next?.job.id).toBe(b);
+    expect(next?.job.id).toBe(b[0]);
     expect(next?.park).toBe(false);
-    // Then a's turn again, in its own priority order.
-    if (!second) throw new Error('nothing taken');
+    // a's turn: its next queued job, in its own order.
     await finish(second.job);
-    expect((await take())?.job.id).toBe(flood[2]);
+    const turn = await take();
+    expect(turn?.job.id).toBe(flood[2]);
+    expect(turn?.park).toBe(false);
+    // Then b's second job, on the next freed slot.
+    if (!next) throw new Error('nothing taken');
+    await finish(next.job);
+    expect((await take())?.job.id).toBe(b[1]);
   });
 
-  it('when one tenant waits alone, then a few of its jobs go out as spares, and a tenant that arrives takes them back', async () => {
+  it("when a tenant holds the queue and another tenant's job comes due in BullMQ, then it runs before the queued ones", async () => {
+    await setUp(1);
+    const flood = [await submit('a', 1), await submit('a', 1), await submit('a', 1)];
+    expect((await take())?.job.id).toBe(flood[0]);
+    // Added straight to BullMQ at the default priority, as a delay that ran out or a schedule's run.
+    const due = newJobId();
+    await queue.add('simulate', { tenant: 'b', input: { durationMs: 0 } }, { jobId: due, priority: 500 });
+    const taken = await take();
+    expect(taken?.job.id).toBe(due);
+    expect(taken?.park).toBe(false);
+  });
+
+  it('when one tenant waits alone after others, then a few of its jobs go out as spares, and a tenant that arrives takes them back', async () => {
     await setUp(2);
+    // c's jobs take the slots and c holds the queue, so a's jobs are parked: a waits for turns
+    // although nobody else waits.
+    await submit('c');
+    await submit('c');
     const flood = [];
     for (let i = 0; i < 8; i++) flood.push(await submit('a'));
-    const first = await take();
-    await take();
-    if (!first) throw new Error('nothing taken');
-    await finish(first.job);
+    for (const id of flood) expect(await parked(id)).toBe(true);
+    const c = await take();
+    const second = await take();
+    if (!c || !second) throw new Error('nothing taken');
+    expect(second.park).toBe(false);
+    await finish(c.job);
     // One job for the free slot, and two spares (at most the slots) waiting ahead of the next.
-    const prioritized = `${prefix}:${QUEUES.analyses}:prioritized`;
-    expect(await connection.zcard(prioritized)).toBe(3);
+    const band0 = () => connection.zcount(`${prefix}:${QUEUES.analyses}:prioritized`, '-inf', `(${2 ** 32}`);
+    expect(await band0()).toBe(3);
     const b = await submit('b');
     // b's arrival took the spares back: only the job released for the free slot is still out.
-    expect(await connection.zcard(prioritized)).toBe(1);
+    expect(await band0()).toBe(1);
     expect(await connection.zcard(`${prefix}:lh:fair:spares`)).toBe(0);
     const third = await take();
-    expect(third?.job.id).toBe(flood[2]);
-    expect(await take()).toBeUndefined();
+    expect(third?.job.id).toBe(flood[0]);
     // The next slot that frees is b's, ahead of the rest of a's backlog.
     if (!third) throw new Error('nothing taken');
     await finish(third.job);
@@ -185,15 +220,19 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
   it('when a worker stops beating, then its slots stop counting', async () => {
     await setUp(1);
     await runs.fair.heartbeat('test-worker', 0);
+    // b holds the queue, so a's job is parked until a slot counts.
+    await submit('b');
     const id = await submit('a');
     expect(await parked(id)).toBe(true);
-    // A worker joins: its heartbeat dispatches the parked job.
-    expect(await runs.fair.heartbeat('another', 1)).toBe(1);
-    expect((await take())?.job.id).toBe(id);
+    expect(await runs.fair.tenants()).toContainEqual({ tenant: 'a', running: 0, waiting: 1 });
+    // A worker joins: its heartbeat dispatches (b's turn, then a's job as a spare).
+    expect(await runs.fair.heartbeat('another', 1)).toBeGreaterThan(0);
+    expect([(await take())?.job.id, (await take())?.job.id]).toContain(id);
   });
 
   it('when a parked job is cancelled, then it leaves its lane and is drained without running', async () => {
     await setUp(0);
+    await submit('b');
     const id = await submit('a');
     expect(await parked(id)).toBe(true);
     expect(await store.cancel('a', id)).toBe('cancelled');

@@ -1,6 +1,6 @@
 import type { Config } from '../config.ts';
 import type { RedisConnection } from '../redis.ts';
-import { BULL_LUA, type Layout, QUEUES, type QueueMulti } from './bullmq-layout.ts';
+import { BULL_LUA, type Layout, QUEUES, type QueueMulti, SOLO_BAND } from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
 
 /**
@@ -32,10 +32,22 @@ import { evalScript } from './eval-script.ts';
  * A dispatch runs when a slot frees (a job ends: pipelined before BullMQ's completion, so the
  * worker's own fetch takes the promoted job), when a submission parks a job while a slot is free,
  * and on each worker heartbeat (the safety net). A submission while slots are free and nobody
- * waits skips the lane: the job goes straight to BullMQ's wait list. Jobs that reach the wait
- * list another way (a client delay running out, a schedule's run, a parent whose children
- * finished, a child of a fan-out) pass the same gate when a worker starts them, and are parked
- * then, once, if their tenant is at its cap or others are waiting.
+ * waits skips the lane: the job goes straight to BullMQ's queue, with its share taken, in band 0
+ * with the released jobs.
+ *
+ * **One tenant alone** (no tenant waits for a turn, its tenant has no cap, and the queue holds no
+ * other tenant's jobs: `solo` names the tenant that holds the queue) skips the lane too, and its
+ * jobs queue in BullMQ in the solo band (`bull_lower`: their own priority order, behind any job
+ * BullMQ prioritized at an API priority), as BullMQ alone would run them: nothing is parked or
+ * released per job. They take their share when a worker starts them, at the gate below. Another
+ * tenant's job due meanwhile (a delay ran out, a schedule's run) is served before them; one
+ * submitted meanwhile is parked and, on the next freed slot, released into band 0, also served
+ * first. From then on, each of the first tenant's queued jobs that a worker takes while others
+ * wait is parked at the gate, so the tenants take turns.
+ *
+ * Jobs that reach the queue another way (a client delay running out, a schedule's run, a parent
+ * whose children finished, a child of a fan-out) pass the same gate when a worker starts them,
+ * and are parked then, once, if their tenant is at its cap or others are waiting.
  */
 
 /** Jobs of a tenant that waits alone released ahead of a free slot (see `fair_dispatch`). */
@@ -83,6 +95,14 @@ local function fair_slots() return tonumber(redis.call('GET', FP .. 'slots') or 
 local function fair_idle(freed)
   return fair_slots() + freed - bull_busy(Q) + redis.call('ZCARD', FP .. 'spares')
 end
+local function fair_free() return fair_slots() - bull_busy(Q, true) end
+local function fair_solo(t)
+  if fair_cap(t) > 0 or redis.call('EXISTS', FP .. 'ready') == 1 then return false end
+  if redis.call('GET', FP .. 'solo') == t then return true end
+  if bull_queued(Q) > 0 then return false end
+  redis.call('SET', FP .. 'solo', t)
+  return true
+end
 local function fair_take(t, id)
   redis.call('ZADD', fair_running(t), now, id)
   redis.call('SADD', FP .. 'busy', t)
@@ -113,11 +133,21 @@ local function fair_revoke(t)
     end
   end
 end
+local function fair_solo_waits(t)
+  return redis.call('GET', FP .. 'solo') == t and bull_solo_head(Q) ~= nil
+end
 local function fair_park(t, id, priority)
   fair_revoke(t)
   local seq = redis.call('INCR', FP .. 'seq')
   redis.call('ZADD', fair_lane(t), tonumber(priority) * 0x100000000 + seq % 0x100000000, id)
   fair_enter(t)
+  -- The tenant that held the queue alone takes turns from now on, with its queued jobs.
+  local solo = redis.call('GET', FP .. 'solo')
+  if solo and solo ~= t and bull_solo_head(Q) then fair_enter(solo) end
+end
+local function fair_others_wait(t)
+  local head = redis.call('ZRANGE', FP .. 'ready', 0, 1)
+  return (head[1] and head[1] ~= t) or head[2] ~= nil
 end
 local function fair_uncap(t)
   local s = redis.call('ZSCORE', FP .. 'capped', t)
@@ -140,15 +170,20 @@ local function fair_dispatch(freed)
       redis.call('ZADD', FP .. 'capped', s, t)
     else
       local id = redis.call('ZRANGE', lane, 0, 0)[1]
+      local queued = false
+      if not id and fair_solo_waits(t) then id, queued = bull_solo_head(Q), true end
       if not id then
         redis.call('ZREM', FP .. 'ready', t)
-      elseif bull_promote(Q, id, maxlen) then
+      elseif (queued and bull_raise(Q, id)) or (not queued and bull_promote(Q, id, maxlen)) then
         redis.call('ZREM', lane, id)
         local seq = fair_take(t, id)
         idle = idle - 1
         moved = moved + 1
-        if redis.call('ZCARD', lane) > 0 then redis.call('ZADD', FP .. 'ready', seq, t)
-        else redis.call('ZREM', FP .. 'ready', t) end
+        redis.call('ZREM', FP .. 'ready', t)
+        -- Its queued jobs keep it in turns only while others wait: alone, BullMQ serves them.
+        if redis.call('ZCARD', lane) > 0 or (redis.call('EXISTS', FP .. 'ready') == 1 and fair_solo_waits(t)) then
+          redis.call('ZADD', FP .. 'ready', seq, t)
+        end
       else
         -- Not parked (every park writes its lane entry in the same script, so this is rare): gone,
         -- finished, or in the queue by another way, where it runs on its share.
@@ -187,6 +222,14 @@ if not bull_parked(Q, id) then return 0 end
 fair_park(t, id, priority)
 return fair_idle(0)`;
 
+/**
+ * A job the submit MULTI just added, placed: `direct` (it took a free slot's share) into band 0,
+ * ahead of everything, so the dispatcher counts it; `solo` (its tenant is alone) into the solo band.
+ */
+const PLACE = `${BULL_LUA}
+if ARGV[3] == 'solo' then return bull_lower(ARGV[1], ARGV[2]) and 1 or 0 end
+return bull_raise(ARGV[1], ARGV[2]) and 1 or 0`;
+
 /** A slot frees: the job leaves its tenant's share when it ended (ARGV[10] = '1'), then a dispatch. */
 const FREED = `${fairLua(1)}
 local t, id, release, freed = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
@@ -224,17 +267,26 @@ for _, t in ipairs(redis.call('SRANDMEMBER', FP .. 'busy', 16)) do
 end
 return fair_dispatch(0)`;
 
-/** Each tenant with jobs running or waiting for a turn: tenant, running, parked (at most 1000). */
+/**
+ * Each tenant with jobs running or waiting: tenant, running, waiting (parked, and for the tenant
+ * alone in the queue, its queued jobs too), at most 1000 tenants.
+ */
 const TENANT_COUNTS = `
-local FP = ARGV[1]
+local FP, Q = ARGV[1], ARGV[2]
+local solo = redis.call('GET', FP .. 'solo')
 local seen, out = {}, {}
 local function add(t)
   if seen[t] or #out >= 3000 then return end
   seen[t] = true
   table.insert(out, t)
   table.insert(out, redis.call('ZCARD', FP .. 'running:' .. t))
-  table.insert(out, redis.call('ZCARD', FP .. 'lane:' .. t))
+  local waiting = redis.call('ZCARD', FP .. 'lane:' .. t)
+  if t == solo then
+    waiting = waiting + redis.call('ZCOUNT', Q .. 'prioritized', ${SOLO_BAND} * 0x100000000, '+inf')
+  end
+  table.insert(out, waiting)
 end
+if solo then add(solo) end
 for _, t in ipairs(redis.call('SMEMBERS', FP .. 'busy')) do add(t) end
 for _, t in ipairs(redis.call('ZRANGE', FP .. 'ready', 0, 999)) do add(t) end
 for _, t in ipairs(redis.call('ZRANGE', FP .. 'capped', 0, 999)) do add(t) end
@@ -299,6 +351,14 @@ export function createFairShare({
     parkOnMulti(multi: QueueMulti, tenant: string, id: string, priority: number): void {
       multi.eval(PARK, 1, anchor, ...args(), tenant, id, String(priority));
     },
+    /**
+     * Places a job the same MULTI adds, not parked: a `direct` one in band 0, with the released
+     * jobs; a `solo` one (its tenant is alone in the queue) behind any other tenant's job BullMQ
+     * prioritized (a delay ran out, a schedule's run). See the comment at the top.
+     */
+    placeOnMulti(multi: QueueMulti, id: string, placement: 'direct' | 'solo'): void {
+      multi.eval(PLACE, 1, anchor, `${layout.queueKey(QUEUES.analyses)}:`, id, placement);
+    },
     /** Fills free slots, in fair order; the number of jobs promoted. */
     async dispatch(): Promise<number> {
       return Number(await evalScript(redis, FREED, 1, anchor, ...args(), '', '', '0', '0'));
@@ -329,7 +389,14 @@ export function createFairShare({
     },
     /** Each tenant's running and parked jobs, for metrics. */
     async tenants(): Promise<TenantShare[]> {
-      const flat = (await evalScript(redis, TENANT_COUNTS, 1, anchor, layout.fair)) as (string | number)[];
+      const flat = (await evalScript(
+        redis,
+        TENANT_COUNTS,
+        1,
+        anchor,
+        layout.fair,
+        `${layout.queueKey(QUEUES.analyses)}:`,
+      )) as (string | number)[];
       const out: TenantShare[] = [];
       for (let i = 0; i + 2 < flat.length; i += 3) {
         out.push({ tenant: String(flat[i]), running: Number(flat[i + 1]), waiting: Number(flat[i + 2]) });

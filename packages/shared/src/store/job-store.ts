@@ -115,8 +115,9 @@ return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', 
  * (its input and result stay in Redis until retention removes it); one still there is moved to
  * the back, so the walk goes round every entry. Last, a job due now is placed (fair-share.ts):
  * `direct` when a worker slot is free, its tenant is under its cap and no tenant waits for a
- * turn (it then takes its share at once), `capped` when its tenant is at its cap, `park`
- * otherwise.
+ * turn (it then takes its share at once); `solo` when its tenant is alone in the queue (it
+ * queues in the solo band and takes its share at the gate when it starts); `capped` when its
+ * tenant is at its cap; `park` otherwise.
  */
 const ADMIT = `${fairLua(15)}
 local function finished(id)
@@ -203,9 +204,12 @@ if ARGV[22] == '1' then
   fair_revoke(t)
   if redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
     placement = 'capped'
-  elseif not redis.call('ZRANGE', FP .. 'ready', 0, 0)[1] and fair_idle(0) > 0 then
+  elseif redis.call('EXISTS', FP .. 'ready') == 0 and fair_free() > 0 then
+    fair_solo(t)
     fair_take(t, ARGV[1])
     placement = 'direct'
+  elseif fair_solo(t) then
+    placement = 'solo'
   else
     placement = 'park'
   end
@@ -331,8 +335,9 @@ async function runAdmit(
 
 export type Admission =
   /**
-   * `direct`: the job may start at once; `park`: it waits for its tenant's turn (fair-share.ts),
-   * `capped`: for one of its tenant's jobs to end.
+   * `direct`: the job may start at once; `solo`: its tenant is alone in the queue, and it queues
+   * there; `park`: it waits for its tenant's turn (fair-share.ts); `capped`: for one of its
+   * tenant's jobs to end.
    */
   (
     | { kind: 'new'; placement: Placement }
@@ -346,7 +351,7 @@ export type Admission =
   };
 
 /** Where an admitted job goes: straight to BullMQ's wait list, or parked for its turn (fair-share.ts). */
-export type Placement = 'direct' | 'park' | 'capped';
+export type Placement = 'direct' | 'solo' | 'park' | 'capped';
 
 /** No per-tenant caps: fair order only. */
 const NO_CAPS: FairLimits = { tenantMaxActive: { jobs: 0, overrides: new Map() } };
@@ -600,7 +605,7 @@ export function createJobStore({
         return { kind: 'storage_full', budget: Number(value), stored: Number(extra), ...rate };
       }
       if (kind === 'full') return { kind: 'backlog_full', quota: Number(value), ...rate };
-      const placement: Placement = extra === 'park' || extra === 'capped' ? extra : 'direct';
+      const placement: Placement = extra === 'park' || extra === 'capped' || extra === 'solo' ? extra : 'direct';
       return { kind: 'new', placement, ...rate };
     },
 
@@ -656,6 +661,9 @@ export function createJobStore({
         .eval(TRIM_INDEX, 1, index, cutoff, jobPrefix, String(Math.random()));
       // A parked job enters its tenant's lane in the same transaction, so it is never stranded.
       if (parked) fair.parkOnMulti(multi, a.tenant, a.id, opts.priority ?? DEFAULT_PRIORITY);
+      else if ((a.placement === 'solo' || a.placement === 'direct') && !a.delayMs) {
+        fair.placeOnMulti(multi, a.id, a.placement);
+      }
       const results = (await multi.exec()) ?? [];
       for (const [err] of results) if (err) throw err;
       // A slot is free although someone waits (a job ended meanwhile): fill it now.
@@ -767,8 +775,7 @@ local t, id = ARGV[9], ARGV[10]
 redis.call('ZREM', FP .. 'spares', fair_spare(t, id))
 if f[1] then return { f[1], false, {}, 'run' } end
 if not redis.call('ZSCORE', fair_running(t), id) then
-  local waiting = redis.call('ZRANGE', FP .. 'ready', 0, 0)[1]
-  if waiting or redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
+  if fair_others_wait(t) or redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
     if not bull_park_active(Q, id, ARGV[12], now, maxlen) then return { false, false, {}, 'lost' } end
     fair_park(t, id, ARGV[11])
     return { false, false, {}, 'park' }
