@@ -214,6 +214,29 @@ export const SCHEDULER_RUN_ID = /^repeat:(sch_[0-9A-HJKMNP-TV-Z]{26}):(\d{13})$/
 export const NO_RESULT_LENGTH = 4;
 
 /**
+ * Added to a lone tenant's job's priority band (fair-share.ts): above the API's 1–1000, far below
+ * BullMQ's 2^21, so every score stays an exact integer (under 2^53).
+ */
+export const SOLO_BAND = 1024;
+
+/** The band moves of `BULL_LUA` alone, for a script sent with every submit (see below). */
+export const BULL_BANDS = `
+local function bull_lower(Q, id)
+  local s = redis.call('ZSCORE', Q .. 'prioritized', id)
+  if not s then return false end
+  redis.call('ZADD', Q .. 'prioritized', 'XX', tonumber(s) + ${SOLO_BAND} * 0x100000000, id)
+  return true
+end
+local function bull_solo_head(Q)
+  return redis.call('ZRANGEBYSCORE', Q .. 'prioritized', ${SOLO_BAND} * 0x100000000, '+inf', 'LIMIT', 0, 1)[1]
+end
+local function bull_raise(Q, id)
+  local pc = redis.call('INCR', Q .. 'pc')
+  return redis.call('ZADD', Q .. 'prioritized', 'XX', 'CH', pc % 0x100000000, id) == 1
+end
+`;
+
+/**
  * Lua functions over BullMQ's layout, for our scripts. `Q` is the queue's key prefix
  * (`{prefix}:analyses:`). A job parked for its tenant's turn (fair-share.ts) waits in BullMQ's
  * `waiting-children` set, the state a flow's parent is born in: no worker fetches it, no stalled
@@ -235,15 +258,10 @@ export const NO_RESULT_LENGTH = 4;
  *   `bull_solo_head` is the solo band's first job, and `bull_raise` moves a job to band 0 (a
  *   release, for a job already in the queue).
  *
- * The contract test checks both against the pinned BullMQ: a parked job is taken by a Worker
- * once promoted, in priority order, and a job parked from active is left alone by BullMQ.
+ * The contract test checks them against the pinned BullMQ: a parked job is taken by a Worker
+ * once promoted, in priority order; a job parked from active is left alone by BullMQ; band 0, the
+ * API's priorities and the solo band are served in that order.
  */
-/**
- * Added to a lone tenant's job's priority band (fair-share.ts): above the API's 1–1000, far below
- * BullMQ's 2^21, so every score stays an exact integer (under 2^53).
- */
-export const SOLO_BAND = 1024;
-
 export const BULL_LUA = `
 local function bull_promote(Q, id, maxlen)
   if redis.call('ZREM', Q .. 'waiting-children', id) == 0 then return false end
@@ -278,20 +296,7 @@ local function bull_busy(Q, all)
   local queued = all and redis.call('ZCARD', Q .. 'prioritized') or redis.call('ZCOUNT', Q .. 'prioritized', '-inf', '(4294967296')
   return redis.call('LLEN', Q .. 'active') + redis.call('LLEN', Q .. 'wait') + queued
 end
-local function bull_lower(Q, id)
-  local s = redis.call('ZSCORE', Q .. 'prioritized', id)
-  if not s then return false end
-  redis.call('ZADD', Q .. 'prioritized', 'XX', tonumber(s) + ${SOLO_BAND} * 0x100000000, id)
-  return true
-end
-local function bull_solo_head(Q)
-  return redis.call('ZRANGEBYSCORE', Q .. 'prioritized', ${SOLO_BAND} * 0x100000000, '+inf', 'LIMIT', 0, 1)[1]
-end
-local function bull_raise(Q, id)
-  local pc = redis.call('INCR', Q .. 'pc')
-  return redis.call('ZADD', Q .. 'prioritized', 'XX', 'CH', pc % 0x100000000, id) == 1
-end
-local function bull_queued(Q) return redis.call('LLEN', Q .. 'wait') + redis.call('ZCARD', Q .. 'prioritized') end
+${BULL_BANDS}local function bull_queued(Q) return redis.call('LLEN', Q .. 'wait') + redis.call('ZCARD', Q .. 'prioritized') end
 local function bull_parked(Q, id) return redis.call('ZSCORE', Q .. 'waiting-children', id) ~= false end
 local function bull_done(Q, id)
   local k = Q .. id

@@ -1,6 +1,6 @@
 import type { Config } from '../config.ts';
 import type { RedisConnection } from '../redis.ts';
-import { BULL_LUA, type Layout, QUEUES, type QueueMulti, SOLO_BAND } from './bullmq-layout.ts';
+import { BULL_BANDS, BULL_LUA, type Layout, QUEUES, type QueueMulti, SOLO_BAND } from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
 
 /**
@@ -226,7 +226,7 @@ return fair_idle(0)`;
  * A job the submit MULTI just added, placed: `direct` (it took a free slot's share) into band 0,
  * ahead of everything, so the dispatcher counts it; `solo` (its tenant is alone) into the solo band.
  */
-const PLACE = `${BULL_LUA}
+const PLACE = `${BULL_BANDS}
 if ARGV[3] == 'solo' then return bull_lower(ARGV[1], ARGV[2]) and 1 or 0 end
 return bull_raise(ARGV[1], ARGV[2]) and 1 or 0`;
 
