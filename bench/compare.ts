@@ -110,22 +110,32 @@ const env = (prefix: string, extra: Record<string, string> = {}) => ({
   WORKER_CONCURRENCY: String(WORKER_CONCURRENCY),
   ...extra,
 });
-/** Commands Redis has executed since the last CONFIG RESETSTAT (INFO commandstats, all commands). */
-async function commandCount(): Promise<number> {
+/** Calls by command name since the last CONFIG RESETSTAT (INFO commandstats, script-internal included). */
+async function commandStats(): Promise<Map<string, number>> {
   const stats = await redis.info('commandstats');
-  let calls = 0;
-  for (const m of stats.matchAll(/calls=(\d+)/g)) calls += Number(m[1]);
-  return calls;
+  return new Map(
+    [...stats.matchAll(/cmdstat_([^:]+):calls=(\d+)/g)].map(([, name, calls]) => [name ?? '', Number(calls)]),
+  );
 }
 
-/** Commands per job by name since the last RESETSTAT, most frequent first (`evalsha 3.0, hmget 1.0`). */
-async function commandBreakdown(jobs: number): Promise<string> {
-  const stats = await redis.info('commandstats');
-  const counts = [...stats.matchAll(/cmdstat_([^:]+):calls=(\d+)/g)].map(([, name, calls]) => ({
-    name: name ?? '',
-    perJob: Number(calls) / jobs,
-  }));
-  return counts
+/** CPU seconds the bench's redis-server has used (INFO cpu, user + system, main thread included). */
+async function redisCpu(): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+
+const sum = (stats: Map<string, number>) => [...stats.values()].reduce((a, b) => a + b, 0);
+
+/** `stats` less `before`, by name: the commands of one phase. */
+function since(stats: Map<string, number>, before: Map<string, number>): Map<string, number> {
+  return new Map([...stats].map(([name, calls]) => [name, calls - (before.get(name) ?? 0)]));
+}
+
+/** Commands per job by name, most frequent first (`evalsha 3.0, hmget 1.0`). */
+function breakdown(stats: Map<string, number>, jobs: number): string {
+  return [...stats]
+    .map(([name, calls]) => ({ name, perJob: calls / jobs }))
     .filter((c) => c.perJob >= 0.05)
     .sort((a, b) => b.perJob - a.perJob)
     .map((c) => `${c.name} ${fmt(c.perJob, 1)}`)
@@ -328,12 +338,16 @@ async function endToEnd(total: number, resultBytes: number) {
   );
   await client.close();
   await api.stop();
+  const submitted = await commandStats();
   const queue = new Queue('analyses', { connection: redis, prefix });
   const worker = await startWorker(env(prefix));
+  const cpuBefore = await redisCpu();
   const span = await drainSpan(queue, total);
+  const redisCpuPerJob = ((await redisCpu()) - cpuBefore) / total;
   // Includes this bench's own polling of the completed count: the same on both sides.
-  const commands = (await commandCount()) / total;
-  const byCommand = await commandBreakdown(total);
+  const stats = await commandStats();
+  const commands = sum(stats) / total;
+  const byCommand = `submit ${breakdown(submitted, total)}; run ${breakdown(since(stats, submitted), total)}`;
   await worker.stop();
   const perJob = await perJobBytes(queue, () => [], [
     layoutFor(prefix).tenantJobs('bench'),
@@ -355,15 +369,30 @@ async function endToEnd(total: number, resultBytes: number) {
       jobOptionsFor(getContract('simulate'), {}),
     );
   });
+  const rawSubmitted = await commandStats();
   const child = await rawWorker(rawPrefix, 'raw', WORKER_CONCURRENCY, resultBytes);
+  const rawCpuBefore = await redisCpu();
   const rawSpan = await drainSpan(rawQueue, total);
-  const rawCommands = (await commandCount()) / total;
-  const rawByCommand = await commandBreakdown(total);
+  const rawRedisCpuPerJob = ((await redisCpu()) - rawCpuBefore) / total;
+  const rawStats = await commandStats();
+  const rawCommands = sum(rawStats) / total;
+  const rawByCommand = `submit ${breakdown(rawSubmitted, total)}; run ${breakdown(since(rawStats, rawSubmitted), total)}`;
   await stopChild(child);
   const rawPerJob = await perJobBytes(rawQueue, () => [], [rawQueue.keys.completed ?? '']);
   await rawQueue.close();
   await redis.flushall();
-  return { span, rawSpan, perJob, rawPerJob, commands, rawCommands, byCommand, rawByCommand };
+  return {
+    span,
+    rawSpan,
+    perJob,
+    rawPerJob,
+    commands,
+    rawCommands,
+    byCommand,
+    rawByCommand,
+    redisCpuPerJob,
+    rawRedisCpuPerJob,
+  };
 }
 
 if (runs('drain', 'commands', 'memory')) {
@@ -393,6 +422,9 @@ if (runs('drain', 'commands', 'memory')) {
   );
   notes.push(
     'drain: one tenant alone, so its jobs queue in BullMQ as they would without fair share (the solo band) and take their share when a worker starts them; what is left of the gap is our attempt start (cancel flag, gate, checkpoint and steps in one script) and the slot handed on after each job, one script each.',
+  );
+  notes.push(
+    `drain, Redis CPU per job while draining: longhaul ${fmt(small.redisCpuPerJob * 1e6, 1)} µs, raw ${fmt(small.rawRedisCpuPerJob * 1e6, 1)} µs; Redis busy ${fmt((small.redisCpuPerJob * total * 100) / small.span)}% of the drain, raw ${fmt((small.rawRedisCpuPerJob * total * 100) / small.rawSpan)}%.`,
   );
   notes.push(`commands by name, longhaul: ${small.byCommand}`);
   notes.push(`commands by name, raw BullMQ: ${small.rawByCommand}`);
@@ -504,7 +536,7 @@ if (runs('idle')) {
   await redis.config('RESETSTAT');
   const seconds = Math.max(5, Math.round(30 * Math.min(1, SCALE * 5)));
   await sleep(seconds * 1_000);
-  const perMinute = ((await commandCount()) - 1) * (60 / seconds);
+  const perMinute = (sum(await commandStats()) - 1) * (60 / seconds);
   await Promise.all([api.stop(), worker.stop()]);
   notes.push(
     `idle: one API and one worker with nothing to do send about ${fmt(perMinute)} Redis commands a minute (BullMQ's blocking wait and stalled-job checks), about ${fmt((perMinute * 60 * 24 * 30) / 1e6, 1)} million a month: choose a fixed-price plan on metered providers.`,
