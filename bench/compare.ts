@@ -150,14 +150,20 @@ const memoryUsage = async (key: string) => Number((await redis.call('MEMORY', 'U
  */
 async function perJobBytes(queue: Queue, perJobKeys: (id: string) => string[], sharedKeys: string[]) {
   const ids = (await queue.getJobs(['completed'], 0, 199)).map((j) => j.id ?? '');
-  let total = 0;
+  let hashes = 0;
   for (const id of ids) {
-    for (const key of [queue.toKey(id), ...perJobKeys(id)]) total += await memoryUsage(key);
+    for (const key of [queue.toKey(id), ...perJobKeys(id)]) hashes += await memoryUsage(key);
   }
   const count = await queue.getCompletedCount();
+  // Each shared key's bytes per job, by the key's last segment (`jobs`, `storage`, `completed`).
+  const parts = [`job hash ${fmt(hashes / ids.length)}`];
   let shared = 0;
-  for (const key of sharedKeys) shared += await memoryUsage(key);
-  return total / ids.length + shared / count;
+  for (const key of sharedKeys) {
+    const bytes = await memoryUsage(key);
+    shared += bytes;
+    parts.push(`${key.split(':').at(-1)} ${fmt(bytes / count)}`);
+  }
+  return { bytes: hashes / ids.length + shared / count, parts: parts.join(', ') };
 }
 
 function record(row: Omit<Row, 'met'>, met: boolean) {
@@ -349,7 +355,7 @@ async function endToEnd(total: number, resultBytes: number) {
   const commands = sum(stats) / total;
   const byCommand = `submit ${breakdown(submitted, total)}; run ${breakdown(since(stats, submitted), total)}`;
   await worker.stop();
-  const perJob = await perJobBytes(queue, () => [], [
+  const { bytes: perJob, parts: perJobParts } = await perJobBytes(queue, () => [], [
     layoutFor(prefix).tenantJobs('bench'),
     // The tenant's storage budget keeps each job's input and result size until the job is gone.
     layoutFor(prefix).storageJobs('bench'),
@@ -378,7 +384,9 @@ async function endToEnd(total: number, resultBytes: number) {
   const rawCommands = sum(rawStats) / total;
   const rawByCommand = `submit ${breakdown(rawSubmitted, total)}; run ${breakdown(since(rawStats, rawSubmitted), total)}`;
   await stopChild(child);
-  const rawPerJob = await perJobBytes(rawQueue, () => [], [rawQueue.keys.completed ?? '']);
+  const { bytes: rawPerJob, parts: rawPerJobParts } = await perJobBytes(rawQueue, () => [], [
+    rawQueue.keys.completed ?? '',
+  ]);
   await rawQueue.close();
   await redis.flushall();
   return {
@@ -386,6 +394,8 @@ async function endToEnd(total: number, resultBytes: number) {
     rawSpan,
     perJob,
     rawPerJob,
+    perJobParts,
+    rawPerJobParts,
     commands,
     rawCommands,
     byCommand,
@@ -438,6 +448,7 @@ if (runs('drain', 'commands', 'memory')) {
     },
     small.perJob / small.rawPerJob <= 1.1,
   );
+  notes.push(`memory per retained small job, by key (B): longhaul ${small.perJobParts}; raw ${small.rawPerJobParts}.`);
   notes.push(
     `commands: what a metered Redis (Upstash) bills per job. Both counts include this bench's own polling of the completed count, the same on both sides.`,
   );
