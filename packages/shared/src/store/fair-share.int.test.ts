@@ -149,6 +149,26 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     expect(taken?.park).toBe(false);
   });
 
+  it('when the tenant that held the queue was served before the newcomer last was, then the newcomer still goes first', async () => {
+    await setUp(1);
+    const flood = [await submit('a', 1), await submit('a', 1), await submit('a', 1)];
+    const first = await take();
+    expect(first?.job.id).toBe(flood[0]);
+    // b's delayed job comes due while a's flood queues: it runs next, and b was served last.
+    const due = newJobId();
+    await queue.add('simulate', { tenant: 'b', input: { durationMs: 0 } }, { jobId: due, priority: 500 });
+    if (!first) throw new Error('nothing taken');
+    await finish(first.job);
+    const running = await take();
+    expect(running?.job.id).toBe(due);
+    // b submits again while the slot is busy: parked, and a joins the turns behind it.
+    const b = await submit('b');
+    expect(await parked(b)).toBe(true);
+    if (!running) throw new Error('nothing taken');
+    await finish(running.job);
+    expect((await take())?.job.id).toBe(b);
+  });
+
   it('when one tenant waits alone after others, then a few of its jobs go out as spares, and a tenant that arrives takes them back', async () => {
     await setUp(2);
     // c's jobs take the slots and c holds the queue, so a's jobs are parked: a waits for turns

@@ -141,9 +141,14 @@ local function fair_park(t, id, priority)
   local seq = redis.call('INCR', FP .. 'seq')
   redis.call('ZADD', fair_lane(t), tonumber(priority) * 0x100000000 + seq % 0x100000000, id)
   fair_enter(t)
-  -- The tenant that held the queue alone takes turns from now on, with its queued jobs.
+  -- The tenant that held the queue alone takes turns from now on, with its queued jobs: behind
+  -- the one that made it share, whenever either was last served.
   local solo = redis.call('GET', FP .. 'solo')
-  if solo and solo ~= t and bull_solo_head(Q) then fair_enter(solo) end
+  local s = redis.call('ZSCORE', FP .. 'ready', t)
+  if s and solo and solo ~= t and not redis.call('ZSCORE', FP .. 'capped', solo) and bull_solo_head(Q) then
+    local last = tonumber(redis.call('HGET', FP .. 'served', solo) or '-1')
+    redis.call('ZADD', FP .. 'ready', 'NX', math.max(last, tonumber(s) + 0.5), solo)
+  end
 end
 local function fair_others_wait(t)
   local head = redis.call('ZRANGE', FP .. 'ready', 0, 1)
