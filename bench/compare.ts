@@ -358,7 +358,6 @@ async function endToEnd(total: number, resultBytes: number) {
   const { bytes: perJob, parts: perJobParts } = await perJobBytes(queue, () => [], [
     layoutFor(prefix).tenantJobs('bench'),
     // The tenant's storage budget keeps each job's input and result size until the job is gone.
-    layoutFor(prefix).storageJobs('bench'),
     layoutFor(prefix).storageBytes('bench'),
     queue.keys.completed ?? '',
   ]);

@@ -118,11 +118,9 @@ export function layoutFor(prefix: string) {
     /** Ours: a tenant's unfinished job ids, scored by reservation time; its size is the backlog. */
     backlog: (tenant: string) => `${prefix}:lh:tenant:${tenant}:backlog`,
     /**
-     * Ours: a tenant's jobs that hold stored bytes (inline input, result), scored by when they
-     * were last looked at; the admit script walks it oldest first and drops jobs that are gone.
+     * Ours: a tenant's stored bytes: field `total`, and per job that holds bytes (inline input,
+     * result) `"{input},{result},{since}"`; see `STORAGE_LUA` in job-store.ts.
      */
-    storageJobs: (tenant: string) => `${prefix}:lh:tenant:${tenant}:storage`,
-    /** Ours: a tenant's stored bytes: field `{id}` (input), `{id}:r` (result), and `total`. */
     storageBytes: (tenant: string) => `${prefix}:lh:tenant:${tenant}:bytes`,
     /** Ours: `{ id, bodyHash }` of the request that first used an Idempotency-Key. */
     idempotency: (tenant: string, keyHash: string) => `${prefix}:lh:idem:${tenant}:${keyHash}`,

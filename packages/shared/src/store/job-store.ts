@@ -104,6 +104,34 @@ return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', 
   redis.call('ZSCORE', KEYS[11], ARGV[1]) or false }`;
 
 /**
+ * A tenant's stored bytes (its storage budget), in one hash: field `total`, and one field per job
+ * that holds bytes, `"{input},{result},{since}"` (bytes, bytes, seconds since the epoch when it was
+ * first counted). One field per job, not a sorted set beside it: the budget's entries are a good
+ * part of what a retained small job costs in Redis. The admit script samples fields at random
+ * (`HRANDFIELD`) and drops those whose job is gone; `since` keeps it off entries whose job may
+ * still be being added. `storage_count` sets the input or the result figure (nil keeps it), so a
+ * retried attempt replaces its figure and never adds it twice.
+ */
+const STORAGE_LUA = `
+local function storage_figures(v)
+  if not v then return 0, 0, 0 end
+  local input, result, since = string.match(v, '^(%-?%d+),(%-?%d+),(%d+)$')
+  -- The earlier layout kept one figure a field: '{id}' the input's, '{id}:r' the result's.
+  if not input then return tonumber(v) or 0, 0, 0 end
+  return tonumber(input) or 0, tonumber(result) or 0, tonumber(since) or 0
+end
+local function storage_count(key, id, input, result, nowMs)
+  local v = redis.call('HGET', key, id)
+  local oldInput, oldResult, since = storage_figures(v)
+  if not v then since = math.floor(tonumber(nowMs) / 1000) end
+  input, result = input or oldInput, result or oldResult
+  redis.call('HSET', key, id, input .. ',' .. result .. ',' .. since)
+  local delta = input + result - oldInput - oldResult
+  if delta ~= 0 then redis.call('HINCRBY', key, 'total', delta) end
+end
+`;
+
+/**
  * Admission of a submission, atomic: the tenant's rate limit counts it (one fixed window per
  * tenant, shared by every API replica) and refuses it past the limit; an Idempotency-Key already
  * used answers with the job it names; a tenant over its storage budget refuses; a full backlog
@@ -111,9 +139,9 @@ return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', 
  * its input bytes against the storage budget. Every answer carries the window's count and time
  * left (3rd and 4th). The backlog's oldest entries are checked on the way and dropped once their
  * job has finished or gone, so the set follows the real backlog; when it looks full, up to 200 of
- * them are checked. Storage entries are repaired the same way, but only once their job is gone
- * (its input and result stay in Redis until retention removes it); one still there is moved to
- * the back, so the walk goes round every entry. Last, a job due now is placed (fair-share.ts):
+ * them are checked. Storage entries are repaired likewise, 2 (or 200) sampled at random, but
+ * only once their job is gone (its input and result stay in Redis until retention removes it).
+ * Last, a job due now is placed (fair-share.ts):
  * `direct` when a worker slot is free, its tenant is under its cap and no tenant waits for a
  * turn (it then takes its share at once); `solo` when its tenant is alone in the queue (it
  * queues in the solo band and takes its share at the gate when it starts); `capped` when its
@@ -132,32 +160,33 @@ local function repair(n)
     if id ~= ARGV[1] and finished(id) then redis.call('ZREM', KEYS[2], id) end
   end
 end
-local function releaseStorage(id)
-  local b = redis.call('HMGET', KEYS[4], id, id .. ':r')
-  local n = (tonumber(b[1]) or 0) + (tonumber(b[2]) or 0)
-  redis.call('HDEL', KEYS[4], id, id .. ':r')
-  redis.call('ZREM', KEYS[3], id)
-  if n ~= 0 then redis.call('HINCRBY', KEYS[4], 'total', -n) end
-end
+${STORAGE_LUA}
 local function repairStorage(n)
-  local settled = tonumber(ARGV[5]) - tonumber(ARGV[9])
-  local oldest = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', settled, 'LIMIT', 0, n)
-  for _, id in ipairs(oldest) do
-    if id ~= ARGV[1] then
-      if redis.call('EXISTS', ARGV[8] .. id) == 0 then releaseStorage(id)
-      else redis.call('ZADD', KEYS[3], 'XX', ARGV[5], id) end
+  local settled = (tonumber(ARGV[5]) - tonumber(ARGV[9])) / 1000
+  local sample = redis.call('HRANDFIELD', KEYS[3], n, 'WITHVALUES')
+  for i = 1, #sample, 2 do
+    local id, figures = sample[i], sample[i + 1]
+    -- A result figure kept as '{id}:r' (the earlier layout) goes with its job.
+    local jobId = string.match(id, '^(.*):r$') or id
+    if id ~= 'total' and jobId ~= ARGV[1] then
+      local input, result, since = storage_figures(figures)
+      if since <= settled and redis.call('EXISTS', ARGV[8] .. jobId) == 0 then
+        redis.call('HDEL', KEYS[3], id)
+        if input + result ~= 0 then redis.call('HINCRBY', KEYS[3], 'total', -(input + result)) end
+      end
     end
   end
 end
 local function stored()
-  return tonumber(redis.call('HGET', KEYS[4], 'total') or '0') - tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+  local input, result = storage_figures(redis.call('HGET', KEYS[3], ARGV[1]))
+  return tonumber(redis.call('HGET', KEYS[3], 'total') or '0') - input - result
 end
 local limit, hits, ttl = tonumber(ARGV[13]), 0, 0
 if limit > 0 then
-  hits = redis.call('INCR', KEYS[5])
-  if hits == 1 then redis.call('PEXPIRE', KEYS[5], ARGV[14]) end
-  ttl = redis.call('PTTL', KEYS[5])
-  if ttl < 0 then redis.call('PEXPIRE', KEYS[5], ARGV[14]); ttl = tonumber(ARGV[14]) end
+  hits = redis.call('INCR', KEYS[4])
+  if hits == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[14]) end
+  ttl = redis.call('PTTL', KEYS[4])
+  if ttl < 0 then redis.call('PEXPIRE', KEYS[4], ARGV[14]); ttl = tonumber(ARGV[14]) end
   if hits > limit then return { 'rate', limit, hits, ttl } end
 end
 if ARGV[6] == '1' then
@@ -188,12 +217,8 @@ if quota > 0 then
   end
 end
 if budget > 0 then
-  local before = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
-  redis.call('HSET', KEYS[4], ARGV[1], bytes)
-  redis.call('HINCRBY', KEYS[4], 'total', bytes - before)
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[1])
+  storage_count(KEYS[3], ARGV[1], bytes, nil, ARGV[5])
   redis.call('EXPIRE', KEYS[3], ARGV[12])
-  redis.call('EXPIRE', KEYS[4], ARGV[12])
 end
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[1], cjson.encode({ id = ARGV[1], bodyHash = ARGV[2] }), 'EX', ARGV[3])
@@ -222,14 +247,9 @@ return { 'ok', '', hits, ttl, placement }`;
  * figure is written just before it; the admit script drops it once the job is gone, so a figure
  * for a result that never landed cannot outlive its job.
  */
-const ACCOUNT_RESULT = `
-local f = ARGV[1] .. ':r'
-local before = tonumber(redis.call('HGET', KEYS[2], f) or '0')
-redis.call('HSET', KEYS[2], f, ARGV[2])
-redis.call('HINCRBY', KEYS[2], 'total', tonumber(ARGV[2]) - before)
-redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[1])
+const ACCOUNT_RESULT = `${STORAGE_LUA}
+storage_count(KEYS[1], ARGV[1], nil, tonumber(ARGV[2]), ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 0`;
 
 /**
@@ -307,10 +327,9 @@ async function runAdmit(
   return (await evalScript(
     redis,
     ADMIT,
-    5,
+    4,
     p.idempotency ? layout.idempotency(p.tenant, p.idempotency.keyHash) : layout.backlog(p.tenant),
     layout.backlog(p.tenant),
-    layout.storageJobs(p.tenant),
     layout.storageBytes(p.tenant),
     layout.rate(p.tenant),
     p.id,
@@ -924,8 +943,7 @@ export function createJobRunStore({
       await evalScript(
         redis,
         ACCOUNT_RESULT,
-        2,
-        layout.storageJobs(tenant),
+        1,
         layout.storageBytes(tenant),
         id,
         String(bytes),
