@@ -98,15 +98,15 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     const low = [await submit('a', 900), await submit('a', 900), await submit('a', 900)];
     const high = await submit('a', 5);
     for (const id of [...low, high]) expect(await parked(id)).toBe(false);
-    // Two have their share already, two wait in the queue.
-    expect(await runs.fair.tenants()).toEqual([{ tenant: 'a', running: 2, waiting: 2 }]);
-    // The first two took the free slots as they came; the rest queue in the tenant's own order.
+    // All four wait in the queue, and take their share as they start.
+    expect(await runs.fair.tenants()).toEqual([{ tenant: 'a', running: 0, waiting: 4 }]);
+    // BullMQ serves them as it would without fair share: in the tenant's own priority order.
     const order = [];
     for (let t = await take(); t; t = await take()) {
       expect(t.park).toBe(false);
       order.push(t.job.id);
     }
-    expect(order).toEqual([low[0], low[1], high, low[2]]);
+    expect(order).toEqual([high, low[0], low[1], low[2]]);
   });
 
   it('when a tenant floods at priority 1, then a later tenant takes the next free slot, and then they take turns', async () => {
@@ -170,32 +170,32 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
   });
 
   it('when one tenant waits alone after others, then a few of its jobs go out as spares, and a tenant that arrives takes them back', async () => {
-    await setUp(2);
-    // c's jobs take the slots and c holds the queue, so a's jobs are parked: a waits for turns
-    // although nobody else waits.
-    await submit('c');
-    await submit('c');
+    await setUp(0);
+    // b's job holds the queue, so a's jobs are parked; a worker with 2 slots then releases a's
+    // first job and b's, and two more of a's as spares.
+    const b = await submit('b');
     const flood = [];
     for (let i = 0; i < 8; i++) flood.push(await submit('a'));
     for (const id of flood) expect(await parked(id)).toBe(true);
-    const c = await take();
+    await runs.fair.heartbeat('another', 2);
+    const first = await take();
     const second = await take();
-    if (!c || !second) throw new Error('nothing taken');
-    expect(second.park).toBe(false);
-    await finish(c.job);
-    // One job for the free slot, and two spares (at most the slots) waiting ahead of the next.
+    expect([first?.job.id, second?.job.id]).toEqual([flood[0], b]);
+    if (!first) throw new Error('nothing taken');
+    await finish(first.job);
+    // a waits alone now: one job for the free slot, and two spares (at most the slots) behind it.
     const band0 = () => connection.zcount(`${prefix}:${QUEUES.analyses}:prioritized`, '-inf', `(${2 ** 32}`);
     expect(await band0()).toBe(3);
-    const b = await submit('b');
-    // b's arrival took the spares back: only the job released for the free slot is still out.
+    const c = await submit('c');
+    // c's arrival took the spares back: only the job released for the free slot is still out.
     expect(await band0()).toBe(1);
     expect(await connection.zcard(`${prefix}:lh:fair:spares`)).toBe(0);
     const third = await take();
-    expect(third?.job.id).toBe(flood[0]);
-    // The next slot that frees is b's, ahead of the rest of a's backlog.
+    expect(third?.job.id).toBe(flood[3]);
+    // The next slot that frees is c's, ahead of the rest of a's backlog.
     if (!third) throw new Error('nothing taken');
     await finish(third.job);
-    expect((await take())?.job.id).toBe(b);
+    expect((await take())?.job.id).toBe(c);
   });
 
   it("when a tenant is at its cap, then its jobs wait as tenant_concurrency and others' jobs use the free slots", async () => {

@@ -141,11 +141,10 @@ end
  * job has finished or gone, so the set follows the real backlog; when it looks full, up to 200 of
  * them are checked. Storage entries are repaired likewise, 2 (or 200) sampled at random, but
  * only once their job is gone (its input and result stay in Redis until retention removes it).
- * Last, a job due now is placed (fair-share.ts):
- * `direct` when a worker slot is free, its tenant is under its cap and no tenant waits for a
- * turn (it then takes its share at once); `solo` when its tenant is alone in the queue (it
- * queues in the solo band and takes its share at the gate when it starts); `capped` when its
- * tenant is at its cap; `park` otherwise.
+ * Last, a job due now is placed (fair-share.ts): `solo` when its tenant is alone in the queue
+ * (it queues in the solo band and takes its share at the gate when it starts); otherwise `direct`
+ * when a worker slot is free, its tenant is under its cap and no tenant waits for a turn (it then
+ * takes its share at once); `capped` when its tenant is at its cap; `park` otherwise.
  */
 const ADMIT = `${fairLua(15)}
 local function finished(id)
@@ -229,12 +228,11 @@ if ARGV[22] == '1' then
   fair_revoke(t)
   if redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
     placement = 'capped'
-  elseif redis.call('EXISTS', FP .. 'ready') == 0 and fair_free() > 0 then
-    fair_solo(t)
-    fair_take(t, ARGV[1])
-    placement = 'direct'
   elseif fair_solo(t) then
     placement = 'solo'
+  elseif redis.call('EXISTS', FP .. 'ready') == 0 and fair_free() > 0 then
+    fair_take(t, ARGV[1])
+    placement = 'direct'
   else
     placement = 'park'
   end
