@@ -70,7 +70,7 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     maxStalledCount: config.worker.maxStalledCount,
     // Retention lives on the Worker, not on each job: every job gets it, however it was born.
     ...retentionOptions(config.retention),
-    name: 'longhaul-worker',
+    // No `name`: BullMQ would store it in every job (`pb`), and it is the same for every worker.
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
   worker.on('failed', (job, err) => {
