@@ -40,10 +40,11 @@ import { evalScript } from './eval-script.ts';
  * jobs queue in BullMQ in the solo band (`bull_lower`: their own priority order, behind any job
  * BullMQ prioritized at an API priority), as BullMQ alone would run them: nothing is parked or
  * released per job. They take their share when a worker starts them, at the gate below. Another
- * tenant's job due meanwhile (a delay ran out, a schedule's run) is served before them; one
- * submitted meanwhile is parked and, on the next freed slot, released into band 0, also served
- * first. From then on, each of the first tenant's queued jobs that a worker takes while others
- * wait is parked at the gate, so the tenants take turns.
+ * tenant's job due meanwhile (a delay ran out, a schedule's run) is served before them. One
+ * submitted meanwhile is parked, and the tenant that held the queue joins the turns just behind
+ * it: the newcomer's job is released on the next freed slot, then the two alternate, the first
+ * tenant's turn raising its next queued job to band 0 (`bull_raise`). One of its queued jobs that
+ * a worker takes while others wait is parked at the gate.
  *
  * Jobs that reach the queue another way (a client delay running out, a schedule's run, a parent
  * whose children finished, a child of a fan-out) pass the same gate when a worker starts them,
