@@ -135,14 +135,15 @@ export function createProcessor(deps: RunJobDeps) {
   async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
     const id = job.id ?? '';
     const tenant = job.data?.tenant ?? '';
-    const slotFreed = (ended: boolean, stillActive: boolean) =>
-      void store.fair
-        .slotFreed(tenant, id, { ended, stillActive })
+    const slotFreed = (ended: boolean, stillActive: boolean, resultBytes?: number) =>
+      void store
+        .finish(tenant, id, { ended, stillActive }, resultBytes)
         .catch((e) => log.warn({ err: e, jobId: id }, 'could not hand the slot on'));
     try {
-      const result = await attempt(job, token, signal);
-      slotFreed(true, true);
-      return result;
+      const { stored, resultBytes } = await attempt(job, token, signal);
+      // The result's bytes are counted against the storage budget in the same script.
+      slotFreed(true, true, resultBytes);
+      return stored;
     } catch (err) {
       // Handed back on shutdown: it keeps its share.
       if (err instanceof WaitingError) throw err;
@@ -178,7 +179,12 @@ export function createProcessor(deps: RunJobDeps) {
 }
 
 function createAttempt({ config, log, store, schedules, implementations, children, cancelPollMs = 2_000 }: RunJobDeps) {
-  return async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
+  /** The result to store, and its size when the tenant has a storage budget. */
+  return async function runAttempt(
+    job: Job<JobData>,
+    token?: string,
+    signal?: AbortSignal,
+  ): Promise<{ stored: unknown; resultBytes?: number }> {
     const id = job.id ?? '';
     const attempt = job.attemptsMade + 1;
     const jobLog = log.child({ jobId: id, attempt, analysis: job.name });
@@ -302,14 +308,9 @@ function createAttempt({ config, log, store, schedules, implementations, childre
         maxBytes: config.limits.resultMaxBytes,
       });
       if (checkpointed) void store.clearCheckpoint(id).catch(() => undefined);
-      // Counted against the tenant's storage budget just before BullMQ stores the result.
-      if (tenantStorageBudget(config.limits, tenant) > 0) {
-        void store
-          .accountResult(tenant, id, bytes)
-          .catch((err) => jobLog.warn({ err }, 'could not count the result against the storage budget'));
-      }
       jobLog.info({ ms: Date.now() - startedAt, encoding: stored.encoding }, 'analysis completed');
-      return stored;
+      // Counted against the tenant's storage budget just before BullMQ stores the result.
+      return tenantStorageBudget(config.limits, tenant) > 0 ? { stored, resultBytes: bytes } : { stored };
     } catch (err) {
       void progress.flush();
       if (err instanceof WaitingChildrenError) {

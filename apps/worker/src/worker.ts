@@ -79,9 +79,7 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     // A job that ended keeps no checkpoint (retention would drop it with the job anyway).
     void store.clearCheckpoint(job.id).catch(() => undefined);
     // It leaves its tenant's share even when it failed outside the processor (stalled too often).
-    void store.fair
-      .slotFreed(job.data?.tenant ?? '', job.id, { ended: true, stillActive: false })
-      .catch(() => undefined);
+    void store.finish(job.data?.tenant ?? '', job.id, { ended: true, stillActive: false }).catch(() => undefined);
   });
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled; handed to another worker'));
 

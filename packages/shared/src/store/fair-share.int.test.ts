@@ -72,7 +72,7 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
 
   /** Finishes a taken job as the processor does: hand the slot on, then complete it. */
   async function finish(job: Job<JobData>): Promise<void> {
-    await runs.fair.slotFreed(job.data.tenant, job.id ?? '', { ended: true, stillActive: true });
+    await runs.finish(job.data.tenant, job.id ?? '', { ended: true, stillActive: true });
     await job.moveToCompleted({ ok: true }, token, false);
   }
 

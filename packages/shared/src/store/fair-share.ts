@@ -218,6 +218,14 @@ local function fair_dispatch(freed)
   end
   return moved
 end
+local function fair_freed(t, id, release, freed)
+  if release == '1' then
+    redis.call('ZREM', fair_running(t), id)
+    fair_uncap(t)
+  end
+  if redis.call('ZCARD', FP .. 'ready') == 0 then return 0 end
+  return fair_dispatch(freed)
+end
 `;
 }
 
@@ -236,15 +244,12 @@ const PLACE = `${BULL_BANDS}
 if ARGV[3] == 'solo' then return bull_lower(ARGV[1], ARGV[2]) and 1 or 0 end
 return bull_raise(ARGV[1], ARGV[2]) and 1 or 0`;
 
-/** A slot frees: the job leaves its tenant's share when it ended (ARGV[10] = '1'), then a dispatch. */
+/**
+ * A slot frees (`fair_freed`): the job leaves its tenant's share when it ended (ARGV[10] = '1'),
+ * then a dispatch. With no job, a dispatch alone.
+ */
 const FREED = `${fairLua(1)}
-local t, id, release, freed = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
-if release == '1' then
-  redis.call('ZREM', fair_running(t), id)
-  fair_uncap(t)
-end
-if redis.call('ZCARD', FP .. 'ready') == 0 then return 0 end
-return fair_dispatch(freed)`;
+return fair_freed(ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]))`;
 
 /**
  * A worker's heartbeat: its slots count for another TTL, `slots` is summed again from the live
@@ -299,6 +304,21 @@ for _, t in ipairs(redis.call('ZRANGE', FP .. 'capped', 0, 999)) do add(t) end
 return out`;
 
 export type FairLimits = Pick<Config['limits'], 'tenantMaxActive'>;
+
+/**
+ * The ARGV of `fair_freed(t, id, release, freed)` after the context, for a slot that frees:
+ * `ended`, the job finished for good (or waits for children), so it leaves its tenant's share;
+ * `stillActive`, the job is still in BullMQ's active list (its completion follows on the same
+ * connection), so its slot counts as free.
+ */
+export function freedArgs(tenant: string, id: string, { ended, stillActive }: SlotFreed): string[] {
+  return [tenant, id, ended ? '1' : '0', stillActive ? '1' : '0'];
+}
+
+export interface SlotFreed {
+  ended: boolean;
+  stillActive: boolean;
+}
 
 /** The ARGV the fair-share functions read (`fairLua(o)`), in order. */
 export function fairArgs(layout: Layout, limits: FairLimits, eventsMaxLen: number, now = Date.now()): string[] {
@@ -368,15 +388,6 @@ export function createFairShare({
     /** Fills free slots, in fair order; the number of jobs promoted. */
     async dispatch(): Promise<number> {
       return Number(await evalScript(redis, FREED, 1, anchor, ...args(), '', '', '0', '0'));
-    },
-    /**
-     * A worker slot frees. `ended`: the job finished for good (or waits for children), so it leaves
-     * its tenant's share. `stillActive`: the job is still in BullMQ's active list (its completion
-     * follows on the same connection), so its slot counts as free. Not awaited by the caller when
-     * the completion must follow it in order.
-     */
-    slotFreed(tenant: string, id: string, { ended, stillActive }: { ended: boolean; stillActive: boolean }) {
-      return evalScript(redis, FREED, 1, anchor, ...args(), tenant, id, ended ? '1' : '0', stillActive ? '1' : '0');
     },
     /** Registers (or refreshes) a worker's slots; concurrency 0 unregisters it. Dispatches. */
     async heartbeat(workerId: string, concurrency: number): Promise<number> {

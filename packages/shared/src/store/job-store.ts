@@ -23,7 +23,7 @@ import {
   stepResultField,
 } from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
-import { createFairShare, type FairLimits, fairArgs, fairLua } from './fair-share.ts';
+import { createFairShare, type FairLimits, fairArgs, fairLua, freedArgs, type SlotFreed } from './fair-share.ts';
 import {
   CHILD_SUMMARY_LUA,
   cancelChildren,
@@ -240,15 +240,19 @@ end
 return { 'ok', '', hits, ttl, placement }`;
 
 /**
- * Counts a job's stored result against its tenant's storage budget, idempotently (a retried
- * attempt replaces the figure, never adds to it). BullMQ's own script stores the result, so the
- * figure is written just before it; the admit script drops it once the job is gone, so a figure
- * for a result that never landed cannot outlive its job.
+ * The end of an attempt, sent just before BullMQ's own completion (or failure) on the same
+ * connection, in one script: the result's bytes counted against the tenant's storage budget when
+ * ARGV[12] is not empty (idempotently: a retried attempt replaces the figure; BullMQ stores the
+ * result just after, and the admit script drops the figure once the job is gone, so a figure for a
+ * result that never landed cannot outlive its job), then the worker slot handed on
+ * (`fair_freed`, fair-share.ts).
  */
-const ACCOUNT_RESULT = `${STORAGE_LUA}
-storage_count(KEYS[1], ARGV[1], nil, tonumber(ARGV[2]), ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 0`;
+const FINISH = `${fairLua(1)}${STORAGE_LUA}
+if ARGV[12] ~= '' then
+  storage_count(KEYS[2], ARGV[9], nil, tonumber(ARGV[12]), now)
+  redis.call('EXPIRE', KEYS[2], ARGV[13])
+end
+return fair_freed(ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]))`;
 
 /**
  * Drops index entries older than the tombstone's life, but only those whose job is gone: an
@@ -937,15 +941,21 @@ export function createJobRunStore({
       });
       return kind !== 'storage_full';
     },
-    async accountResult(tenant: string, id: string, bytes: number): Promise<void> {
-      await evalScript(
+    /**
+     * An attempt ends: its worker slot is handed on (see `SlotFreed`), and with `resultBytes` its
+     * result is counted against the tenant's storage budget. Not awaited by the caller when
+     * BullMQ's completion must follow it in order on the connection.
+     */
+    finish(tenant: string, id: string, slot: SlotFreed, resultBytes?: number): Promise<unknown> {
+      return evalScript(
         redis,
-        ACCOUNT_RESULT,
-        1,
+        FINISH,
+        2,
+        `${layout.fair}ready`,
         layout.storageBytes(tenant),
-        id,
-        String(bytes),
-        String(Date.now()),
+        ...fairArgs(layout, fairLimits, eventsMaxLen),
+        ...freedArgs(tenant, id, slot),
+        resultBytes === undefined ? '' : String(resultBytes),
         String(STORAGE_KEYS_TTL_SECONDS),
       );
     },

@@ -89,8 +89,9 @@ describe('the per-tenant storage budget (real Redis)', () => {
   it('when a result is counted twice (a retried attempt), then it is counted once, and it frees with its job', async () => {
     const runStore = createJobRunStore({ redis, prefix });
     const job = await submit('results', input(100));
-    await runStore.accountResult('results', job.id, 3000);
-    await runStore.accountResult('results', job.id, 3000);
+    const ended = { ended: true, stillActive: false };
+    await runStore.finish('results', job.id, ended, 3000);
+    await runStore.finish('results', job.id, ended, 3000);
     expect(await total('results')).toBe(bytesOf(input(100)) + 3000);
     expect((await submit('results', input(1500))).admission.kind).toBe('storage_full');
 
@@ -115,7 +116,7 @@ describe('the per-tenant storage budget (real Redis)', () => {
   it('when a job is counted, then its one field holds its input, its result and when it was first counted', async () => {
     const runStore = createJobRunStore({ redis, prefix });
     const job = await submit('fields', input(10));
-    await runStore.accountResult('fields', job.id, 42);
+    await runStore.finish('fields', job.id, { ended: true, stillActive: false }, 42);
     const [inputBytes, result, since] = String(await redis.hget(store.layout.storageBytes('fields'), job.id)).split(
       ',',
     );
