@@ -1,5 +1,6 @@
 import {
   createMetricsRegistry,
+  type FairShares,
   isAnalysisName,
   type JobData,
   layoutFor,
@@ -23,8 +24,8 @@ export interface ApiMetricsDeps {
   /** The producer connection: a scrape while Redis is down fails fast and reports `longhaul_redis_up 0`. */
   redis: RedisConnection;
   queuePrefix: string;
-  /** Each tenant's running and parked jobs (the fair share), read on scrape. */
-  shares: () => Promise<TenantShare[]>;
+  /** Each tenant's running and waiting jobs, and the parked ones (the fair share), read on scrape. */
+  shares: () => Promise<FairShares>;
 }
 
 export interface ApiMetrics {
@@ -78,29 +79,23 @@ export function createApiMetrics({ queue, redis, queuePrefix, shares }: ApiMetri
   };
   async function readQueue(): Promise<QueueSnapshot | null> {
     try {
-      const counts = await queue.getJobCounts(...STATES);
-      // The job next in line: the tail of the wait list (BullMQ pushes left, takes right) and the
-      // head of the prioritized set. Every longhaul job carries a priority, so it is usually the latter.
-      const [waitTail, prioritizedHead] = await Promise.all([
+      // The job next in line: the tail of the wait list (BullMQ pushes left, takes right), the
+      // head of the prioritized set (every longhaul job carries a priority, so usually this one),
+      // and the next parked job of each tenant waiting its turn (the first 100).
+      const [counts, waitTail, prioritizedHead, fair] = await Promise.all([
+        queue.getJobCounts(...STATES),
         redis.lindex(layout.wait(QUEUES.analyses), -1),
         redis.zrange(layout.prioritized(QUEUES.analyses), 0, 0),
+        shares(),
       ]);
-      const tenants = await shares();
-      // Parked jobs wait too: the next of each waiting tenant (the first 100) is in line as well.
-      const laneHeads = await Promise.all(
-        tenants
-          .filter((t) => t.waiting > 0)
-          .slice(0, 100)
-          .map(async (t) => (await redis.zrange(layout.fairLane(t.tenant), 0, 0))[0]),
-      );
-      const ids = [waitTail, prioritizedHead[0], ...laneHeads].filter((id): id is string => Boolean(id));
+      const ids = [waitTail, prioritizedHead[0], ...fair.laneHeads].filter((id): id is string => Boolean(id));
       const stamps = await Promise.all(ids.map((id) => redis.hget(layout.job(QUEUES.analyses, id), 'timestamp')));
       const oldest = Math.min(...stamps.map((t) => (t ? Number(t) : Number.POSITIVE_INFINITY)));
-      // Jobs parked for their tenant's turn (in BullMQ's waiting-children set).
-      counts.parked = tenants.reduce((n, t) => n + t.waiting, 0);
+      // Jobs parked for their tenant's turn (in BullMQ's waiting-children set, so in no state above).
+      counts.parked = fair.parked;
       return {
         counts,
-        tenants,
+        tenants: fair.tenants,
         oldestAgeSeconds: Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0,
       };
     } catch {
@@ -122,7 +117,7 @@ export function createApiMetrics({ queue, redis, queuePrefix, shares }: ApiMetri
   });
   new Gauge({
     name: 'longhaul_tenant_jobs',
-    help: "Each tenant's jobs in the fair share, read on scrape: active (handed to a worker, not finished) and waiting (parked for the tenant's turn or its cap).",
+    help: "Each tenant's jobs in the fair share, read on scrape: active (handed to a worker, not finished) and waiting (parked for the tenant's turn or its cap, or queued while it is alone in the queue).",
     labelNames: ['tenant', 'state'] as const,
     registers: [registry],
     async collect() {

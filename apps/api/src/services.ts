@@ -69,7 +69,7 @@ export function createApiServices({ config, log, redis, queueConnection = redis 
     store,
     jobs: createJobService({ config, store, schedules: scheduleStore }),
     schedules: createScheduleService({ config, store: scheduleStore }),
-    metrics: createApiMetrics({ queue, redis, queuePrefix: config.queuePrefix, shares: () => store.fair.tenants() }),
+    metrics: createApiMetrics({ queue, redis, queuePrefix: config.queuePrefix, shares: () => store.fair.shares() }),
     queues: [queue, webhooks] as Queue[],
     async close(): Promise<void> {
       await Promise.all([queue.close(), webhooks.close()]);

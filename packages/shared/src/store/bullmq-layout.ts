@@ -142,6 +142,8 @@ export function layoutFor(prefix: string) {
      * the rest, so the tenant-named keys are built in Lua from this prefix.
      */
     fair,
+    /** Ours: the tenants waiting for a turn; every fair-share script names it (one Cluster slot). */
+    fairReady: `${fair}ready`,
     /** Ours: a tenant's parked jobs, waiting for their turn (see fair-share.ts). */
     fairLane: (tenant: string) => `${fair}lane:${tenant}`,
     /** Ours: a tenant's jobs handed to workers and not finished: its share in use. */
@@ -228,6 +230,9 @@ end
 local function bull_solo_head(Q)
   return redis.call('ZRANGEBYSCORE', Q .. 'prioritized', ${SOLO_BAND} * 0x100000000, '+inf', 'LIMIT', 0, 1)[1]
 end
+local function bull_solo_count(Q)
+  return redis.call('ZCOUNT', Q .. 'prioritized', ${SOLO_BAND} * 0x100000000, '+inf')
+end
 local function bull_raise(Q, id)
   local pc = redis.call('INCR', Q .. 'pc')
   return redis.call('ZADD', Q .. 'prioritized', 'XX', 'CH', pc % 0x100000000, id) == 1
@@ -249,12 +254,12 @@ end
  *   one (less the check for pending children); the worker then throws `WaitingChildrenError`.
  * - `bull_busy` counts the jobs that hold or are about to take a worker slot: active, the wait
  *   list and band 0 (released jobs), which BullMQ serves before any job it prioritized itself
- *   (score `priority * 2^32 + counter`, priority >= 1); with `all`, every prioritized job too.
- * - `bull_queued` counts every job waiting for a worker.
+ *   (score `priority * 2^32 + counter`, priority >= 1).
+ * - `bull_queued` counts every job waiting for a worker; `bull_load` those and the active ones.
  * - `bull_lower` moves a prioritized job to the solo band: its priority plus {@link SOLO_BAND}, so
  *   BullMQ serves it after every job at any API priority (1–1000), in its own priority order;
- *   `bull_solo_head` is the solo band's first job, and `bull_raise` moves a job to band 0 (a
- *   release, for a job already in the queue).
+ *   `bull_solo_head` is the solo band's first job, `bull_solo_count` its size, and `bull_raise`
+ *   moves a job to band 0 (a release, for a job already in the queue).
  *
  * The contract test checks them against the pinned BullMQ: a parked job is taken by a Worker
  * once promoted, in priority order; a job parked from active is left alone by BullMQ; band 0, the
@@ -290,11 +295,13 @@ local function bull_park_active(Q, id, token, now, maxlen)
   redis.call('XADD', Q .. 'events', 'MAXLEN', '~', maxlen, '*', 'event', 'waiting-children', 'jobId', id, 'prev', 'active')
   return true
 end
-local function bull_busy(Q, all)
-  local queued = all and redis.call('ZCARD', Q .. 'prioritized') or redis.call('ZCOUNT', Q .. 'prioritized', '-inf', '(4294967296')
-  return redis.call('LLEN', Q .. 'active') + redis.call('LLEN', Q .. 'wait') + queued
+local function bull_queued(Q) return redis.call('LLEN', Q .. 'wait') + redis.call('ZCARD', Q .. 'prioritized') end
+local function bull_load(Q) return redis.call('LLEN', Q .. 'active') + bull_queued(Q) end
+local function bull_busy(Q)
+  local band0 = redis.call('ZCOUNT', Q .. 'prioritized', '-inf', '(4294967296')
+  return redis.call('LLEN', Q .. 'active') + redis.call('LLEN', Q .. 'wait') + band0
 end
-${BULL_BANDS}local function bull_queued(Q) return redis.call('LLEN', Q .. 'wait') + redis.call('ZCARD', Q .. 'prioritized') end
+${BULL_BANDS}
 local function bull_parked(Q, id) return redis.call('ZSCORE', Q .. 'waiting-children', id) ~= false end
 local function bull_done(Q, id)
   local k = Q .. id

@@ -62,6 +62,23 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     return id;
   }
 
+  /**
+   * Adds a job of `tenant` straight to BullMQ at the default priority, past the dispatcher, as a
+   * client delay that ran out, a retry or a schedule's run reaches the queue.
+   */
+  async function addPastDispatcher(tenant: string): Promise<string> {
+    const id = newJobId();
+    await queue.add('simulate', { tenant, input: { durationMs: 0 } }, { jobId: id, priority: 500 });
+    return id;
+  }
+
+  /** `count` jobs of `tenant`, submitted one after another. */
+  async function submitMany(tenant: string, count: number, priority = 500): Promise<string[]> {
+    const ids = [];
+    for (let i = 0; i < count; i++) ids.push(await submit(tenant, priority));
+    return ids;
+  }
+
   /** Takes the next job as a worker would, and runs the start gate on it. */
   async function take(): Promise<{ job: Job<JobData>; park: boolean } | undefined> {
     const job = (await worker.getNextJob(token, { block: false })) as Job<JobData> | undefined;
@@ -111,8 +128,7 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
 
   it('when a tenant floods at priority 1, then a later tenant takes the next free slot, and then they take turns', async () => {
     await setUp(2);
-    const flood = [];
-    for (let i = 0; i < 6; i++) flood.push(await submit('a', 1));
+    const flood = await submitMany('a', 6, 1);
     const first = await take();
     const second = await take();
     expect([first?.job.id, second?.job.id]).toEqual(flood.slice(0, 2));
@@ -139,11 +155,9 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
 
   it("when a tenant holds the queue and another tenant's job comes due in BullMQ, then it runs before the queued ones", async () => {
     await setUp(1);
-    const flood = [await submit('a', 1), await submit('a', 1), await submit('a', 1)];
-    expect((await take())?.job.id).toBe(flood[0]);
-    // Added straight to BullMQ at the default priority, as a delay that ran out or a schedule's run.
-    const due = newJobId();
-    await queue.add('simulate', { tenant: 'b', input: { durationMs: 0 } }, { jobId: due, priority: 500 });
+    const queued = await submitMany('a', 3, 1);
+    expect((await take())?.job.id).toBe(queued[0]);
+    const due = await addPastDispatcher('b');
     const taken = await take();
     expect(taken?.job.id).toBe(due);
     expect(taken?.park).toBe(false);
@@ -151,12 +165,11 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
 
   it('when the tenant that held the queue was served before the newcomer last was, then the newcomer still goes first', async () => {
     await setUp(1);
-    const flood = [await submit('a', 1), await submit('a', 1), await submit('a', 1)];
+    const queued = await submitMany('a', 3, 1);
     const first = await take();
-    expect(first?.job.id).toBe(flood[0]);
+    expect(first?.job.id).toBe(queued[0]);
     // b's delayed job comes due while a's flood queues: it runs next, and b was served last.
-    const due = newJobId();
-    await queue.add('simulate', { tenant: 'b', input: { durationMs: 0 } }, { jobId: due, priority: 500 });
+    const due = await addPastDispatcher('b');
     if (!first) throw new Error('nothing taken');
     await finish(first.job);
     const running = await take();
@@ -174,8 +187,7 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     // b's job holds the queue, so a's jobs are parked; a worker with 2 slots then releases a's
     // first job and b's, and two more of a's as spares.
     const b = await submit('b');
-    const flood = [];
-    for (let i = 0; i < 8; i++) flood.push(await submit('a'));
+    const flood = await submitMany('a', 8);
     for (const id of flood) expect(await parked(id)).toBe(true);
     await runs.fair.heartbeat('another', 2);
     const first = await take();
@@ -200,8 +212,7 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
 
   it("when a tenant is at its cap, then its jobs wait as tenant_concurrency and others' jobs use the free slots", async () => {
     await setUp(4, { a: 2 });
-    const flood = [];
-    for (let i = 0; i < 5; i++) flood.push(await submit('a'));
+    const flood = await submitMany('a', 5);
     const taken = [await take(), await take()];
     expect(taken.map((t) => t?.job.id)).toEqual(flood.slice(0, 2));
     // Two slots are free, but a is at its cap.
@@ -229,9 +240,7 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     await setUp(4, { a: 1 });
     const first = await submit('a');
     expect((await take())?.job.id).toBe(first);
-    // A job added straight to BullMQ, as a retry or a schedule's run reaches the wait list.
-    const bypass = newJobId();
-    await queue.add('simulate', { tenant: 'a', input: { durationMs: 0 } }, { jobId: bypass, priority: 500 });
+    const bypass = await addPastDispatcher('a');
     const taken = await take();
     expect(taken?.job.id).toBe(bypass);
     expect(taken?.park).toBe(true);
@@ -248,6 +257,22 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     // A worker joins: its heartbeat dispatches (b's turn, then a's job as a spare).
     expect(await runs.fair.heartbeat('another', 1)).toBeGreaterThan(0);
     expect([(await take())?.job.id, (await take())?.job.id]).toContain(id);
+  });
+
+  it("when a lone tenant's jobs queue and another tenant's job is parked, then only the parked one counts as parked", async () => {
+    await setUp(0);
+    await submitMany('a', 3);
+    const b = await submit('b');
+    expect(await parked(b)).toBe(true);
+    const shares = await runs.fair.shares();
+    expect(shares.parked).toBe(1);
+    expect(shares.laneHeads).toEqual([b]);
+    expect(shares.tenants).toEqual(
+      expect.arrayContaining([
+        { tenant: 'a', running: 0, waiting: 3 },
+        { tenant: 'b', running: 0, waiting: 1 },
+      ]),
+    );
   });
 
   it('when a parked job is cancelled, then it leaves its lane and is drained without running', async () => {

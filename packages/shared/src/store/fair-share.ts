@@ -1,6 +1,6 @@
 import type { Config } from '../config.ts';
 import type { RedisConnection } from '../redis.ts';
-import { BULL_BANDS, BULL_LUA, type Layout, QUEUES, type QueueMulti, SOLO_BAND } from './bullmq-layout.ts';
+import { BULL_BANDS, BULL_LUA, type Layout, QUEUES, type QueueMulti } from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
 
 /**
@@ -96,7 +96,7 @@ local function fair_slots() return tonumber(redis.call('GET', FP .. 'slots') or 
 local function fair_idle(freed)
   return fair_slots() + freed - bull_busy(Q) + redis.call('ZCARD', FP .. 'spares')
 end
-local function fair_free() return fair_slots() - bull_busy(Q, true) end
+local function fair_free() return fair_slots() - bull_load(Q) end
 local function fair_solo(t)
   if fair_cap(t) > 0 or redis.call('EXISTS', FP .. 'ready') == 1 then return false end
   if redis.call('GET', FP .. 'solo') == t then return true end
@@ -279,23 +279,28 @@ end
 return fair_dispatch(0)`;
 
 /**
- * Each tenant with jobs running or waiting: tenant, running, waiting (parked, and for the tenant
- * alone in the queue, its queued jobs too), at most 1000 tenants.
+ * Each tenant with jobs running or waiting: tenant, running, parked, queued (for the tenant alone
+ * in the queue, its jobs in the solo band), and the id of its next parked job for the first 100
+ * tenants with one ('' otherwise); at most 1000 tenants.
  */
-const TENANT_COUNTS = `
+const TENANT_COUNTS = `${BULL_BANDS}
 local FP, Q = ARGV[1], ARGV[2]
 local solo = redis.call('GET', FP .. 'solo')
-local seen, out = {}, {}
+local seen, out, heads = {}, {}, 0
 local function add(t)
-  if seen[t] or #out >= 3000 then return end
+  if seen[t] or #out >= 5000 then return end
   seen[t] = true
+  local parked = redis.call('ZCARD', FP .. 'lane:' .. t)
+  local head = ''
+  if parked > 0 and heads < 100 then
+    heads = heads + 1
+    head = redis.call('ZRANGE', FP .. 'lane:' .. t, 0, 0)[1]
+  end
   table.insert(out, t)
   table.insert(out, redis.call('ZCARD', FP .. 'running:' .. t))
-  local waiting = redis.call('ZCARD', FP .. 'lane:' .. t)
-  if t == solo then
-    waiting = waiting + redis.call('ZCOUNT', Q .. 'prioritized', ${SOLO_BAND} * 0x100000000, '+inf')
-  end
-  table.insert(out, waiting)
+  table.insert(out, parked)
+  table.insert(out, t == solo and bull_solo_count(Q) or 0)
+  table.insert(out, head)
 end
 if solo then add(solo) end
 for _, t in ipairs(redis.call('SMEMBERS', FP .. 'busy')) do add(t) end
@@ -349,8 +354,20 @@ export interface TenantShare {
   tenant: string;
   /** Jobs handed to workers and not finished. */
   running: number;
-  /** Jobs parked, waiting for the tenant's turn or for a free slot. */
+  /**
+   * Jobs waiting: parked for the tenant's turn, its cap or a free slot, and, for the tenant alone
+   * in the queue, its jobs queued in BullMQ.
+   */
   waiting: number;
+}
+
+/** The fair share as metrics read it, in one script. */
+export interface FairShares {
+  tenants: TenantShare[];
+  /** Jobs parked (in BullMQ's waiting-children set, out of its queue), all tenants together. */
+  parked: number;
+  /** The next parked job of each tenant that has one (the first 100 tenants). */
+  laneHeads: string[];
 }
 
 /** The dispatcher's entry points: see the comment at the top of this file. */
@@ -368,7 +385,27 @@ export function createFairShare({
   const args = () => fairArgs(layout, limits, eventsMaxLen);
   // Every script names one key under the queue's hash tag, so a Redis Cluster routes it to the
   // node that holds them all; the rest are built in Lua, in the same slot.
-  const anchor = `${layout.fair}ready`;
+  const anchor = layout.fairReady;
+  /** Each tenant's running and waiting jobs, the parked total and the lanes' heads, for metrics. */
+  async function shares(): Promise<FairShares> {
+    const flat = (await evalScript(
+      redis,
+      TENANT_COUNTS,
+      1,
+      anchor,
+      layout.fair,
+      `${layout.queueKey(QUEUES.analyses)}:`,
+    )) as (string | number)[];
+    const out: FairShares = { tenants: [], parked: 0, laneHeads: [] };
+    for (let i = 0; i + 4 < flat.length; i += 5) {
+      const [parked, queued, head] = [Number(flat[i + 2]), Number(flat[i + 3]), String(flat[i + 4])];
+      out.tenants.push({ tenant: String(flat[i]), running: Number(flat[i + 1]), waiting: parked + queued });
+      out.parked += parked;
+      if (head) out.laneHeads.push(head);
+    }
+    return out;
+  }
+
   return {
     /**
      * Enters a job the same MULTI adds parked in its tenant's lane (a no-op if the add was, as
@@ -404,21 +441,10 @@ export function createFairShare({
         ),
       );
     },
-    /** Each tenant's running and parked jobs, for metrics. */
+    shares,
+    /** Each tenant's running and waiting jobs. */
     async tenants(): Promise<TenantShare[]> {
-      const flat = (await evalScript(
-        redis,
-        TENANT_COUNTS,
-        1,
-        anchor,
-        layout.fair,
-        `${layout.queueKey(QUEUES.analyses)}:`,
-      )) as (string | number)[];
-      const out: TenantShare[] = [];
-      for (let i = 0; i + 2 < flat.length; i += 3) {
-        out.push({ tenant: String(flat[i]), running: Number(flat[i + 1]), waiting: Number(flat[i + 2]) });
-      }
-      return out;
+      return (await shares()).tenants;
     },
   };
 }

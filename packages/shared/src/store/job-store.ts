@@ -951,7 +951,7 @@ export function createJobRunStore({
         redis,
         FINISH,
         2,
-        `${layout.fair}ready`,
+        layout.fairReady,
         layout.storageBytes(tenant),
         ...fairArgs(layout, fairLimits, eventsMaxLen),
         ...freedArgs(tenant, id, slot),
