@@ -135,21 +135,21 @@ export function createProcessor(deps: RunJobDeps) {
   async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
     const id = job.id ?? '';
     const tenant = job.data?.tenant ?? '';
-    const slotFreed = (ended: boolean, stillActive: boolean, resultBytes?: number) =>
+    const finish = (ended: boolean, stillActive: boolean, resultBytes?: number) =>
       void store
         .finish(tenant, id, { ended, stillActive }, resultBytes)
         .catch((e) => log.warn({ err: e, jobId: id }, 'could not hand the slot on'));
     try {
       const { stored, resultBytes } = await attempt(job, token, signal);
       // The result's bytes are counted against the storage budget in the same script.
-      slotFreed(true, true, resultBytes);
+      finish(true, true, resultBytes);
       return stored;
     } catch (err) {
       // Handed back on shutdown: it keeps its share.
       if (err instanceof WaitingError) throw err;
       // Waiting for its children, or parked for its tenant's turn: its slot is free, its share too.
       if (err instanceof WaitingChildrenError) {
-        slotFreed(true, false);
+        finish(true, false);
         throw err;
       }
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -157,7 +157,7 @@ export function createProcessor(deps: RunJobDeps) {
       if (job.id && ended) {
         await store.clearCheckpoint(job.id).catch((e) => log.warn({ err: e }, 'could not drop the checkpoint'));
       }
-      slotFreed(ended, true);
+      finish(ended, true);
       throw err;
     }
   }

@@ -371,7 +371,7 @@ export type Admission =
     rate?: RateWindow;
   };
 
-/** Where an admitted job goes: straight to BullMQ's wait list, or parked for its turn (fair-share.ts). */
+/** Where an admitted job goes: into BullMQ's queue (`direct`, `solo`), or parked for its turn (fair-share.ts). */
 export type Placement = 'direct' | 'solo' | 'park' | 'capped';
 
 /** No per-tenant caps: fair order only. */
@@ -387,7 +387,10 @@ export interface Accepted {
   priority?: number | undefined;
   delayMs?: number | undefined;
   webhookUrl?: string | undefined;
-  /** From `admit`: parked jobs are added as BullMQ delayed jobs and entered in their tenant's lane. */
+  /**
+   * From `admit`: a parked job is added in BullMQ's waiting-children set and entered in its
+   * tenant's lane; a `direct` or `solo` one is placed in its band of the prioritized set.
+   */
   placement?: Placement | undefined;
 }
 
@@ -707,7 +710,7 @@ export function createJobStore({
           hasResult: false,
         },
         locked: false,
-        delayed: !parked && (a.delayMs ?? 0) > 0,
+        delayed: (a.delayMs ?? 0) > 0,
         ...(parked ? { parked: a.placement === 'capped' ? ('tenant_concurrency' as const) : ('queue' as const) } : {}),
         ...(a.webhookUrl ? { deliveries: [] } : {}),
       };
