@@ -49,18 +49,32 @@ async function startFleet(apis: number, workers: number) {
   };
 }
 
-describe('schedules against a real api and worker', () => {
-  let fleet: Awaited<ReturnType<typeof startFleet>>;
+type Fleet = Awaited<ReturnType<typeof startFleet>>;
+
+/** A fleet started before the suite's tests and stopped after them. */
+function suiteFleet(apis: number, workers: number): () => Fleet {
+  let fleet: Fleet | undefined;
   beforeAll(async () => {
-    fleet = await startFleet(1, 1);
+    fleet = await startFleet(apis, workers);
   });
   afterAll(async () => {
     await fleet?.stop();
   });
+  return () => {
+    if (!fleet) throw new Error('the fleet did not start');
+    return fleet;
+  };
+}
+
+describe('schedules against a real api and worker', () => {
+  const fleet = suiteFleet(1, 1);
 
   it('when a schedule runs every 2 s, then its runs are listed under it, pause stops them, resume restarts them and delete ends them with 404', async () => {
-    const [a] = fleet.a;
-    const [b] = fleet.b;
+    const {
+      a: [a],
+      b: [b],
+      log,
+    } = fleet();
     if (!a || !b) throw new Error('no api');
     const created = await a.post('/v1/schedules', schedule);
     expect(created.status).toBe(201);
@@ -87,15 +101,15 @@ describe('schedules against a real api and worker', () => {
     // Paused: once a run that was already due has finished, no new run starts.
     expect((await a.request('PATCH', `/v1/schedules/${id}`, { body: { paused: true } })).body.paused).toBe(true);
     await sleep(EVERY_MS);
-    const atPause = startedRuns(fleet.log, id).length;
+    const atPause = startedRuns(log, id).length;
     await sleep(EVERY_MS * 3);
-    expect(startedRuns(fleet.log, id).length).toBe(atPause);
+    expect(startedRuns(log, id).length).toBe(atPause);
 
     // Resumed: runs start again.
     expect(
       (await a.request('PATCH', `/v1/schedules/${id}`, { body: { paused: false } })).body.nextRunAt,
     ).not.toBeNull();
-    await waitFor(() => startedRuns(fleet.log, id).length >= atPause + 2, {
+    await waitFor(() => startedRuns(log, id).length >= atPause + 2, {
       timeoutMs: 20_000,
       what: 'runs after resume',
     });
@@ -105,41 +119,38 @@ describe('schedules against a real api and worker', () => {
     expect((await a.get(`/v1/schedules/${id}`)).status).toBe(404);
     expect((await a.get(`/v1/jobs?schedule=${id}`)).status).toBe(404);
     await sleep(EVERY_MS);
-    const atDelete = startedRuns(fleet.log, id).length;
+    const atDelete = startedRuns(log, id).length;
     await sleep(EVERY_MS * 3);
-    expect(startedRuns(fleet.log, id).length).toBe(atDelete);
+    expect(startedRuns(log, id).length).toBe(atDelete);
     // Runs already made stay readable as jobs of the tenant.
     expect((await a.get(`/v1/jobs/${runId}`)).status).toBe(200);
   });
 });
 
 describe('schedules with two api replicas and two workers', () => {
-  let fleet: Awaited<ReturnType<typeof startFleet>>;
-  beforeAll(async () => {
-    fleet = await startFleet(2, 2);
-  });
-  afterAll(async () => {
-    await fleet?.stop();
-  });
+  const fleet = suiteFleet(2, 2);
 
   it('when two api replicas and two workers serve one schedule, then each run happens once', async () => {
-    const [a1, a2] = fleet.a;
+    const {
+      a: [a1, a2],
+      log,
+    } = fleet();
     if (!a1 || !a2) throw new Error('no api');
     const { body } = await a1.post('/v1/schedules', schedule);
     const id: string = body.id;
-    await waitFor(() => startedRuns(fleet.log, id).length >= 3, { timeoutMs: 20_000, what: 'three runs' });
+    await waitFor(() => startedRuns(log, id).length >= 3, { timeoutMs: 20_000, what: 'three runs' });
     // The other replica changes the input: the scheduler is replaced, not doubled.
     const changed = await a2.request('PATCH', `/v1/schedules/${id}`, { body: { input: { durationMs: 50, steps: 1 } } });
     expect(changed.status).toBe(200);
-    const before = startedRuns(fleet.log, id).length;
-    await waitFor(() => startedRuns(fleet.log, id).length >= before + 3, {
+    const before = startedRuns(log, id).length;
+    await waitFor(() => startedRuns(log, id).length >= before + 3, {
       timeoutMs: 20_000,
       what: 'three more runs',
     });
     expect((await a2.delete(`/v1/schedules/${id}`)).status).toBe(200);
 
-    const runs = startedRuns(fleet.log, id);
-    const executions = readExecutions(fleet.log).filter((e) => runs.includes(e.jobId));
+    const runs = startedRuns(log, id);
+    const executions = readExecutions(log).filter((e) => runs.includes(e.jobId));
     expect(executionCounts(executions).reExecuted).toEqual([]);
     // One run per due time, and due times at least the interval apart.
     const due = [...new Set(runs)].map((r) => Number(r.split(':').at(-1))).sort((x, y) => x - y);
@@ -149,16 +160,14 @@ describe('schedules with two api replicas and two workers', () => {
 });
 
 describe('schedules while every worker is down', () => {
-  let fleet: Awaited<ReturnType<typeof startFleet>>;
-  beforeAll(async () => {
-    fleet = await startFleet(1, 0);
-  });
-  afterAll(async () => {
-    await fleet?.stop();
-  });
+  const fleet = suiteFleet(1, 0);
 
   it('when no worker runs through several due times, then a worker that comes back makes at most one catch-up run', async () => {
-    const [a] = fleet.a;
+    const {
+      a: [a],
+      log,
+      addWorker,
+    } = fleet();
     if (!a) throw new Error('no api');
     const every = 1_000;
     const created = await a.post('/v1/schedules', { ...schedule, everyMs: every });
@@ -167,12 +176,12 @@ describe('schedules while every worker is down', () => {
     // Five due times pass with no worker to run them.
     await sleep(every * 5);
     const back = Date.now();
-    await fleet.addWorker();
-    await waitFor(() => startedRuns(fleet.log, id).length >= 3, { timeoutMs: 30_000, what: 'runs after the worker' });
+    await addWorker();
+    await waitFor(() => startedRuns(log, id).length >= 3, { timeoutMs: 30_000, what: 'runs after the worker' });
     expect((await a.delete(`/v1/schedules/${id}`)).status).toBe(200);
 
     // A run's id carries its due time: only one of them was due before the worker came back.
-    const due = startedRuns(fleet.log, id).map((r) => Number(r.split(':').at(-1)));
+    const due = startedRuns(log, id).map((r) => Number(r.split(':').at(-1)));
     expect(due.filter((d) => d < back)).toHaveLength(1);
     expect(new Set(due).size).toBe(due.length);
   });
