@@ -303,12 +303,12 @@ function createAttempt({ config, log, store, schedules, implementations, childre
       if (!result.success) throw new PermanentError('the analysis returned a result that does not match its schema');
       // Sent, not awaited: the completion follows them on the same connection.
       void progress.discardHeld();
-      const { stored, bytes } = encodeResultSized(result.data, {
+      const { stored, bytes, compressed } = encodeResultSized(result.data, {
         compressBytes: config.limits.resultCompressBytes,
         maxBytes: config.limits.resultMaxBytes,
       });
       if (checkpointed) void store.clearCheckpoint(id).catch(() => undefined);
-      jobLog.info({ ms: Date.now() - startedAt, encoding: stored.encoding }, 'analysis completed');
+      jobLog.info({ ms: Date.now() - startedAt, encoding: compressed ? 'gzip' : 'json' }, 'analysis completed');
       // Counted against the tenant's storage budget just before BullMQ stores the result.
       return tenantStorageBudget(config.limits, tenant) > 0 ? { stored, resultBytes: bytes } : { stored };
     } catch (err) {

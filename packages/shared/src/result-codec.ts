@@ -1,6 +1,13 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { NO_RESULT_LENGTH } from './store/bullmq-layout.ts';
 
-/** How a result is kept in the job's `returnvalue`: plain JSON, or gzip + base64 when large. */
+/**
+ * An envelope around a result in the job's `returnvalue`: gzip + base64 when the result is large,
+ * or `{ encoding: 'json', value }` where the result cannot be stored as it is (see
+ * {@link encodeResult}). Any other `returnvalue` is the result itself (also how results were
+ * stored before they were encoded). Results stored before bare values existed are all in an
+ * envelope, `json` or `gzip`; both still decode.
+ */
 export type StoredResult = { encoding: 'json'; value: unknown } | { encoding: 'gzip'; data: string; bytes: number };
 
 export class ResultTooLargeError extends Error {
@@ -14,10 +21,18 @@ export class ResultTooLargeError extends Error {
 }
 
 /**
- * Results above `compressBytes` (serialised) are gzipped; a result still above `maxBytes` once
- * stored throws {@link ResultTooLargeError}, a permanent failure.
+ * What to store as a job's `returnvalue` for a result (BullMQ stores its JSON):
+ * - a result whose JSON is above `compressBytes` is gzipped, `{ encoding: 'gzip', data, bytes }`;
+ * - one that would read back as an envelope ({@link isStoredResult}), or whose JSON is no longer
+ *   than BullMQ's "no result" (`null`, `{}`, `[]`, short numbers: a status read takes a
+ *   `returnvalue` of at most {@link NO_RESULT_LENGTH} bytes for a job without one), is wrapped as
+ *   `{ encoding: 'json', value }`, so decoding is never ambiguous;
+ * - any other is stored bare: the value itself (`value ?? null`), no envelope to pay for.
+ *
+ * A result still above `maxBytes` once stored throws {@link ResultTooLargeError}, a permanent
+ * failure. Read a `returnvalue` back with {@link decodeReturnValue}.
  */
-export function encodeResult(value: unknown, limits: { compressBytes: number; maxBytes: number }): StoredResult {
+export function encodeResult(value: unknown, limits: { compressBytes: number; maxBytes: number }): unknown {
   return encodeResultSized(value, limits).stored;
 }
 
@@ -25,22 +40,36 @@ export function encodeResult(value: unknown, limits: { compressBytes: number; ma
 const WRAPPER_BYTES = 64;
 
 /**
- * {@link encodeResult}, with about how many bytes the stored result takes in Redis (what the
- * tenant's storage budget counts), without serialising it a second time.
+ * JSON.stringify writes a key `encoding` only as `"encoding"`: JSON without it cannot parse to an
+ * envelope, so the parse below is only paid for by results that mention the word as a key or text.
+ */
+function readsAsEnvelope(json: string): boolean {
+  return json.includes('"encoding"') && isStoredResult(JSON.parse(json));
+}
+
+/**
+ * {@link encodeResult}, with how many bytes the stored `returnvalue` takes in Redis (what the
+ * tenant's storage budget counts: the JSON itself when bare, plus {@link WRAPPER_BYTES} at most
+ * for an envelope), and whether it was gzipped, without serialising the result a second time.
  */
 export function encodeResultSized(
   value: unknown,
   limits: { compressBytes: number; maxBytes: number },
-): { stored: StoredResult; bytes: number } {
+): { stored: unknown; bytes: number; compressed: boolean } {
   const json = JSON.stringify(value ?? null);
   const bytes = Buffer.byteLength(json);
   if (bytes <= limits.compressBytes) {
     if (bytes > limits.maxBytes) throw new ResultTooLargeError(bytes, limits.maxBytes);
-    return { stored: { encoding: 'json', value: value ?? null }, bytes: bytes + WRAPPER_BYTES };
+    if (bytes <= NO_RESULT_LENGTH || readsAsEnvelope(json)) {
+      const stored: StoredResult = { encoding: 'json', value: value ?? null };
+      return { stored, bytes: bytes + WRAPPER_BYTES, compressed: false };
+    }
+    return { stored: value ?? null, bytes, compressed: false };
   }
   const data = gzipSync(json).toString('base64');
   if (data.length > limits.maxBytes) throw new ResultTooLargeError(data.length, limits.maxBytes);
-  return { stored: { encoding: 'gzip', data, bytes }, bytes: data.length + WRAPPER_BYTES };
+  const stored: StoredResult = { encoding: 'gzip', data, bytes };
+  return { stored, bytes: data.length + WRAPPER_BYTES, compressed: true };
 }
 
 export function decodeResult(stored: StoredResult): unknown {
@@ -52,4 +81,12 @@ export function isStoredResult(value: unknown): value is StoredResult {
   if (typeof value !== 'object' || value === null) return false;
   const encoding = (value as { encoding?: unknown }).encoding;
   return encoding === 'json' || encoding === 'gzip';
+}
+
+/**
+ * The result a job's `returnvalue` (parsed) holds: an envelope decoded, anything else as it is (a
+ * bare result, or one stored before results were encoded).
+ */
+export function decodeReturnValue(returnvalue: unknown): unknown {
+  return isStoredResult(returnvalue) ? decodeResult(returnvalue) : returnvalue;
 }

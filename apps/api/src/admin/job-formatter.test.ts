@@ -45,4 +45,13 @@ describe('the Bull Board job formatter', () => {
       ).length,
     ).toBeLessThan(2300);
   });
+
+  it('when a result was stored bare or in the old json envelope, then it is shown as stored, secrets redacted', () => {
+    const limits = { compressBytes: 1 << 20, maxBytes: 1 << 24 };
+    expect(formatReturnValue(encodeResult({ rows: 3, token: 't' }, limits))).toEqual({ rows: 3, token: '[redacted]' });
+    expect(formatReturnValue({ encoding: 'json', value: { rows: 3 } })).toEqual({
+      encoding: 'json',
+      value: { rows: 3 },
+    });
+  });
 });

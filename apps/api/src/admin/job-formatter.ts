@@ -68,8 +68,8 @@ export function formatJobData(data: unknown, { maxChars = 2048 }: FormatterOptio
 }
 
 /**
- * Formats `job.returnvalue` (a stored result: `{ encoding: 'json', value }` or a gzipped
- * `{ encoding: 'gzip', data, bytes }`). The gzipped base64 is never sent; a plain one is cut.
+ * Formats `job.returnvalue` (a stored result: the value itself, `{ encoding: 'json', value }`, or a
+ * gzipped `{ encoding: 'gzip', data, bytes }`). The gzipped base64 is never sent; the others are cut.
  */
 export function formatReturnValue(stored: unknown, { maxChars = 2048 }: FormatterOptions = {}): unknown {
   if (stored && typeof stored === 'object' && (stored as { encoding?: unknown }).encoding === 'gzip') {

@@ -126,7 +126,10 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
      * add it, under the same id.
      */
     async submit(tenant: string, body: SubmitBody, idempotencyKey?: string): Promise<Submitted> {
-      const { name, input } = validAnalysisInput(body.type, body.input);
+      // Validated, but stored as sent: the worker parses it again and fills the defaults then, so
+      // the job hash keeps no default values (they cost Redis memory in every retained job).
+      const { name } = validAnalysisInput(body.type, body.input);
+      const input = body.input;
       if (body.webhook && !config.webhooks.secrets.has(tenant)) {
         // Unsigned deliveries could be forged by anyone who learns the URL: no secret, no webhook.
         throw new HttpError(400, 'bad_request', 'webhooks are not configured for this tenant (no signing secret)');

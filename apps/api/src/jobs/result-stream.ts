@@ -88,11 +88,12 @@ export function createResultStream({ readStored, deadline, concurrency, maxWaiti
 
 /**
  * The result's JSON from a stored `returnvalue`: a gunzip stream for `{ encoding: 'gzip' }` (the
- * only large kind), else the bytes of the small inline value (bounded by RESULT_COMPRESS_BYTES).
+ * only large kind), the value's JSON for `{ encoding: 'json', value }`, else the bytes as they are
+ * (a result stored bare, or stored before results were encoded: the value itself). The inline kinds
+ * are bounded by RESULT_COMPRESS_BYTES.
  */
 function resultBody(raw: Buffer): Buffer | Readable {
   const stored: unknown = JSON.parse(raw.toString('utf8'));
-  // Stored before results were encoded: the value itself.
   if (!isStoredResult(stored)) return raw;
   if (stored.encoding === 'json') return Buffer.from(JSON.stringify(stored.value ?? null));
   const gunzip = createGunzip();

@@ -37,7 +37,8 @@ describe('the storage budget over HTTP (real Redis, no worker)', () => {
     request(app)
       .post('/v1/jobs')
       .set('Authorization', auth)
-      .send({ type: 'simulate', input: { durationMs: 10, steps: 1 }, delayMs: 60_000 });
+      // An inline dataset past the budget's free allowance per job (STORAGE_FREE_BYTES), so it counts.
+      .send({ type: 'dataset-profile', input: { source: { inline: 'a\n'.repeat(400) } }, delayMs: 60_000 });
 
   it('G25: when a tenant has used its storage budget, then submit answers 429 storage_quota_exceeded naming the setting, and another tenant is unaffected', async () => {
     let res = await submit(A);

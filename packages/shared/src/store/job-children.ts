@@ -1,7 +1,7 @@
 import type { JobsOptions, Queue } from 'bullmq';
 import { Job } from 'bullmq';
 import type { RedisConnection } from '../redis.ts';
-import { decodeResult, isStoredResult } from '../result-codec.ts';
+import { decodeReturnValue } from '../result-codec.ts';
 import { addToMulti, BULL_LUA, hsetOnMulti, type Layout, OWN_FIELDS, QUEUES, queueMulti } from './bullmq-layout.ts';
 
 /**
@@ -290,7 +290,7 @@ export function createChildRunStore(deps: ChildRunStoreDeps) {
         const raw = done[i];
         if (raw !== null && raw !== undefined) {
           const stored: unknown = JSON.parse(raw);
-          return { id, status: 'completed', result: isStoredResult(stored) ? decodeResult(stored) : stored };
+          return { id, status: 'completed', result: decodeReturnValue(stored) };
         }
         const reason = failed[i];
         if (reason !== null && reason !== undefined) return { id, status: 'failed', reason };

@@ -5,7 +5,7 @@ import { type AnalysisContract, MAX_STEPS_PER_JOB } from '../analysis.ts';
 import { type Config, tenantMaxActive } from '../config.ts';
 import { type JobFields, type JobSnapshot, parseStepRecords } from '../job-view.ts';
 import type { RedisConnection } from '../redis.ts';
-import { decodeResult, isStoredResult } from '../result-codec.ts';
+import { decodeReturnValue } from '../result-codec.ts';
 import { traceMetadata } from '../telemetry.ts';
 import { parseDeliveries, webhookJobOptions } from '../webhook-delivery.ts';
 import {
@@ -104,12 +104,20 @@ return { f, redis.call('HSTRLEN', KEYS[1], 'returnvalue'), redis.call('EXISTS', 
   redis.call('ZSCORE', KEYS[11], ARGV[1]) or false }`;
 
 /**
+ * Bytes of a job's input, and of its result, that its tenant's storage budget does not count
+ * (see `STORAGE_LUA`); docs/tuning.md sizes Redis with them.
+ */
+export const STORAGE_FREE_BYTES = 512;
+
+/**
  * A tenant's stored bytes (its storage budget), in one hash: field `total`, and one field per job
- * that holds bytes, `"{input},{result},{since}"` (bytes, bytes, seconds since the epoch when it was
- * first counted). One field per job, not a sorted set beside it: the budget's entries are a good
- * part of what a retained small job costs in Redis. The admit script samples fields at random
- * (`HRANDFIELD`) and drops those whose job is gone; `since` keeps it off entries whose job may
- * still be being added. `storage_count` sets the input or the result figure (nil keeps it), so a
+ * that holds counted bytes, `"{input},{result},{since}"` (bytes, bytes, seconds since the epoch
+ * when it was first counted). The first {@link STORAGE_FREE_BYTES} of a job's input, and of its
+ * result, are not counted: they are part of what a retained job costs anyway, which retention and
+ * the backlog quota bound by count, not by tenant. So a small job keeps no field at all (a field
+ * is about 100 bytes of Redis memory, as much as a small input) and counts nothing. The admit
+ * script samples fields at random (`HRANDFIELD`) and drops those whose job is gone; `since` keeps
+ * it off entries whose job may still be being added. `storage_count` sets the input or the result figure (nil keeps it), so a
  * retried attempt replaces its figure and never adds it twice.
  */
 const STORAGE_LUA = `
@@ -120,12 +128,22 @@ local function storage_figures(v)
   if not input then return tonumber(v) or 0, 0, 0 end
   return tonumber(input) or 0, tonumber(result) or 0, tonumber(since) or 0
 end
+-- The bytes of an input or a result that count against the budget.
+local function storage_counted(bytes)
+  return math.max(0, bytes - ${STORAGE_FREE_BYTES})
+end
 local function storage_count(key, id, input, result, nowMs)
+  if input then input = storage_counted(input) end
+  if result then result = storage_counted(result) end
   local v = redis.call('HGET', key, id)
   local oldInput, oldResult, since = storage_figures(v)
-  if not v then since = math.floor(tonumber(nowMs) / 1000) end
+  if not v then
+    if (input or 0) + (result or 0) == 0 then return end
+    since = math.floor(tonumber(nowMs) / 1000)
+  end
   input, result = input or oldInput, result or oldResult
-  redis.call('HSET', key, id, input .. ',' .. result .. ',' .. since)
+  if input + result == 0 then redis.call('HDEL', key, id)
+  else redis.call('HSET', key, id, input .. ',' .. result .. ',' .. since) end
   local delta = input + result - oldInput - oldResult
   if delta ~= 0 then redis.call('HINCRBY', key, 'total', delta) end
 end
@@ -193,7 +211,7 @@ if ARGV[6] == '1' then
   if v then return { 'replay', v, hits, ttl } end
 end
 local budget = tonumber(ARGV[10])
-local bytes = tonumber(ARGV[11])
+local bytes = storage_counted(tonumber(ARGV[11]))
 if budget > 0 then
   repairStorage(2)
   if stored() + bytes > budget then
@@ -216,7 +234,7 @@ if quota > 0 then
   end
 end
 if budget > 0 then
-  storage_count(KEYS[3], ARGV[1], bytes, nil, ARGV[5])
+  storage_count(KEYS[3], ARGV[1], tonumber(ARGV[11]), nil, ARGV[5])
   redis.call('EXPIRE', KEYS[3], ARGV[12])
 end
 if ARGV[6] == '1' then
@@ -539,7 +557,7 @@ export function createJobReads({
       const raw = await redis.hget(layout.job(analyses, id), 'returnvalue');
       if (raw === null) return undefined;
       const stored: unknown = JSON.parse(raw);
-      return isStoredResult(stored) ? decodeResult(stored) : stored;
+      return decodeReturnValue(stored);
     },
 
     /** The stored result of a completed job as BullMQ keeps it (JSON bytes), for streaming. */

@@ -6,11 +6,13 @@ import { newJobId } from '../ids.ts';
 import { createRedisConnection, type RedisConnection } from '../redis.ts';
 import { getContract } from '../registry.ts';
 import { QUEUES } from './bullmq-layout.ts';
-import { createJobRunStore, createJobStore, type JobStore } from './job-store.ts';
+import { createJobRunStore, createJobStore, type JobStore, STORAGE_FREE_BYTES } from './job-store.ts';
 
 /** An input of about `pad` bytes (`accept` stores it as given; the schema is not checked here). */
 const input = (pad: number) => ({ durationMs: 1, note: 'x'.repeat(pad) });
 const bytesOf = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
+/** What the budget counts of an input or a result of `bytes`: all but its free allowance. */
+const counted = (bytes: number) => Math.max(0, bytes - STORAGE_FREE_BYTES);
 
 describe('the per-tenant storage budget (real Redis)', () => {
   const prefix = uniquePrefix();
@@ -58,46 +60,46 @@ describe('the per-tenant storage budget (real Redis)', () => {
   const total = async (tenant: string) => Number((await redis.hget(store.layout.storageBytes(tenant), 'total')) ?? 0);
 
   it('G25: when a tenant reaches its budget, then admission refuses it with the budget, and another tenant is still admitted', async () => {
-    const first = await submit('full', input(1500));
-    const second = await submit('full', input(1500));
+    const first = await submit('full', input(2000));
+    const second = await submit('full', input(2000));
     expect(first.admission.kind).toBe('new');
     expect(second.admission.kind).toBe('new');
-    expect(await total('full')).toBe(bytesOf(input(1500)) * 2);
+    expect(await total('full')).toBe(counted(bytesOf(input(2000))) * 2);
 
-    const third = await submit('full', input(1500));
+    const third = await submit('full', input(2000));
     expect(third.admission).toMatchObject({ kind: 'storage_full', budget: 4000 });
     // Refused: nothing counted, no job added, no backlog place held.
-    expect(await total('full')).toBe(bytesOf(input(1500)) * 2);
+    expect(await total('full')).toBe(counted(bytesOf(input(2000))) * 2);
     expect(await redis.exists(store.layout.job(QUEUES.analyses, third.id))).toBe(0);
 
-    expect((await submit('other', input(1500))).admission.kind).toBe('new');
+    expect((await submit('other', input(2000))).admission.kind).toBe('new');
   });
 
   it('G25: when the jobs that hold the bytes are gone, then their bytes are freed by the next admissions that need them', async () => {
-    const a = await submit('gone', input(1500));
-    const b = await submit('gone', input(1500));
-    expect((await submit('gone', input(1500))).admission.kind).toBe('storage_full');
+    const a = await submit('gone', input(2000));
+    const b = await submit('gone', input(2000));
+    expect((await submit('gone', input(2000))).admission.kind).toBe('storage_full');
     // Retention (or a crash that lost the completion) removes jobs behind the counter's back.
     await queue.remove(a.id);
     await queue.remove(b.id);
     // Each admission checks two entries at random; one that would not fit checks up to 200.
-    expect((await submit('gone', input(1500))).admission.kind).toBe('new');
-    expect((await submit('gone', input(1500))).admission.kind).toBe('new');
-    expect(await total('gone')).toBe(bytesOf(input(1500)) * 2);
+    expect((await submit('gone', input(2000))).admission.kind).toBe('new');
+    expect((await submit('gone', input(2000))).admission.kind).toBe('new');
+    expect(await total('gone')).toBe(counted(bytesOf(input(2000))) * 2);
   });
 
   it('when a result is counted twice (a retried attempt), then it is counted once, and it frees with its job', async () => {
     const runStore = createJobRunStore({ redis, prefix });
     const job = await submit('results', input(100));
     const ended = { ended: true, stillActive: false };
-    await runStore.finish('results', job.id, ended, 3000);
-    await runStore.finish('results', job.id, ended, 3000);
-    expect(await total('results')).toBe(bytesOf(input(100)) + 3000);
-    expect((await submit('results', input(1500))).admission.kind).toBe('storage_full');
+    await runStore.finish('results', job.id, ended, 3500);
+    await runStore.finish('results', job.id, ended, 3500);
+    expect(await total('results')).toBe(counted(3500));
+    expect((await submit('results', input(2000))).admission.kind).toBe('storage_full');
 
     await queue.remove(job.id);
-    expect((await submit('results', input(1500))).admission.kind).toBe('new');
-    expect(await total('results')).toBe(bytesOf(input(1500)));
+    expect((await submit('results', input(2000))).admission.kind).toBe('new');
+    expect(await total('results')).toBe(counted(bytesOf(input(2000))));
   });
 
   it('when a job of the earlier layout (one figure a field) is gone, then both its figures are freed', async () => {
@@ -110,20 +112,37 @@ describe('the per-tenant storage budget (real Redis)', () => {
     expect((await submit('upgraded', input(2500))).admission.kind).toBe('new');
     expect(await redis.hexists(key, old)).toBe(0);
     expect(await redis.hexists(key, `${old}:r`)).toBe(0);
-    expect(await total('upgraded')).toBe(bytesOf(input(100)) + bytesOf(input(2500)));
+    expect(await total('upgraded')).toBe(counted(bytesOf(input(2500))));
   });
 
   it('when a job is counted, then its one field holds its input, its result and when it was first counted', async () => {
     const runStore = createJobRunStore({ redis, prefix });
-    const job = await submit('fields', input(10));
-    await runStore.finish('fields', job.id, { ended: true, stillActive: false }, 42);
+    const job = await submit('fields', input(600));
+    await runStore.finish('fields', job.id, { ended: true, stillActive: false }, 600);
     const [inputBytes, result, since] = String(await redis.hget(store.layout.storageBytes('fields'), job.id)).split(
       ',',
     );
-    expect(Number(inputBytes)).toBe(bytesOf(input(10)));
-    expect(Number(result)).toBe(42);
+    expect(Number(inputBytes)).toBe(counted(bytesOf(input(600))));
+    expect(Number(result)).toBe(counted(600));
     expect(Math.abs(Number(since) - Date.now() / 1000)).toBeLessThan(60);
     expect(await redis.hlen(store.layout.storageBytes('fields'))).toBe(2);
+    expect(await total('fields')).toBe(counted(bytesOf(input(600))) + counted(600));
+  });
+
+  it("when a job's input and result are within the free allowance, then nothing is counted and no field is kept", async () => {
+    const runStore = createJobRunStore({ redis, prefix });
+    const job = await submit('small', input(10));
+    expect(job.admission.kind).toBe('new');
+    await runStore.finish('small', job.id, { ended: true, stillActive: false }, STORAGE_FREE_BYTES);
+    expect(await redis.hlen(store.layout.storageBytes('small'))).toBe(0);
+    // One byte past the allowance counts that byte, in the job's own field.
+    await runStore.finish('small', job.id, { ended: true, stillActive: false }, STORAGE_FREE_BYTES + 1);
+    expect(await total('small')).toBe(1);
+    expect(await redis.hexists(store.layout.storageBytes('small'), job.id)).toBe(1);
+    // A retried attempt that stores a small result again frees the byte and the field.
+    await runStore.finish('small', job.id, { ended: true, stillActive: false }, 10);
+    expect(await total('small')).toBe(0);
+    expect(await redis.hexists(store.layout.storageBytes('small'), job.id)).toBe(0);
   });
 
   it('when a tenant has an override, then its own budget applies; 0 turns the budget off for it', async () => {
@@ -137,7 +156,7 @@ describe('the per-tenant storage budget (real Redis)', () => {
     const value = input(1000);
     expect((await store.admit('replay', id, undefined, bytesOf(value))).kind).toBe('new');
     expect((await store.admit('replay', id, undefined, bytesOf(value))).kind).toBe('new');
-    expect(await total('replay')).toBe(bytesOf(value));
+    expect(await total('replay')).toBe(counted(bytesOf(value)));
   });
 
   it("G25: when a schedule's runs start past the budget, then their inputs are refused, and a retried run is counted once", async () => {
@@ -148,12 +167,12 @@ describe('the per-tenant storage budget (real Redis)', () => {
     expect(await runs.chargeInput(tenant, first, 3000, budget)).toBe(true);
     // The same run started again (a retry) replaces its figure.
     expect(await runs.chargeInput(tenant, first, 3000, budget)).toBe(true);
-    expect(await total(tenant)).toBe(3000);
+    expect(await total(tenant)).toBe(counted(3000));
     // Runs are jobs in Redis: keep the first one there, so its bytes are not freed as gone.
     await store.accept({ tenant, id: first, contract: getContract('simulate'), input: input(10) });
-    expect(await runs.chargeInput(tenant, newJobId(), 2000, budget)).toBe(false);
-    expect(await total(tenant)).toBe(3000);
+    expect(await runs.chargeInput(tenant, newJobId(), 2500, budget)).toBe(false);
+    expect(await total(tenant)).toBe(counted(3000));
     // Admission sees the same budget: a submission is refused too.
-    expect((await submit(tenant, input(2000))).admission.kind).toBe('storage_full');
+    expect((await submit(tenant, input(2500))).admission.kind).toBe('storage_full');
   });
 });
