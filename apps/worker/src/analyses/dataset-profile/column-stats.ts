@@ -37,6 +37,40 @@ const QUANTILE_OF = Object.fromEntries(DATASET_QUANTILES.map((name) => [name, Nu
 
 type KindCounts = Record<ValueKind, number>;
 
+/**
+ * Exact value counts: a `Map` from each value to its slot, and the counts in a typed array. A
+ * value already seen costs one lookup, where `map.set(k, map.get(k) + 1)` costs two (that line was
+ * half of the per-value update in the profile). Iterates in first-seen order, as a `Map` does.
+ */
+class ExactCounts implements Iterable<[CountKey, number]> {
+  private readonly slots = new Map<CountKey, number>();
+  private counts = new Float64Array(64);
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  add(key: CountKey, n: number): void {
+    const slot = this.slots.get(key);
+    if (slot !== undefined) {
+      this.counts[slot] = (this.counts[slot] as number) + n;
+      return;
+    }
+    const next = this.slots.size;
+    if (next === this.counts.length) {
+      const grown = new Float64Array(next * 2);
+      grown.set(this.counts);
+      this.counts = grown;
+    }
+    this.slots.set(key, next);
+    this.counts[next] = n;
+  }
+
+  *[Symbol.iterator](): IterableIterator<[CountKey, number]> {
+    for (const [key, slot] of this.slots) yield [key, this.counts[slot] as number];
+  }
+}
+
 /** A column's aggregation state as plain JSON, for checkpoints. */
 export interface ColumnState {
   name: string;
@@ -102,7 +136,7 @@ export class ColumnStats {
   private textMin: string | null = null;
   private textMax: string | null = null;
   /** Exact value counts while `exact` (then `frequent` is null). */
-  private counts = new Map<CountKey, number>();
+  private counts = new ExactCounts();
   /** Past the exact limit: a Misra–Gries summary of the frequent values. */
   private frequent: MisraGries | null = null;
   private exact = true;
@@ -160,7 +194,7 @@ export class ColumnStats {
       if (typeof key === 'string') k = t;
     }
     if (this.exact) {
-      this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
+      this.counts.add(k, 1);
       if (this.counts.size > DATASET_EXACT_DISTINCT_LIMIT) this.overflow();
       return;
     }
@@ -183,7 +217,7 @@ export class ColumnStats {
       if (!Number.isNaN(x)) this.sketch.accept(x - this.sketchOffset, count);
     }
     this.frequent = MisraGries.from(this.counts, DATASET_EXACT_DISTINCT_LIMIT);
-    this.counts = new Map();
+    this.counts = new ExactCounts();
   }
 
   private numericOfKey(key: CountKey): number {
@@ -233,7 +267,7 @@ export class ColumnStats {
     if (other.textMax !== null && (this.textMax === null || other.textMax > this.textMax)) this.textMax = other.textMax;
 
     if (this.exact && other.exact) {
-      for (const [key, count] of other.counts) this.counts.set(key, (this.counts.get(key) ?? 0) + count);
+      for (const [key, count] of other.counts) this.counts.add(key, count);
       if (this.counts.size > DATASET_EXACT_DISTINCT_LIMIT) this.overflow();
       return;
     }
@@ -327,7 +361,7 @@ export class ColumnStats {
     c.textMax = state.textMax;
     c.exact = state.exact;
     const counts = state.counts.map(([key, count]): [CountKey, number] => [countKeyOf(key), count]);
-    if (state.exact) c.counts = new Map(counts);
+    if (state.exact) for (const [key, count] of counts) c.counts.add(key, count);
     else c.frequent = MisraGries.from(counts, DATASET_EXACT_DISTINCT_LIMIT);
     c.hll = state.hll ? HyperLogLog.fromBase64(state.hll) : null;
     c.sketch = state.sketch ? sketchFromState(state.sketch) : null;
