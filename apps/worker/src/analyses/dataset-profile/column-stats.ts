@@ -148,6 +148,9 @@ export class ColumnStats {
    */
   private sketchOffset = 0;
 
+  /** The NDJSON path's value, reused: it takes the CSV path's update (see {@link add}). */
+  private readonly slot: FieldValue = { kind: 0, numeric: Number.NaN, key: '', text: '', keyStart: -1, keyEnd: -1 };
+
   constructor(readonly name: string) {}
 
   get kinds(): KindCounts {
@@ -155,25 +158,30 @@ export class ColumnStats {
     return { integer: k[0] ?? 0, number: k[1] ?? 0, boolean: k[2] ?? 0, datetime: k[3] ?? 0, string: k[4] ?? 0 };
   }
 
-  /** Counts a classified value (NDJSON, and the slow path). */
+  /** Counts a classified value (NDJSON, and the slow path), through the same update as the CSV path. */
   add(value: Classified): void {
     const kind = VALUE_KINDS.indexOf(value.kind);
     const numericKind = kind === KIND_INTEGER || kind === KIND_NUMBER;
+    const slot = this.slot;
+    slot.kind = kind;
+    slot.numeric = value.numeric;
     // A number's key is itself; a JSON string that reads as a canonical number shares its key, as before.
-    const key = numericKind ? value.numeric : kind === KIND_STRING ? countKeyOf(value.key) : value.key;
-    this.addKeyed(kind, value.numeric, key, value.key, -1, -1);
-  }
-
-  /** Counts a value the CSV hot path classified in place (no object per value). */
-  addValue(value: FieldValue): void {
-    this.addKeyed(value.kind, value.numeric, value.key, value.text, value.keyStart, value.keyEnd);
+    slot.key = numericKind ? value.numeric : kind === KIND_STRING ? countKeyOf(value.key) : value.key;
+    slot.text = value.key;
+    this.addValue(slot);
   }
 
   /**
-   * The one update: `key` counts the value; for a number key, `text.slice(keyStart, keyEnd)` is
-   * `String(key)` when `keyStart >= 0`, hashed in place instead of writing the number out again.
+   * The one update, for a value the CSV hot path classified in place (no object per value): `key`
+   * counts it; for a number key, `text.slice(keyStart, keyEnd)` is `String(key)` when
+   * `keyStart >= 0`, hashed in place instead of writing the number out again. The fields are read
+   * here, not passed on as arguments: a double passed to a call is boxed, once per value.
    */
-  private addKeyed(kind: number, x: number, key: CountKey, text: string, keyStart: number, keyEnd: number): void {
+  addValue(value: FieldValue): void {
+    const kind = value.kind;
+    const x = value.numeric;
+    const key = value.key;
+    const text = value.text;
     this.nonNull++;
     this.kindCounts[kind] = (this.kindCounts[kind] as number) + 1;
     let k = key;
@@ -198,8 +206,9 @@ export class ColumnStats {
       if (this.counts.size > DATASET_EXACT_DISTINCT_LIMIT) this.overflow();
       return;
     }
+    const keyStart = value.keyStart;
     const hash =
-      typeof k === 'string' ? hash53(k) : keyStart >= 0 ? hash53Range(text, keyStart, keyEnd) : hash53(String(k));
+      typeof k === 'string' ? hash53(k) : keyStart >= 0 ? hash53Range(text, keyStart, value.keyEnd) : hash53(String(k));
     (this.hll as HyperLogLog).addHash(hash);
     (this.frequent as MisraGries).add(k, hash);
   }
