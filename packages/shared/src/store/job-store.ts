@@ -65,7 +65,8 @@ export function jobOptionsFor(
 ): Omit<JobsOptions, 'jobId'> {
   return {
     priority: priority ?? DEFAULT_PRIORITY,
-    delay: delayMs ?? 0,
+    // Only when there is one: BullMQ keeps `opts` in every job hash, and `"delay":0` is 16 bytes of it.
+    ...(delayMs ? { delay: delayMs } : {}),
     attempts: contract.defaults.attempts,
     backoff: { type: 'exponential', delay: contract.defaults.backoffMs, jitter: 0.5 },
   };

@@ -167,7 +167,8 @@ export function createScheduleStore({ redis, queue, prefix, quota }: ScheduleSto
       await queue.removeJobScheduler(id);
       return;
     }
-    const { delay: _delay, ...opts } = jobOptionsFor(contract, { priority: def.priority });
+    // No delay: the scheduler decides when each run is due.
+    const opts = jobOptionsFor(contract, { priority: def.priority });
     await queue.upsertJobScheduler(
       id,
       {
