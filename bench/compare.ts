@@ -465,7 +465,7 @@ if (runs('drain', 'commands', 'memory')) {
     );
   }
   notes.push(
-    "memory: MEMORY USAGE of each side's job hash plus its share of index keys (the completed set; longhaul also keeps the tenant index, whose entry is the tombstone behind 410, and the storage budget's per-job sizes). Both sides add jobs with the same options (attempts, backoff, priority); longhaul's ids are 30-character ULIDs where raw BullMQ counts 1, 2, 3. The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
+    "memory: MEMORY USAGE of each side's job hash plus its share of index keys (the completed set; longhaul also keeps the tenant index, whose entry lists the job and is the tombstone behind 410, and the storage budget's per-job sizes, which a small job does not have: the first 512 B of its input and of its result are not counted). Both sides add jobs with the same options (attempts, backoff, priority), and the job hashes hold the same fields (longhaul stores the input as sent and a small result bare). What is left of the gap: the tenant index entry (about 120 B), and the ids, 30-character ULIDs (the API's `job_…`) where raw BullMQ counts 1, 2, 3 (about 30 B in the job hash's key and 25 B in the completed set). The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
   );
 }
 
