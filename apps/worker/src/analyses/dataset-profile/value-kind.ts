@@ -134,22 +134,24 @@ export class FieldClassifier implements FieldValue {
   keyStart = -1;
   keyEnd = -1;
   private readonly nulls: Set<string>;
-  /** 1 for each ASCII character a null value starts with (the hot path asks only for ASCII). */
-  private readonly nullFirst = new Uint8Array(128);
-  private readonly nullMaxLength: number;
+  /**
+   * The null values by their first character (ASCII only: the hot path asks only for ASCII), so
+   * a value is compared in place with the few that could match, with no string cut out of it.
+   */
+  private readonly nullsByFirst: (string[] | undefined)[] = new Array(128).fill(undefined);
   private readonly emptyIsNull: boolean;
 
   constructor(nullValues: readonly string[]) {
     this.nulls = new Set(nullValues);
     this.emptyIsNull = this.nulls.has('');
-    let max = 0;
     for (const v of this.nulls) {
       if (v.length === 0) continue;
       const first = v.charCodeAt(0);
-      if (first < 128) this.nullFirst[first] = 1;
-      max = Math.max(max, v.length);
+      if (first >= 128) continue;
+      const same = this.nullsByFirst[first];
+      if (same) same.push(v);
+      else this.nullsByFirst[first] = [v];
     }
-    this.nullMaxLength = max;
   }
 
   /** Classifies `text.slice(start, end)`; `false` when it is a null value. */
@@ -165,7 +167,10 @@ export class FieldClassifier implements FieldValue {
     const first = text.charCodeAt(s);
     if (first > 127 || text.charCodeAt(e - 1) > 127) return this.classifyReference(text.slice(start, end));
     const length = e - s;
-    if (length <= this.nullMaxLength && this.nullFirst[first] === 1 && this.nulls.has(text.slice(s, e))) return false;
+    const nulls = this.nullsByFirst[first];
+    if (nulls !== undefined) {
+      for (const v of nulls) if (v.length === length && text.startsWith(v, s)) return false;
+    }
     this.text = text;
     this.keyStart = -1;
     if ((first >= 48 && first <= 57) || first === 43 || first === 45 || first === 46) {
