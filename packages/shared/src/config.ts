@@ -225,7 +225,8 @@ export interface Config {
     tenantBacklog: number;
     /**
      * `TENANT_STORAGE_BYTES`: bytes of inline inputs and stored results one tenant may keep in
-     * Redis; past it, submit answers 429 `storage_quota_exceeded`. 0 turns it off. Default 256 MiB.
+     * Redis, each one's first `STORAGE_FREE_BYTES` not counted (job-store.ts); past it, submit
+     * answers 429 `storage_quota_exceeded`. 0 turns it off. Default 256 MiB.
      * `TENANT_STORAGE_OVERRIDES` (`tenant:bytes,...`) sets it per tenant.
      */
     tenantStorage: { bytes: number; overrides: Map<string, number> };
