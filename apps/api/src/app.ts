@@ -69,19 +69,6 @@ export function createApp({ config, log, redis, jobs, schedules, queues, events,
   app.use(requestLog(log));
   app.use(cors(config.corsOrigins));
 
-  app.use(
-    healthRoutes(redis, {
-      timeoutMs: readyTimeoutMs,
-      alive: liveness.alive,
-      strictPolicy: config.strictRedisPolicy,
-      metricsToken: config.metricsToken,
-    }),
-  );
-  app.use(metrics.routes(config.metricsToken));
-  app.use(docsRoutes());
-  // Closed (401) unless ADMIN_USER / ADMIN_PASSWORD are set; read-only unless ADMIN_READONLY=false.
-  app.use(BOARD_PATH, adminBoard({ admin: config.admin, queues }));
-
   const v1 = express.Router();
   v1.use(bearerAuth(config.apiKeys));
   v1.use('/analyses', analysesRoutes());
@@ -115,7 +102,20 @@ export function createApp({ config, log, redis, jobs, schedules, queues, events,
       scheduleRoutes(schedules, deadline),
     );
   }
+  // The API first: each of its requests then skips matching the operators' routes below.
   app.use('/v1', v1);
+  app.use(
+    healthRoutes(redis, {
+      timeoutMs: readyTimeoutMs,
+      alive: liveness.alive,
+      strictPolicy: config.strictRedisPolicy,
+      metricsToken: config.metricsToken,
+    }),
+  );
+  app.use(metrics.routes(config.metricsToken));
+  app.use(docsRoutes());
+  // Closed (401) unless ADMIN_USER / ADMIN_PASSWORD are set; read-only unless ADMIN_READONLY=false.
+  app.use(BOARD_PATH, adminBoard({ admin: config.admin, queues }));
 
   app.use(notFoundHandler);
   app.use(errorHandler(log, redis));
