@@ -5,10 +5,10 @@ import {
   encodeResult,
   encodeResultSized,
   isStoredResult,
+  NO_RESULT_LENGTH,
   ResultTooLargeError,
   type StoredResult,
 } from './result-codec.ts';
-import { NO_RESULT_LENGTH } from './store/bullmq-layout.ts';
 
 const limits = { compressBytes: 1024, maxBytes: 4096 };
 

@@ -1,5 +1,4 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { NO_RESULT_LENGTH } from './store/bullmq-layout.ts';
 
 /**
  * An envelope around a result in the job's `returnvalue`: gzip + base64 when the result is large,
@@ -9,6 +8,13 @@ import { NO_RESULT_LENGTH } from './store/bullmq-layout.ts';
  * envelope, `json` or `gzip`; both still decode.
  */
 export type StoredResult = { encoding: 'json'; value: unknown } | { encoding: 'gzip'; data: string; bytes: number };
+
+/**
+ * The length of what BullMQ stores as `returnvalue` for a job without a result: `null`. A status
+ * read takes a longer one for a result, so {@link encodeResult} never stores a result this short
+ * bare (bullmq-layout.int.test.ts checks the length against the pinned BullMQ).
+ */
+export const NO_RESULT_LENGTH = 4;
 
 export class ResultTooLargeError extends Error {
   constructor(

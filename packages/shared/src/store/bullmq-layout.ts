@@ -210,8 +210,11 @@ export function hsetOnMulti(multi: QueueMulti, key: string, field: string, value
  */
 export const SCHEDULER_RUN_ID = /^repeat:(sch_[0-9A-HJKMNP-TV-Z]{26}):(\d{13})$/;
 
-/** The value BullMQ stores for an absent result ("null"); ours are always objects, so longer. */
-export const NO_RESULT_LENGTH = 4;
+/**
+ * The length of the `returnvalue` BullMQ stores for a job without a result (`null`). Defined with
+ * the result codec, which never stores a result that short bare; the contract test checks it here.
+ */
+export { NO_RESULT_LENGTH } from '../result-codec.ts';
 
 /**
  * Added to a lone tenant's job's priority band (fair-share.ts): above the API's 1–1000, far below
