@@ -118,8 +118,8 @@ export const STORAGE_FREE_BYTES = 512;
  * the backlog quota bound by count, not by tenant. So a small job keeps no field at all (a field
  * is about 100 bytes of Redis memory, as much as a small input) and counts nothing. The admit
  * script samples fields at random (`HRANDFIELD`) and drops those whose job is gone; `since` keeps
- * it off entries whose job may still be being added. `storage_count` sets the input or the result figure (nil keeps it), so a
- * retried attempt replaces its figure and never adds it twice.
+ * it off entries whose job may still be being added. `storage_count` sets the input or the
+ * result figure (nil keeps it), so a retried attempt replaces its figure and never adds it twice.
  */
 const STORAGE_LUA = `
 local function storage_figures(v)
@@ -938,10 +938,6 @@ export function createJobRunStore({
 
   return {
     layout,
-    /**
-     * Counts a result about to be stored against the tenant's storage budget. Send it before the
-     * completion on the same connection: Redis then applies it first.
-     */
     /**
      * Counts the input of a job the API did not admit (a schedule's run) against its tenant's
      * storage budget, through the same `ADMIT` script as a submission; `false` when the budget
