@@ -196,8 +196,9 @@ local function repairStorage(n)
   end
 end
 local function stored()
-  local input, result = storage_figures(redis.call('HGET', KEYS[3], ARGV[1]))
-  return tonumber(redis.call('HGET', KEYS[3], 'total') or '0') - input - result
+  local f = redis.call('HMGET', KEYS[3], 'total', ARGV[1])
+  local input, result = storage_figures(f[2] or nil)
+  return tonumber(f[1] or '0') - input - result
 end
 local limit, hits, ttl = tonumber(ARGV[13]), 0, 0
 if limit > 0 then
