@@ -72,6 +72,14 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     return id;
   }
 
+  /** Adds a job of `tenant` past the dispatcher, then takes the next job: that one, through the gate. */
+  async function takePastDispatcher(tenant: string, park: boolean): Promise<void> {
+    const id = await addPastDispatcher(tenant);
+    const taken = await take();
+    expect(taken?.job.id).toBe(id);
+    expect(taken?.park).toBe(park);
+  }
+
   /** `count` jobs of `tenant`, submitted one after another. */
   async function submitMany(tenant: string, count: number, priority = 500): Promise<string[]> {
     const ids = [];
@@ -157,10 +165,7 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     await setUp(1);
     const queued = await submitMany('a', 3, 1);
     expect((await take())?.job.id).toBe(queued[0]);
-    const due = await addPastDispatcher('b');
-    const taken = await take();
-    expect(taken?.job.id).toBe(due);
-    expect(taken?.park).toBe(false);
+    await takePastDispatcher('b', false);
   });
 
   it('when the tenant that held the queue was served before the newcomer last was, then the newcomer still goes first', async () => {
@@ -240,10 +245,7 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     await setUp(4, { a: 1 });
     const first = await submit('a');
     expect((await take())?.job.id).toBe(first);
-    const bypass = await addPastDispatcher('a');
-    const taken = await take();
-    expect(taken?.job.id).toBe(bypass);
-    expect(taken?.park).toBe(true);
+    await takePastDispatcher('a', true);
   });
 
   it('when a worker stops beating, then its slots stop counting', async () => {
