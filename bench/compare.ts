@@ -148,7 +148,21 @@ const memoryUsage = async (key: string) => Number((await redis.call('MEMORY', 'U
  * Bytes a retained completed job holds: its BullMQ hash plus whatever per-job keys and per-job
  * share of index keys the side keeps, averaged over up to 200 jobs (MEMORY USAGE, exact).
  */
-async function perJobBytes(queue: Queue, perJobKeys: (id: string) => string[], sharedKeys: string[]) {
+async function keysMatching(pattern: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1_000);
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
+}
+
+/** A part of the per-job figure: one key, or several under one name (a tenant index's buckets). */
+type SharedKeys = string | { name: string; keys: string[] };
+
+async function perJobBytes(queue: Queue, perJobKeys: (id: string) => string[], sharedKeys: SharedKeys[]) {
   const ids = (await queue.getJobs(['completed'], 0, 199)).map((j) => j.id ?? '');
   let hashes = 0;
   for (const id of ids) {
@@ -158,10 +172,12 @@ async function perJobBytes(queue: Queue, perJobKeys: (id: string) => string[], s
   // Each shared key's bytes per job, by the key's last segment (`jobs`, `storage`, `completed`).
   const parts = [`job hash ${fmt(hashes / ids.length)}`];
   let shared = 0;
-  for (const key of sharedKeys) {
-    const bytes = await memoryUsage(key);
+  for (const part of sharedKeys) {
+    const { name, keys } = typeof part === 'string' ? { name: part.split(':').at(-1), keys: [part] } : part;
+    let bytes = 0;
+    for (const key of keys) bytes += await memoryUsage(key);
     shared += bytes;
-    parts.push(`${key.split(':').at(-1)} ${fmt(bytes / count)}`);
+    parts.push(`${name} ${fmt(bytes / count)}`);
   }
   return { bytes: hashes / ids.length + shared / count, parts: parts.join(', ') };
 }
@@ -356,7 +372,8 @@ async function endToEnd(total: number, resultBytes: number) {
   const byCommand = `submit ${breakdown(submitted, total)}; run ${breakdown(since(stats, submitted), total)}`;
   await worker.stop();
   const { bytes: perJob, parts: perJobParts } = await perJobBytes(queue, () => [], [
-    layoutFor(prefix).tenantJobs('bench'),
+    // The tenant's index: its directory and its buckets (`{directory}:{bound}`).
+    { name: 'index', keys: await keysMatching(`${layoutFor(prefix).tenantIndex('bench')}*`) },
     // The tenant's storage budget keeps each job's input and result size until the job is gone.
     layoutFor(prefix).storageBytes('bench'),
     queue.keys.completed ?? '',
@@ -465,7 +482,7 @@ if (runs('drain', 'commands', 'memory')) {
     );
   }
   notes.push(
-    "memory: MEMORY USAGE of each side's job hash plus its share of index keys (the completed set; longhaul also keeps the tenant index, whose entry lists the job and is the tombstone behind 410, and the storage budget's per-job sizes, which a small job does not have: the first 512 B of its input and of its result are not counted). Both sides add jobs with the same options (attempts, backoff, priority), and the job hashes hold the same fields (longhaul stores the input as sent and a small result bare). What is left of the gap: the tenant index entry (about 120 B), and the ids, 30-character ULIDs (the API's `job_…`) where raw BullMQ counts 1, 2, 3 (about 30 B in the job hash's key and 25 B in the completed set). The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
+    "memory: MEMORY USAGE of each side's job hash plus its share of index keys (the completed set; longhaul also keeps the tenant index, whose entry lists the job and is the tombstone behind 410, in buckets of at most 128 ids that Redis keeps as compact listpacks, and the storage budget's per-job sizes, which a small job does not have: the first 512 B of its input and of its result are not counted). Both sides add jobs with the same options (attempts, backoff, priority), and the job hashes hold the same fields (longhaul stores the input as sent and a small result bare). What is left of the gap: the tenant index entry (about 40 B; one sorted set of all of them would cost 120 B a job), and the ids, 30-character ULIDs (the API's `job_…`) where raw BullMQ counts 1, 2, 3 (about 30 B in the job hash's key and 25 B in the completed set). The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
   );
 }
 

@@ -1,4 +1,4 @@
-import { layoutFor, QUEUES } from '@longhaul/shared';
+import { layoutFor, listIndexed, QUEUES } from '@longhaul/shared';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countBy, mapLimit, recordFigures, sleep } from '../chaos/chaos-support.ts';
@@ -101,7 +101,7 @@ describe('atomic submit: a stream of submits while Redis pauses (real API, priva
     await waitFor(async () => (await heldWrites(admin)).length === 0, { what: 'held writes to land' });
 
     const inRedis = await jobHashIds(admin, prefix);
-    const indexed = new Set(await admin.zrange(layout.tenantJobs('a'), 0, -1));
+    const indexed = new Set(await listIndexed(admin, layout, 'a', undefined, 1_000_000));
     const queued = new Set([
       ...(await admin.lrange(layout.wait(QUEUES.analyses), 0, -1)),
       ...(await admin.zrange(layout.prioritized(QUEUES.analyses), 0, -1)),

@@ -19,6 +19,7 @@ export * from './store/fair-share.ts';
 export * from './store/job-children.ts';
 export * from './store/job-store.ts';
 export * from './store/schedule-store.ts';
+export * from './store/tenant-index.ts';
 export * from './telemetry.ts';
 export * from './webhook-delivery.ts';
 export * from './webhook-signature.ts';

@@ -20,6 +20,7 @@ import {
 } from './bullmq-layout.ts';
 import { createChildRunStore } from './job-children.ts';
 import { createJobStore, DEFAULT_PRIORITY, type JobData, jobData } from './job-store.ts';
+import { isIndexed } from './tenant-index.ts';
 
 /**
  * The contract between `bullmq-layout.ts` and the pinned BullMQ: for each state a job can be in,
@@ -121,7 +122,7 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
       OWN_FIELDS.webhookUrl,
       OWN_FIELDS.steps,
     ]);
-    expect(await connection.zscore(layout.tenantJobs('a'), id)).toBe('0');
+    expect(await isIndexed(connection, layout, 'a', id)).toBe(true);
     expect((await events(id)).map((e) => e.event)).toContain('added');
     const owned = await store.snapshot('a', id);
     expect(owned.kind === 'job' && owned.snapshot.job).toMatchObject({
@@ -362,7 +363,7 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     const unfinished = await connection.smembers(layout.dependencies(analyses, parentId));
     expect(unfinished.every((k) => keys.includes(k))).toBe(true);
     expect((await hash(ok)).parentKey).toBe(layout.job(analyses, parentId));
-    expect(await connection.zscore(layout.tenantJobs('a'), ok)).toBe('0');
+    expect(await isIndexed(connection, layout, 'a', ok)).toBe(true);
     let owned = await store.snapshot('a', parentId);
     expect(owned.kind === 'job' && owned.snapshot.children?.counts.total).toBe(2);
     owned = await store.snapshot('a', ok);

@@ -113,8 +113,13 @@ export function layoutFor(prefix: string) {
     /** BullMQ's events stream of a queue (QueueEvents reads it; XRANGE serves Last-Event-ID replays). */
     events: (queue: QueueName) => `${prefix}:${queue}:events`,
 
-    /** Ours: a tenant's job ids (score 0, so ULID ids sort by time); ownership of gone jobs (410). */
-    tenantJobs: (tenant: string) => `${prefix}:lh:tenant:${tenant}:jobs`,
+    /**
+     * Ours: the directory of a tenant's index of job ids (listing; ownership of gone jobs, 410):
+     * the lower bound of each bucket, whose ids are at `{this key}:{bound}` (see tenant-index.ts).
+     */
+    tenantIndex: (tenant: string) => `${prefix}:lh:tenant:${tenant}:index`,
+    /** Ours, the earlier layout: a tenant's job ids in one sorted set; read until it expires. */
+    legacyTenantJobs: (tenant: string) => `${prefix}:lh:tenant:${tenant}:jobs`,
     /** Ours: a tenant's unfinished job ids, scored by reservation time; its size is the backlog. */
     backlog: (tenant: string) => `${prefix}:lh:tenant:${tenant}:backlog`,
     /**

@@ -3,6 +3,7 @@ import { Job } from 'bullmq';
 import type { RedisConnection } from '../redis.ts';
 import { decodeReturnValue } from '../result-codec.ts';
 import { addToMulti, BULL_LUA, hsetOnMulti, type Layout, OWN_FIELDS, QUEUES, queueMulti } from './bullmq-layout.ts';
+import { indexOnMulti } from './tenant-index.ts';
 
 /**
  * Fan-out and fan-in (`ctx.spawn`): a parent job's children are ordinary analysis jobs added as
@@ -267,9 +268,13 @@ export function createChildRunStore(deps: ChildRunStoreDeps) {
           { parent: { queue, id: parentId } },
         );
       }
-      const index = layout.tenantJobs(tenant);
-      for (const child of children) multi.zadd(index, 0, child.id);
-      multi.expire(index, indexTtlSeconds);
+      indexOnMulti(
+        multi,
+        layout,
+        tenant,
+        children.map((child) => child.id),
+        indexTtlSeconds,
+      );
       hsetOnMulti(multi, key(parentId), OWN_FIELDS.children, JSON.stringify(batches));
       const results = (await multi.exec()) ?? [];
       for (const [err] of results) if (err) throw err;

@@ -31,6 +31,7 @@ import {
   parseChildSummary,
   readChildIds,
 } from './job-children.ts';
+import { INDEX_LUA, indexOnMulti, listIndexed } from './tenant-index.ts';
 
 /**
  * Priorities as clients give them: 1 (most urgent) to 1000, 500 when not given. Every job carries a
@@ -86,10 +87,10 @@ export function retentionOptions(retention: Config['retention']) {
  * in the tenant's index answers `gone` (410). A job that spawned children also gets their counts
  * (see `CHILD_SUMMARY_LUA`: the one part whose cost grows, with the job's own children).
  */
-const SNAPSHOT = `${CHILD_SUMMARY_LUA}
+const SNAPSHOT = `${CHILD_SUMMARY_LUA}${INDEX_LUA}
 local data = redis.call('HGET', KEYS[1], 'data')
 if not data then
-  if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 'gone' end
+  if index_has(KEYS[4], ARGV[1]) or redis.call('ZSCORE', KEYS[12], ARGV[1]) then return 'gone' end
   return 'none'
 end
 if string.match(data, '^{"tenant":"([%w_%-]*)"') ~= ARGV[2] then return 'none' end
@@ -273,28 +274,6 @@ if ARGV[12] ~= '' then
   redis.call('EXPIRE', KEYS[2], ARGV[13])
 end
 return fair_freed(ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]))`;
-
-/**
- * Drops index entries older than the tombstone's life, but only those whose job is gone: an
- * entry never expires while its job exists, whatever its delay and retention. It checks the 4
- * oldest, and 4 more from a random place among the old ones (ARGV[3] in [0, 1)): otherwise a few
- * long-delayed jobs at the head of the index would keep every gone entry behind them for as
- * long as they live. All scores are 0, so ranks follow ids and a rank range costs O(log N).
- */
-const TRIM_INDEX = `
-local function trim(ids)
-  for _, id in ipairs(ids) do
-    if redis.call('EXISTS', ARGV[2] .. id) == 0 then redis.call('ZREM', KEYS[1], id) end
-  end
-end
-local n = redis.call('ZLEXCOUNT', KEYS[1], '-', ARGV[1])
-if n == 0 then return 0 end
-if n > 4 then
-  local from = 4 + math.floor(tonumber(ARGV[3]) * (n - 4))
-  trim(redis.call('ZRANGE', KEYS[1], from, math.min(from + 3, n - 1)))
-end
-trim(redis.call('ZRANGE', KEYS[1], 0, math.min(3, n - 1)))
-return 0`;
 
 /**
  * Flags a job cancelled, unless it is gone or already finished, and frees its backlog place and
@@ -516,15 +495,16 @@ export function createJobReads({
 
   function snapshotArgs(tenant: string, id: string): (string | number)[] {
     return [
-      11,
+      12,
       layout.job(analyses, id),
       layout.lock(analyses, id),
       layout.delayed(analyses),
-      layout.tenantJobs(tenant),
+      layout.tenantIndex(tenant),
       layout.webhookDeliveries(id),
       ...childSummaryKeys(layout, id),
       layout.fairRunning(tenant),
       layout.fairLane(tenant),
+      layout.legacyTenantJobs(tenant),
       id,
       tenant,
       ...STATUS_FIELDS,
@@ -573,8 +553,8 @@ export function createJobReads({
     },
 
     /** A page of the tenant's job ids, newest first, before `cursor` (an id). */
-    async listIds(tenant: string, cursor: string | undefined, count: number): Promise<string[]> {
-      return redis.zrevrangebylex(layout.tenantJobs(tenant), cursor ? `(${cursor}` : '+', '-', 'LIMIT', 0, count);
+    listIds(tenant: string, cursor: string | undefined, count: number): Promise<string[]> {
+      return listIndexed(redis, layout, tenant, cursor, count);
     },
   };
 }
@@ -694,15 +674,11 @@ export function createJobStore({
         },
       );
       if (a.webhookUrl) hsetOnMulti(multi, layout.job(analyses, a.id), OWN_FIELDS.webhookUrl, a.webhookUrl);
-      const index = layout.tenantJobs(a.tenant);
       // Ids carry the time of the API that made them, keys expire on Redis' clock: trim a few
       // minutes late, so a replay never finds its key alive but its tombstone gone.
       const cutoff = `(job_${encodeTime(Math.max(0, now - tombstoneSeconds * 1000 - CLOCK_SKEW_MS), 10)}`;
-      multi
-        .zadd(index, 0, a.id)
-        // The index outlives its newest entry by the tombstone's life and the longest delay.
-        .expire(index, tombstoneSeconds + MAX_DELAY_SECONDS)
-        .eval(TRIM_INDEX, 1, index, cutoff, jobPrefix, String(Math.random()));
+      // The index outlives its newest entry by the tombstone's life and the longest delay.
+      indexOnMulti(multi, layout, a.tenant, [a.id], tombstoneSeconds + MAX_DELAY_SECONDS, { cutoff, jobPrefix });
       // A parked job enters its tenant's lane in the same transaction, so it is never stranded.
       if (parked) fair.parkOnMulti(multi, a.tenant, a.id, opts.priority ?? DEFAULT_PRIORITY);
       else if ((a.placement === 'solo' || a.placement === 'direct') && !a.delayMs) {
