@@ -18,7 +18,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { getContract, jobOptionsFor, layoutFor } from '@longhaul/shared';
+import { getContract, indexKeys, jobOptionsFor, layoutFor } from '@longhaul/shared';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { build } from 'tsup';
@@ -148,17 +148,6 @@ const memoryUsage = async (key: string) => Number((await redis.call('MEMORY', 'U
  * Bytes a retained completed job holds: its BullMQ hash plus whatever per-job keys and per-job
  * share of index keys the side keeps, averaged over up to 200 jobs (MEMORY USAGE, exact).
  */
-async function keysMatching(pattern: string): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1_000);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  return keys;
-}
-
 /** A part of the per-job figure: one key, or several under one name (a tenant index's buckets). */
 type SharedKeys = string | { name: string; keys: string[] };
 
@@ -372,8 +361,8 @@ async function endToEnd(total: number, resultBytes: number) {
   const byCommand = `submit ${breakdown(submitted, total)}; run ${breakdown(since(stats, submitted), total)}`;
   await worker.stop();
   const { bytes: perJob, parts: perJobParts } = await perJobBytes(queue, () => [], [
-    // The tenant's index: its directory and its buckets (`{directory}:{bound}`).
-    { name: 'index', keys: await keysMatching(`${layoutFor(prefix).tenantIndex('bench')}*`) },
+    // The tenant's index: its directory and its buckets.
+    { name: 'index', keys: await indexKeys(redis, layoutFor(prefix), 'bench') },
     // The tenant's storage budget keeps each job's input and result size until the job is gone.
     layoutFor(prefix).storageBytes('bench'),
     queue.keys.completed ?? '',

@@ -4,7 +4,7 @@ import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support
 import { newJobId } from '../ids.ts';
 import { createRedisConnection, type RedisConnection } from '../redis.ts';
 import { layoutFor } from './bullmq-layout.ts';
-import { INDEX_BUCKET, type IndexTrim, indexOnMulti, isIndexed, listIndexed } from './tenant-index.ts';
+import { INDEX_BUCKET, type IndexTrim, indexKeys, indexOnMulti, isIndexed, listIndexed } from './tenant-index.ts';
 
 const TTL = 3_600;
 const HOUR = 3_600_000;
@@ -41,10 +41,7 @@ describe('the tenant index (real Redis)', () => {
     }
   }
 
-  const buckets = async (tenant: string) => {
-    const dir = layout.tenantIndex(tenant);
-    return (await redis.zrange(dir, 0, -1)).map((bound) => `${dir}:${bound}`);
-  };
+  const buckets = async (tenant: string) => (await indexKeys(redis, layout, tenant)).slice(1);
 
   it('when ids arrive out of order, then the listing returns each once, newest first, page by page, in compact buckets', async () => {
     const now = Date.now();

@@ -135,6 +135,12 @@ export async function isIndexed(redis: RedisConnection, layout: Layout, tenant: 
   return (await redis.eval(HAS, 2, layout.tenantIndex(tenant), layout.legacyTenantJobs(tenant), id)) === 1;
 }
 
+/** Every key of `tenant`'s index: its directory, then its buckets, oldest first (for sizing it). */
+export async function indexKeys(redis: RedisConnection, layout: Layout, tenant: string): Promise<string[]> {
+  const dir = layout.tenantIndex(tenant);
+  return [dir, ...(await redis.zrange(dir, 0, -1)).map((bound) => `${dir}:${bound}`)];
+}
+
 /** What trims the index as ids are added: see `ADD`. */
 export interface IndexTrim {
   /** Exclusive lex bound (`(job_…`): entries below it are old enough to trim once their job is gone. */
