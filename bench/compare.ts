@@ -365,6 +365,8 @@ async function endToEnd(total: number, resultBytes: number) {
     { name: 'index', keys: await indexKeys(redis, layoutFor(prefix), 'bench') },
     // The tenant's storage budget keeps each job's input and result size until the job is gone.
     layoutFor(prefix).storageBytes('bench'),
+    // The tenant's backlog: a place per unfinished job, freed when the job ends.
+    layoutFor(prefix).backlog('bench'),
     queue.keys.completed ?? '',
   ]);
   await queue.close();
@@ -471,7 +473,7 @@ if (runs('drain', 'commands', 'memory')) {
     );
   }
   notes.push(
-    "memory: MEMORY USAGE of each side's job hash plus its share of index keys (the completed set; longhaul also keeps the tenant index, whose entry lists the job and is the tombstone behind 410, in buckets of at most 128 ids that Redis keeps as compact listpacks, and the storage budget's per-job sizes, which a small job does not have: the first 512 B of its input and of its result are not counted). Both sides add jobs with the same options (attempts, backoff, priority), and the job hashes hold the same fields (longhaul stores the input as sent and a small result bare). What is left of the gap: the tenant index entry (about 40 B; one sorted set of all of them would cost 120 B a job), and the ids, 30-character ULIDs (the API's `job_…`) where raw BullMQ counts 1, 2, 3 (about 30 B in the job hash's key and 25 B in the completed set). The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
+    "memory: MEMORY USAGE of each side's job hash plus its share of index keys (the completed set; longhaul also keeps the tenant index, whose entry lists the job and is the tombstone behind 410, in buckets of at most 128 ids that Redis keeps as compact listpacks, and the storage budget's per-job sizes, which a small job does not have: the first 512 B of its input and of its result are not counted; and the backlog, whose entry leaves when the job ends). Both sides add jobs with the same options (attempts, backoff, priority), and the job hashes hold the same fields (longhaul stores the input as sent and a small result bare). What is left of the gap: the tenant index entry (about 40 B; one sorted set of all of them would cost 120 B a job), and the ids, 30-character ULIDs (the API's `job_…`) where raw BullMQ counts 1, 2, 3 (about 30 B in the job hash's key and 25 B in the completed set). The events stream is capped and shared by both. The 100 kB result is simulate's repeated 'x', which gzip shrinks far more than real data would.",
   );
 }
 

@@ -1,4 +1,5 @@
 import {
+  type AttemptEnd,
   type ChildRunStore,
   type Config,
   DEFAULT_PRIORITY,
@@ -135,14 +136,14 @@ export function createProcessor(deps: RunJobDeps) {
   async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
     const id = job.id ?? '';
     const tenant = job.data?.tenant ?? '';
-    const finish = (ended: boolean, stillActive: boolean, resultBytes?: number) =>
+    const finish = (ended: boolean, stillActive: boolean, end?: AttemptEnd) =>
       void store
-        .finish(tenant, id, { ended, stillActive }, resultBytes)
+        .finish(tenant, id, { ended, stillActive }, end)
         .catch((e) => log.warn({ err: e, jobId: id }, 'could not hand the slot on'));
     try {
       const { stored, resultBytes } = await attempt(job, token, signal);
       // The result's bytes are counted against the storage budget in the same script.
-      finish(true, true, resultBytes);
+      finish(true, true, { resultBytes, done: true });
       return stored;
     } catch (err) {
       // Handed back on shutdown: it keeps its share.
@@ -157,7 +158,7 @@ export function createProcessor(deps: RunJobDeps) {
       if (job.id && ended) {
         await store.clearCheckpoint(job.id).catch((e) => log.warn({ err: e }, 'could not drop the checkpoint'));
       }
-      finish(ended, true);
+      finish(ended, true, { done: ended });
       throw err;
     }
   }

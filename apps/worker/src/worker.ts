@@ -78,8 +78,10 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     log.info({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job failed for good');
     // A job that ended keeps no checkpoint (retention would drop it with the job anyway).
     void store.clearCheckpoint(job.id).catch(() => undefined);
-    // It leaves its tenant's share even when it failed outside the processor (stalled too often).
-    void store.finish(job.data?.tenant ?? '', job.id, { ended: true, stillActive: false }).catch(() => undefined);
+    // It leaves its tenant's share and backlog even when it failed outside the processor (stalled too often).
+    void store
+      .finish(job.data?.tenant ?? '', job.id, { ended: true, stillActive: false }, { done: true })
+      .catch(() => undefined);
   });
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled; handed to another worker'));
 

@@ -265,10 +265,13 @@ return { 'ok', '', hits, ttl, placement }`;
  * connection, in one script: the result's bytes counted against the tenant's storage budget when
  * ARGV[12] is not empty (idempotently: a retried attempt replaces the figure; BullMQ stores the
  * result just after, and the admit script drops the figure once the job is gone, so a figure for a
- * result that never landed cannot outlive its job), then the worker slot handed on
+ * result that never landed cannot outlive its job); the job's place in its tenant's backlog freed
+ * when ARGV[14] is '1' (it completed or failed for good), so a finished job neither counts against
+ * the quota nor keeps an entry until a later admission finds it; then the worker slot handed on
  * (`fair_freed`, fair-share.ts).
  */
 const FINISH = `${fairLua(1)}${STORAGE_LUA}
+if ARGV[14] == '1' then redis.call('ZREM', KEYS[3], ARGV[9]) end
 if ARGV[12] ~= '' then
   storage_count(KEYS[2], ARGV[9], nil, tonumber(ARGV[12]), now)
   redis.call('EXPIRE', KEYS[2], ARGV[13])
@@ -859,6 +862,14 @@ if ARGV[2] == 'completed' then redis.call('HSET', KEYS[1], ARGV[6], ARGV[7]) end
 redis.call('HSET', KEYS[1], '${OWN_FIELDS.steps}', cjson.encode(steps))
 return { 'ok' }`;
 
+/** How an attempt ended, for `finish`. */
+export interface AttemptEnd {
+  /** The result's bytes, counted against the tenant's storage budget. */
+  resultBytes?: number | undefined;
+  /** The job completed or failed for good: it leaves its tenant's backlog. */
+  done?: boolean;
+}
+
 /** What a step transition found: done, the job gone, the step limit reached, or a result already stored. */
 export type StepWrite =
   | { kind: 'ok' }
@@ -937,21 +948,29 @@ export function createJobRunStore({
       return kind !== 'storage_full';
     },
     /**
-     * An attempt ends: its worker slot is handed on (see `SlotFreed`), and with `resultBytes` its
-     * result is counted against the tenant's storage budget. Not awaited by the caller when
+     * An attempt ends: its worker slot is handed on (see `SlotFreed`); with `resultBytes` its
+     * result is counted against the tenant's storage budget; with `done` (the job completed or
+     * failed for good) its place in the tenant's backlog is freed. Not awaited by the caller when
      * BullMQ's completion must follow it in order on the connection.
      */
-    finish(tenant: string, id: string, slot: SlotFreed, resultBytes?: number): Promise<unknown> {
+    finish(
+      tenant: string,
+      id: string,
+      slot: SlotFreed,
+      { resultBytes, done = false }: AttemptEnd = {},
+    ): Promise<unknown> {
       return evalScript(
         redis,
         FINISH,
-        2,
+        3,
         layout.fairReady,
         layout.storageBytes(tenant),
+        layout.backlog(tenant),
         ...fairArgs(layout, fairLimits, eventsMaxLen),
         ...freedArgs(tenant, id, slot),
         resultBytes === undefined ? '' : String(resultBytes),
         String(STORAGE_KEYS_TTL_SECONDS),
+        done ? '1' : '',
       );
     },
     /**

@@ -92,8 +92,8 @@ describe('the per-tenant storage budget (real Redis)', () => {
     const runStore = createJobRunStore({ redis, prefix });
     const job = await submit('results', input(100));
     const ended = { ended: true, stillActive: false };
-    await runStore.finish('results', job.id, ended, 3500);
-    await runStore.finish('results', job.id, ended, 3500);
+    await runStore.finish('results', job.id, ended, { resultBytes: 3500 });
+    await runStore.finish('results', job.id, ended, { resultBytes: 3500 });
     expect(await total('results')).toBe(counted(3500));
     expect((await submit('results', input(2000))).admission.kind).toBe('storage_full');
 
@@ -118,7 +118,7 @@ describe('the per-tenant storage budget (real Redis)', () => {
   it('when a job is counted, then its one field holds its input, its result and when it was first counted', async () => {
     const runStore = createJobRunStore({ redis, prefix });
     const job = await submit('fields', input(600));
-    await runStore.finish('fields', job.id, { ended: true, stillActive: false }, 600);
+    await runStore.finish('fields', job.id, { ended: true, stillActive: false }, { resultBytes: 600 });
     const [inputBytes, result, since] = String(await redis.hget(store.layout.storageBytes('fields'), job.id)).split(
       ',',
     );
@@ -133,14 +133,19 @@ describe('the per-tenant storage budget (real Redis)', () => {
     const runStore = createJobRunStore({ redis, prefix });
     const job = await submit('small', input(10));
     expect(job.admission.kind).toBe('new');
-    await runStore.finish('small', job.id, { ended: true, stillActive: false }, STORAGE_FREE_BYTES);
+    await runStore.finish('small', job.id, { ended: true, stillActive: false }, { resultBytes: STORAGE_FREE_BYTES });
     expect(await redis.hlen(store.layout.storageBytes('small'))).toBe(0);
     // One byte past the allowance counts that byte, in the job's own field.
-    await runStore.finish('small', job.id, { ended: true, stillActive: false }, STORAGE_FREE_BYTES + 1);
+    await runStore.finish(
+      'small',
+      job.id,
+      { ended: true, stillActive: false },
+      { resultBytes: STORAGE_FREE_BYTES + 1 },
+    );
     expect(await total('small')).toBe(1);
     expect(await redis.hexists(store.layout.storageBytes('small'), job.id)).toBe(1);
     // A retried attempt that stores a small result again frees the byte and the field.
-    await runStore.finish('small', job.id, { ended: true, stillActive: false }, 10);
+    await runStore.finish('small', job.id, { ended: true, stillActive: false }, { resultBytes: 10 });
     expect(await total('small')).toBe(0);
     expect(await redis.hexists(store.layout.storageBytes('small'), job.id)).toBe(0);
   });
