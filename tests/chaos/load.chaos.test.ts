@@ -22,6 +22,7 @@ import {
 
 const DURATION_MS = size(30_000, 180_000);
 const LANES = 12;
+const BACKLOG_QUOTA = 500;
 
 interface Sample {
   at: number;
@@ -44,11 +45,15 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
     redis = await startRedisServer();
     admin = new Redis(redis.url);
     const env = chaosEnv(redis.url, prefix, {
-      WORKER_CONCURRENCY: '8',
+      // The jobs sleep (up to 50 ms): enough slots that the workers usually keep up with the API.
+      WORKER_CONCURRENCY: '32',
       SIMULATE_EXECUTION_LOG: log,
       LOG_LEVEL: 'warn',
       // Bounded memory is the retention caps' job: short ones, so the plateau comes within the run.
       COMPLETED_RETENTION_COUNT: String(size(300, 2_000)),
+      // And the backlog quota's, when the API accepts jobs faster than the workers finish them (a
+      // quiet machine): unfinished jobs stop at the quota instead of growing for the whole run.
+      TENANT_BACKLOG_QUOTA: String(BACKLOG_QUOTA),
       COMPLETED_RETENTION_SECONDS: '60',
       FAILED_RETENTION_SECONDS: '60',
       TOMBSTONE_TTL_SECONDS: '60',
@@ -77,6 +82,11 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
       let shed = 0;
       const isShed = (res: { status: number; headers: Record<string, string> }) =>
         res.status === 503 && Boolean(res.headers['retry-after']);
+      // 429 backlog_quota_exceeded: the workers are BACKLOG_QUOTA jobs behind. Back-pressure by
+      // design, nothing accepted; the client waits and submits again.
+      let throttled = 0;
+      const isThrottled = (res: { status: number; body: { error?: { code?: string } } }) =>
+        res.status === 429 && res.body?.error?.code === 'backlog_quota_exceeded';
       const samples: Sample[] = [];
       const started = Date.now();
       const deadline = started + DURATION_MS;
@@ -106,6 +116,11 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
               if (isShed(res)) {
                 shed++;
                 await sleep(100);
+                continue;
+              }
+              if (isThrottled(res)) {
+                throttled++;
+                await sleep(50);
                 continue;
               }
               if (res.status !== 202) errors.push(`submit ${res.status} ${JSON.stringify(res.body)}`);
@@ -157,6 +172,7 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
         jobsPerSecond: Math.round(ids.length / elapsedS),
         errors: errors.length,
         shed503: shed,
+        throttled429: throttled,
         apiRssMiB: { middle: +(rss.middleKb / 1024).toFixed(1), last: +(rss.lastKb / 1024).toFixed(1) },
         redisUsedMiB: {
           middle: +(mem.middleBytes / 1048576).toFixed(1),
