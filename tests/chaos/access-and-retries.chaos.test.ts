@@ -11,6 +11,7 @@ import {
   readExecutions,
   recordFigures,
   SECRETS,
+  submitJobs,
   waitAllFinal,
 } from './chaos-support.ts';
 
@@ -50,11 +51,12 @@ describe('G10/G12 retries, authentication, tenant isolation, rate limit and back
     'G10: when a job fails transiently twice, then it completes on attempt 3 after a backoff between attempts',
     async () => {
       const client = api(main.url, SECRETS.keyA);
-      const { body } = await client.post('/v1/jobs', job({ durationMs: 0, steps: 1, failTimes: 2 }));
-      const [status] = (await waitAllFinal(client, [body.id], 30_000)).values();
+      // Accepted for sure (a 503 shed under CPU contention is sent again), so its id is known.
+      const [id = ''] = await submitJobs(client, 1, { durationMs: 0, steps: 1, failTimes: 2 });
+      const [status] = (await waitAllFinal(client, [id], 30_000)).values();
       expect(status).toBe('completed');
-      expect((await client.get(`/v1/jobs/${body.id}/result`)).body.result.attempt).toBe(3);
-      const starts = readExecutions(log).filter((e) => e.jobId === body.id && e.event === 'start');
+      expect((await client.get(`/v1/jobs/${id}/result`)).body.result.attempt).toBe(3);
+      const starts = readExecutions(log).filter((e) => e.jobId === id && e.event === 'start');
       expect(starts.map((s) => s.attempt)).toEqual([1, 2, 3]);
       // simulate's backoff: 500 ms doubling, jitter 0.5, so at least 250 ms then 500 ms.
       const gaps = starts.slice(1).map((s, i) => s.at - (starts[i]?.at ?? 0));
@@ -69,15 +71,16 @@ describe('G10/G12 retries, authentication, tenant isolation, rate limit and back
     'G10: when a job exhausts its attempts, then it stays failed with its last error and stack',
     async () => {
       const client = api(main.url, SECRETS.keyA);
-      const { body } = await client.post('/v1/jobs', job({ durationMs: 0, steps: 1, failTimes: 5 }));
-      const [status] = (await waitAllFinal(client, [body.id], 30_000)).values();
+      // Accepted for sure (a 503 shed under CPU contention is sent again), so its id is known.
+      const [id = ''] = await submitJobs(client, 1, { durationMs: 0, steps: 1, failTimes: 5 });
+      const [status] = (await waitAllFinal(client, [id], 30_000)).values();
       expect(status).toBe('failed');
-      const view = (await client.get(`/v1/jobs/${body.id}`)).body;
+      const view = (await client.get(`/v1/jobs/${id}`)).body;
       expect(view.attempts).toEqual({ made: 3, max: 3 });
       expect(view.error.message).toMatch(/transient failure on attempt 3/);
       const redis = new Redis(redisUrl());
       try {
-        const stack = JSON.parse((await redis.hget(`${prefix}:analyses:${body.id}`, 'stacktrace')) ?? '[]') as string[];
+        const stack = JSON.parse((await redis.hget(`${prefix}:analyses:${id}`, 'stacktrace')) ?? '[]') as string[];
         expect(stack.length).toBeGreaterThan(0);
         expect(stack.at(-1)).toMatch(/transient failure on attempt 3[\s\S]*at /);
       } finally {
