@@ -90,7 +90,7 @@ export function retentionOptions(retention: Config['retention']) {
 const SNAPSHOT = `${CHILD_SUMMARY_LUA}${INDEX_LUA}
 local data = redis.call('HGET', KEYS[1], 'data')
 if not data then
-  if index_has(KEYS[4], ARGV[1]) or redis.call('ZSCORE', KEYS[12], ARGV[1]) then return 'gone' end
+  if index_has(KEYS[4], KEYS[12], ARGV[1]) then return 'gone' end
   return 'none'
 end
 if string.match(data, '^{"tenant":"([%w_%-]*)"') ~= ARGV[2] then return 'none' end

@@ -1,5 +1,6 @@
 import type { RedisConnection } from '../redis.ts';
 import type { Layout, QueueMulti } from './bullmq-layout.ts';
+import { evalScript } from './eval-script.ts';
 
 /**
  * A tenant's index of its jobs: what `GET /v1/jobs` lists (newest first), and the ownership of a
@@ -32,9 +33,11 @@ export const INDEX_LUA = `
 local function index_bucket(dir, id)
   return redis.call('ZREVRANGEBYLEX', dir, '[' .. id, '-', 'LIMIT', 0, 1)[1]
 end
-local function index_has(dir, id)
+-- In the index at dir, or in the earlier layout's one set (legacy), read until it expires.
+local function index_has(dir, legacy, id)
   local b = index_bucket(dir, id)
-  return b ~= nil and redis.call('ZSCORE', dir .. ':' .. b, id) ~= false
+  if b ~= nil and redis.call('ZSCORE', dir .. ':' .. b, id) then return true end
+  return redis.call('ZSCORE', legacy, id) ~= false
 end
 local function index_add(dir, id, ttl)
   local b = index_bucket(dir, id)
@@ -47,6 +50,7 @@ local function index_add(dir, id, ttl)
   if redis.call('ZCARD', key) >= ${INDEX_BUCKET} and not redis.call('ZSCORE', key, id) then
     if redis.call('ZLEXCOUNT', key, '(' .. id, '+') == 0 then
       b = id
+      redis.call('ZADD', dir, 0, b)
     else
       local moved = redis.call('ZRANGE', key, ${INDEX_BUCKET / 2}, -1)
       local args = {}
@@ -61,7 +65,6 @@ local function index_add(dir, id, ttl)
       redis.call('ZADD', dir, 0, moved[1])
       b = index_bucket(dir, id)
     end
-    redis.call('ZADD', dir, 0, b)
     key = dir .. ':' .. b
   end
   redis.call('ZADD', key, 0, id)
@@ -128,11 +131,11 @@ end
 return out`;
 
 const HAS = `${INDEX_LUA}
-return (index_has(KEYS[1], ARGV[1]) or redis.call('ZSCORE', KEYS[2], ARGV[1])) and 1 or 0`;
+return index_has(KEYS[1], KEYS[2], ARGV[1]) and 1 or 0`;
 
 /** Whether `id` is in `tenant`'s index (the status read asks the same inside its script). */
 export async function isIndexed(redis: RedisConnection, layout: Layout, tenant: string, id: string): Promise<boolean> {
-  return (await redis.eval(HAS, 2, layout.tenantIndex(tenant), layout.legacyTenantJobs(tenant), id)) === 1;
+  return (await evalScript(redis, HAS, 2, layout.tenantIndex(tenant), layout.legacyTenantJobs(tenant), id)) === 1;
 }
 
 /** Every key of `tenant`'s index: its directory, then its buckets, oldest first (for sizing it). */
