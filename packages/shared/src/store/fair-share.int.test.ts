@@ -124,7 +124,7 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     const high = await submit('a', 5);
     for (const id of [...low, high]) expect(await parked(id)).toBe(false);
     // All four wait in the queue, and take their share as they start.
-    expect(await runs.fair.tenants()).toEqual([{ tenant: 'a', running: 0, waiting: 4 }]);
+    expect((await runs.fair.shares()).tenants).toEqual([{ tenant: 'a', running: 0, waiting: 4 }]);
     // BullMQ serves them as it would without fair share: in the tenant's own priority order.
     const order = [];
     for (let t = await take(); t; t = await take()) {
@@ -226,7 +226,7 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     expect(snapshot.kind === 'job' && snapshot.snapshot.parked).toBe('tenant_concurrency');
     const b = await submit('b');
     expect((await take())?.job.id).toBe(b);
-    const shares = await runs.fair.tenants();
+    const shares = (await runs.fair.shares()).tenants;
     expect(shares).toEqual(
       expect.arrayContaining([
         { tenant: 'a', running: 2, waiting: 3 },
@@ -255,7 +255,7 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     await submit('b');
     const id = await submit('a');
     expect(await parked(id)).toBe(true);
-    expect(await runs.fair.tenants()).toContainEqual({ tenant: 'a', running: 0, waiting: 1 });
+    expect((await runs.fair.shares()).tenants).toContainEqual({ tenant: 'a', running: 0, waiting: 1 });
     // A worker joins: its heartbeat dispatches (b's turn, then a's job as a spare).
     expect(await runs.fair.heartbeat('another', 1)).toBeGreaterThan(0);
     expect([(await take())?.job.id, (await take())?.job.id]).toContain(id);

@@ -442,10 +442,6 @@ export function createFairShare({
       );
     },
     shares,
-    /** Each tenant's running and waiting jobs. */
-    async tenants(): Promise<TenantShare[]> {
-      return (await shares()).tenants;
-    },
   };
 }
 
