@@ -173,8 +173,8 @@ export class ColumnStats {
 
   /**
    * The one update, for a value the CSV hot path classified in place (no object per value): `key`
-   * counts it; for a number key, `text.slice(keyStart, keyEnd)` is `String(key)` when
-   * `keyStart >= 0`, hashed in place instead of writing the number out again. The fields are read
+   * counts it; when `keyStart >= 0`, `text.slice(keyStart, keyEnd)` is `String(key)`, hashed in
+   * place instead of writing a number out again or reading a sliced string. The fields are read
    * here, not passed on as arguments: a double passed to a call is boxed, once per value.
    */
   addValue(value: FieldValue): void {
@@ -185,6 +185,7 @@ export class ColumnStats {
     this.nonNull++;
     this.kindCounts[kind] = (this.kindCounts[kind] as number) + 1;
     let k = key;
+    let keyStart = value.keyStart;
     if (!Number.isNaN(x)) {
       this.n++;
       const delta = x - this.mean;
@@ -199,16 +200,19 @@ export class ColumnStats {
       const t = keyOf(typeof key === 'string' ? key : text);
       if (this.textMin === null || t < this.textMin) this.textMin = t;
       if (this.textMax === null || t > this.textMax) this.textMax = t;
-      if (typeof key === 'string') k = t;
+      if (typeof key === 'string') {
+        // A value cut short is counted by its prefix and hash: not the text where it lies.
+        if (t !== key) keyStart = -1;
+        k = t;
+      }
     }
     if (this.exact) {
       this.counts.add(k, 1);
       if (this.counts.size > DATASET_EXACT_DISTINCT_LIMIT) this.overflow();
       return;
     }
-    const keyStart = value.keyStart;
     const hash =
-      typeof k === 'string' ? hash53(k) : keyStart >= 0 ? hash53Range(text, keyStart, value.keyEnd) : hash53(String(k));
+      keyStart >= 0 ? hash53Range(text, keyStart, value.keyEnd) : typeof k === 'string' ? hash53(k) : hash53(String(k));
     (this.hll as HyperLogLog).addHash(hash);
     (this.frequent as MisraGries).add(k, hash);
   }

@@ -91,7 +91,10 @@ export interface FieldValue {
   /** The number, or the date's epoch milliseconds; `NaN` for booleans and strings. */
   numeric: number;
   key: CountKey;
-  /** `text.slice(keyStart, keyEnd)` is `String(key)` when `keyStart >= 0` (a number's canonical digits, hashable in place). */
+  /**
+   * When `keyStart >= 0`, `text.slice(keyStart, keyEnd)` is `String(key)`: a number's canonical
+   * digits, a date-time's or a string's own text, hashable where it lies.
+   */
   text: string;
   keyStart: number;
   keyEnd: number;
@@ -187,6 +190,8 @@ export class FieldClassifier implements FieldValue {
     this.kind = KIND_STRING;
     this.numeric = Number.NaN;
     this.key = text.slice(start, end);
+    this.keyStart = start;
+    this.keyEnd = end;
     return true;
   }
 
@@ -372,6 +377,8 @@ export class FieldClassifier implements FieldValue {
     this.kind = KIND_DATETIME;
     this.numeric = ms;
     this.key = text.slice(s, e);
+    this.keyStart = s;
+    this.keyEnd = e;
     return true;
   }
 }
