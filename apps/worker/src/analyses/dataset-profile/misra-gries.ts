@@ -21,6 +21,8 @@ export class MisraGries {
   private readonly numbers: Float64Array;
   /** The key of a slot holding a string; undefined for a number (in `numbers`). */
   private readonly strings: (string | undefined)[];
+  /** The slots in use, `occupied[0, used)`: evicting visits these, not the whole table. */
+  private readonly occupied: Int32Array;
   private used = 0;
 
   constructor(private readonly limit: number) {
@@ -32,6 +34,7 @@ export class MisraGries {
     this.counts = new Float64Array(capacity);
     this.numbers = new Float64Array(capacity);
     this.strings = new Array<string | undefined>(capacity).fill(undefined);
+    this.occupied = new Int32Array(limit + 1);
   }
 
   /**
@@ -105,15 +108,15 @@ export class MisraGries {
       this.numbers[i] = key;
       this.strings[i] = undefined;
     } else this.strings[i] = key;
-    this.used++;
+    this.occupied[this.used++] = i;
   }
 
   /** Every counter minus one; those at zero are dropped and the table is rebuilt from the rest. */
   private decrementAll(): void {
     const survivors: [CountKey, number, number][] = [];
-    for (let i = 0; i <= this.mask; i++) {
+    for (let n = 0; n < this.used; n++) {
+      const i = this.occupied[n] as number;
       const count = this.counts[i] as number;
-      if (count === 0) continue;
       if (count > 1) survivors.push([this.keyAt(i), this.hashes[i] as number, count - 1]);
       this.counts[i] = 0;
       this.strings[i] = undefined;
