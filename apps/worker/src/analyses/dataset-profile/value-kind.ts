@@ -177,13 +177,13 @@ export class FieldClassifier implements FieldValue {
     this.text = text;
     this.keyStart = -1;
     if ((first >= 48 && first <= 57) || first === 43 || first === 45 || first === 46) {
+      // Shaped like a date (`YYYY-`): tried as one first. A number of that shape (`1.2e-12345`)
+      // still gets its answer, from the slow path.
+      const dated = length >= 10 && text.charCodeAt(s + 4) === 45 && isDigit(first);
+      if (dated && this.datetime(text, s, e)) return true;
       const parsed = this.number(text, s, e);
       if (parsed === 1) return true;
-      if (parsed === 2) return this.classifyReference(text.slice(start, end));
-      if (length >= 10 && text.charCodeAt(s + 4) === 45 && isDigit(first)) {
-        if (this.datetime(text, s, e)) return true;
-        return this.classifyReference(text.slice(start, end));
-      }
+      if (parsed === 2 || dated) return this.classifyReference(text.slice(start, end));
     } else if (length === 4 || length === 5) {
       if (this.boolean(text, s, length)) return true;
     }
