@@ -210,6 +210,19 @@ describe('dataset-profile on bad input', () => {
     for (const chunk of [1, 7, 64]) expect(await profile(data, {}, chunk)).toEqual(whole);
   });
 
+  it('when quoted values with doubled quotes fill several blocks of records, then each is counted once, quotes undone', async () => {
+    const lines = ['n,said'];
+    for (let i = 0; i < 1000; i++) lines.push(`${i},"say ""${i % 3}"""`);
+    const s = await profile(`${lines.join('\n')}\n`, {}, 1 << 20);
+    expect(s.rowCount).toBe(1000);
+    expect(column(s, 'said').topK).toEqual([
+      { value: 'say "0"', count: 334 },
+      { value: 'say "1"', count: 333 },
+      { value: 'say "2"', count: 333 },
+    ]);
+    expect(column(s, 'n').distinct).toEqual({ value: 1000, estimated: false });
+  });
+
   it('when the file is empty or blank, then it fails clearly', async () => {
     await expect(profile('')).rejects.toThrow(new DatasetError('the dataset is empty (0 bytes)'));
     await expect(profile('\n \n')).rejects.toThrow(/only blank lines/);

@@ -100,7 +100,8 @@ export class Profiler {
    * with its text (quotes undone) beside it.
    */
   private block = { rows: 0, starts: new Int32Array(0), ends: new Int32Array(0), quoted: new Uint8Array(0) };
-  private blockText: string[] = [];
+  /** Emptied as it is read: a long quoted value is never kept past its block. */
+  private readonly blockText: (string | undefined)[] = [];
   private readonly utf8: Utf8Validator | null;
   /** Where this run started reading (the resume offset), and how many bytes it was given since. */
   private readonly start: number;
@@ -378,9 +379,11 @@ export class Profiler {
       if (stats === undefined) continue;
       const end = i * BLOCK_ROWS + rows;
       for (let at = i * BLOCK_ROWS; at < end; at++) {
-        const known = quoted[at]
-          ? classifier.classifyString(this.blockText[at] as string)
-          : classifier.classify(text, starts[at] as number, ends[at] as number);
+        let known: boolean;
+        if (quoted[at]) {
+          known = classifier.classifyString(this.blockText[at] as string);
+          this.blockText[at] = undefined;
+        } else known = classifier.classify(text, starts[at] as number, ends[at] as number);
         if (known) stats.addValue(classifier);
       }
     }
