@@ -143,6 +143,9 @@ export class FieldClassifier implements FieldValue {
    */
   private readonly nullsByFirst: (string[] | undefined)[] = new Array(128).fill(undefined);
   private readonly emptyIsNull: boolean;
+  /** The last year and month a date-time was read in (`year * 100 + month`), and its day count. */
+  private lastMonth = -1;
+  private lastMonthDays = 0;
 
   constructor(nullValues: readonly string[]) {
     this.nulls = new Set(nullValues);
@@ -342,7 +345,13 @@ export class FieldClassifier implements FieldValue {
     if (y1 < 0 || y2 < 0 || month < 1 || month > 12 || day < 1 || day > 31 || text.charCodeAt(s + 7) !== 45) {
       return false;
     }
-    let ms = (daysToMonth(y1 * 100 + y2, month) + day - 1) * 86_400_000;
+    // A column's date-times mostly share their month with the one before (a block is one column).
+    const yearMonth = (y1 * 100 + y2) * 100 + month;
+    if (yearMonth !== this.lastMonth) {
+      this.lastMonth = yearMonth;
+      this.lastMonthDays = daysToMonth(y1 * 100 + y2, month);
+    }
+    let ms = (this.lastMonthDays + day - 1) * 86_400_000;
     let i = s + 10;
     if (i < e) {
       const sep = text.charCodeAt(i);
