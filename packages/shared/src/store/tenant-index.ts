@@ -111,7 +111,9 @@ return 0`;
 
 /**
  * Lists the index at KEYS[1], newest first: ARGV[2] ids below ARGV[1] (all when ARGV[1] is '').
- * Buckets found empty are skipped; the trim drops them from the directory.
+ * Buckets found empty are skipped; the trim drops them from the directory. Returns the earlier
+ * layout's set at KEYS[2] the same way, beside: the caller merges the two (Lua compares strings by
+ * the server's locale, not byte by byte as Redis orders them).
  */
 const LIST = `
 local dir, count = KEYS[1], tonumber(ARGV[2])
@@ -128,7 +130,7 @@ while #out < count do
     if #out >= count then break end
   end
 end
-return out`;
+return { out, redis.call('ZREVRANGEBYLEX', KEYS[2], hi, '-', 'LIMIT', 0, count) }`;
 
 const HAS = `${INDEX_LUA}
 return index_has(KEYS[1], KEYS[2], ARGV[1]) and 1 or 0`;
@@ -182,15 +184,15 @@ export async function listIndexed(
   cursor: string | undefined,
   count: number,
 ): Promise<string[]> {
-  const results =
-    (await redis
-      .pipeline()
-      .eval(LIST, 1, layout.tenantIndex(tenant), cursor ?? '', String(count))
-      .zrevrangebylex(layout.legacyTenantJobs(tenant), cursor ? `(${cursor}` : '+', '-', 'LIMIT', 0, count)
-      .exec()) ?? [];
-  for (const [err] of results) if (err) throw err;
-  const ids = (results[0]?.[1] ?? []) as string[];
-  const legacy = (results[1]?.[1] ?? []) as string[];
+  const [ids, legacy] = (await evalScript(
+    redis,
+    LIST,
+    2,
+    layout.tenantIndex(tenant),
+    layout.legacyTenantJobs(tenant),
+    cursor ?? '',
+    String(count),
+  )) as [string[], string[]];
   if (legacy.length === 0) return ids;
   // Both newest first: merge them (ids compare as Redis orders them, byte by byte).
   const merged: string[] = [];
