@@ -144,13 +144,13 @@ function breakdown(stats: Map<string, number>, jobs: number): string {
 
 const memoryUsage = async (key: string) => Number((await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) ?? 0);
 
+/** A part of the per-job figure: one key, or several under one name (a tenant index's buckets). */
+type SharedKeys = string | { name: string; keys: string[] };
+
 /**
  * Bytes a retained completed job holds: its BullMQ hash plus whatever per-job keys and per-job
  * share of index keys the side keeps, averaged over up to 200 jobs (MEMORY USAGE, exact).
  */
-/** A part of the per-job figure: one key, or several under one name (a tenant index's buckets). */
-type SharedKeys = string | { name: string; keys: string[] };
-
 async function perJobBytes(queue: Queue, perJobKeys: (id: string) => string[], sharedKeys: SharedKeys[]) {
   const ids = (await queue.getJobs(['completed'], 0, 199)).map((j) => j.id ?? '');
   let hashes = 0;

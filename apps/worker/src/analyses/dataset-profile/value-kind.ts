@@ -346,10 +346,11 @@ export class FieldClassifier implements FieldValue {
       return false;
     }
     // A column's date-times mostly share their month with the one before (a block is one column).
-    const yearMonth = (y1 * 100 + y2) * 100 + month;
+    const year = y1 * 100 + y2;
+    const yearMonth = year * 100 + month;
     if (yearMonth !== this.lastMonth) {
       this.lastMonth = yearMonth;
-      this.lastMonthDays = daysToMonth(y1 * 100 + y2, month);
+      this.lastMonthDays = daysToMonth(year, month);
     }
     let ms = (this.lastMonthDays + day - 1) * 86_400_000;
     let i = s + 10;
