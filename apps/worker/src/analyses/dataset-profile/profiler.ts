@@ -326,6 +326,7 @@ export class Profiler {
     let width = this.names?.length ?? 0;
     let fieldStats = this.fieldStats;
     const block = this.block;
+    this.sizeBlock(width);
     while (tokenizer.next()) {
       if (tokenizer.error !== null) {
         this.error(baseLine + tokenizer.line() + 1, tokenizer.error);
@@ -338,6 +339,7 @@ export class Profiler {
         this.mapFields();
         width = count;
         fieldStats = this.fieldStats;
+        this.sizeBlock(width);
         if (this.dialect?.header) continue;
       }
       if (count !== width) {
@@ -345,11 +347,6 @@ export class Profiler {
         continue;
       }
       this.rows++;
-      if (block.starts.length !== width * BLOCK_ROWS) {
-        block.starts = new Int32Array(width * BLOCK_ROWS);
-        block.ends = new Int32Array(width * BLOCK_ROWS);
-        block.quoted = new Uint8Array(width * BLOCK_ROWS);
-      }
       const { starts, ends, escaped } = tokenizer;
       const r = block.rows++;
       for (let i = 0; i < width; i++) {
@@ -366,6 +363,14 @@ export class Profiler {
     this.countBlock(text, width);
     this.lines = baseLine + countLines(batch);
     this.offset += batch.length;
+  }
+
+  /** Sizes the block for records of `width` fields, once that width is known. */
+  private sizeBlock(width: number): void {
+    if (this.block.starts.length === width * BLOCK_ROWS) return;
+    this.block.starts = new Int32Array(width * BLOCK_ROWS);
+    this.block.ends = new Int32Array(width * BLOCK_ROWS);
+    this.block.quoted = new Uint8Array(width * BLOCK_ROWS);
   }
 
   /** Counts the block's fields column by column, then empties it. */
