@@ -257,6 +257,23 @@ describe('dataset-profile on bad input', () => {
     );
   });
 
+  it('when the header leaves the index column blank, as pandas writes it, then it is still the header', async () => {
+    const s = await profile(',price,when\n0,1.5,2024-01-02\n1,2.25,2024-01-03\n');
+    expect(s.dialect?.header).toBe(true);
+    expect(s.columns.map((c) => [c.name, c.type])).toEqual([
+      ['column_1', 'integer'],
+      ['price', 'number'],
+      ['when', 'datetime'],
+    ]);
+    expect(s.rowCount).toBe(2);
+  });
+
+  it('when a first line of text and blanks sits over text, then it is data', async () => {
+    const s = await profile('x,,y\na,b,c\n');
+    expect(s.dialect?.header).toBe(false);
+    expect(s.rowCount).toBe(2);
+  });
+
   it('when the first line is data, then columns are named column_N', async () => {
     const s = await profile('1,x\n2,y\n');
     expect(s.dialect?.header).toBe(false);

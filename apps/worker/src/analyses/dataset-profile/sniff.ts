@@ -46,22 +46,44 @@ export function sniffQuote(sample: string): string {
   return /(^|[,;\t|])'[^']*'(?=$|[,;\t|\r\n])/m.test(sample) ? "'" : '"';
 }
 
+/** Records the header sniff compares the first record with. */
+const HEADER_SAMPLE_ROWS = 20;
+
 /**
- * A first record is a header when none of its fields is empty or reads as a number, boolean or
- * date, and no name repeats: data rows of only such text are rare, headers of numbers rarer still.
+ * Whether the first record is a header. It is when none of its fields is empty or reads as a
+ * number, boolean or date, and no name repeats: data rows of only such text are rare, headers of
+ * numbers rarer still. It also is when none of its fields reads as a number, boolean or date, and
+ * some column below it holds only such values under a name: a blank name above a column (the
+ * index pandas writes) or a repeated one does not make a header data.
  */
 export function sniffHeader(sample: string, delimiter: string, quote: string): boolean {
-  const firstLine = sampleLines(sample, 1)[0];
-  if (firstLine === undefined) return true;
-  let first: string[];
+  const lines = sampleLines(sample, HEADER_SAMPLE_ROWS + 1);
+  if (lines.length === 0) return true;
+  let records: string[][];
   try {
-    first =
-      (parse(firstLine, { delimiter, quote, relax_quotes: true, relax_column_count: true }) as string[][])[0] ?? [];
+    records = parse(lines.join('\n'), {
+      delimiter,
+      quote,
+      relax_quotes: true,
+      relax_column_count: true,
+      skip_records_with_error: true,
+    }) as string[][];
   } catch {
     return true;
   }
-  if (first.some((f) => f.trim() === '' || classifyText(f).kind !== 'string')) return false;
-  return new Set(first.map((f) => f.trim())).size === first.length;
+  const [first = [], ...rest] = records;
+  const kindOf = (f: string) => (f.trim() === '' ? 'empty' : classifyText(f).kind);
+  const kinds = first.map(kindOf);
+  if (kinds.some((k) => k !== 'string' && k !== 'empty')) return false;
+  if (!kinds.includes('empty') && new Set(first.map((f) => f.trim())).size === first.length) return true;
+  // A name over a column of numbers, booleans or dates: the names' row is no data row of that column.
+  return kinds.some((kind, i) => {
+    if (kind !== 'string' || rest.length === 0) return false;
+    return rest.every((record) => {
+      const f = record[i];
+      return f !== undefined && f.trim() !== '' && classifyText(f).kind !== 'string';
+    });
+  });
 }
 
 export function sniffDialect(sample: string, given: Partial<CsvDialect> = {}): CsvDialect {
