@@ -4,7 +4,7 @@ import {
   DATASET_QUANTILES,
 } from '@longhaul/shared/analyses/dataset-profile';
 import { ExactSum } from './exact-sum.ts';
-import { HyperLogLog, hash53, hash53Range } from './hyperloglog.ts';
+import { HyperLogLog, hash53, hash53Range, hashKey, hashNumber } from './hyperloglog.ts';
 import { MisraGries } from './misra-gries.ts';
 import {
   createSketch,
@@ -173,9 +173,9 @@ export class ColumnStats {
 
   /**
    * The one update, for a value the CSV hot path classified in place (no object per value): `key`
-   * counts it; when `keyStart >= 0`, `text.slice(keyStart, keyEnd)` is `String(key)`, hashed in
-   * place instead of writing a number out again or reading a sliced string. The fields are read
-   * here, not passed on as arguments: a double passed to a call is boxed, once per value.
+   * counts it; a string key with `keyStart >= 0` is `text.slice(keyStart, keyEnd)`, hashed in
+   * place instead of read from a sliced string. The fields are read here, not passed on as
+   * arguments: a double passed to a call is boxed, once per value.
    */
   addValue(value: FieldValue): void {
     const kind = value.kind;
@@ -212,7 +212,7 @@ export class ColumnStats {
       return;
     }
     const hash =
-      keyStart >= 0 ? hash53Range(text, keyStart, value.keyEnd) : typeof k === 'string' ? hash53(k) : hash53(String(k));
+      typeof k === 'number' ? hashNumber(k) : keyStart >= 0 ? hash53Range(text, keyStart, value.keyEnd) : hash53(k);
     (this.hll as HyperLogLog).addHash(hash);
     (this.frequent as MisraGries).add(k, hash);
   }
@@ -225,7 +225,7 @@ export class ColumnStats {
     this.sketchOffset = kinds.datetime > kinds.integer + kinds.number && this.n > 0 ? this.min : 0;
     this.sketch = createSketch();
     for (const [key, count] of this.counts) {
-      this.hll.add(String(key));
+      this.hll.addHash(hashKey(key));
       const x = this.numericOfKey(key);
       if (!Number.isNaN(x)) this.sketch.accept(x - this.sketchOffset, count);
     }
@@ -292,7 +292,7 @@ export class ColumnStats {
     this.frequent = MisraGries.from(combined, DATASET_EXACT_DISTINCT_LIMIT);
     if (other.exact) {
       for (const [key, count] of other.counts) {
-        hll.add(String(key));
+        hll.addHash(hashKey(key));
         const x = this.numericOfKey(key);
         if (!Number.isNaN(x)) sketch.accept(x - this.sketchOffset, count);
       }

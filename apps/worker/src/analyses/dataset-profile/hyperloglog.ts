@@ -6,6 +6,8 @@
  * either wrong (bloom-filters' HyperLogLog, Callidon/bloom-filters#69) or need a native addon
  * (hyperloglog-lite → murmurhash-native), which the Docker images and worker threads do without.
  */
+import type { CountKey } from './value-kind.ts';
+
 const P = 14;
 const M = 1 << P;
 const ALPHA = 0.7213 / (1 + 1.079 / M);
@@ -37,6 +39,32 @@ export function hash53Range(text: string, start: number, end: number): number {
   return 4294967296 * (2097151 & h2) + (h1 >>> 0);
 }
 
+const float = new Float64Array(1);
+const words = new Uint32Array(float.buffer);
+
+/**
+ * A 53-bit hash of a number, from its 64 bits (0 and -0 alike, as they are one key): cyrb53's
+ * lanes over the two 32-bit words. A number key is hashed by this, never by its text, so no
+ * number is written out as a string to be hashed.
+ */
+export function hashNumber(x: number): number {
+  float[0] = x === 0 ? 0 : x;
+  const low = words[0] as number;
+  const high = words[1] as number;
+  let h1 = Math.imul(Math.imul(0xdeadbeef ^ low, 2654435761) ^ high, 2654435761);
+  let h2 = Math.imul(Math.imul(0x41c6ce57 ^ low, 1597334677) ^ high, 1597334677);
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
+  h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
+  h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+}
+
+/** A count key's hash: {@link hashNumber} for a number, {@link hash53} for a string. */
+export function hashKey(key: CountKey): number {
+  return typeof key === 'number' ? hashNumber(key) : hash53(key);
+}
+
 export class HyperLogLog {
   readonly registers: Uint8Array;
 
@@ -44,11 +72,7 @@ export class HyperLogLog {
     this.registers = registers ?? new Uint8Array(M);
   }
 
-  add(text: string): void {
-    this.addHash(hash53(text));
-  }
-
-  /** Adds a value by its {@link hash53}. */
+  /** Adds a value by its hash ({@link hashKey}). */
   addHash(h: number): void {
     // The top P of the 53 bits pick the register; the rank is 1 + the leading zeros of the other
     // 39 (40 when they are all zero). In 32-bit halves: exact, and no floating-point log or modulo.

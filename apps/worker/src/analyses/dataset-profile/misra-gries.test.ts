@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HyperLogLog, hash53, hash53Range } from './hyperloglog.ts';
+import { HyperLogLog, hash53, hash53Range, hashKey, hashNumber } from './hyperloglog.ts';
 import { MisraGries } from './misra-gries.ts';
 import type { CountKey } from './value-kind.ts';
 
@@ -26,7 +26,7 @@ describe('MisraGries', () => {
         fc.integer({ min: 1, max: 12 }),
         (values, limit) => {
           const summary = new MisraGries(limit);
-          for (const v of values) summary.add(v, hash53(String(v)));
+          for (const v of values) summary.add(v, hashKey(v));
           const ours = new Map(summary.entries().map(([k, n]) => [String(k), n]));
           expect(ours).toEqual(referenceCounts(values, limit));
         },
@@ -71,8 +71,8 @@ describe('HyperLogLog', () => {
   it('when two HyperLogLogs merge, then the result is the one that saw every value', () => {
     const [a, b, both] = [new HyperLogLog(), new HyperLogLog(), new HyperLogLog()];
     for (let i = 0; i < 5000; i++) {
-      (i % 3 === 0 ? a : b).add(`v${i}`);
-      both.add(`v${i}`);
+      (i % 3 === 0 ? a : b).addHash(hashKey(`v${i}`));
+      both.addHash(hashKey(`v${i}`));
     }
     a.merge(b);
     expect(a.registers).toEqual(both.registers);
@@ -87,5 +87,22 @@ describe('HyperLogLog', () => {
         expect(hash53Range(text, s, e)).toBe(hash53(text.slice(s, e)));
       }),
     );
+  });
+
+  it('when numbers are hashed by their bits, then 0 and -0 are one key and counts of many shapes stay within 3%', () => {
+    expect(hashNumber(-0)).toBe(hashNumber(0));
+    expect(hashNumber(1)).not.toBe(hashNumber(-1));
+    const shapes: [string, (i: number) => number][] = [
+      ['integers', (i) => i],
+      ['cents', (i) => i / 100],
+      ['large integers', (i) => 1_700_000_000_000 + i * 1000],
+      ['negative decimals', (i) => -i / 7],
+      ['powers', (i) => 2 ** (i % 1000) * (1 + Math.floor(i / 1000) / 1024)],
+    ];
+    for (const [shape, value] of shapes) {
+      const hll = new HyperLogLog();
+      for (let i = 0; i < 200_000; i++) hll.addHash(hashNumber(value(i)));
+      expect({ shape, error: Math.abs(hll.count() / 200_000 - 1) < 0.03 }).toEqual({ shape, error: true });
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { hash53 } from './hyperloglog.ts';
+import { hashKey } from './hyperloglog.ts';
 import type { CountKey } from './value-kind.ts';
 
 /**
@@ -6,7 +6,7 @@ import type { CountKey } from './value-kind.ts';
  * are taken decrements every counter instead. Each count then underestimates by at most
  * n / (limit + 1), and any value more frequent than that is kept.
  *
- * An open-addressing table keyed by each value's {@link hash53} (which the column's HyperLogLog
+ * An open-addressing table keyed by each value's {@link hashKey} (which the column's HyperLogLog
  * needs anyway), with keys compared on a hash match so counts stay exact per value. It replaced a
  * `Map`: on a column of unique values every value is inserted and soon evicted, and the Map's
  * insert/delete churn was a quarter of the profiler's time. Here a value costs a probe or two in
@@ -52,7 +52,7 @@ export class MisraGries {
       list = list.filter(([, count]) => count > cut).map(([key, count]): [CountKey, number] => [key, count - cut]);
     }
     const summary = new MisraGries(limit);
-    for (const [key, count] of list) summary.insert(key, hash53(String(key)), count);
+    for (const [key, count] of list) summary.insert(key, hashKey(key), count);
     return summary;
   }
 
@@ -60,7 +60,7 @@ export class MisraGries {
     return this.used;
   }
 
-  /** Counts one `key`, whose {@link hash53} (of `String(key)`) is `hash`. */
+  /** Counts one `key`, whose {@link hashKey} is `hash`. */
   add(key: CountKey, hash: number): void {
     const { table, mask } = this;
     let i = (hash >>> 0) & mask;

@@ -216,6 +216,21 @@ describe('dataset-profile merged from byte ranges', () => {
     const { merged } = await inParts(data, [middle]);
     expect(merged).toEqual({ unsafe: expect.stringMatching(/^a quoted field holds a newline across byte \d+/) });
   });
+  it('when a part was profiled by an earlier version of the worker, then the merge refuses it as unsafe', async () => {
+    const data = variedCsv(4000, 50);
+    const { merged: fine } = await inParts(data, [Math.floor(data.length / 2)]);
+    expect(fine).toHaveProperty('summary');
+    const options = optionsOf();
+    const layout = layoutOf(data.subarray(0, SNIFF_BYTES), options);
+    if (!layout) throw new Error('no layout');
+    const p = new Profiler(options, partStart(layout, 0));
+    feed(p, data, 4096);
+    await p.end();
+    const earlier = { ...p.state(), v: 1 } as unknown as PartProfile['state'];
+    expect(mergeParts(options, [{ start: 0, profile: { state: earlier, endsInQuote: false } }], data.length)).toEqual({
+      unsafe: 'a part was profiled by an earlier version of the worker',
+    });
+  });
 });
 
 describe('record boundaries for a split', () => {

@@ -95,7 +95,7 @@ export function recordBoundary(window: Uint8Array, quote: number | null, delimit
  */
 export function partStart(layout: PartLayout, start: number): ProfilerState {
   return {
-    v: 1,
+    v: 2,
     format: layout.format,
     dialect: layout.dialect,
     names: start === 0 ? null : layout.names,
@@ -120,7 +120,8 @@ export function partStart(layout: PartLayout, start: number): ProfilerState {
  * so if it ends outside quotes its end, where part k + 1 starts, is a record boundary too, and if
  * it ends inside a quoted field, a quoted newline was cut there. Also `unsafe`: a record over the
  * 4 MiB record limit (where one pass drops it depends on how the bytes arrived), and NDJSON with
- * more than 500 keys (which 500 one pass keeps depends on the order it met them).
+ * more than 500 keys (which 500 one pass keeps depends on the order it met them), and a part
+ * profiled by an earlier version of the worker, during a rolling deploy (its hashes differ).
  */
 export function mergeParts(
   options: ProfileOptions,
@@ -135,6 +136,9 @@ export function mergeParts(
         unsafe: `a quoted field holds a newline across byte ${parts[k + 1]?.start}, where the dataset was split`,
       };
     }
+  }
+  if (parts.some((p) => p.profile.state.v !== 2)) {
+    return { unsafe: 'a part was profiled by an earlier version of the worker' };
   }
   if (parts.some((p) => (p.profile.state.longRecords ?? 0) > 0)) {
     return { unsafe: 'a record is longer than the 4 MiB record limit' };
@@ -166,7 +170,7 @@ export function mergeParts(
     rows += state.rows;
   }
   const merged: ProfilerState = {
-    v: 1,
+    v: 2,
     format: first.format,
     dialect: first.dialect,
     names: first.names,

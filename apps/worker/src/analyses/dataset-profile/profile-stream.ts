@@ -7,7 +7,8 @@ import type { ProfileOptions, ProfilerState } from './profiler.ts';
 
 /** What a profile saves between attempts. `state` is the thread's gzipped, base64'd aggregation state. */
 interface SavedProfile {
-  v: 1;
+  /** 2 since the profiler's state is version 2 (see `ProfilerState.v`): an earlier save starts over. */
+  v: 2;
   offset: number;
   rows: number;
   elapsedMs: number;
@@ -17,7 +18,7 @@ interface SavedProfile {
 
 function savedProfile(restored: unknown): SavedProfile | undefined {
   const s = restored as Partial<SavedProfile> | undefined;
-  if (s?.v !== 1 || typeof s.offset !== 'number' || typeof s.state !== 'string') return undefined;
+  if (s?.v !== 2 || typeof s.offset !== 'number' || typeof s.state !== 'string') return undefined;
   return s as SavedProfile;
 }
 
@@ -90,7 +91,7 @@ export async function streamProfile(
       progress: (bytes, rows) => ctx.progress(percentOf(bytes), 'aggregating', progressOf(rows, bytes)),
       checkpoint: ({ offset, rows, state }) => {
         const entry: SavedProfile = {
-          v: 1,
+          v: 2,
           offset,
           rows,
           elapsedMs: priorMs + Date.now() - started,

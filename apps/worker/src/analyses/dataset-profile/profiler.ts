@@ -22,7 +22,11 @@ export type ProfileOptions = Pick<
 
 /** Everything needed to resume at `offset`: a record boundary, all rows before it counted. */
 export interface ProfilerState {
-  v: 1;
+  /**
+   * 2: number keys are hashed by their bits (`hashNumber`). A state of 1 hashed them by their
+   * text, so its HyperLogLogs and Misra–Gries tables do not mix with this version's.
+   */
+  v: 2;
   format: DatasetFormat;
   dialect: CsvDialect | null;
   /** CSV: the names of all fields, once known (from the header, or `column_N`). */
@@ -180,7 +184,7 @@ export class Profiler {
 
   state(): ProfilerState {
     return {
-      v: 1,
+      v: 2,
       format: this.format ?? 'csv',
       dialect: this.dialect,
       names: this.names,

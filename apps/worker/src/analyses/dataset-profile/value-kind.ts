@@ -92,8 +92,8 @@ export interface FieldValue {
   numeric: number;
   key: CountKey;
   /**
-   * When `keyStart >= 0`, `text.slice(keyStart, keyEnd)` is `String(key)`: a number's canonical
-   * digits, a date-time's or a string's own text, hashable where it lies.
+   * When `keyStart >= 0`, `text.slice(keyStart, keyEnd)` is the string `key`: a date-time's or a
+   * string's own text, hashable where it lies. A number key is hashed by its bits instead.
    */
   text: string;
   keyStart: number;
@@ -235,7 +235,6 @@ export class FieldClassifier implements FieldValue {
     }
     const intDigits = i - intStart;
     let fracDigits = 0;
-    let leadingFracZeros = 0;
     let dot = false;
     if (i < e && text.charCodeAt(i) === 46) {
       dot = true;
@@ -245,7 +244,6 @@ export class FieldClassifier implements FieldValue {
         const d = text.charCodeAt(i) - 48;
         if (d < 0 || d > 9) break;
         if (mantissa !== 0 || d !== 0) significant++;
-        else leadingFracZeros++;
         mantissa = mantissa * 10 + d;
         i++;
       }
@@ -270,22 +268,16 @@ export class FieldClassifier implements FieldValue {
     if (i !== e) return 0;
     // Exact below 10^15 < 2^53: the digits accumulate without rounding.
     const exact = significant <= 15 && expDigits <= 4;
+    if (!exact) return this.longNumber(text, s, e, !dot && expDigits < 0);
     if (!dot && expDigits < 0) {
-      if (!exact) return 2;
       const n = negative ? -mantissa : mantissa;
       this.kind = Number.isSafeInteger(n) ? KIND_INTEGER : KIND_NUMBER;
       this.numeric = n;
       this.key = n;
-      // The text is String(n) unless it has a sign String would not write or a leading zero.
-      const firstDigit = text.charCodeAt(intStart);
-      if (sign !== 43 && !(negative && mantissa === 0) && (intDigits === 1 || firstDigit !== 48)) {
-        this.keyStart = s;
-        this.keyEnd = e;
-      }
       return 1;
     }
     const scale = exponent - fracDigits;
-    if (!exact || scale < -22 || scale > 22) return 2;
+    if (scale < -22 || scale > 22) return this.longNumber(text, s, e, false);
     // Clinger's fast path: an exact mantissa times or over an exact power of ten rounds once, correctly.
     const magnitude = scale >= 0 ? mantissa * (POW10[scale] as number) : mantissa / (POW10[-scale] as number);
     const n = negative ? -magnitude : magnitude;
@@ -293,20 +285,20 @@ export class FieldClassifier implements FieldValue {
     this.kind = KIND_NUMBER;
     this.numeric = n;
     this.key = n;
-    // String(n) writes at most 15 significant digits back as given, in plain notation for
-    // 1e-6 <= |n| < 1e21, with no trailing zero, no leading zero but one before the point.
-    if (
-      sign !== 43 &&
-      expDigits < 0 &&
-      fracDigits > 0 &&
-      text.charCodeAt(e - 1) !== 48 &&
-      intDigits >= 1 &&
-      intDigits <= 21 &&
-      (text.charCodeAt(intStart) !== 48 ? true : intDigits === 1 && mantissa !== 0 && leadingFracZeros <= 5)
-    ) {
-      this.keyStart = s;
-      this.keyEnd = e;
-    }
+    return 1;
+  }
+
+  /**
+   * A well-formed number the digits cannot be read exactly by hand: more than 15 significant
+   * digits (as a double's shortest form often has), or a large exponent. `Number` rounds it
+   * correctly; an overflow to Infinity is left to the slow path, which counts it as text.
+   */
+  private longNumber(text: string, s: number, e: number, integral: boolean): 1 | 2 {
+    const n = Number(text.slice(s, e));
+    if (!Number.isFinite(n)) return 2;
+    this.kind = integral && Number.isSafeInteger(n) ? KIND_INTEGER : KIND_NUMBER;
+    this.numeric = n;
+    this.key = n;
     return 1;
   }
 
