@@ -49,6 +49,35 @@ describe('CsvTokenizer', () => {
     );
   });
 
+  it('when records are laid out in a block, then each field sits column by column and extra fields spill nowhere', () => {
+    fc.assert(
+      fc.property(csv, fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 5 }), ({ text }, width, rows) => {
+        const plain = tokenize(text);
+        const t = new CsvTokenizer(',', '"');
+        t.layOut(width, rows);
+        t.reset(text);
+        const seen: string[][] = [];
+        const stored = new Map<number, string>();
+        while (t.next()) {
+          const fields = Array.from({ length: Math.min(t.count, width) }, (_, i) => t.value(i));
+          expect(fields).toEqual(plain[seen.length]?.[0].slice(0, width));
+          seen.push(fields);
+          if (t.count !== width) continue;
+          for (let i = 0; i < width; i++) stored.set(i * rows + t.row, fields[i] as string);
+          t.row = (t.row + 1) % rows;
+          // Every stored field of the block is still where it was put.
+          for (const [at, value] of stored) {
+            const raw = text.slice(t.starts[at], t.ends[at]);
+            expect(t.escaped[at] ? raw.replaceAll('""', '"') : raw).toBe(value);
+          }
+          if (t.row === 0) stored.clear();
+        }
+        expect(seen.length).toBe(plain.length);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
   it('when a record is malformed, then only that record is flagged, with the line it starts on', () => {
     const records = tokenize('a,b\n12" pizza,1\n"x\ny",2\n"ab"c,3\n4,5\r\n\r\n"open,6\n7\n');
     expect(records).toEqual([

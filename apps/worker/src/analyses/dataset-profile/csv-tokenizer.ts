@@ -23,13 +23,24 @@ const CR = 0x0d;
  * - a quoted field still open at the end of the text makes the rest of it one malformed record.
  */
 export class CsvTokenizer {
-  /** The current record's fields: field `i` is `text.slice(starts[i], ends[i])`, quotes removed. */
+  /**
+   * The current record's fields: field `i` is `text.slice(starts[at], ends[at])`, quotes removed,
+   * where `at = i * stride + row` (see {@link layOut}; `i` itself until then).
+   */
   starts = new Int32Array(64);
   ends = new Int32Array(64);
-  /** 1 when field `i` holds doubled quotes (read it through {@link value}). */
+  /** 1 when the field at `at` holds doubled quotes (read it through {@link value}). */
   escaped = new Uint8Array(64);
   /** Fields in the current record. */
   count = 0;
+  /** Fields of the current record with doubled quotes. */
+  escapedCount = 0;
+  /** The row of the block the next record is stored in (see {@link layOut}). */
+  row = 0;
+  private stride = 1;
+  /** Fields stored per record; a record with more has them counted, not stored. */
+  private capacity = 64;
+  private growable = true;
   /** Why the current record is malformed, or null. */
   error: string | null = null;
   /** Where the current record starts in the text. */
@@ -70,10 +81,32 @@ export class CsvTokenizer {
     return n;
   }
 
-  /** Field `i` as a string, doubled quotes undone. */
+  /**
+   * From now on stores the fields of `rows` records of `width` fields column by column, as a
+   * block: field `i` of the record at {@link row} `r` at `i * rows + r`. A reader then walks one
+   * column's values of the block in a row, and no record's offsets are copied out first.
+   */
+  layOut(width: number, rows: number): void {
+    this.stride = rows;
+    this.capacity = width;
+    this.growable = false;
+    this.row = 0;
+    // One slot more, past the block: where a record's fields beyond `width` are put, unread.
+    this.starts = new Int32Array(width * rows + 1);
+    this.ends = new Int32Array(width * rows + 1);
+    this.escaped = new Uint8Array(width * rows + 1);
+  }
+
+  /** Reads the current record again at the next {@link next} (after {@link layOut}, say). */
+  again(): void {
+    this.pos = this.recordStart;
+  }
+
+  /** Field `i` of the current record as a string, doubled quotes undone. */
   value(i: number): string {
-    const raw = this.text.slice(this.starts[i], this.ends[i]);
-    return this.escaped[i] ? raw.replaceAll(this.doubled, this.quoteChar) : raw;
+    const at = i * this.stride + this.row;
+    const raw = this.text.slice(this.starts[at], this.ends[at]);
+    return this.escaped[at] ? raw.replaceAll(this.doubled, this.quoteChar) : raw;
   }
 
   /** Advances to the next record; `false` at the end of the text. */
@@ -96,9 +129,13 @@ export class CsvTokenizer {
     }
     this.recordStart = pos;
     this.error = null;
+    const { stride, row } = this;
     let count = 0;
+    let escapedCount = 0;
     for (;;) {
-      if (count === this.starts.length) this.grow();
+      if (count === this.capacity && this.growable) this.grow();
+      // Past the capacity the field is read into the spare slot (see layOut), never read back.
+      const at = count < this.capacity ? count * stride + row : this.starts.length - 1;
       let c = text.charCodeAt(pos);
       if (c === quote) {
         const start = pos + 1;
@@ -108,17 +145,20 @@ export class CsvTokenizer {
           escaped = 1;
           close = text.indexOf(this.quoteChar, close + 2);
         }
+        escapedCount += escaped;
         if (close === -1) {
           this.error ??= 'a quoted field is not closed before the end of the data; the rest is skipped';
-          this.starts[count] = start;
-          this.ends[count] = len;
-          this.escaped[count++] = escaped;
+          this.starts[at] = start;
+          this.ends[at] = len;
+          this.escaped[at] = escaped;
+          count++;
           pos = len;
           break;
         }
-        this.starts[count] = start;
-        this.ends[count] = close;
-        this.escaped[count++] = escaped;
+        this.starts[at] = start;
+        this.ends[at] = close;
+        this.escaped[at] = escaped;
+        count++;
         pos = close + 1;
         c = text.charCodeAt(pos);
         if (c === delimiter) {
@@ -148,9 +188,10 @@ export class CsvTokenizer {
           if (c === quote) this.error ??= 'a quote inside an unquoted field; the row is skipped';
           pos++;
         }
-        this.starts[count] = start;
-        this.ends[count] = c === LF && pos > start && text.charCodeAt(pos - 1) === CR ? pos - 1 : pos;
-        this.escaped[count++] = 0;
+        this.starts[at] = start;
+        this.ends[at] = c === LF && pos > start && text.charCodeAt(pos - 1) === CR ? pos - 1 : pos;
+        this.escaped[at] = 0;
+        count++;
       }
       if (pos < len && c === delimiter) {
         pos++;
@@ -160,12 +201,14 @@ export class CsvTokenizer {
       break;
     }
     this.count = count;
+    this.escapedCount = escapedCount;
     this.pos = pos;
     return true;
   }
 
   private grow(): void {
     const size = this.starts.length * 2;
+    this.capacity = size;
     const starts = new Int32Array(size);
     const ends = new Int32Array(size);
     const escaped = new Uint8Array(size);

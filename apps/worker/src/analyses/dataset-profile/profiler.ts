@@ -97,14 +97,15 @@ export class Profiler {
   private fieldStats: (ColumnStats | undefined)[] = [];
   private readonly nulls: Set<string>;
   private readonly classifier: FieldClassifier;
-  private tokenizer: CsvTokenizer | null = null;
   /**
-   * CSV: a block of records' fields, column-major: field `i` of the block's row `r` is at
-   * `i * BLOCK_ROWS + r`, as offsets into the batch's text; a field with doubled quotes is flagged,
-   * with its text (quotes undone) beside it.
+   * CSV: once the width is known, it stores a block of records' fields column by column (field
+   * `i` of the block's row `r` at `i * BLOCK_ROWS + r`, see `CsvTokenizer.layOut`), as offsets
+   * into the batch's text.
    */
-  private block = { rows: 0, starts: new Int32Array(0), ends: new Int32Array(0), quoted: new Uint8Array(0) };
-  /** Emptied as it is read: a long quoted value is never kept past its block. */
+  private tokenizer: CsvTokenizer | null = null;
+  /** Records in the block so far: the tokenizer's next row. */
+  private blockRows = 0;
+  /** The text of the block's fields with doubled quotes (quotes undone), emptied as it is read. */
   private readonly blockText: (string | undefined)[] = [];
   private readonly utf8: Utf8Validator | null;
   /** Where this run started reading (the resume offset), and how many bytes it was given since. */
@@ -271,6 +272,7 @@ export class Profiler {
       // whether a quote starts a field, and a false yes needs a stray quote right after such a byte.
       delimiter = Buffer.from(dialect.delimiter, encoding).at(-1) as number;
       this.tokenizer = new CsvTokenizer(dialect.delimiter, dialect.quote);
+      if (this.names) this.tokenizer.layOut(this.names.length, BLOCK_ROWS);
     }
     this.batcher = new RecordBatcher(quote, delimiter, MAX_RECORD_BYTES);
     if (sample.length > 0) this.feed(sample);
@@ -328,9 +330,6 @@ export class Profiler {
     const text = batch.toString(latin1 ? 'latin1' : 'utf8', bom);
     tokenizer.reset(text);
     let width = this.names?.length ?? 0;
-    let fieldStats = this.fieldStats;
-    const block = this.block;
-    this.sizeBlock(width);
     while (tokenizer.next()) {
       if (tokenizer.error !== null) {
         this.error(baseLine + tokenizer.line() + 1, tokenizer.error);
@@ -342,45 +341,35 @@ export class Profiler {
         this.names = fieldNames(this.dialect?.header ? first : null, count);
         this.mapFields();
         width = count;
-        fieldStats = this.fieldStats;
-        this.sizeBlock(width);
-        if (this.dialect?.header) continue;
+        tokenizer.layOut(width, BLOCK_ROWS);
+        // A first record of data is read again, into the block.
+        if (!this.dialect?.header) tokenizer.again();
+        continue;
       }
       if (count !== width) {
         this.error(baseLine + tokenizer.line() + 1, `expected ${width} fields, found ${count}; the row is skipped`);
         continue;
       }
       this.rows++;
-      const { starts, ends, escaped } = tokenizer;
-      const r = block.rows++;
-      for (let i = 0; i < width; i++) {
-        if (fieldStats[i] === undefined) continue;
-        const at = i * BLOCK_ROWS + r;
-        block.starts[at] = starts[i] as number;
-        block.ends[at] = ends[i] as number;
-        const quoted = escaped[i] as number;
-        block.quoted[at] = quoted;
-        if (quoted) this.blockText[at] = tokenizer.value(i);
+      if (tokenizer.escapedCount > 0) {
+        for (let i = 0; i < width; i++) {
+          const at = i * BLOCK_ROWS + tokenizer.row;
+          if (tokenizer.escaped[at]) this.blockText[at] = tokenizer.value(i);
+        }
       }
-      if (block.rows === BLOCK_ROWS) this.countBlock(text, width);
+      tokenizer.row = ++this.blockRows;
+      if (this.blockRows === BLOCK_ROWS) this.countBlock(text, width);
     }
     this.countBlock(text, width);
     this.lines = baseLine + countLines(batch);
     this.offset += batch.length;
   }
 
-  /** Sizes the block for records of `width` fields, once that width is known. */
-  private sizeBlock(width: number): void {
-    if (this.block.starts.length === width * BLOCK_ROWS) return;
-    this.block.starts = new Int32Array(width * BLOCK_ROWS);
-    this.block.ends = new Int32Array(width * BLOCK_ROWS);
-    this.block.quoted = new Uint8Array(width * BLOCK_ROWS);
-  }
-
   /** Counts the block's fields column by column, then empties it. */
   private countBlock(text: string, width: number): void {
-    const { rows, starts, ends, quoted } = this.block;
+    const rows = this.blockRows;
     if (rows === 0) return;
+    const { starts, ends, escaped: quoted } = this.tokenizer as CsvTokenizer;
     const classifier = this.classifier;
     const fieldStats = this.fieldStats;
     for (let i = 0; i < width; i++) {
@@ -396,7 +385,8 @@ export class Profiler {
         if (known) stats.addValue(classifier);
       }
     }
-    this.block.rows = 0;
+    this.blockRows = 0;
+    (this.tokenizer as CsvTokenizer).row = 0;
   }
 
   /** CSV: binds field positions to columns; refuses requested columns the header lacks. */
