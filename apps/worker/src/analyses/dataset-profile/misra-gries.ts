@@ -24,6 +24,9 @@ export class MisraGries {
   private readonly strings: (string | undefined)[];
   /** The slots in use, `occupied[0, used)`: evicting visits these, not the whole table. */
   private readonly occupied: Int32Array;
+  /** Where {@link decrementAll} keeps the survivors while it rebuilds: `[hash, count, number]` each. */
+  private readonly spare: Float64Array;
+  private readonly spareStrings: (string | undefined)[];
   private used = 0;
 
   constructor(private readonly limit: number) {
@@ -35,6 +38,8 @@ export class MisraGries {
     this.table = new Float64Array(capacity * 3);
     this.strings = new Array<string | undefined>(capacity).fill(undefined);
     this.occupied = new Int32Array(limit + 1);
+    this.spare = new Float64Array(3 * limit);
+    this.spareStrings = new Array<string | undefined>(limit).fill(undefined);
   }
 
   /**
@@ -111,17 +116,33 @@ export class MisraGries {
     this.occupied[this.used++] = i;
   }
 
-  /** Every counter minus one; those at zero are dropped and the table is rebuilt from the rest. */
+  /**
+   * Every counter minus one; those at zero are dropped and the table is rebuilt from the rest. The
+   * survivors wait in `spare` (a second table laid out like `table`, slot by slot in `occupied`
+   * order), so a rebuild allocates nothing: on a column of unique values it runs once per
+   * `limit + 1` values, each time with few survivors.
+   */
   private decrementAll(): void {
-    const survivors: [CountKey, number, number][] = [];
+    const { table, spare, strings, spareStrings } = this;
+    let kept = 0;
     for (let n = 0; n < this.used; n++) {
       const i = this.occupied[n] as number;
-      const count = this.table[3 * i + 1] as number;
-      if (count > 1) survivors.push([this.keyAt(i), this.table[3 * i] as number, count - 1]);
-      this.table[3 * i + 1] = 0;
-      this.strings[i] = undefined;
+      const count = table[3 * i + 1] as number;
+      if (count > 1) {
+        spare[3 * kept] = table[3 * i] as number;
+        spare[3 * kept + 1] = count - 1;
+        spare[3 * kept + 2] = table[3 * i + 2] as number;
+        spareStrings[kept++] = strings[i];
+      }
+      table[3 * i + 1] = 0;
+      strings[i] = undefined;
     }
     this.used = 0;
-    for (const [key, hash, count] of survivors) this.insert(key, hash, count);
+    for (let n = 0; n < kept; n++) {
+      const hash = spare[3 * n] as number;
+      const text = spareStrings[n];
+      spareStrings[n] = undefined;
+      this.insert(text ?? (spare[3 * n + 2] as number), hash, spare[3 * n + 1] as number);
+    }
   }
 }
