@@ -23,6 +23,7 @@ import {
   KIND_INTEGER,
   KIND_NUMBER,
   KIND_STRING,
+  ownKey,
   VALUE_KINDS,
   type ValueKind,
 } from './value-kind.ts';
@@ -62,7 +63,7 @@ class ExactCounts implements Iterable<[CountKey, number]> {
       grown.set(this.counts);
       this.counts = grown;
     }
-    this.slots.set(key, next);
+    this.slots.set(ownKey(key), next);
     this.counts[next] = n;
   }
 

@@ -1,5 +1,5 @@
 import { hashKey } from './hyperloglog.ts';
-import type { CountKey } from './value-kind.ts';
+import { type CountKey, ownKey } from './value-kind.ts';
 
 /**
  * Misra–Gries frequent values (Misra & Gries 1982): at most `limit` counters; a new value when all
@@ -57,7 +57,7 @@ export class MisraGries {
       list = list.filter(([, count]) => count > cut).map(([key, count]): [CountKey, number] => [key, count - cut]);
     }
     const summary = new MisraGries(limit);
-    for (const [key, count] of list) summary.insert(key, hashKey(key), count);
+    for (const [key, count] of list) summary.insert(ownKey(key), hashKey(key), count);
     return summary;
   }
 
@@ -74,6 +74,8 @@ export class MisraGries {
       if (count === 0) break;
       if (table[3 * i] === hash && this.holds(i, key)) {
         table[3 * i + 1] = count + 1;
+        // Counted twice: no longer a passing value, so it gets a string of its own (see ownKey).
+        if (count === 1) this.own(i);
         return;
       }
       i = (i + 1) & mask;
@@ -114,6 +116,18 @@ export class MisraGries {
       this.strings[i] = undefined;
     } else this.strings[i] = key;
     this.occupied[this.used++] = i;
+  }
+
+  /**
+   * Slot `i`'s string key as a string of its own (see ownKey). A key is put as it came, often a
+   * view of its 64 KiB batch: copying every new value of a column of unique values slowed the
+   * taxi-like file by a sixth, and a value counted once is dropped by the next eviction. So a key is copied
+   * when it is counted a second time, and any count above 1 holds an owned key (`from` owns its
+   * keys too): only the keys counted once since the last eviction, at most `limit`, are views.
+   */
+  private own(i: number): void {
+    const key = this.strings[i];
+    if (key !== undefined) this.strings[i] = ownKey(key) as string;
   }
 
   /**

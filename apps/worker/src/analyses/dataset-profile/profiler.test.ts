@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { type ColumnProfile, datasetProfileInput } from '@longhaul/shared';
 import { describe, expect, it } from 'vitest';
 import { DatasetError } from './dataset-error.ts';
@@ -279,6 +281,32 @@ describe('dataset-profile on bad input', () => {
     expect(s.dialect?.header).toBe(false);
     expect(s.columns.map((c) => c.name)).toEqual(['column_1', 'column_2']);
     expect(s.rowCount).toBe(2);
+  });
+});
+
+describe('dataset-profile memory', () => {
+  it('when counted values were cut from many batches, then they do not keep those batches alive', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const heap = () => {
+      gc();
+      return process.memoryUsage().heapUsed;
+    };
+    // 400 pieces of 64 KiB, each bringing one new 24-character value to the exact counts (and to
+    // the text minimum and maximum): a view of its batch would keep 400 × 64 KiB = 26 MB alive.
+    const p = new Profiler(optionsOf());
+    p.write(Buffer.from('name,n\n'));
+    const before = heap();
+    for (let k = 0; k < 400; k++) {
+      const lines: string[] = [];
+      for (let bytes = 0; bytes < 64 * 1024; bytes += 30)
+        lines.push(`customer-number-${String(k).padStart(8, '0')},${bytes}`);
+      p.write(Buffer.from(`${lines.join('\n')}\n`));
+    }
+    const grown = heap() - before;
+    await p.end();
+    expect(p.summary().columns[0]?.distinct).toEqual({ value: 400, estimated: false });
+    expect(grown).toBeLessThan(8 * 1024 * 1024);
   });
 });
 

@@ -77,6 +77,16 @@ export const KIND_STRING = 4;
  */
 export type CountKey = string | number;
 
+/**
+ * A key to keep: `key` in a string of its own. A slice of 13 or more characters of a decoded batch
+ * is a view of the whole batch in V8 (a sliced string), so a counted key would otherwise keep its
+ * 64 KiB batch alive for as long as it is counted. A number, or a shorter string (always copied),
+ * is returned as it is.
+ */
+export function ownKey(key: CountKey): CountKey {
+  return typeof key === 'string' && key.length >= 13 ? ` ${key}`.slice(1) : key;
+}
+
 /** The count key for a text key: the number when the text is a canonical finite number (see {@link CountKey}). */
 export function countKeyOf(key: string): CountKey {
   const c = key.charCodeAt(0);
