@@ -61,7 +61,15 @@ const dateText = fc
         fc.integer({ min: 0, max: 61 }),
         fc.option(fc.integer({ min: 0, max: 61 })),
         fc.option(digits(0, 10)),
-        fc.constantFrom('', 'Z', '+05:30', '-0800', 'z'),
+        fc.oneof(
+          fc.constantFrom('', 'Z', '+05:30', '-0800', 'z', '+00:00', '-00:00'),
+          fc
+            .tuple(fc.constantFrom('+', '-'), fc.integer({ min: 0, max: 25 }), fc.constantFrom('', ':', '::'))
+            .chain(([sign, h, colon]) =>
+              fc.integer({ min: 0, max: 61 }).map((m) => `${sign}${pad2(h)}${colon}${pad2(m)}`),
+            ),
+          fc.constantFrom('+1', '+123', '-12:3', '+12:345', '+12:'),
+        ),
       ),
     ),
   )
@@ -126,6 +134,9 @@ describe('FieldClassifier', () => {
       '2024-02-30',
       '2024-02-29 23:59',
       '9999-12-31T23:59:59.1234',
+      '2021-03-01T16:28:21.907796+00:00',
+      '2021-03-01 00:00:07-0530',
+      '0000-01-01T00:00+23:59',
     ]) {
       expect(fast(classifier, '', v, '')).toEqual(reference(v));
     }

@@ -334,10 +334,10 @@ export class FieldClassifier implements FieldValue {
   }
 
   /**
-   * `YYYY-MM-DD`, optionally `[T ]HH:MM[:SS[.fraction]]` and `Z`, in the ranges where `Date.parse`
-   * reads them plainly: month 1–12, day 1–31 (V8 rolls 30 February over into March, so do we),
-   * hour 0–23, minute and second 0–59, milliseconds the fraction's first three digits. Anything
-   * else (a zone offset, hour 24) is left to the slow path, which asks `Date.parse` itself.
+   * `YYYY-MM-DD`, optionally `[T ]HH:MM[:SS[.fraction]]` and `Z` or an offset `±HH[:]MM`, in the
+   * ranges where `Date.parse` reads them plainly: month 1–12, day 1–31 (V8 rolls 30 February over
+   * into March, so do we), hour 0–23, minute and second 0–59, milliseconds the fraction's first
+   * three digits. Anything else (hour 24, say) is left to the slow path, which asks `Date.parse`.
    */
   private datetime(text: string, s: number, e: number): boolean {
     const y1 = twoDigits(text, s);
@@ -383,7 +383,21 @@ export class FieldClassifier implements FieldValue {
           ms += digits >= 3 ? millis : digits === 2 ? millis * 10 : millis * 100;
         }
       }
-      if (i < e && text.charCodeAt(i) === 90) i++;
+      if (i < e) {
+        const zone = text.charCodeAt(i);
+        if (zone === 90) i++;
+        else if (zone === 43 || zone === 45) {
+          // `±HH:MM` or `±HHMM`, the offset from UTC: Date.parse takes hours 0–23, minutes 0–59.
+          const colon = text.charCodeAt(i + 3) === 58 ? 1 : 0;
+          if (e - i !== 5 + colon) return false;
+          const hours = twoDigits(text, i + 1);
+          const minutes = twoDigits(text, i + 3 + colon);
+          if (hours < 0 || hours > 23 || minutes < 0 || minutes > 59) return false;
+          const offset = (hours * 60 + minutes) * 60_000;
+          ms += zone === 43 ? -offset : offset;
+          i = e;
+        }
+      }
       if (i !== e) return false;
     }
     this.kind = KIND_DATETIME;
