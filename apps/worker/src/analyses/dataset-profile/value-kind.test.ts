@@ -104,7 +104,26 @@ const wordText = fc.oneof(
   fc.string({ unit: 'grapheme' }),
 );
 const spaces = fc
-  .array(fc.constantFrom(' ', '\t', '\r', '\u00a0', '\ufeff', '\u2028'), { maxLength: 2 })
+  .array(
+    fc.constantFrom(
+      ' ',
+      '\t',
+      '\r',
+      '\u00a0',
+      '\ufeff',
+      '\u2028',
+      '\u2029',
+      '\u3000',
+      '\u1680',
+      '\u180e',
+      '\u0085',
+      '\u200b',
+      '\u200a',
+      '\u205f',
+      'é',
+    ),
+    { maxLength: 2 },
+  )
   .map((s) => s.join(''));
 const field = fc.tuple(spaces, fc.oneof(numberText, dateText, wordText), spaces).map(([a, v, b]) => a + v + b);
 
@@ -153,6 +172,19 @@ describe('FieldClassifier', () => {
       ['nonE', false],
     ] as const) {
       expect(classifier.classify(raw, 0, raw.length), raw).toBe(!isNull);
+    }
+    const wide = new FieldClassifier(['—', 'Ø', 'xé']);
+    for (const [raw, isNull] of [
+      ['—', true],
+      [' — ', true],
+      ['\u00a0—\u3000', true],
+      ['Ø', true],
+      ['xé', true],
+      ['ØØ', false],
+      ['—x', false],
+      ['é', false],
+    ] as const) {
+      expect(wide.classify(raw, 0, raw.length), raw).toBe(!isNull);
     }
   });
 });

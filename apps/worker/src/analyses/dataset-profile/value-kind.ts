@@ -114,6 +114,17 @@ const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
 const isDigit = (c: number) => c >= 48 && c <= 57;
 /** The ASCII characters `String.prototype.trim` removes; other characters it removes are all non-ASCII. */
 const isAsciiSpace = (c: number) => c === 32 || (c >= 9 && c <= 13);
+/** The characters above ASCII that `String.prototype.trim` removes (Unicode's Zs, U+2028, U+2029, U+FEFF). */
+const isWideSpace = (c: number) =>
+  c === 0xa0 ||
+  c === 0x1680 ||
+  (c >= 0x2000 && c <= 0x200a) ||
+  c === 0x2028 ||
+  c === 0x2029 ||
+  c === 0x202f ||
+  c === 0x205f ||
+  c === 0x3000 ||
+  c === 0xfeff;
 
 /** The two decimal digits at `at` as a number, or -1. */
 function twoDigits(text: string, at: number): number {
@@ -153,6 +164,8 @@ export class FieldClassifier implements FieldValue {
    */
   private readonly nullsByFirst: (string[] | undefined)[] = new Array(128).fill(undefined);
   private readonly emptyIsNull: boolean;
+  /** Whether a null value starts or ends beyond ASCII (then such values are looked up whole). */
+  private readonly wideNulls: boolean;
   /** The last year and month a date-time was read in (`year * 100 + month`), and its day count. */
   private lastMonth = -1;
   private lastMonthDays = 0;
@@ -160,6 +173,7 @@ export class FieldClassifier implements FieldValue {
   constructor(nullValues: readonly string[]) {
     this.nulls = new Set(nullValues);
     this.emptyIsNull = this.nulls.has('');
+    this.wideNulls = [...this.nulls].some((v) => v.charCodeAt(0) > 127 || v.charCodeAt(v.length - 1) > 127);
     for (const v of this.nulls) {
       if (v.length === 0) continue;
       const first = v.charCodeAt(0);
@@ -181,7 +195,14 @@ export class FieldClassifier implements FieldValue {
       return this.classifyReference(text.slice(start, end));
     }
     const first = text.charCodeAt(s);
-    if (first > 127 || text.charCodeAt(e - 1) > 127) return this.classifyReference(text.slice(start, end));
+    const last = text.charCodeAt(e - 1);
+    if (first > 127 || last > 127) {
+      // Whitespace `trim` removes, beyond ASCII: the slow path trims it as classifyText does.
+      if (isWideSpace(first) || isWideSpace(last)) return this.classifyReference(text.slice(start, end));
+      // Otherwise it is text: a number, a boolean or a date-time starts and ends in ASCII.
+      if (this.wideNulls && this.nulls.has(text.slice(s, e))) return false;
+      return this.string(text, start, end);
+    }
     const length = e - s;
     const nulls = this.nullsByFirst[first];
     if (nulls !== undefined) {
@@ -200,8 +221,14 @@ export class FieldClassifier implements FieldValue {
     } else if (length === 4 || length === 5) {
       if (this.boolean(text, s, length)) return true;
     }
+    return this.string(text, start, end);
+  }
+
+  /** `text.slice(start, end)` as a string value, its key that text, untrimmed (as classifyText keys it). */
+  private string(text: string, start: number, end: number): true {
     this.kind = KIND_STRING;
     this.numeric = Number.NaN;
+    this.text = text;
     this.key = text.slice(start, end);
     this.keyStart = start;
     this.keyEnd = end;
