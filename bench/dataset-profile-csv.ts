@@ -92,7 +92,7 @@ export async function benchDatasetProfileCsv(): Promise<{ rows: Row[]; notes: st
   return {
     rows: [row],
     notes: [
-      `dataset-profile: the ratio is Python's CPU time over the profile thread's (above 1: faster than Python's C csv module merely splitting the rows); before this work the same thread ran at about 5 MB/s. Where the time goes: docs/dataset-profile.md#performance. The speed depends on the data's shape: numeric-heavy files (many distinct decimals and date-times) run slower, see docs/dataset-profile.md#by-shape-of-data; BENCH_PROFILE_CSV=<path> pnpm bench:csv measures your own file.`,
+      `dataset-profile: the ratio is Python's CPU time over the profile thread's (above 1: faster than Python's C csv module merely splitting the rows); before this work the same thread ran at about 5 MB/s. Where the time goes: docs/dataset-profile.md#performance. The speed depends on the data's shape (many distinct numbers and date-times cost the most per byte), see docs/dataset-profile.md#by-shape-of-data; BENCH_PROFILE_CSV=<path> pnpm bench:csv measures your own file.`,
     ],
   };
 }
