@@ -1,10 +1,13 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { type ColumnProfile, datasetProfileInput } from '@longhaul/shared';
+import { parse } from 'csv-parse/sync';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DatasetError } from './dataset-error.ts';
 import { Profiler, type ProfilerState, type ProfileSummary } from './profiler.ts';
 import { seededRandom } from './test-support.ts';
+import { classifyText } from './value-kind.ts';
 
 /** The quantile levels the profile reports, written out here so the test does not trust the code's table. */
 const LEVELS = { p01: 0.01, p05: 0.05, p25: 0.25, p50: 0.5, p75: 0.75, p95: 0.95, p99: 0.99 };
@@ -223,6 +226,51 @@ describe('dataset-profile on bad input', () => {
       { value: 'say "2"', count: 333 },
     ]);
     expect(column(s, 'n').distinct).toEqual({ value: 1000, estimated: false });
+  });
+
+  it('when columns repeat their values in runs, then every count equals classifyText over the parsed fields', async () => {
+    // A small alphabet, so runs of the same text are common: padded, quoted, doubled quotes and nulls among them.
+    const cell = fc.constantFrom(
+      '1',
+      '1',
+      ' 1',
+      '1.0',
+      '2',
+      '',
+      'NA',
+      'x',
+      '"x"',
+      '"a""b"',
+      'a b',
+      '2024-01-02',
+      'true',
+    );
+    const nulls = ['', 'null', 'NULL', 'NA', 'N/A', 'NaN'];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.array(cell, { minLength: 3, maxLength: 3 }), { minLength: 1, maxLength: 700 }),
+        async (rows) => {
+          const data = `a,b,c\n${rows.map((r) => r.join(',')).join('\n')}\n`;
+          const s = await profile(data, { topK: 100 }, 1 << 20);
+          const records = parse(data, { columns: true }) as Record<string, string>[];
+          for (const name of ['a', 'b', 'c']) {
+            const counts = new Map<string, number>();
+            const kinds = { integer: 0, number: 0, boolean: 0, datetime: 0, string: 0 };
+            for (const record of records) {
+              const raw = record[name] as string;
+              if (nulls.includes(raw.trim())) continue;
+              const c = classifyText(raw);
+              kinds[c.kind]++;
+              counts.set(c.key, (counts.get(c.key) ?? 0) + 1);
+            }
+            const got = column(s, name);
+            expect(got.typeCounts).toEqual(kinds);
+            expect(new Map(got.topK.map((t) => [t.value, t.count]))).toEqual(counts);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it('when the file is empty or blank, then it fails clearly', async () => {
