@@ -1,3 +1,5 @@
+import { longDecimal } from './long-decimal.ts';
+
 /** What one value is, once nulls are set aside. A column's type is the narrowest kind covering all its values. */
 export type ValueKind = 'integer' | 'number' | 'boolean' | 'datetime' | 'string';
 
@@ -260,14 +262,17 @@ export class FieldClassifier implements FieldValue {
     const sign = text.charCodeAt(i);
     const negative = sign === 45;
     if (negative || sign === 43) i++;
+    // The first 15 significant digits in `mantissa` (exact below 10^15 < 2^53), the rest in `tail`.
     let mantissa = 0;
     let significant = 0;
+    let tail = 0;
     const intStart = i;
     while (i < e) {
       const d = text.charCodeAt(i) - 48;
       if (d < 0 || d > 9) break;
       if (mantissa !== 0 || d !== 0) significant++;
-      mantissa = mantissa * 10 + d;
+      if (significant <= 15) mantissa = mantissa * 10 + d;
+      else tail = tail * 10 + d;
       i++;
     }
     const intDigits = i - intStart;
@@ -281,7 +286,8 @@ export class FieldClassifier implements FieldValue {
         const d = text.charCodeAt(i) - 48;
         if (d < 0 || d > 9) break;
         if (mantissa !== 0 || d !== 0) significant++;
-        mantissa = mantissa * 10 + d;
+        if (significant <= 15) mantissa = mantissa * 10 + d;
+        else tail = tail * 10 + d;
         i++;
       }
       fracDigits = i - fracStart;
@@ -303,10 +309,20 @@ export class FieldClassifier implements FieldValue {
       if (expSign === 45) exponent = -exponent;
     }
     if (i !== e) return 0;
-    // Exact below 10^15 < 2^53: the digits accumulate without rounding.
-    const exact = significant <= 15 && expDigits <= 4;
-    if (!exact) return this.longNumber(text, s, e, !dot && expDigits < 0);
-    if (!dot && expDigits < 0) {
+    const integral = !dot && expDigits < 0;
+    if (expDigits > 4) return this.longNumber(text, s, e, integral);
+    if (significant > 15) {
+      const scale = exponent - fracDigits;
+      if (significant > 19 || scale < -22 || scale > 0) return this.longNumber(text, s, e, integral);
+      const magnitude = longDecimal(mantissa, significant - 15, tail, scale);
+      if (Number.isNaN(magnitude)) return this.longNumber(text, s, e, integral);
+      const n = negative ? -magnitude : magnitude;
+      this.kind = integral && Number.isSafeInteger(n) ? KIND_INTEGER : KIND_NUMBER;
+      this.numeric = n;
+      this.key = n;
+      return 1;
+    }
+    if (integral) {
       const n = negative ? -mantissa : mantissa;
       this.kind = Number.isSafeInteger(n) ? KIND_INTEGER : KIND_NUMBER;
       this.numeric = n;
@@ -326,9 +342,9 @@ export class FieldClassifier implements FieldValue {
   }
 
   /**
-   * A well-formed number the digits cannot be read exactly by hand: more than 15 significant
-   * digits (as a double's shortest form often has), or a large exponent. `Number` rounds it
-   * correctly; an overflow to Infinity is left to the slow path, which counts it as text.
+   * A well-formed number neither fast path reads: more than 19 significant digits, a large
+   * exponent, or a rare value too near a rounding boundary for `longDecimal` to tell. `Number`
+   * rounds it correctly; an overflow to Infinity is left to the slow path, which counts it as text.
    */
   private longNumber(text: string, s: number, e: number, integral: boolean): 1 | 2 {
     const n = Number(text.slice(s, e));
