@@ -15,6 +15,10 @@ describe('the exact sum', () => {
     // math.fsum's documentation example.
     expect(sumOf([1e100, 1.0, -1e100, 1e-100, 1e50, -1.0, -1e50]).value()).toBe(1e-100);
     expect(sumOf([]).value()).toBe(0);
+    // A zero sum is +0 however it came about, so a sum read back from JSON (which writes -0 as 0) agrees.
+    expect(sumOf([-0]).value()).toBe(0);
+    expect(sumOf([-0, -0]).value()).toBe(0);
+    expect(sumOf([-1, 1]).value()).toBe(0);
   });
 
   it('when the same values are added in any order or merged from any split, then the sum is the same double', () => {

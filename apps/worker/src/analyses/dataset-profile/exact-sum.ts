@@ -92,7 +92,9 @@ export class ExactSum {
       const x = hi + y;
       if (y === x - hi) hi = x;
     }
-    return hi;
+    // A zero sum is +0: JSON (checkpoints, part results) writes -0 as 0, so a -0 would read back
+    // as +0 and a merged sum would differ from one pass.
+    return hi === 0 ? 0 : hi;
   }
 
   /** The partials as plain numbers, for checkpoints and part results (JSON keeps doubles exactly). */
