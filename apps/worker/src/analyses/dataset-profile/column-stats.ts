@@ -46,25 +46,15 @@ type KindCounts = Record<ValueKind, number>;
 class ExactCounts implements Iterable<[CountKey, number]> {
   private readonly slots = new Map<CountKey, number>();
   private counts = new Float64Array(64);
-  /** The last key counted and its slot: a column often repeats its value, and then needs no lookup. */
-  private lastKey: CountKey | undefined = undefined;
-  private lastSlot = 0;
 
   get size(): number {
     return this.slots.size;
   }
 
   add(key: CountKey, n: number): void {
-    // `===` equates 0 and -0, as the Map does.
-    if (key === this.lastKey) {
-      this.counts[this.lastSlot] = (this.counts[this.lastSlot] as number) + n;
-      return;
-    }
     const slot = this.slots.get(key);
     if (slot !== undefined) {
       this.counts[slot] = (this.counts[slot] as number) + n;
-      this.lastKey = key;
-      this.lastSlot = slot;
       return;
     }
     const next = this.slots.size;
@@ -73,11 +63,8 @@ class ExactCounts implements Iterable<[CountKey, number]> {
       grown.set(this.counts);
       this.counts = grown;
     }
-    const owned = ownKey(key);
-    this.slots.set(owned, next);
+    this.slots.set(ownKey(key), next);
     this.counts[next] = n;
-    this.lastKey = owned;
-    this.lastSlot = next;
   }
 
   *[Symbol.iterator](): IterableIterator<[CountKey, number]> {

@@ -59,13 +59,6 @@ const PIECE_BYTES = 64 * 1024;
 /** CSV records per block, whose fields are then counted column by column (see `csvBatch`). */
 const BLOCK_ROWS = 256;
 
-/** Whether `text[s, e)` and `text[ps, pe)` are the same characters; compared from the end, where values differ most. */
-function sameText(text: string, s: number, e: number, ps: number, pe: number): boolean {
-  if (e - s !== pe - ps) return false;
-  for (let k = e - s - 1; k >= 0; k--) if (text.charCodeAt(s + k) !== text.charCodeAt(ps + k)) return false;
-  return true;
-}
-
 function formatOf(sample: Uint8Array): DatasetFormat {
   for (const b of sample) {
     if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d || b === 0xef || b === 0xbb || b === 0xbf) continue;
@@ -382,28 +375,13 @@ export class Profiler {
     for (let i = 0; i < width; i++) {
       const stats = fieldStats[i];
       if (stats === undefined) continue;
-      const first = i * BLOCK_ROWS;
-      const end = first + rows;
-      let known = false;
-      for (let at = first; at < end; at++) {
+      const end = i * BLOCK_ROWS + rows;
+      for (let at = i * BLOCK_ROWS; at < end; at++) {
+        let known: boolean;
         if (quoted[at]) {
           known = classifier.classifyString(this.blockText[at] as string);
           this.blockText[at] = undefined;
-        } else {
-          const start = starts[at] as number;
-          const stop = ends[at] as number;
-          // The same text as the column's value just before (a column repeats itself often): the
-          // classifier still holds that value's classification, so it is counted again as it is.
-          if (
-            !(
-              at > first &&
-              quoted[at - 1] === 0 &&
-              sameText(text, start, stop, starts[at - 1] as number, ends[at - 1] as number)
-            )
-          ) {
-            known = classifier.classify(text, start, stop);
-          }
-        }
+        } else known = classifier.classify(text, starts[at] as number, ends[at] as number);
         if (known) stats.addValue(classifier);
       }
     }
