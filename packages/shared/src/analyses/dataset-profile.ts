@@ -44,7 +44,7 @@ const csvOptions = z
       .boolean()
       .optional()
       .describe(
-        'Whether the first record names the columns. Detected when omitted: a first record with no numeric, boolean or date value and no duplicate names is a header.',
+        'Whether the first record names the columns. Detected when omitted: the first record is a header when none of its values is empty, numeric, boolean or a date and no name repeats, or when none is numeric, boolean or a date and some column below a name holds only such values (a blank name over an index column, as pandas writes it).',
       ),
   })
   .strict();
