@@ -324,6 +324,15 @@ describe('dataset-profile on bad input', () => {
     expect(s.rowCount).toBe(2);
   });
 
+  it('when the sniffed lines end inside a quoted field, then a first line of data is still data', async () => {
+    const lines = ['1,x'];
+    for (let i = 0; i < 19; i++) lines.push(`${i},y`);
+    lines.push('5,"two', 'lines"', '6,z');
+    const s = await profile(`${lines.join('\n')}\n`);
+    expect(s.dialect?.header).toBe(false);
+    expect(s.rowCount).toBe(22);
+  });
+
   it('when the first line is data, then columns are named column_N', async () => {
     const s = await profile('1,x\n2,y\n');
     expect(s.dialect?.header).toBe(false);
