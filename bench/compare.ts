@@ -298,14 +298,21 @@ if (runs('status')) {
   // BullMQ's getState() on a plain job at the far end of the wait list (LPOS scans the list),
   // for reference: a hand-written status endpoint calls it.
   const job = await queue.add('simulate', { tenant: 'x', input: {} });
+  // The best of three windows of reads/3 each, on both sides: the machine's other work only ever
+  // slows a window down, and one window of a second or two was often caught by it.
   const measure = async () => {
     await runConcurrent(200, CONCURRENCY, async () => void (await client.request('GET', `/v1/jobs/${id}`)));
-    const r = await runConcurrent(reads, CONCURRENCY, async () => {
-      const res = await client.request('GET', `/v1/jobs/${id}`);
-      if (res.status !== 200) throw new Error(`status read answered ${res.status}`);
-    });
+    let best = { rate: 0, p99: 0 };
+    for (let window = 0; window < 3; window++) {
+      const r = await runConcurrent(Math.ceil(reads / 3), CONCURRENCY, async () => {
+        const res = await client.request('GET', `/v1/jobs/${id}`);
+        if (res.status !== 200) throw new Error(`status read answered ${res.status}`);
+      });
+      const rate = Math.ceil(reads / 3) / r.seconds;
+      if (rate > best.rate) best = { rate, p99: percentile(r.latencies, 99) };
+    }
     const g = await runConcurrent(Math.min(reads, 500), CONCURRENCY, async () => void (await job.getState()));
-    return { rate: reads / r.seconds, p99: percentile(r.latencies, 99), getStateP50: percentile(g.latencies, 50) };
+    return { ...best, getStateP50: percentile(g.latencies, 50) };
   };
   const empty = await measure();
   for (let added = 0; added < backlog; added += 1_000) {
@@ -322,7 +329,7 @@ if (runs('status')) {
   await queue.close();
   record(
     {
-      comparison: `2. status read, ${fmt(backlog)} waiting vs none (${reads} reads)`,
+      comparison: `2. status read, ${fmt(backlog)} waiting vs none (${reads} reads, the best of three windows each)`,
       longhaul: `${fmt(full.rate)}/s p99 ${fmt(full.p99, 1)} ms at ${fmt(backlog)}`,
       raw: `${fmt(empty.rate)}/s p99 ${fmt(empty.p99, 1)} ms empty`,
       ratio: full.rate / empty.rate,
