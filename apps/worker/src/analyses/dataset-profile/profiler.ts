@@ -100,11 +100,9 @@ export class Profiler {
   /**
    * CSV: once the width is known, it stores a block of records' fields column by column (field
    * `i` of the block's row `r` at `i * BLOCK_ROWS + r`, see `CsvTokenizer.layOut`), as offsets
-   * into the batch's text.
+   * into the batch's text; its `row` is the number of records in the block so far.
    */
   private tokenizer: CsvTokenizer | null = null;
-  /** Records in the block so far: the tokenizer's next row. */
-  private blockRows = 0;
   /** The text of the block's fields with doubled quotes (quotes undone), emptied as it is read. */
   private readonly blockText: (string | undefined)[] = [];
   private readonly utf8: Utf8Validator | null;
@@ -357,8 +355,7 @@ export class Profiler {
           if (tokenizer.escaped[at]) this.blockText[at] = tokenizer.value(i);
         }
       }
-      tokenizer.row = ++this.blockRows;
-      if (this.blockRows === BLOCK_ROWS) this.countBlock(text, width);
+      if (++tokenizer.row === BLOCK_ROWS) this.countBlock(text, width);
     }
     this.countBlock(text, width);
     this.lines = baseLine + countLines(batch);
@@ -367,9 +364,9 @@ export class Profiler {
 
   /** Counts the block's fields column by column, then empties it. */
   private countBlock(text: string, width: number): void {
-    const rows = this.blockRows;
+    const tokenizer = this.tokenizer as CsvTokenizer;
+    const { row: rows, starts, ends, escaped: quoted } = tokenizer;
     if (rows === 0) return;
-    const { starts, ends, escaped: quoted } = this.tokenizer as CsvTokenizer;
     const classifier = this.classifier;
     const fieldStats = this.fieldStats;
     for (let i = 0; i < width; i++) {
@@ -385,8 +382,7 @@ export class Profiler {
         if (known) stats.addValue(classifier);
       }
     }
-    this.blockRows = 0;
-    (this.tokenizer as CsvTokenizer).row = 0;
+    tokenizer.row = 0;
   }
 
   /** CSV: binds field positions to columns; refuses requested columns the header lacks. */
