@@ -32,9 +32,14 @@ export function hash53Range(text: string, start: number, end: number): number {
     h1 = Math.imul(h1 ^ ch, 2654435761);
     h2 = Math.imul(h2 ^ ch, 1597334677);
   }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
-  h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
+  return finish(h1, h2);
+}
+
+/** cyrb53's final mix of its two lanes into 53 bits. */
+function finish(lane1: number, lane2: number): number {
+  let h1 = Math.imul(lane1 ^ (lane1 >>> 16), 2246822507);
+  h1 ^= Math.imul(lane2 ^ (lane2 >>> 13), 3266489909);
+  let h2 = Math.imul(lane2 ^ (lane2 >>> 16), 2246822507);
   h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
   return 4294967296 * (2097151 & h2) + (h1 >>> 0);
 }
@@ -51,13 +56,9 @@ export function hashNumber(x: number): number {
   float[0] = x === 0 ? 0 : x;
   const low = words[0] as number;
   const high = words[1] as number;
-  let h1 = Math.imul(Math.imul(0xdeadbeef ^ low, 2654435761) ^ high, 2654435761);
-  let h2 = Math.imul(Math.imul(0x41c6ce57 ^ low, 1597334677) ^ high, 1597334677);
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
-  h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
-  h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+  const h1 = Math.imul(Math.imul(0xdeadbeef ^ low, 2654435761) ^ high, 2654435761);
+  const h2 = Math.imul(Math.imul(0x41c6ce57 ^ low, 1597334677) ^ high, 1597334677);
+  return finish(h1, h2);
 }
 
 /** A count key's hash: {@link hashNumber} for a number, {@link hash53} for a string. */
