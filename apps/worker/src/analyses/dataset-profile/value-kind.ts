@@ -316,11 +316,7 @@ export class FieldClassifier implements FieldValue {
       if (significant > 19 || scale < -22 || scale > 0) return this.longNumber(text, s, e, integral);
       const magnitude = longDecimal(mantissa, significant - 15, tail, scale);
       if (Number.isNaN(magnitude)) return this.longNumber(text, s, e, integral);
-      const n = negative ? -magnitude : magnitude;
-      this.kind = integral && Number.isSafeInteger(n) ? KIND_INTEGER : KIND_NUMBER;
-      this.numeric = n;
-      this.key = n;
-      return 1;
+      return this.longValue(negative ? -magnitude : magnitude, integral);
     }
     if (integral) {
       const n = negative ? -mantissa : mantissa;
@@ -348,7 +344,11 @@ export class FieldClassifier implements FieldValue {
    */
   private longNumber(text: string, s: number, e: number, integral: boolean): 1 | 2 {
     const n = Number(text.slice(s, e));
-    if (!Number.isFinite(n)) return 2;
+    return Number.isFinite(n) ? this.longValue(n, integral) : 2;
+  }
+
+  /** A long number read: an integer while written without point or exponent and safe, else a number. */
+  private longValue(n: number, integral: boolean): 1 {
     this.kind = integral && Number.isSafeInteger(n) ? KIND_INTEGER : KIND_NUMBER;
     this.numeric = n;
     this.key = n;
