@@ -121,9 +121,10 @@ export class MisraGries {
   /**
    * Slot `i`'s string key as a string of its own (see ownKey). A key is put as it came, often a
    * view of its 64 KiB batch: copying every new value of a column of unique values slowed the
-   * taxi-like file by a sixth, and a value counted once is dropped by the next eviction. So a key is copied
-   * when it is counted a second time, and any count above 1 holds an owned key (`from` owns its
-   * keys too): only the keys counted once since the last eviction, at most `limit`, are views.
+   * taxi-like file by a sixth, and a value counted once is dropped by the next eviction. So a key
+   * is copied when it is counted a second time, and any count above 1 holds an owned key (`from`
+   * owns its keys too): only the keys counted once since the last eviction, at most `limit`, are
+   * views.
    */
   private own(i: number): void {
     const key = this.strings[i];

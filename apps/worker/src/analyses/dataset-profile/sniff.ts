@@ -77,13 +77,15 @@ export function sniffHeader(sample: string, delimiter: string, quote: string): b
   if (kinds.some((k) => k !== 'string' && k !== 'empty')) return false;
   if (!kinds.includes('empty') && new Set(first.map((f) => f.trim())).size === first.length) return true;
   // A name over a column of numbers, booleans or dates: the names' row is no data row of that column.
-  return kinds.some((kind, i) => {
-    if (kind !== 'string' || rest.length === 0) return false;
-    return rest.every((record) => {
-      const f = record[i];
-      return f !== undefined && f.trim() !== '' && classifyText(f).kind !== 'string';
-    });
-  });
+  if (rest.length === 0) return false;
+  return kinds.some(
+    (kind, i) =>
+      kind === 'string' &&
+      rest.every((record) => {
+        const below = kindOf(record[i] ?? '');
+        return below !== 'empty' && below !== 'string';
+      }),
+  );
 }
 
 export function sniffDialect(sample: string, given: Partial<CsvDialect> = {}): CsvDialect {

@@ -162,29 +162,35 @@ describe('FieldClassifier', () => {
   });
 
   it('when null values are configured, then exactly those (trimmed) are nulls', () => {
-    const classifier = new FieldClassifier(['-', '0', 'none']);
-    for (const [raw, isNull] of [
-      ['-', true],
-      [' 0 ', true],
-      ['none', true],
-      ['', false],
-      ['00', false],
-      ['nonE', false],
-    ] as const) {
-      expect(classifier.classify(raw, 0, raw.length), raw).toBe(!isNull);
-    }
-    const wide = new FieldClassifier(['—', 'Ø', 'xé']);
-    for (const [raw, isNull] of [
-      ['—', true],
-      [' — ', true],
-      ['\u00a0—\u3000', true],
-      ['Ø', true],
-      ['xé', true],
-      ['ØØ', false],
-      ['—x', false],
-      ['é', false],
-    ] as const) {
-      expect(wide.classify(raw, 0, raw.length), raw).toBe(!isNull);
+    const cases: [string[], [string, boolean][]][] = [
+      [
+        ['-', '0', 'none'],
+        [
+          ['-', true],
+          [' 0 ', true],
+          ['none', true],
+          ['', false],
+          ['00', false],
+          ['nonE', false],
+        ],
+      ],
+      [
+        ['—', 'Ø', 'xé'],
+        [
+          ['—', true],
+          [' — ', true],
+          ['\u00a0—\u3000', true],
+          ['Ø', true],
+          ['xé', true],
+          ['ØØ', false],
+          ['—x', false],
+          ['é', false],
+        ],
+      ],
+    ];
+    for (const [nulls, values] of cases) {
+      const classifier = new FieldClassifier(nulls);
+      for (const [raw, isNull] of values) expect(classifier.classify(raw, 0, raw.length), raw).toBe(!isNull);
     }
   });
 });
