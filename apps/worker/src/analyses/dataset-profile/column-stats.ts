@@ -17,6 +17,7 @@ import {
 import {
   type Classified,
   type CountKey,
+  classifyText,
   countKeyOf,
   type FieldValue,
   KIND_DATETIME,
@@ -234,16 +235,19 @@ export class ColumnStats {
     this.counts = new ExactCounts();
   }
 
+  /**
+   * The value a counted key stands for in the sketch, or NaN. A number is keyed by itself, so a
+   * string key is never a number's (see CountKey), even where `Number` reads it ("123e4567",
+   * "Infinity", "0x1A"): only a date/time has a value then, read as the classifier reads it.
+   */
   private numericOfKey(key: CountKey): number {
-    const numbers = (this.kindCounts[KIND_INTEGER] ?? 0) + (this.kindCounts[KIND_NUMBER] ?? 0);
-    if (typeof key === 'number') return numbers === 0 ? Number.NaN : key;
-    if ((this.kindCounts[KIND_DATETIME] ?? 0) > 0 && /^\d{4}-\d{2}-\d{2}/.test(key)) {
-      const iso = key.length === 10 ? `${key}T00:00:00Z` : key.replace(' ', 'T');
-      return Date.parse(/(?:Z|[+-]\d{2}:?\d{2})$/.test(iso) ? iso : `${iso}Z`);
+    if (typeof key === 'number') {
+      const numbers = (this.kindCounts[KIND_INTEGER] ?? 0) + (this.kindCounts[KIND_NUMBER] ?? 0);
+      return numbers === 0 ? Number.NaN : key;
     }
-    if (numbers === 0) return Number.NaN;
-    const n = Number(key);
-    return key.trim() === '' ? Number.NaN : n;
+    if ((this.kindCounts[KIND_DATETIME] ?? 0) === 0) return Number.NaN;
+    const c = classifyText(key);
+    return c.kind === 'datetime' ? c.numeric : Number.NaN;
   }
 
   /**

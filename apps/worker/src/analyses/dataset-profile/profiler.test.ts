@@ -273,6 +273,24 @@ describe('dataset-profile on bad input', () => {
     );
   });
 
+  it('when text that Number() would read sits among many distinct numbers, then the profile counts it as text', async () => {
+    // Hex ids and the like: "123e4567" and "Infinity" are text to the profile, but Number() reads
+    // them (as 1.23e+4569 = Infinity, Infinity, 26...). Counted before the column passes the exact
+    // limit, they once went into its quantile sketch as numbers when it was seeded, and Infinity
+    // threw there.
+    const texts = ['123e4567', '9e999', 'Infinity', '-Infinity', '0x1A', '1_000'];
+    const rows = ['id', ...texts];
+    for (let i = 0; i < 3000; i++) rows.push(String(i * 7));
+    const s = await profile(`${rows.join('\n')}\n`);
+    const id = column(s, 'id');
+    expect(id.type).toBe('string');
+    expect(id.count).toBe(3006);
+    expect(id.typeCounts).toMatchObject({ integer: 3000, string: 6 });
+    expect(id.distinct.estimated).toBe(true);
+    expect(id.distinct.value).toBeGreaterThan(2900);
+    expect(id.distinct.value).toBeLessThan(3100);
+  });
+
   it('when the file is empty or blank, then it fails clearly', async () => {
     await expect(profile('')).rejects.toThrow(new DatasetError('the dataset is empty (0 bytes)'));
     await expect(profile('\n \n')).rejects.toThrow(/only blank lines/);
