@@ -117,6 +117,16 @@ function exactQuantile(sorted: [number, number][], total: number, q: number): nu
 }
 
 /**
+ * Adds `count` of the value `x` (shifted by the column's sketch offset) to the quantile sketch,
+ * unless it is NaN or beyond a double: a date/time column's offset is its least value, and a
+ * number near ±1.8e308 among its dates takes a date past the largest double. Such a value stays in
+ * every exact statistic; the library would throw on it (an infinite key sizes its bins).
+ */
+function toSketch(sketch: ReturnType<typeof createSketch>, x: number, count: number): void {
+  if (Number.isFinite(x)) sketch.accept(x, count);
+}
+
+/**
  * One column's running statistics. Memory per column is bounded: at most
  * DATASET_EXACT_DISTINCT_LIMIT + 1 counted keys of ≤ 200 characters, then a 16 KiB HyperLogLog and
  * a DDSketch of ≤ 4096 bins replace exactness; count, mean, variance, min and max stay exact.
@@ -196,7 +206,7 @@ export class ColumnStats {
       this.sum.add(x);
       if (x < this.min) this.min = x;
       if (x > this.max) this.max = x;
-      this.sketch?.accept(x - this.sketchOffset);
+      if (this.sketch !== null) toSketch(this.sketch, x - this.sketchOffset, 1);
     } else if (kind === KIND_STRING) {
       // An NDJSON string that reads as a number is counted under the number (see CountKey); `text` is its text.
       const t = keyOf(typeof key === 'string' ? key : text);
@@ -229,7 +239,7 @@ export class ColumnStats {
     for (const [key, count] of this.counts) {
       this.hll.addHash(hashKey(key));
       const x = this.numericOfKey(key);
-      if (!Number.isNaN(x)) this.sketch.accept(x - this.sketchOffset, count);
+      toSketch(this.sketch, x - this.sketchOffset, count);
     }
     this.frequent = MisraGries.from(this.counts, DATASET_EXACT_DISTINCT_LIMIT);
     this.counts = new ExactCounts();
@@ -299,7 +309,7 @@ export class ColumnStats {
       for (const [key, count] of other.counts) {
         hll.addHash(hashKey(key));
         const x = this.numericOfKey(key);
-        if (!Number.isNaN(x)) sketch.accept(x - this.sketchOffset, count);
+        toSketch(sketch, x - this.sketchOffset, count);
       }
       return;
     }
@@ -326,7 +336,7 @@ export class ColumnStats {
         : [mine, other, otherOffset - this.sketchOffset];
     const merged = createSketch();
     mergeSketch(merged, base);
-    for (const [value, count] of sketchBins(moved)) merged.accept(value + shift, count);
+    for (const [value, count] of sketchBins(moved)) toSketch(merged, value + shift, count);
     this.sketch = merged;
     this.sketchOffset = Math.min(this.sketchOffset, otherOffset);
   }
@@ -403,8 +413,10 @@ export class ColumnStats {
     const numeric = type === 'integer' || type === 'number' || type === 'datetime';
     const min = this.n > 0 ? this.min : null;
     const max = this.n > 0 ? this.max : null;
+    // A statistic beyond a double (a mean or a spread of values near ±1.8e308) is unknown: null.
     const show = (x: number | null) =>
-      x === null || Number.isNaN(x) ? null : type === 'datetime' ? new Date(Math.round(x)).toISOString() : x;
+      x === null || !Number.isFinite(x) ? null : type === 'datetime' ? new Date(Math.round(x)).toISOString() : x;
+    const stdDev = numeric && this.n > 1 ? Math.sqrt(this.m2 / (this.n - 1)) : Number.NaN;
     const entries = this.countEntries();
     const distinct = this.exact
       ? { value: entries.length, estimated: false }
@@ -425,7 +437,7 @@ export class ColumnStats {
       max: numeric ? show(max) : type === 'string' ? this.textMax : null,
       mean: numeric && this.n > 0 ? show(this.exactMean()) : null,
       // Sample standard deviation (n − 1), as pandas and R report it; in milliseconds for date/time.
-      stdDev: numeric && this.n > 1 ? Math.sqrt(this.m2 / (this.n - 1)) : null,
+      stdDev: Number.isFinite(stdDev) ? stdDev : null,
       quantiles: null,
       quantilesEstimated: !this.exact,
       topK: top,
@@ -468,17 +480,22 @@ export class ColumnStats {
     show: (x: number | null) => number | string | null,
   ): { lower: number | string | null; upper: number | string | null; count: number }[] {
     const { min, max } = this;
-    const width = (max - min) / bins;
+    // Where max − min is beyond a double (values near ±1.8e308 of both signs), the same bins are
+    // computed from min/bins and max/bins, which cannot overflow.
+    const wide = !Number.isFinite(max - min);
+    const width = wide ? max / bins - min / bins : (max - min) / bins;
+    const offsetOf = (value: number) => (wide ? value / bins - min / bins : value - min);
+    const edge = (i: number) => (wide ? (min / bins) * (bins - i) + (max / bins) * i : min + i * width);
     const counts = new Array<number>(width > 0 ? bins : 1).fill(0);
     for (const [value, count] of distribution) {
       const clamped = Math.min(max, Math.max(min, value));
       // Equal-width bins, each [lower, upper) but the last, which includes max.
-      const i = width > 0 ? Math.min(bins - 1, Math.floor((clamped - min) / width)) : 0;
+      const i = width > 0 ? Math.min(bins - 1, Math.floor(offsetOf(clamped) / (wide ? width / bins : width))) : 0;
       counts[i] = (counts[i] ?? 0) + count;
     }
     return counts.map((count, i) => ({
-      lower: show(width > 0 ? min + i * width : min),
-      upper: show(width > 0 ? (i === counts.length - 1 ? max : min + (i + 1) * width) : max),
+      lower: show(width > 0 ? edge(i) : min),
+      upper: show(width > 0 ? (i === counts.length - 1 ? max : edge(i + 1)) : max),
       count,
     }));
   }

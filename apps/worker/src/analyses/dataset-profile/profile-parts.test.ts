@@ -1,4 +1,9 @@
-import { type ColumnProfile, DATASET_EXACT_DISTINCT_LIMIT, datasetProfileInput } from '@longhaul/shared';
+import {
+  type ColumnProfile,
+  DATASET_EXACT_DISTINCT_LIMIT,
+  datasetProfileInput,
+  datasetProfileResult,
+} from '@longhaul/shared';
 import { describe, expect, it } from 'vitest';
 import { layoutOf, mergeParts, type PartProfile, partStart, recordBoundary } from './profile-parts.ts';
 import { Profiler, type ProfileSummary, SNIFF_BYTES } from './profiler.ts';
@@ -203,6 +208,92 @@ describe('dataset-profile merged from byte ranges', () => {
     expect(starts.length).toBe(10);
     if (!('summary' in merged)) throw new Error(merged.unsafe);
     expectSameProfile(merged.summary, whole);
+  });
+
+  it('when columns mix odd values of every kind, then one pass and the merged parts agree and both are valid profiles', async () => {
+    // What Number() or Date.parse read differently from the profile, values at the edges of a
+    // double, and text of every shape, among ordinary values that take some columns past the exact
+    // limit. Found this way: hex-like text and Infinity thrown into a quantile sketch, and a mean
+    // or spread beyond a double reported as Infinity, which the result schema refuses.
+    const odd = [
+      '1e400',
+      '-1e400',
+      '1e-400',
+      'nan',
+      'inf',
+      'Infinity',
+      '-Infinity',
+      '0x10',
+      '0b11',
+      '1_000',
+      ' 12 ',
+      '+5',
+      '-0',
+      '00012',
+      '.5',
+      '5.',
+      '1E+05',
+      '9007199254740993',
+      '123456789012345678901234567890',
+      '1.7976931348623157e308',
+      '-1.7976931348623157e308',
+      '1.7976931348623159e308',
+      '5e-324',
+      '1e999999',
+      '0.1e-999999',
+      '12345678901234567',
+      '2024-02-30',
+      '2024-13-01',
+      '0000-01-01',
+      '9999-12-31T23:59:59.999Z',
+      '2024-01-01T25:00:00',
+      '2024-01-01 00:00:00+14:00',
+      '2024-01-01T00:00:00+99:99',
+      '-2024-01-01',
+      '2024-01-01T00:00:00.123456789Z',
+      '20240101',
+      'true',
+      'FALSE',
+      'Zürich',
+      '😀',
+      'x'.repeat(3000),
+      '"',
+      '   ',
+      '\t',
+      '\u00a012\u00a0',
+      '１２',
+      '-',
+      '.',
+      'e5',
+      '1e',
+      '1..2',
+      'a,b',
+      'two\nlines',
+    ];
+    const quoted = (v: string) => (/[",\n\r]/.test(v) || v.trim() !== v ? `"${v.replaceAll('"', '""')}"` : v);
+    for (let seed = 1; seed <= 12; seed++) {
+      const random = seededRandom(seed);
+      const kinds = Array.from({ length: 2 + Math.floor(random() * 4) }, () => Math.floor(random() * 4));
+      const lines = [kinds.map((_, i) => `c${i}`).join(',')];
+      const rows = 2000 + Math.floor(random() * 2000);
+      for (let r = 0; r < rows; r++) {
+        const fields = kinds.map((kind) => {
+          if (random() < 0.3) return quoted(odd[Math.floor(random() * odd.length)] as string);
+          if (kind === 0) return String(Math.floor(random() * 1e6));
+          if (kind === 1) return (random() * 1000 - 500).toFixed(Math.floor(random() * 18));
+          if (kind === 2) return new Date(Math.floor(random() * 4e12)).toISOString().slice(0, random() < 0.5 ? 10 : 19);
+          return quoted(String(random()).slice(2, 3 + Math.floor(random() * 20)));
+        });
+        lines.push(fields.join(','));
+      }
+      const data = Buffer.from(`${lines.join(random() < 0.5 ? '\n' : '\r\n')}\n`);
+      const whole = await onePass(data);
+      expect(whole.rowCount).toBe(rows);
+      expect(datasetProfileResult.shape.columns.safeParse(whole.columns).error).toBeUndefined();
+      const { merged } = await inParts(data, [Math.floor(data.length / 3), Math.floor((2 * data.length) / 3)]);
+      if (!('summary' in merged)) throw new Error(merged.unsafe);
+      expectSameProfile(merged.summary, whole);
+    }
   });
 
   it('when a cut lands in a quoted field longer than the window, then the merge refuses it as unsafe', async () => {
