@@ -46,6 +46,25 @@ describe('the exact sum', () => {
     );
   });
 
+  it('when thousands of values are summed, then the sum is the exact one correctly rounded (a BigInt reference)', () => {
+    // Every double of magnitude at least 2^-148 is an integer times 2^-200: summed as BigInts,
+    // rounded once by Number() (to nearest, ties to even), then scaled back exactly.
+    const reference = (values: number[]) =>
+      Number(values.reduce((sum, x) => sum + BigInt(x * 2 ** 200), 0n)) * 2 ** -200;
+    const value = fc.oneof(
+      fc
+        .double({ noNaN: true, noDefaultInfinity: true, min: -1e12, max: 1e12 })
+        .map((x) => (Math.abs(x) < 2 ** -148 ? 0 : x)),
+      fc.integer({ min: -1e6, max: 1e6 }).map((n) => n / 100),
+    );
+    fc.assert(
+      fc.property(fc.array(value, { minLength: 300, maxLength: 3000, size: 'max' }), (values) => {
+        expect(sumOf(values).value()).toBe(reference(values) || 0);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('when the sum overflows a double, then it reads as NaN', () => {
     expect(sumOf([Number.MAX_VALUE, Number.MAX_VALUE]).value()).toBeNaN();
   });
