@@ -87,14 +87,23 @@ describe('the HTTP API against a real Redis (no worker)', () => {
     expect(paths).toEqual(expect.arrayContaining(['input.durationMs', 'input.steps']));
   });
 
-  it('when the body is not JSON, then it answers 400; when not sent as JSON, 415', async () => {
+  it('when the body is not JSON or not an object, then it answers 400 saying which; when not sent as JSON, 415', async () => {
     const bad = await request(ctx.app)
       .post('/v1/jobs')
       .set('Authorization', A)
       .set('Content-Type', 'application/json')
       .send('{"type":');
     expect(bad.status).toBe(400);
-    expect(bad.body.error.code).toBe('bad_request');
+    expect(bad.body.error).toMatchObject({ code: 'bad_request', message: 'the body is not valid JSON' });
+    for (const body of ['null', '5', '"job"']) {
+      const notObject = await request(ctx.app)
+        .post('/v1/jobs')
+        .set('Authorization', A)
+        .set('Content-Type', 'application/json')
+        .send(body);
+      expect(notObject.status).toBe(400);
+      expect(notObject.body.error).toMatchObject({ code: 'bad_request', message: 'the body must be a JSON object' });
+    }
     const text = await request(ctx.app)
       .post('/v1/jobs')
       .set('Authorization', A)

@@ -9,6 +9,18 @@ interface BodyParserError {
   status?: number;
   expose?: boolean;
   limit?: number;
+  /** The raw body, on a parse failure. */
+  body?: unknown;
+}
+
+function isJson(text: unknown): boolean {
+  if (typeof text !== 'string') return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function toHttpError(err: unknown, redis: RedisConnection): HttpError {
@@ -18,7 +30,13 @@ function toHttpError(err: unknown, redis: RedisConnection): HttpError {
     case 'entity.too.large':
       return new HttpError(413, 'payload_too_large', `the body is larger than ${bp.limit} bytes`);
     case 'entity.parse.failed':
-      return new HttpError(400, 'bad_request', 'the body is not valid JSON');
+      // Strict parsing refuses JSON whose top level is not an object or array (`null`, `5`) as a
+      // syntax error too; say which it was.
+      return new HttpError(
+        400,
+        'bad_request',
+        isJson(bp.body) ? 'the body must be a JSON object' : 'the body is not valid JSON',
+      );
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return new HttpError(415, 'unsupported_media_type', 'the body must be UTF-8 JSON');
