@@ -1,4 +1,5 @@
 import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
 import { waitFor } from '../../../../tests/support/wait.ts';
@@ -20,7 +21,7 @@ import {
 } from './bullmq-layout.ts';
 import { createChildRunStore } from './job-children.ts';
 import { createJobStore, DEFAULT_PRIORITY, type JobData, jobData } from './job-store.ts';
-import { isIndexed } from './tenant-index.ts';
+import { indexOnMulti, isIndexed, listIndexed } from './tenant-index.ts';
 
 /**
  * The contract between `bullmq-layout.ts` and the pinned BullMQ: for each state a job can be in,
@@ -391,5 +392,40 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     expect(await store.childIds(parentId)).toEqual([ok, failing]);
     gates.get(parentId)?.();
     await waitFor(async () => (await hash(parentId)).finishedOn, { what: 'the parent to complete' });
+  });
+
+  it("when our scripts run in queue MULTIs, then a socket gets a script's text once and only its SHA1 after, and the text again after a reconnect", async () => {
+    // What `multiScript` relies on: ioredis 5 defines a command as BullMQ's add scripts are
+    // defined, and sends it as EVAL the first time on each socket, EVALSHA after.
+    const own = createRedisConnection(redisUrl(), 'worker');
+    const ownQueue = new Queue(analyses, { connection: own, prefix });
+    const monitor = await (connection as Redis).monitor();
+    const tenant = `monitored-${newJobId()}`;
+    const key = layout.tenantIndex(tenant);
+    const sent: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      const name = String(args[0]).toLowerCase();
+      if ((name === 'eval' || name === 'evalsha') && args.includes(key)) sent.push(name);
+    });
+    try {
+      const add = async () => {
+        const multi = await queueMulti(ownQueue);
+        indexOnMulti(multi, layout, tenant, [newJobId()], 60);
+        for (const [err] of (await multi.exec()) ?? []) if (err) throw err;
+      };
+      await add();
+      await add();
+      await waitFor(() => sent.length === 2, { what: 'two MULTIs seen' });
+      own.disconnect(true);
+      await waitFor(() => own.status === 'ready', { what: 'the reconnect' });
+      await add();
+      await waitFor(() => sent.length === 3, { what: 'the MULTI after the reconnect' });
+      expect(sent).toEqual(['eval', 'evalsha', 'eval']);
+      expect(await listIndexed(connection, layout, tenant, undefined, 10)).toHaveLength(3);
+    } finally {
+      monitor.disconnect();
+      await ownQueue.close();
+      await own.quit();
+    }
   });
 });

@@ -1,6 +1,14 @@
 import type { Config } from '../config.ts';
 import type { RedisConnection } from '../redis.ts';
-import { BULL_BANDS, BULL_LUA, type Layout, QUEUES, type QueueMulti } from './bullmq-layout.ts';
+import {
+  BULL_BANDS,
+  BULL_LUA,
+  type Layout,
+  multiScript,
+  QUEUES,
+  type QueueMulti,
+  runOnMulti,
+} from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
 
 /**
@@ -230,19 +238,25 @@ end
 }
 
 /** Parks a job the submit MULTI just added as parked; answers the free slots (a dispatch is due when > 0). */
-const PARK = `${fairLua(1)}
+const PARK = multiScript(
+  'fair_park',
+  `${fairLua(1)}
 local t, id, priority = ARGV[8], ARGV[9], ARGV[10]
 if not bull_parked(Q, id) then return 0 end
 fair_park(t, id, priority)
-return fair_idle(0)`;
+return fair_idle(0)`,
+);
 
 /**
  * A job the submit MULTI just added, placed: `direct` (it took a free slot's share) into band 0,
  * ahead of everything, so the dispatcher counts it; `solo` (its tenant is alone) into the solo band.
  */
-const PLACE = `${BULL_BANDS}
+const PLACE = multiScript(
+  'fair_place',
+  `${BULL_BANDS}
 if ARGV[3] == 'solo' then return bull_lower(ARGV[1], ARGV[2]) and 1 or 0 end
-return bull_raise(ARGV[1], ARGV[2]) and 1 or 0`;
+return bull_raise(ARGV[1], ARGV[2]) and 1 or 0`,
+);
 
 /**
  * A slot frees (`fair_freed`): the job leaves its tenant's share when it ended (ARGV[10] = '1'),
@@ -412,7 +426,7 @@ export function createFairShare({
      * for an id that exists). Its reply is the number of free slots: dispatch when it is > 0.
      */
     parkOnMulti(multi: QueueMulti, tenant: string, id: string, priority: number): void {
-      multi.eval(PARK, 1, anchor, ...args(), tenant, id, String(priority));
+      runOnMulti(multi, PARK, anchor, ...args(), tenant, id, String(priority));
     },
     /**
      * Places a job the same MULTI adds, not parked: a `direct` one in band 0, with the released
@@ -420,7 +434,7 @@ export function createFairShare({
      * prioritized (a delay ran out, a schedule's run). See the comment at the top.
      */
     placeOnMulti(multi: QueueMulti, id: string, placement: 'direct' | 'solo'): void {
-      multi.eval(PLACE, 1, anchor, `${layout.queueKey(QUEUES.analyses)}:`, id, placement);
+      runOnMulti(multi, PLACE, anchor, `${layout.queueKey(QUEUES.analyses)}:`, id, placement);
     },
     /** Fills free slots, in fair order; the number of jobs promoted. */
     async dispatch(): Promise<number> {

@@ -1,9 +1,10 @@
+import { Queue } from 'bullmq';
 import { encodeTime } from 'ulid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
 import { newJobId } from '../ids.ts';
 import { createRedisConnection, type RedisConnection } from '../redis.ts';
-import { layoutFor } from './bullmq-layout.ts';
+import { layoutFor, QUEUES, queueMulti } from './bullmq-layout.ts';
 import { INDEX_BUCKET, type IndexTrim, indexKeys, indexOnMulti, isIndexed, listIndexed } from './tenant-index.ts';
 
 const TTL = 3_600;
@@ -14,17 +15,20 @@ describe('the tenant index (real Redis)', () => {
   const layout = layoutFor(prefix);
   const jobPrefix = `${prefix}:jobs:`;
   let redis: RedisConnection;
+  let queue: Queue;
 
   beforeAll(() => {
     redis = createRedisConnection(redisUrl(), 'worker');
+    queue = new Queue(QUEUES.analyses, { connection: redis, prefix });
   });
   afterAll(async () => {
+    await queue.close();
     await redis.quit();
     await cleanupPrefix(redisUrl(), prefix);
   });
 
   async function add(tenant: string, ids: string[], trim?: IndexTrim) {
-    const multi = redis.multi();
+    const multi = await queueMulti(queue);
     indexOnMulti(multi, layout, tenant, ids, TTL, trim);
     for (const [err] of (await multi.exec()) ?? []) if (err) throw err;
   }

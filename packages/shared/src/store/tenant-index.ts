@@ -1,5 +1,5 @@
 import type { RedisConnection } from '../redis.ts';
-import type { Layout, QueueMulti } from './bullmq-layout.ts';
+import { type Layout, multiScript, type QueueMulti, runOnMulti } from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
 
 /**
@@ -82,7 +82,9 @@ end
  * otherwise a few long-delayed jobs at the head of the index would keep every gone entry behind
  * them for as long as they live. A bucket found empty (trimmed, or expired) leaves the directory.
  */
-const ADD = `${INDEX_LUA}
+const ADD = multiScript(
+  'index_add',
+  `${INDEX_LUA}
 local dir, ttl, cutoff, jobPrefix = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 for i = 5, #ARGV do index_add(dir, ARGV[i], ttl) end
 redis.call('EXPIRE', dir, ttl)
@@ -107,7 +109,8 @@ local pick = math.floor(r)
 check(0, 0, 0)
 -- The random place skips the 4 oldest, just checked, when it falls in the same bucket.
 check(pick, pick == 0 and 4 or 0, r - pick)
-return 0`;
+return 0`,
+);
 
 /**
  * Lists the index at KEYS[1], newest first: ARGV[2] ids below ARGV[1] (all when ARGV[1] is '').
@@ -163,10 +166,9 @@ export function indexOnMulti(
   ttlSeconds: number,
   trim?: IndexTrim,
 ): void {
-  // EVAL, not EVALSHA: inside a MULTI, a NOSCRIPT would fail this command alone and commit the rest.
-  multi.eval(
+  runOnMulti(
+    multi,
     ADD,
-    1,
     layout.tenantIndex(tenant),
     String(ttlSeconds),
     trim?.cutoff ?? '',
