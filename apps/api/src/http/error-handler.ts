@@ -13,10 +13,17 @@ interface BodyParserError {
   body?: unknown;
 }
 
-function isJson(text: unknown): boolean {
-  if (typeof text !== 'string') return false;
+/**
+ * Whether body-parser refused `body` only for strictness: valid JSON whose top level is not an
+ * object or array (`null`, `5`). It refuses those before parsing, by their first character, so a
+ * body that opens with `{` or `[` failed as JSON and is not parsed again.
+ */
+function isNonObjectJson(body: unknown): boolean {
+  if (typeof body !== 'string') return false;
+  const first = body.trimStart()[0];
+  if (first === '{' || first === '[') return false;
   try {
-    JSON.parse(text);
+    JSON.parse(body);
     return true;
   } catch {
     return false;
@@ -30,12 +37,10 @@ function toHttpError(err: unknown, redis: RedisConnection): HttpError {
     case 'entity.too.large':
       return new HttpError(413, 'payload_too_large', `the body is larger than ${bp.limit} bytes`);
     case 'entity.parse.failed':
-      // Strict parsing refuses JSON whose top level is not an object or array (`null`, `5`) as a
-      // syntax error too; say which it was.
       return new HttpError(
         400,
         'bad_request',
-        isJson(bp.body) ? 'the body must be a JSON object' : 'the body is not valid JSON',
+        isNonObjectJson(bp.body) ? 'the body must be a JSON object' : 'the body is not valid JSON',
       );
     case 'encoding.unsupported':
     case 'charset.unsupported':
