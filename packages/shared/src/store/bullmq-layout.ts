@@ -202,8 +202,10 @@ export async function queueMulti(queue: Queue): Promise<QueueMulti> {
     multi(): ChainableCommander;
   };
   const defined = definedOn.get(client) ?? 0;
-  for (const { name, lua } of multiScripts.slice(defined)) client.defineCommand(name, { numberOfKeys: 1, lua });
-  definedOn.set(client, multiScripts.length);
+  if (defined < multiScripts.length) {
+    for (const { name, lua } of multiScripts.slice(defined)) client.defineCommand(name, { numberOfKeys: 1, lua });
+    definedOn.set(client, multiScripts.length);
+  }
   return client.multi();
 }
 
