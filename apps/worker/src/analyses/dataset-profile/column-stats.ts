@@ -480,19 +480,18 @@ export class ColumnStats {
     show: (x: number | null) => number | string | null,
   ): { lower: number | string | null; upper: number | string | null; count: number }[] {
     const { min, max } = this;
-    // Where max − min is beyond a double (values near ±1.8e308 of both signs), the same bins are
-    // computed from min/bins and max/bins, which cannot overflow.
-    const wide = !Number.isFinite(max - min);
-    const width = wide ? max / bins - min / bins : (max - min) / bins;
-    const offsetOf = (value: number) => (wide ? value / bins - min / bins : value - min);
-    const edge = (i: number) => (wide ? (min / bins) * (bins - i) + (max / bins) * i : min + i * width);
+    // Where max − min is beyond a double (values near ±1.8e308 of both signs), the bins are
+    // computed on halves, which cannot overflow; otherwise `h` is 1 and changes nothing.
+    const h = Number.isFinite(max - min) ? 1 : 0.5;
+    const width = (max * h - min * h) / bins;
     const counts = new Array<number>(width > 0 ? bins : 1).fill(0);
     for (const [value, count] of distribution) {
       const clamped = Math.min(max, Math.max(min, value));
       // Equal-width bins, each [lower, upper) but the last, which includes max.
-      const i = width > 0 ? Math.min(bins - 1, Math.floor(offsetOf(clamped) / (wide ? width / bins : width))) : 0;
+      const i = width > 0 ? Math.min(bins - 1, Math.floor((clamped * h - min * h) / width)) : 0;
       counts[i] = (counts[i] ?? 0) + count;
     }
+    const edge = (i: number) => (min * h + i * width) / h;
     return counts.map((count, i) => ({
       lower: show(width > 0 ? edge(i) : min),
       upper: show(width > 0 ? (i === counts.length - 1 ? max : edge(i + 1)) : max),
