@@ -10,7 +10,6 @@ import { getContract } from '../registry.ts';
 import {
   addToMulti,
   BULL_LUA,
-  hsetOnMulti,
   layoutFor,
   NO_RESULT_LENGTH,
   OWN_FIELDS,
@@ -136,13 +135,43 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
 
   it('when a job is added without a priority, then it is in the wait list with a `waiting` event', async () => {
     const id = newJobId();
-    const multi = await queueMulti(queue);
+    const multi = await queueMulti(queue, connection);
     await addToMulti(multi, queue, { name: 'simulate', data: jobData('a', { mode: 'ok' }), opts: {}, id });
     await multi.exec();
     expect(await connection.lrange(layout.wait(analyses), 0, -1)).toContain(id);
     expect((await events(id)).map((e) => e.event)).toEqual(expect.arrayContaining(['added', 'waiting']));
     const owned = await store.snapshot('a', id);
     expect(owned.kind === 'job' && owned.snapshot.job.priority).toBe(DEFAULT_PRIORITY);
+  });
+
+  it('when jobs of each kind are added in a MULTI on a connection BullMQ never used, then each is where BullMQ puts it, and that connection has only the add scripts and ours', async () => {
+    // queueMulti copies BullMQ's add scripts onto the connection the MULTI runs on: a BullMQ
+    // upgrade that renames them, or adds with another one, fails here.
+    const fresh = createRedisConnection(redisUrl(), 'worker') as Redis;
+    try {
+      const [plain, prioritized, delayed, parent] = [newJobId(), newJobId(), newJobId(), newJobId()];
+      const multi = await queueMulti(queue, fresh);
+      const add = (id: string, opts: { priority?: number; delay?: number }, link = {}) =>
+        addToMulti(multi, queue, { name: 'simulate', data: jobData('a', { mode: 'ok' }), opts, id }, link);
+      await add(plain, {});
+      await add(prioritized, { priority: 5 });
+      await add(delayed, { delay: 600_000 });
+      await add(parent, {}, { asParent: true });
+      for (const [err] of (await multi.exec()) ?? []) if (err) throw err;
+      expect(await connection.lpos(layout.wait(analyses), plain)).not.toBeNull();
+      expect(await connection.zscore(layout.prioritized(analyses), prioritized)).not.toBeNull();
+      expect(await connection.zscore(layout.delayed(analyses), delayed)).not.toBeNull();
+      expect(await connection.zscore(layout.waitingChildren(analyses), parent)).not.toBeNull();
+      expect(Object.keys(fresh.scriptsSet).filter((name) => !name.startsWith('lh_'))).toEqual([
+        expect.stringMatching(/^addStandardJob:/),
+        expect.stringMatching(/^addPrioritizedJob:/),
+        expect.stringMatching(/^addDelayedJob:/),
+        expect.stringMatching(/^addParentJob:/),
+      ]);
+      for (const id of [plain, prioritized, delayed, parent]) await new Job(queue, '', {}, {}, id).remove();
+    } finally {
+      await fresh.quit();
+    }
   });
 
   it('when a job is delayed, then it is in the delayed set and the snapshot says so', async () => {
@@ -171,7 +200,7 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     const q = `${own.queueKey(analyses)}:`;
     const parked = async (priority: number) => {
       const id = newJobId();
-      const multi = await queueMulti(ownQueue);
+      const multi = await queueMulti(ownQueue, connection);
       await addToMulti(
         multi,
         ownQueue,
@@ -298,15 +327,15 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
   it('when an attempt fails and is retried after a backoff, then the job is delayed again and our fields survive the move', async () => {
     startWorker();
     const id = newJobId();
-    const multi = await queueMulti(queue);
+    const multi = await queueMulti(queue, connection);
     await addToMulti(multi, queue, {
       name: 'simulate',
       data: jobData('a', { mode: 'retry' }),
       opts: { attempts: 2, backoff: { type: 'fixed', delay: 600_000 }, priority: 3 },
       id,
     });
-    hsetOnMulti(multi, layout.job(analyses, id), OWN_FIELDS.webhookUrl, 'https://example.com/hook');
-    hsetOnMulti(multi, layout.job(analyses, id), OWN_FIELDS.checkpoint, '{"step":1}');
+    multi.hset(layout.job(analyses, id), OWN_FIELDS.webhookUrl, 'https://example.com/hook');
+    multi.hset(layout.job(analyses, id), OWN_FIELDS.checkpoint, '{"step":1}');
     await multi.exec();
     await waitFor(async () => (await connection.zscore(layout.delayed(analyses), id)) !== null, {
       what: 'the retry to be delayed',
@@ -347,7 +376,7 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
       indexTtlSeconds: 3600,
     });
     const parentId = newJobId();
-    const multi = await queueMulti(queue);
+    const multi = await queueMulti(queue, connection);
     const data = jobData('a', { mode: 'gate' });
     await addToMulti(multi, queue, { name: 'simulate', data, opts: {}, id: parentId }, { asParent: true });
     await multi.exec();
@@ -410,7 +439,7 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     }) as Redis['sendCommand'];
     try {
       const add = async () => {
-        const multi = await queueMulti(ownQueue);
+        const multi = await queueMulti(ownQueue, own);
         indexOnMulti(multi, layout, tenant, [newJobId()], 60);
         for (const [err] of (await multi.exec()) ?? []) if (err) throw err;
       };

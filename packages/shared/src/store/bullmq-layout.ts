@@ -1,5 +1,5 @@
 import { Job, type JobsOptions, type Queue } from 'bullmq';
-import type { ChainableCommander } from 'ioredis';
+import type { ChainableCommander, Cluster, Redis } from 'ioredis';
 
 /**
  * Everything longhaul assumes about how BullMQ 6 lays a queue out in Redis, in one file: key
@@ -158,7 +158,10 @@ export function layoutFor(prefix: string) {
 
 export type Layout = ReturnType<typeof layoutFor>;
 
-/** A MULTI of the queue's own connection, which has BullMQ's scripts defined. */
+/**
+ * A MULTI in which BullMQ's add scripts and ours run together ({@link queueMulti}). BullMQ's add
+ * calls the transaction's `runCommand(name, args)`, which {@link queueMulti} provides.
+ */
 export type QueueMulti = ChainableCommander;
 
 /** A Lua script of ours that runs inside a queue MULTI, beside BullMQ's add ({@link multiScript}). */
@@ -168,17 +171,31 @@ export interface MultiScript {
 }
 
 const multiScripts: MultiScript[] = [];
-/** How many of {@link multiScripts} each queue connection has defined. */
-const definedOn = new WeakMap<object, number>();
 
 /**
- * A script for {@link runOnMulti}, defined on each queue connection as a command, as BullMQ's own
- * add scripts are: ioredis 5 then sends its text (EVAL) the first time on a socket, and only its
- * SHA1 (EVALSHA) after (`Script` in ioredis). As plain EVALs, the index's and the fair share's
- * scripts sent 2.4 to 10 kB of Lua with every submit, for Redis to hash again each time. A
- * NOSCRIPT (the server's scripts flushed while the socket stayed open) would fail that command
- * alone, as it would fail BullMQ's add beside it; a reconnect, after a restart or a failover,
- * starts over with the text. Call at module load, for a script of one key (KEYS[1]).
+ * BullMQ's scripts that add a job: `addJobToTransaction` (redis-queue-backend.js) picks one by the
+ * job's options (waiting for children, delayed, prioritized, or none of these) and queues it on
+ * the transaction it is given, under the name `{script}:{BullMQ version}`.
+ */
+const BULL_ADD_SCRIPTS = ['addStandardJob', 'addPrioritizedJob', 'addDelayedJob', 'addParentJob'];
+
+interface ScriptedConnection {
+  scriptsSet: Record<string, { lua: string; numberOfKeys: number | null }>;
+  defineCommand(name: string, definition: { numberOfKeys: number; lua: string }): void;
+  multi(): ChainableCommander;
+}
+
+/** What each connection has had defined: BullMQ's add scripts, and how many of ours. */
+const definedOn = new WeakMap<object, { bull: boolean; ours: number }>();
+
+/**
+ * A script for {@link runOnMulti}, defined as a command on each connection a queue MULTI runs on,
+ * as BullMQ's own add scripts are: ioredis 5 then sends its text (EVAL) the first time on a
+ * socket, and only its SHA1 (EVALSHA) after (`Script` in ioredis). As plain EVALs, the index's and
+ * the fair share's scripts sent 2.4 to 10 kB of Lua with every submit, for Redis to hash again each
+ * time. A NOSCRIPT (the server's scripts flushed while the socket stayed open) would fail that
+ * command alone, as it would fail BullMQ's add beside it; a reconnect, after a restart or a
+ * failover, starts over with the text. Call at module load, for a script of one key (KEYS[1]).
  */
 export function multiScript(name: string, lua: string): MultiScript {
   const script = { name: `lh_${name}`, lua };
@@ -189,24 +206,53 @@ export function multiScript(name: string, lua: string): MultiScript {
 /** Queues `script` with its key and `args` on a MULTI from {@link queueMulti}. */
 export function runOnMulti(multi: QueueMulti, script: MultiScript, key: string, ...args: string[]): void {
   const command = (multi as unknown as Record<string, ((...args: string[]) => unknown) | undefined>)[script.name];
-  if (!command) throw new Error(`the queue connection has no command ${script.name} (see multiScript)`);
+  if (!command) throw new Error(`the connection has no command ${script.name} (see multiScript)`);
   command.call(multi, key, ...args);
 }
 
-/** A MULTI on the queue's connection, so BullMQ's add scripts and our writes share one transaction. */
-export async function queueMulti(queue: Queue): Promise<QueueMulti> {
-  // BullMQ types its client through its own backend interface; with ioredis it is ioredis' client
-  // (behind BullMQ's proxy, which passes defineCommand through), and this ioredis' MULTI.
-  const client = (await queue.backend.client) as unknown as {
-    defineCommand(name: string, definition: { numberOfKeys: number; lua: string }): void;
-    multi(): ChainableCommander;
-  };
-  const defined = definedOn.get(client) ?? 0;
-  if (defined < multiScripts.length) {
-    for (const { name, lua } of multiScripts.slice(defined)) client.defineCommand(name, { numberOfKeys: 1, lua });
-    definedOn.set(client, multiScripts.length);
+/**
+ * A MULTI on `redis` in which jobs are added to `queue` ({@link addToMulti}) in one transaction
+ * with our writes. `redis` gets BullMQ's four add scripts, their text taken once from the queue's
+ * own connection (where BullMQ defines them: the pinned version's), and ours ({@link multiScript}).
+ *
+ * Not a MULTI of the queue's connection: BullMQ defines its 64 scripts there, and ioredis' MULTI
+ * (its `Pipeline` constructor) copies every script defined on its connection onto itself, which
+ * was 4 % of a submission's CPU in the API. A MULTI of a connection with a handful of scripts
+ * costs next to nothing.
+ */
+export async function queueMulti(queue: Queue, redis: Redis | Cluster): Promise<QueueMulti> {
+  const connection = redis as unknown as ScriptedConnection;
+  let defined = definedOn.get(connection);
+  if (!defined) {
+    defined = { bull: false, ours: 0 };
+    definedOn.set(connection, defined);
   }
-  return client.multi();
+  if (!defined.bull) {
+    // BullMQ types its client through its own backend interface; with ioredis it is ioredis'
+    // client behind BullMQ's proxy, which passes `scriptsSet` through.
+    const { scriptsSet } = (await queue.backend.client) as unknown as ScriptedConnection;
+    for (const base of BULL_ADD_SCRIPTS) {
+      const name = Object.keys(scriptsSet).find((defined) => defined.startsWith(`${base}:`));
+      const script = name ? scriptsSet[name] : undefined;
+      if (!name || !script || script.numberOfKeys === null) throw new Error(`BullMQ defines no script ${base}`);
+      connection.defineCommand(name, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+    }
+    defined.bull = true;
+  }
+  if (defined.ours < multiScripts.length) {
+    for (const { name, lua } of multiScripts.slice(defined.ours))
+      connection.defineCommand(name, { numberOfKeys: 1, lua });
+    defined.ours = multiScripts.length;
+  }
+  const multi = connection.multi() as ChainableCommander & { runCommand?: unknown };
+  // What BullMQ's add calls on a transaction (`augmentTransaction` in its ioredis-client.js).
+  multi.runCommand = (name: string, args: unknown[]) => {
+    const command = (multi as unknown as Record<string, ((args: unknown[]) => unknown) | undefined>)[name];
+    if (!command) throw new Error(`BullMQ added a job with ${name}, which queueMulti does not define`);
+    command.call(multi, args);
+    return multi;
+  };
+  return multi;
 }
 
 export interface NewJob {
@@ -240,14 +286,6 @@ export async function addToMulti(
     ...(parentKey ? { parentKey, parentDependenciesKey: `${parentKey}:dependencies` } : {}),
     ...(link.asParent ? { addToWaitingChildren: true } : {}),
   });
-}
-
-/**
- * HSET on a queue MULTI. BullMQ 6 wraps ioredis' MULTI and replaces its `hset` with one that takes
- * `(key, { field: value })`; every other command is ioredis' own.
- */
-export function hsetOnMulti(multi: QueueMulti, key: string, field: string, value: string): void {
-  (multi as unknown as { hset(key: string, data: Record<string, string>): unknown }).hset(key, { [field]: value });
 }
 
 /**

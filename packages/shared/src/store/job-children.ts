@@ -2,7 +2,7 @@ import type { JobsOptions, Queue } from 'bullmq';
 import { Job } from 'bullmq';
 import type { RedisConnection } from '../redis.ts';
 import { decodeReturnValue } from '../result-codec.ts';
-import { addToMulti, BULL_LUA, hsetOnMulti, type Layout, OWN_FIELDS, QUEUES, queueMulti } from './bullmq-layout.ts';
+import { addToMulti, BULL_LUA, type Layout, OWN_FIELDS, QUEUES, queueMulti } from './bullmq-layout.ts';
 import { indexOnMulti } from './tenant-index.ts';
 
 /**
@@ -259,7 +259,7 @@ export function createChildRunStore(deps: ChildRunStoreDeps) {
      * none, so a later run finds the children recorded exactly when they exist.
      */
     async add(parentId: string, tenant: string, batches: string[][], children: NewChild[]): Promise<void> {
-      const multi = await queueMulti(queue);
+      const multi = await queueMulti(queue, redis);
       for (const child of children) {
         await addToMulti(
           multi,
@@ -275,7 +275,7 @@ export function createChildRunStore(deps: ChildRunStoreDeps) {
         children.map((child) => child.id),
         indexTtlSeconds,
       );
-      hsetOnMulti(multi, key(parentId), OWN_FIELDS.children, JSON.stringify(batches));
+      multi.hset(key(parentId), OWN_FIELDS.children, JSON.stringify(batches));
       const results = (await multi.exec()) ?? [];
       for (const [err] of results) if (err) throw err;
     },

@@ -11,7 +11,6 @@ import { parseDeliveries, webhookJobOptions } from '../webhook-delivery.ts';
 import {
   addToMulti,
   BULL_LUA,
-  hsetOnMulti,
   type Layout,
   layoutFor,
   NO_RESULT_LENGTH,
@@ -643,7 +642,7 @@ export function createJobStore({
      */
     async accept(a: Accepted): Promise<JobSnapshot> {
       const now = Date.now();
-      const multi = await queueMulti(queue);
+      const multi = await queueMulti(queue, redis);
       const parked = (a.placement === 'park' || a.placement === 'capped') && !a.delayMs;
       const opts = jobOptionsFor(a.contract, { priority: a.priority, delayMs: a.delayMs });
       const parentId = `${a.id}.webhook`;
@@ -676,7 +675,7 @@ export function createJobStore({
           ...(parked ? { asParent: true } : {}),
         },
       );
-      if (a.webhookUrl) hsetOnMulti(multi, layout.job(analyses, a.id), OWN_FIELDS.webhookUrl, a.webhookUrl);
+      if (a.webhookUrl) multi.hset(layout.job(analyses, a.id), OWN_FIELDS.webhookUrl, a.webhookUrl);
       // Ids carry the time of the API that made them, keys expire on Redis' clock: trim a few
       // minutes late, so a replay never finds its key alive but its tombstone gone.
       const cutoff = `(job_${encodeTime(Math.max(0, now - tombstoneSeconds * 1000 - CLOCK_SKEW_MS), 10)}`;

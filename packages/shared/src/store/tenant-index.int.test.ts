@@ -28,7 +28,7 @@ describe('the tenant index (real Redis)', () => {
   });
 
   async function add(tenant: string, ids: string[], trim?: IndexTrim) {
-    const multi = await queueMulti(queue);
+    const multi = await queueMulti(queue, redis);
     indexOnMulti(multi, layout, tenant, ids, TTL, trim);
     for (const [err] of (await multi.exec()) ?? []) if (err) throw err;
   }
