@@ -47,6 +47,7 @@ describe('the OpenAPI document', () => {
         '/v1/jobs',
         '/v1/jobs/{id}',
         '/v1/jobs/{id}/result',
+        '/v1/jobs/{id}/events',
         '/v1/jobs/{id}/children',
         '/v1/analyses',
         '/v1/schedules',

@@ -3,6 +3,7 @@ import type { Queue } from 'bullmq';
 import express, { type Express, type RequestHandler } from 'express';
 import { adminBoard, BOARD_PATH } from './admin/board.ts';
 import { analysesRoutes } from './analyses-route.ts';
+import { buildOpenApiDocument, documentedPaths } from './docs/openapi.ts';
 import { docsRoutes } from './docs/routes.ts';
 import type { JobEventHub } from './events/job-event-hub.ts';
 import { jobEventsRoute } from './events/job-events-route.ts';
@@ -10,6 +11,7 @@ import { healthRoutes } from './health.ts';
 import { bearerAuth } from './http/auth.ts';
 import { cors } from './http/cors.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
+import { methodNotAllowed } from './http/method-not-allowed.ts';
 import { redisUnavailable } from './http/redis-errors.ts';
 import { createRedisLiveness } from './http/redis-liveness.ts';
 import { requestLog } from './http/request-log.ts';
@@ -113,10 +115,12 @@ export function createApp({ config, log, redis, jobs, schedules, queues, events,
     }),
   );
   app.use(metrics.routes(config.metricsToken));
-  app.use(docsRoutes());
+  const reference = buildOpenApiDocument();
+  app.use(docsRoutes(reference));
   // Closed (401) unless ADMIN_USER / ADMIN_PASSWORD are set; read-only unless ADMIN_READONLY=false.
   app.use(BOARD_PATH, adminBoard({ admin: config.admin, queues }));
 
+  app.use(methodNotAllowed(documentedPaths(reference)));
   app.use(notFoundHandler);
   app.use(errorHandler(log, redis));
   return app;

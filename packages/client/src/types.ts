@@ -103,6 +103,7 @@ export type ErrorCode =
   | 'unknown_analysis'
   | 'unauthorized'
   | 'not_found'
+  | 'method_not_allowed'
   | 'gone'
   | 'conflict'
   | 'idempotency_conflict'

@@ -5,6 +5,7 @@ export const ERROR_CODES = [
   'unknown_analysis',
   'unauthorized',
   'not_found',
+  'method_not_allowed',
   'gone',
   'conflict',
   'idempotency_conflict',

@@ -1,5 +1,6 @@
 import { analyses, ERROR_CODES, jobViewSchema, scheduleViewSchema } from '@longhaul/shared';
 import { z } from 'zod';
+import type { ServedPath } from '../http/method-not-allowed.ts';
 import { childrenQuerySchema, listQuerySchema, submitBodySchema } from '../jobs/schemas.ts';
 import { createScheduleBodySchema, updateScheduleBodySchema } from '../schedules/schemas.ts';
 
@@ -230,7 +231,8 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
           tags: ['jobs'],
           operationId: 'cancelJob',
           summary: 'Cancel a job',
-          description: 'A queued job is removed; an active one is aborted by its worker.',
+          description:
+            'The job is flagged cancelled: a queued or delayed one is failed as `cancelled` by the next free worker without running; an active one is aborted by its worker.',
           parameters: [jobId],
           responses: {
             '202': { description: 'Cancel accepted.', content: json('JobView') },
@@ -251,6 +253,38 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
             '404': error('No such job for this tenant.'),
             '409': error('The job has not completed; `details` is the job view.'),
             '410': error('Retention removed the job.'),
+            ...common,
+          },
+        },
+      },
+      '/v1/jobs/{id}/events': {
+        get: {
+          tags: ['jobs'],
+          operationId: 'streamJobEvents',
+          summary: "The job's live events (Server-Sent Events)",
+          description:
+            'A `text/event-stream`. The first event, `snapshot`, is the job view now (`JobView`), so nothing is missed between a read and a subscribe. Then `status` (`{ id, status }`: `active`, `queued`, or `delayed` on a retry) and `progress` (`{ id, status, progress, etaSeconds }`), each with an `id:`. Last, one `completed`, `failed` or `cancelled` with the final job view, after which the server ends the stream; a job already finished gets its snapshot and that final event at once. A `: heartbeat` comment keeps an idle stream open. Reconnect with `Last-Event-ID` to have the events after it replayed; when they are no longer kept, a `reset` event (`{ id, reason, message, lastEventId }`) says so, after the snapshot.',
+          parameters: [
+            jobId,
+            {
+              name: 'Last-Event-ID',
+              in: 'header',
+              required: false,
+              description: 'The `id:` of the last event received: the events after it are replayed.',
+              schema: { type: 'string', pattern: '^[0-9]+-[0-9]+$' },
+            },
+          ],
+          responses: {
+            '200': {
+              description: 'The stream of events.',
+              content: { 'text/event-stream': { schema: { type: 'string' } } },
+            },
+            '404': error('No such job for this tenant.'),
+            '410': error('Retention removed the job.'),
+            '429': error(
+              'This tenant, or this API process, holds as many open event streams as it allows.',
+              retryAfter,
+            ),
             ...common,
           },
         },
@@ -384,4 +418,12 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
       schemas,
     },
   };
+}
+
+/** Each path `document` describes, with its methods: any other method on one answers 405. */
+export function documentedPaths(document: Record<string, unknown>): ServedPath[] {
+  return Object.entries(document.paths as Record<string, Record<string, unknown>>).map(([path, operations]) => ({
+    path,
+    methods: Object.keys(operations),
+  }));
 }

@@ -1,7 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import express, { Router } from 'express';
-import { buildOpenApiDocument } from './openapi.ts';
 
 /** swagger-ui-dist's files, served by the API itself: `/docs` works with no network (no CDN). */
 function swaggerUiDir(): string {
@@ -38,11 +37,11 @@ const INIT = `window.ui = SwaggerUIBundle({
 `;
 
 /**
- * `GET /openapi.json` (the OpenAPI 3.1 document, built once) and `GET /docs` (Swagger UI). Neither
- * needs an API key: the reference is public, the routes it describes are not.
+ * `GET /openapi.json` (the OpenAPI 3.1 document, from `buildOpenApiDocument`, built once) and
+ * `GET /docs` (Swagger UI). Neither needs an API key: the reference is public, the routes it
+ * describes are not.
  */
-export function docsRoutes(version?: string): Router {
-  const document = buildOpenApiDocument(version);
+export function docsRoutes(document: Record<string, unknown>): Router {
   const router = Router();
   router.get('/openapi.json', (_req, res) => {
     res.json(document);
