@@ -10,15 +10,16 @@ export interface ServedPath {
 /**
  * For a request that reached no route: when its path is one the API serves, by other methods,
  * `405` with `Allow` instead of a `404`, so a client learns the path is right and what it takes
- * (the router itself answers `OPTIONS` with the same `Allow`). Placed after every route, before the 404. A `{…}` segment
- * of a template matches any one segment; a trailing slash is ignored, as the router ignores it.
+ * (the router itself answers `OPTIONS` with the same `Allow`). Placed after every route, before
+ * the 404. A `{…}` segment of a template matches any one segment; a trailing slash is ignored, as
+ * the router ignores it.
  */
 export function methodNotAllowed(paths: readonly ServedPath[]): RequestHandler {
   const served = paths.map(({ path, methods }) => {
     const allowed = methods.map((m) => m.toUpperCase());
     if (allowed.includes('GET')) allowed.push('HEAD');
     // As the router lists them when it answers OPTIONS itself.
-    return { segments: path.split('/'), allow: allowed.sort().join(', ') };
+    return { segments: path.split('/'), methods: new Set(allowed), allow: allowed.sort().join(', ') };
   });
   return (req, _res, next) => {
     const segments = req.path.replace(/(.)\/$/, '$1').split('/');
@@ -28,7 +29,7 @@ export function methodNotAllowed(paths: readonly ServedPath[]): RequestHandler {
         p.segments.every((s, i) => (s.startsWith('{') && s.endsWith('}') ? segments[i] !== '' : s === segments[i])),
     );
     // An allowed method that reached no route: a route not mounted in this process (a 404).
-    if (!match || match.allow.split(', ').includes(req.method)) return next();
+    if (!match || match.methods.has(req.method)) return next();
     throw new HttpError(
       405,
       'method_not_allowed',
