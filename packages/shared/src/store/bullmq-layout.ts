@@ -244,15 +244,20 @@ export async function queueMulti(queue: Queue, redis: Redis | Cluster): Promise<
       connection.defineCommand(name, { numberOfKeys: 1, lua });
     defined.ours = multiScripts.length;
   }
-  const multi = connection.multi() as ChainableCommander & { runCommand?: unknown };
-  // What BullMQ's add calls on a transaction (`augmentTransaction` in its ioredis-client.js).
-  multi.runCommand = (name: string, args: unknown[]) => {
-    const command = (multi as unknown as Record<string, ((args: unknown[]) => unknown) | undefined>)[name];
-    if (!command) throw new Error(`BullMQ added a job with ${name}, which queueMulti does not define`);
-    command.call(multi, args);
-    return multi;
-  };
+  const multi = connection.multi() as ChainableCommander & { runCommand?: typeof runCommand };
+  multi.runCommand = runCommand;
   return multi;
+}
+
+/**
+ * What BullMQ's add calls on a transaction (`augmentTransaction` in its ioredis-client.js), as a
+ * method of the MULTI: one function for every MULTI, not a closure per submit.
+ */
+function runCommand(this: ChainableCommander, name: string, args: unknown[]): ChainableCommander {
+  const command = (this as unknown as Record<string, ((args: unknown[]) => unknown) | undefined>)[name];
+  if (!command) throw new Error(`BullMQ added a job with ${name}, which queueMulti does not define`);
+  command.call(this, args);
+  return this;
 }
 
 export interface NewJob {
