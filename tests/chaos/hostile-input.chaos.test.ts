@@ -1,7 +1,6 @@
 import type { AddressInfo } from 'node:net';
-import { analyses, createRedisConnection, loadConfig, REDACT_PATHS, type RedisConnection } from '@longhaul/shared';
+import { analyses, createLogger, createRedisConnection, loadConfig, type RedisConnection } from '@longhaul/shared';
 import fc from 'fast-check';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createApp } from '../../apps/api/src/app.ts';
@@ -45,9 +44,9 @@ describe('G11 hostile input against createApp (in-process, real Redis)', () => {
     redis = createRedisConnection(config.redisUrl, 'producer', { commandTimeoutMs: 1_000 });
     redis.on('error', () => undefined);
     // The app's own logs, captured, to check that no input or key reaches them.
-    // Same redaction as createLogger, written to memory.
-    const log = pino(
-      { name: 'hostile', level: 'debug', redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+    // The services' own logger, written to memory.
+    const log = createLogger(
+      { name: 'hostile', level: 'debug', pretty: false },
       { write: (line: string) => logLines.push(line) },
     );
     services = createApiServices({ config, log, redis });

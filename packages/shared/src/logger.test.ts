@@ -1,6 +1,8 @@
 import { ReplyError } from 'ioredis';
+import { type DestinationStream, type Logger, pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { serializeError } from './logger.ts';
+import { parseRedactPath } from './log-redaction.ts';
+import { createLogger, REDACT_PATHS, serializeError } from './logger.ts';
 
 describe('serializeError', () => {
   it('when an ioredis error carries its command, then the arguments are dropped and the message kept', () => {
@@ -22,5 +24,98 @@ describe('serializeError', () => {
     const out = serializeError(new Error('outer', { cause }));
     expect(JSON.stringify(out)).not.toContain('secret-marker');
     expect(JSON.stringify(out)).toContain('inner');
+  });
+});
+
+describe('createLogger redaction', () => {
+  const lines = (write: (log: Logger) => void, make: (dest: DestinationStream) => Logger): unknown[] => {
+    const out: string[] = [];
+    write(make({ write: (line: string) => out.push(line) }));
+    return out.map((line) => {
+      const { time: _time, ...rest } = JSON.parse(line) as Record<string, unknown>;
+      return rest;
+    });
+  };
+  const ours = (dest: DestinationStream) => createLogger({ name: 'svc', level: 'debug', pretty: false }, dest);
+  // pino's own redaction with the same paths: what the lines must be.
+  const reference = (dest: DestinationStream) =>
+    pino(
+      {
+        name: 'svc',
+        level: 'debug',
+        base: { service: 'svc' },
+        redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+        serializers: { err: serializeError },
+      },
+      dest,
+    );
+
+  const redisError = () =>
+    Object.assign(new ReplyError('ERR wrong'), { command: { name: 'hset', args: ['k', 'secret-marker'] } });
+  const objects: Record<string, unknown>[] = [
+    { reqId: 'r1', req: { id: 'r1', method: 'POST', url: '/v1/jobs' }, res: { statusCode: 202 }, responseTime: 3 },
+    {
+      req: { headers: { authorization: 'Bearer secret-marker', cookie: 'c=secret-marker', 'idempotency-key': 'k' } },
+    },
+    { req: { headers: { accept: 'x' }, input: 'secret-marker', body: { input: 'kept: too deep' } } },
+    { res: { headers: { 'set-cookie': ['a=secret-marker'], 'content-type': 'json' } } },
+    { headers: { authorization: 'secret-marker', host: 'h' }, authorization: 'secret-marker' },
+    { apiKey: 'secret-marker', password: 'secret-marker', secret: 'secret-marker', redisUrl: 'redis://:p@h' },
+    { input: { rows: 'secret-marker' }, result: 42, returnvalue: 'secret-marker', checkpoint: { at: 1 } },
+    { webhook: { url: 'https://h/?t=secret-marker' }, webhookUrl: 'https://h/?t=secret-marker' },
+    { input: undefined, result: null, kept: undefined },
+    { data: { input: 'secret-marker', type: 'simulate' }, job: { data: 'secret-marker', id: 'job_1' } },
+    { job: { data: undefined, name: 'n' }, data: null, other: [{ input: 'kept: arrays are not searched' }] },
+    {
+      anything: {
+        apiKey: 'secret-marker',
+        password: 'secret-marker',
+        secret: 'secret-marker',
+        input: 'secret-marker',
+        result: 'secret-marker',
+        checkpoint: 'secret-marker',
+        webhook: 'secret-marker',
+        webhookUrl: 'secret-marker',
+        keep: 1,
+        deeper: { input: 'kept: two levels down' },
+      },
+    },
+    { err: redisError() },
+    { err: Object.assign(new Error('outer', { cause: redisError() }), { password: 'secret-marker' }) },
+    { err: { message: 'plain', command: 'secret-marker', args: ['secret-marker'], input: 'secret-marker' } },
+    { err: 'a message only', n: Number.NaN, flag: true, when: new Date(0) },
+    { nested: { req: { headers: { authorization: 'kept: not at the top' } } } },
+  ];
+
+  it('when objects are logged, then each line equals what pino redacts with the same paths', () => {
+    const write = (log: Logger) => {
+      for (const obj of objects) log.info(obj, 'line');
+      log.warn('message only');
+      const child = log.child({ jobId: 'job_1', input: 'secret-marker', job: { data: 'secret-marker', id: 1 } });
+      child.info({ durationMs: 3, webhook: 'secret-marker' }, 'analysis completed');
+      child.child({ attempt: 2, anything: { secret: 'secret-marker' } }).error({ err: redisError() }, 'failed');
+    };
+    const got = lines(write, ours);
+    expect(got).toEqual(lines(write, reference));
+    expect(JSON.stringify(got)).not.toContain('secret-marker');
+    expect(JSON.stringify(got)).toContain('kept: too deep');
+  });
+
+  it('when a line is redacted, then the object the caller logged is left as it was', () => {
+    const logged = { input: 'secret-marker', req: { headers: { authorization: 'secret-marker' } } };
+    const copy = structuredClone(logged);
+    lines((log) => log.info(logged), ours);
+    expect(logged).toEqual(copy);
+  });
+});
+
+describe('parseRedactPath', () => {
+  it('when a path uses dots, brackets and a leading wildcard, then its keys are read', () => {
+    expect(parseRedactPath('req.headers["idempotency-key"]')).toEqual(['req', 'headers', 'idempotency-key']);
+    expect(parseRedactPath("*.a['b c']")).toEqual(['*', 'a', 'b c']);
+  });
+
+  it('when a path cannot be read, or has a wildcard after its first key, then it throws', () => {
+    for (const bad of ['', '.a', 'a..b', 'a[b]', 'a.*.b', 'a["b]']) expect(() => parseRedactPath(bad)).toThrow();
   });
 });

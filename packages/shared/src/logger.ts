@@ -1,11 +1,13 @@
-import { type Logger, type LoggerOptions, pino } from 'pino';
+import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
+import { compileRedaction } from './log-redaction.ts';
 import { traceIds } from './telemetry.ts';
 
 export type { Logger };
 
 /**
  * Paths never written to a log: credentials, and job inputs (which may hold customer data).
- * pino's redaction is applied at serialisation, so a value logged by mistake is still hidden.
+ * Applied to every line and every child logger's bindings as pino's `redact` option would
+ * (log-redaction.ts), so a value logged by mistake is still hidden.
  */
 export const REDACT_PATHS = [
   'req.headers.authorization',
@@ -74,24 +76,43 @@ export interface LoggerConfig {
   traceIds?: boolean;
 }
 
-export function createLogger({ level, pretty, name, traceIds: correlate = false }: LoggerConfig): Logger {
+/** pino's `redact: { paths: REDACT_PATHS }`, compiled once; an `err` is serialised before it is redacted. */
+const redact = compileRedaction(REDACT_PATHS, (key, value) => (key === 'err' ? serializeError(value) : value));
+
+/**
+ * The service's logger: JSON lines on standard output (or `destination`), redacted, with ISO
+ * times; `pretty` for a terminal.
+ */
+export function createLogger(
+  { level, pretty, name, traceIds: correlate = false }: LoggerConfig,
+  destination?: DestinationStream,
+): Logger {
   const options: LoggerOptions = {
     name,
     level,
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    formatters: { log: redact },
     serializers: { err: serializeError },
     base: { service: name },
     timestamp: pino.stdTimeFunctions.isoTime,
     ...(correlate ? { mixin: traceIds } : {}),
   };
-  if (pretty) {
-    return pino({
-      ...options,
-      transport: {
-        target: 'pino-pretty',
-        options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' },
-      },
-    });
-  }
-  return pino(options);
+  const transport = {
+    target: 'pino-pretty',
+    options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' },
+  };
+  const logger = pretty ? pino({ ...options, transport }) : destination ? pino(options, destination) : pino(options);
+  return redactingChildren(logger);
+}
+
+/**
+ * A child's bindings are redacted too. pino gives a child no `formatters.bindings` of its parent,
+ * so the root's `child` is wrapped; children inherit the wrapper (pino makes each child with
+ * `Object.create(parent)`), so theirs are too.
+ */
+function redactingChildren(logger: Logger): Logger {
+  const child = logger.child;
+  logger.child = function redactedChild(this: Logger, bindings, childOptions) {
+    return child.call(this, redact(bindings), childOptions);
+  } as Logger['child'];
+  return logger;
 }
