@@ -91,6 +91,9 @@ describe('createLogger redaction', () => {
     const write = (log: Logger) => {
       for (const obj of objects) log.info(obj, 'line');
       log.warn('message only');
+      log.info({ a: 1 }, 'formatted %s %o', 'x', { input: 'secret-marker', kept: 1 });
+      log.info('formatted %j', { req: { headers: { authorization: 'secret-marker' } } });
+      log.error(redisError(), 'an error as the merging object');
       const child = log.child({ jobId: 'job_1', input: 'secret-marker', job: { data: 'secret-marker', id: 1 } });
       child.info({ durationMs: 3, webhook: 'secret-marker' }, 'analysis completed');
       child.child({ attempt: 2, anything: { secret: 'secret-marker' } }).error({ err: redisError() }, 'failed');

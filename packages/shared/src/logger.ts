@@ -91,6 +91,19 @@ export function createLogger(
     name,
     level,
     formatters: { log: redact },
+    // An object interpolated into the message (`log.info('%o', obj)`) is redacted too, as pino's
+    // `redact` option would.
+    hooks: {
+      logMethod(args, method) {
+        for (let i = typeof args[0] === 'string' ? 1 : 2; i < args.length; i++) {
+          const arg: unknown = args[i];
+          if (typeof arg === 'object' && arg !== null && !Array.isArray(arg)) {
+            args[i] = redact(arg as Record<string, unknown>);
+          }
+        }
+        method.apply(this, args);
+      },
+    },
     serializers: { err: serializeError },
     base: { service: name },
     timestamp: pino.stdTimeFunctions.isoTime,
