@@ -119,7 +119,8 @@ export const STORAGE_FREE_BYTES = 512;
  * is about 100 bytes of Redis memory, as much as a small input) and counts nothing. The admit
  * script samples fields at random (`HRANDFIELD`) and drops those whose job is gone; `since` keeps
  * it off entries whose job may still be being added. `storage_count` sets the input or the
- * result figure (nil keeps it), so a retried attempt replaces its figure and never adds it twice.
+ * result figure (nil keeps it), so a retried attempt replaces its figure and never adds it twice;
+ * it answers whether it wrote, and the hash's expiry is refreshed only then.
  */
 const STORAGE_LUA = `
 local function storage_figures(v)
@@ -139,7 +140,7 @@ local function storage_count(key, id, input, result, nowMs)
   local v = redis.call('HGET', key, id)
   local oldInput, oldResult, since = storage_figures(v)
   if not v then
-    if (input or 0) + (result or 0) == 0 then return end
+    if (input or 0) + (result or 0) == 0 then return false end
     since = math.floor(tonumber(nowMs) / 1000)
   end
   input, result = input or oldInput, result or oldResult
@@ -147,6 +148,7 @@ local function storage_count(key, id, input, result, nowMs)
   else redis.call('HSET', key, id, input .. ',' .. result .. ',' .. since) end
   local delta = input + result - oldInput - oldResult
   if delta ~= 0 then redis.call('HINCRBY', key, 'total', delta) end
+  return true
 end
 `;
 
@@ -195,8 +197,11 @@ local function repairStorage(n)
     end
   end
 end
+-- This job's figures, as stored() last read them: false while it has none.
+local mine = false
 local function stored()
   local f = redis.call('HMGET', KEYS[3], 'total', ARGV[1])
+  mine = f[2]
   local input, result = storage_figures(f[2] or nil)
   return tonumber(f[1] or '0') - input - result
 end
@@ -235,8 +240,8 @@ if quota > 0 then
     end
   end
 end
-if budget > 0 then
-  storage_count(KEYS[3], ARGV[1], tonumber(ARGV[11]), nil, ARGV[5])
+-- An input within the free bytes of a job with no figures yet counts nothing: no command is sent.
+if budget > 0 and (bytes > 0 or mine) and storage_count(KEYS[3], ARGV[1], tonumber(ARGV[11]), nil, ARGV[5]) then
   redis.call('EXPIRE', KEYS[3], ARGV[12])
 end
 if ARGV[6] == '1' then
@@ -271,8 +276,7 @@ return { 'ok', '', hits, ttl, placement }`;
  */
 const FINISH = `${fairLua(1)}${STORAGE_LUA}
 if ARGV[14] == '1' then redis.call('ZREM', KEYS[3], ARGV[9]) end
-if ARGV[12] ~= '' then
-  storage_count(KEYS[2], ARGV[9], nil, tonumber(ARGV[12]), now)
+if ARGV[12] ~= '' and storage_count(KEYS[2], ARGV[9], nil, tonumber(ARGV[12]), now) then
   redis.call('EXPIRE', KEYS[2], ARGV[13])
 end
 return fair_freed(ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]))`;

@@ -150,6 +150,20 @@ describe('the per-tenant storage budget (real Redis)', () => {
     expect(await redis.hexists(store.layout.storageBytes('small'), job.id)).toBe(0);
   });
 
+  it("when a job's input and result are within the free allowance, then its admission and end leave the budget's hash as it was", async () => {
+    const runStore = createJobRunStore({ redis, prefix });
+    const key = store.layout.storageBytes('untouched');
+    expect((await submit('untouched', input(1000))).admission.kind).toBe('new');
+    const before = await redis.hgetall(key);
+    // A mark on the hash's expiry: any write of the budget refreshes it to the budget's full life.
+    await redis.pexpire(key, 100_000);
+    const job = await submit('untouched', input(10));
+    expect(job.admission.kind).toBe('new');
+    await runStore.finish('untouched', job.id, { ended: true, stillActive: false }, { resultBytes: 10 });
+    expect(await redis.pttl(key)).toBeLessThanOrEqual(100_000);
+    expect(await redis.hgetall(key)).toEqual(before);
+  });
+
   it('when a tenant has an override, then its own budget applies; 0 turns the budget off for it', async () => {
     for (let i = 0; i < 3; i++) expect((await submit('big', input(1500))).admission.kind).toBe('new');
     for (let i = 0; i < 3; i++) expect((await submit('free', input(1500))).admission.kind).toBe('new');
