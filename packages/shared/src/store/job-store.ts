@@ -120,7 +120,8 @@ export const STORAGE_FREE_BYTES = 512;
  * script samples fields at random (`HRANDFIELD`) and drops those whose job is gone; `since` keeps
  * it off entries whose job may still be being added. `storage_count` sets the input or the
  * result figure (nil keeps it), so a retried attempt replaces its figure and never adds it twice;
- * it answers whether it wrote, and the hash's expiry is refreshed only then.
+ * it answers whether it wrote, and the hash's expiry is refreshed only then. `known` is the job's
+ * field when the caller has read it already (false: it has none); nil reads it.
  */
 const STORAGE_LUA = `
 local function storage_figures(v)
@@ -134,10 +135,11 @@ end
 local function storage_counted(bytes)
   return math.max(0, bytes - ${STORAGE_FREE_BYTES})
 end
-local function storage_count(key, id, input, result, nowMs)
+local function storage_count(key, id, input, result, nowMs, known)
   if input then input = storage_counted(input) end
   if result then result = storage_counted(result) end
-  local v = redis.call('HGET', key, id)
+  local v = known
+  if v == nil then v = redis.call('HGET', key, id) end
   local oldInput, oldResult, since = storage_figures(v)
   if not v then
     if (input or 0) + (result or 0) == 0 then return false end
@@ -240,8 +242,9 @@ if quota > 0 then
     end
   end
 end
--- An input within the free bytes of a job with no figures yet counts nothing: no command is sent.
-if budget > 0 and (bytes > 0 or mine) and storage_count(KEYS[3], ARGV[1], tonumber(ARGV[11]), nil, ARGV[5]) then
+-- The job's field as the budget check read it: an input within the free bytes of a job with no
+-- figures yet counts nothing, and sends no command.
+if budget > 0 and storage_count(KEYS[3], ARGV[1], tonumber(ARGV[11]), nil, ARGV[5], mine) then
   redis.call('EXPIRE', KEYS[3], ARGV[12])
 end
 if ARGV[6] == '1' then
