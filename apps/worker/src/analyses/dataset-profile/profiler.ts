@@ -40,6 +40,8 @@ export interface ProfilerState {
   capNoted?: boolean;
   /** Records skipped for being longer than MAX_RECORD_BYTES. */
   longRecords?: number;
+  /** Saved in the middle of such a record: a resume drops its bytes up to the next newline. */
+  skipping?: boolean;
 }
 
 export type ProfileSummary = Omit<
@@ -52,7 +54,10 @@ export type ProfileSummary = Omit<
  * smaller), however the bytes arrive: a parallel profile sniffs the same bytes from a Range request.
  */
 export const SNIFF_BYTES = 64 * 1024;
-/** A record or line longer than this is malformed: it fails, so one bad quote cannot eat all memory. */
+/**
+ * A record or line longer than this is malformed: it is skipped to the end of its line and counted
+ * as one parse error, so one bad quote cannot eat all memory.
+ */
 export const MAX_RECORD_BYTES = 4 * 1024 * 1024;
 /** The most bytes handed to the batcher at once (see `feed`). */
 const PIECE_BYTES = 64 * 1024;
@@ -116,6 +121,8 @@ export class Profiler {
   private batcher: RecordBatcher | null = null;
   private columnCapNoted: boolean;
   private longRecords: number;
+  /** Whether the run resumes in the middle of a record too long to keep (see RecordBatcher). */
+  private readonly resumesSkipping: boolean;
   /** Whether the input ended inside a quoted field (known once {@link end} ran). */
   private endedInQuote = false;
 
@@ -134,6 +141,7 @@ export class Profiler {
     this.errors = restored?.errors ?? { count: 0, first: [] };
     this.columnCapNoted = restored?.capNoted ?? false;
     this.longRecords = restored?.longRecords ?? 0;
+    this.resumesSkipping = restored?.skipping ?? false;
     this.nulls = new Set(options.nullValues);
     this.classifier = new FieldClassifier(options.nullValues);
     for (const c of restored?.columns ?? []) this.columns.set(c.name, ColumnStats.fromState(c));
@@ -194,6 +202,7 @@ export class Profiler {
       columns: [...this.columns.values()].map((c) => c.toState()),
       capNoted: this.columnCapNoted,
       longRecords: this.longRecords,
+      ...(this.batcher?.skippingLongRecord ? { skipping: true } : {}),
     };
   }
 
@@ -272,7 +281,7 @@ export class Profiler {
       this.tokenizer = new CsvTokenizer(dialect.delimiter, dialect.quote);
       if (this.names) this.tokenizer.layOut(this.names.length, BLOCK_ROWS);
     }
-    this.batcher = new RecordBatcher(quote, delimiter, MAX_RECORD_BYTES);
+    this.batcher = new RecordBatcher(quote, delimiter, MAX_RECORD_BYTES, this.resumesSkipping);
     if (sample.length > 0) this.feed(sample);
   }
 
@@ -286,13 +295,16 @@ export class Profiler {
     for (let at = 0; at < chunk.length; at += PIECE_BYTES) {
       const piece = chunk.subarray(at, at + PIECE_BYTES);
       this.fed += piece.length;
-      const { batch, overflow, overflowLines } = batcher.push(piece);
+      const { batch, skipped, skippedLines, overflow, overflowLines } = batcher.push(piece);
+      // The end of a record too long to keep: its line ends here, and the next record starts after it.
+      this.offset += skipped;
+      this.lines += skippedLines;
       if (batch.length > 0) this.records(batch);
       if (overflow > 0) {
         this.longRecords++;
         this.error(
           this.lines + 1,
-          `a record is longer than ${MAX_RECORD_BYTES} bytes (an unclosed quote?); ${overflow} bytes are skipped`,
+          `a record is longer than ${MAX_RECORD_BYTES} bytes (an unclosed quote?); it is skipped to the end of its line`,
         );
         this.lines += overflowLines;
         this.offset = this.fed - batcher.pending;
