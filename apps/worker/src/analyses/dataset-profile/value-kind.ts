@@ -168,6 +168,10 @@ export class FieldClassifier implements FieldValue {
   private readonly emptyIsNull: boolean;
   /** Whether a null value starts or ends beyond ASCII (then such values are looked up whole). */
   private readonly wideNulls: boolean;
+  /** What {@link splitDigits} leaves. */
+  private head = 0;
+  private significant = 0;
+  private tail = 0;
   /** The last year and month a date-time was read in (`year * 100 + month`), and its day count. */
   private lastMonth = -1;
   private lastMonthDays = 0;
@@ -190,14 +194,19 @@ export class FieldClassifier implements FieldValue {
   classify(text: string, start: number, end: number): boolean {
     let s = start;
     let e = end;
-    while (s < e && isAsciiSpace(text.charCodeAt(s))) s++;
-    while (e > s && isAsciiSpace(text.charCodeAt(e - 1))) e--;
-    if (s === e) {
-      if (this.emptyIsNull) return false;
-      return this.classifyReference(text.slice(start, end));
+    let first = text.charCodeAt(s);
+    let last = text.charCodeAt(e - 1);
+    // Trimmed only when it may need it: a character above the space is none of the ASCII spaces.
+    if (!(s < e && first > 32 && last > 32)) {
+      while (s < e && isAsciiSpace(text.charCodeAt(s))) s++;
+      while (e > s && isAsciiSpace(text.charCodeAt(e - 1))) e--;
+      if (s === e) {
+        if (this.emptyIsNull) return false;
+        return this.classifyReference(text.slice(start, end));
+      }
+      first = text.charCodeAt(s);
+      last = text.charCodeAt(e - 1);
     }
-    const first = text.charCodeAt(s);
-    const last = text.charCodeAt(e - 1);
     if (first > 127 || last > 127) {
       // Whitespace `trim` removes, beyond ASCII: the slow path trims it as classifyText does.
       if (isWideSpace(first) || isWideSpace(last)) return this.classifyReference(text.slice(start, end));
@@ -262,37 +271,43 @@ export class FieldClassifier implements FieldValue {
     const sign = text.charCodeAt(i);
     const negative = sign === 45;
     if (negative || sign === 43) i++;
-    // The first 15 significant digits in `mantissa` (exact below 10^15 < 2^53), the rest in `tail`.
+    // All the digits in `mantissa`: exact while there are at most 15 (below 10^15 < 2^53), the
+    // common case, read with no more than a multiply-add a digit; more are split again below.
     let mantissa = 0;
-    let significant = 0;
-    let tail = 0;
     const intStart = i;
     while (i < e) {
       const d = text.charCodeAt(i) - 48;
       if (d < 0 || d > 9) break;
-      if (mantissa !== 0 || d !== 0) significant++;
-      if (significant <= 15) mantissa = mantissa * 10 + d;
-      else tail = tail * 10 + d;
+      mantissa = mantissa * 10 + d;
       i++;
     }
-    const intDigits = i - intStart;
-    let fracDigits = 0;
+    const intEnd = i;
+    let fracStart = i;
     let dot = false;
     if (i < e && text.charCodeAt(i) === 46) {
       dot = true;
       i++;
-      const fracStart = i;
+      fracStart = i;
       while (i < e) {
         const d = text.charCodeAt(i) - 48;
         if (d < 0 || d > 9) break;
-        if (mantissa !== 0 || d !== 0) significant++;
-        if (significant <= 15) mantissa = mantissa * 10 + d;
-        else tail = tail * 10 + d;
+        mantissa = mantissa * 10 + d;
         i++;
       }
-      fracDigits = i - fracStart;
     }
+    const intDigits = intEnd - intStart;
+    const fracDigits = i - fracStart;
     if (intDigits === 0 && fracDigits === 0) return 0;
+    // The first 15 significant digits in `mantissa`, the rest in `tail` (leading zeros are not
+    // significant); counted only when there are more than 15 digits.
+    let significant = 0;
+    let tail = 0;
+    if (intDigits + fracDigits > 15) {
+      this.splitDigits(text, intStart, intEnd, fracStart, i);
+      mantissa = this.head;
+      significant = this.significant;
+      tail = this.tail;
+    }
     let exponent = 0;
     let expDigits = -1;
     if (i < e && (text.charCodeAt(i) | 32) === 101) {
@@ -335,6 +350,27 @@ export class FieldClassifier implements FieldValue {
     this.numeric = n;
     this.key = n;
     return 1;
+  }
+
+  /**
+   * The digits `text[intStart, intEnd)` and `text[fracStart, fracEnd)` of a number with more than
+   * 15: the first 15 significant ones in `head`, the rest in `tail`, and how many are significant.
+   */
+  private splitDigits(text: string, intStart: number, intEnd: number, fracStart: number, fracEnd: number): void {
+    let head = 0;
+    let significant = 0;
+    let tail = 0;
+    for (let i = intStart; i < fracEnd; i++) {
+      if (i === intEnd) i = fracStart;
+      if (i === fracEnd) break;
+      const d = text.charCodeAt(i) - 48;
+      if (head !== 0 || d !== 0) significant++;
+      if (significant <= 15) head = head * 10 + d;
+      else tail = tail * 10 + d;
+    }
+    this.head = head;
+    this.significant = significant;
+    this.tail = tail;
   }
 
   /**
