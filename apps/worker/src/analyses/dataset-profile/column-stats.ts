@@ -4,8 +4,9 @@ import {
   DATASET_QUANTILES,
 } from '@longhaul/shared/analyses/dataset-profile';
 import { ExactSum } from './exact-sum.ts';
-import { HyperLogLog, hash53, hash53Range, hashKey, hashNumber } from './hyperloglog.ts';
+import { HyperLogLog, hash53, hash53Range, hashHalves, hashKey, hashNumber } from './hyperloglog.ts';
 import { MisraGries } from './misra-gries.ts';
+import { NumberSlots } from './number-slots.ts';
 import {
   createSketch,
   mergeSketch,
@@ -40,36 +41,74 @@ const QUANTILE_OF = Object.fromEntries(DATASET_QUANTILES.map((name) => [name, Nu
 type KindCounts = Record<ValueKind, number>;
 
 /**
- * Exact value counts: a `Map` from each value to its slot, and the counts in a typed array. A
- * value already seen costs one lookup, where `map.set(k, map.get(k) + 1)` costs two (that line was
- * half of the per-value update in the profile). Iterates in first-seen order, as a `Map` does.
+ * A number's 64 bits as two signed 32-bit halves (`halves[0]` low, `halves[1]` high), written as
+ * `halvesOf[0] = x`: small integers, which a call takes as they are, where a double is boxed.
+ */
+const halvesOf = new Float64Array(1);
+const halves = new Int32Array(halvesOf.buffer);
+
+/**
+ * Exact value counts: each value's slot, and the counts in a typed array. A value already seen
+ * costs one lookup, where `map.set(k, map.get(k) + 1)` costs two (that line was half of the
+ * per-value update in the profile). String keys find their slot in a `Map`, number keys in a
+ * {@link NumberSlots} table by their bits, so a number is never boxed to be counted (boxing it
+ * and a `Map` lookup cost about four times as much, in a micro-benchmark). Iterates in first-seen
+ * order, as a `Map` does.
  */
 class ExactCounts implements Iterable<[CountKey, number]> {
-  private readonly slots = new Map<CountKey, number>();
+  private readonly strings = new Map<string, number>();
+  private readonly numbers = new NumberSlots();
+  /** Each slot's key, in first-seen order. */
+  private readonly keys: CountKey[] = [];
   private counts = new Float64Array(64);
 
   get size(): number {
-    return this.slots.size;
+    return this.keys.length;
   }
 
   add(key: CountKey, n: number): void {
-    const slot = this.slots.get(key);
+    if (typeof key === 'number') {
+      halvesOf[0] = key === 0 ? 0 : key;
+      this.addHalves(halves[0] as number, halves[1] as number, n);
+      return;
+    }
+    const slot = this.strings.get(key);
     if (slot !== undefined) {
       this.counts[slot] = (this.counts[slot] as number) + n;
       return;
     }
-    const next = this.slots.size;
+    const owned = ownKey(key) as string;
+    this.strings.set(owned, this.keys.length);
+    this.push(owned, n);
+  }
+
+  /** Counts `n` of the number whose halves are `low` and `high` (see {@link halvesOf}). */
+  addHalves(low: number, high: number, n: number): void {
+    const next = this.keys.length;
+    const slot = this.numbers.slotOf(low, high, next);
+    if (slot !== next) {
+      this.counts[slot] = (this.counts[slot] as number) + n;
+      return;
+    }
+    halves[0] = low;
+    halves[1] = high;
+    this.push(halvesOf[0] as number, n);
+  }
+
+  private push(key: CountKey, n: number): void {
+    const next = this.keys.length;
     if (next === this.counts.length) {
       const grown = new Float64Array(next * 2);
       grown.set(this.counts);
       this.counts = grown;
     }
-    this.slots.set(ownKey(key), next);
+    this.keys.push(key);
     this.counts[next] = n;
   }
 
   *[Symbol.iterator](): IterableIterator<[CountKey, number]> {
-    for (const [key, slot] of this.slots) yield [key, this.counts[slot] as number];
+    for (let slot = 0; slot < this.keys.length; slot++)
+      yield [this.keys[slot] as CountKey, this.counts[slot] as number];
   }
 }
 
@@ -173,31 +212,27 @@ export class ColumnStats {
   /** Counts a classified value (NDJSON, and the slow path), through the same update as the CSV path. */
   add(value: Classified): void {
     const kind = VALUE_KINDS.indexOf(value.kind);
-    const numericKind = kind === KIND_INTEGER || kind === KIND_NUMBER;
     const slot = this.slot;
     slot.kind = kind;
     slot.numeric = value.numeric;
-    // A number's key is itself; a JSON string that reads as a canonical number shares its key, as before.
-    slot.key = numericKind ? value.numeric : kind === KIND_STRING ? countKeyOf(value.key) : value.key;
+    // A number's key is itself (`numeric`); a JSON string that reads as a canonical number shares its key, as before.
+    slot.key = kind === KIND_STRING ? countKeyOf(value.key) : value.key;
     slot.text = value.key;
     this.addValue(slot);
   }
 
   /**
-   * The one update, for a value the CSV hot path classified in place (no object per value): `key`
-   * counts it; a string key with `keyStart >= 0` is `text.slice(keyStart, keyEnd)`, hashed in
-   * place instead of read from a sliced string. The fields are read here, not passed on as
-   * arguments: a double passed to a call is boxed, once per value.
+   * The one update, for a value the CSV hot path classified in place (no object per value): a
+   * number counts under itself, anything else under `key`; a string key with `keyStart >= 0` is
+   * `text.slice(keyStart, keyEnd)`, hashed in place instead of read from a sliced string. The
+   * fields are read here, not passed on as arguments: a double passed to a call is boxed, once per
+   * value.
    */
   addValue(value: FieldValue): void {
     const kind = value.kind;
     const x = value.numeric;
-    const key = value.key;
-    const text = value.text;
     this.nonNull++;
     this.kindCounts[kind] = (this.kindCounts[kind] as number) + 1;
-    let k = key;
-    let keyStart = value.keyStart;
     if (!Number.isNaN(x)) {
       this.n++;
       const delta = x - this.mean;
@@ -207,7 +242,27 @@ export class ColumnStats {
       if (x < this.min) this.min = x;
       if (x > this.max) this.max = x;
       if (this.sketch !== null) toSketch(this.sketch, x - this.sketchOffset, 1);
-    } else if (kind === KIND_STRING) {
+      if (kind <= KIND_NUMBER) {
+        // Counted by its bits, never boxed (see FieldValue and ExactCounts); 0 and -0 are one key.
+        halvesOf[0] = x === 0 ? 0 : x;
+        const low = halves[0] as number;
+        const high = halves[1] as number;
+        if (this.exact) {
+          this.counts.addHalves(low, high, 1);
+          if (this.counts.size > DATASET_EXACT_DISTINCT_LIMIT) this.overflow();
+          return;
+        }
+        const hash = hashHalves(low, high);
+        (this.hll as HyperLogLog).addHash(hash);
+        (this.frequent as MisraGries).add(x, hash);
+        return;
+      }
+    }
+    const key = value.key;
+    const text = value.text;
+    let k = key;
+    let keyStart = value.keyStart;
+    if (kind === KIND_STRING) {
       // An NDJSON string that reads as a number is counted under the number (see CountKey); `text` is its text.
       const t = keyOf(typeof key === 'string' ? key : text);
       if (this.textMin === null || t < this.textMin) this.textMin = t;

@@ -54,8 +54,14 @@ const words = new Uint32Array(float.buffer);
  */
 export function hashNumber(x: number): number {
   float[0] = x === 0 ? 0 : x;
-  const low = words[0] as number;
-  const high = words[1] as number;
+  return hashHalves(words[0] as number, words[1] as number);
+}
+
+/**
+ * {@link hashNumber} of the number whose 64 bits are `low` and `high` (as 32-bit words, signed
+ * or not): for a caller that has them, and passes no double to be boxed.
+ */
+export function hashHalves(low: number, high: number): number {
   const h1 = Math.imul(Math.imul(0xdeadbeef ^ low, 2654435761) ^ high, 2654435761);
   const h2 = Math.imul(Math.imul(0x41c6ce57 ^ low, 1597334677) ^ high, 1597334677);
   return finish(h1, h2);

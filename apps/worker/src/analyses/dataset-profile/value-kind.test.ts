@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { classifyText, FieldClassifier, VALUE_KINDS } from './value-kind.ts';
+import { classifyText, FieldClassifier, KIND_INTEGER, KIND_NUMBER, VALUE_KINDS } from './value-kind.ts';
 
 const NULLS = ['', 'null', 'NULL', 'NA', 'N/A', 'NaN'];
 
@@ -19,7 +19,13 @@ function fast(classifier: FieldClassifier, before: string, raw: string, after: s
     // The in-place key text must be exactly what String() would write.
     expect(text.slice(classifier.keyStart, classifier.keyEnd)).toBe(String(classifier.key));
   }
-  return { kind: VALUE_KINDS[classifier.kind], key: String(classifier.key), numeric: classifier.numeric };
+  // A number is keyed by itself (see FieldValue).
+  const number = classifier.kind === KIND_INTEGER || classifier.kind === KIND_NUMBER;
+  return {
+    kind: VALUE_KINDS[classifier.kind],
+    key: String(number ? classifier.numeric : classifier.key),
+    numeric: classifier.numeric,
+  };
 }
 
 const digits = (min: number, max: number) =>

@@ -102,6 +102,11 @@ export interface FieldValue {
   kind: number;
   /** The number, or the date's epoch milliseconds; `NaN` for booleans and strings. */
   numeric: number;
+  /**
+   * The count key of a value that is not a number. A number (kind integer or number) is counted
+   * under `numeric` itself, and `key` is left as it was: storing a double in a field that also
+   * holds strings boxes it, once per value.
+   */
   key: CountKey;
   /**
    * When `keyStart >= 0`, `text.slice(keyStart, keyEnd)` is the string `key`: a date-time's or a
@@ -257,7 +262,8 @@ export class FieldClassifier implements FieldValue {
     const c = classifyText(raw);
     this.kind = VALUE_KINDS.indexOf(c.kind);
     this.numeric = c.numeric;
-    this.key = c.kind === 'integer' || c.kind === 'number' ? c.numeric : c.key;
+    // A number's key is `numeric` itself (see FieldValue).
+    if (c.kind !== 'integer' && c.kind !== 'number') this.key = c.key;
     this.keyStart = -1;
     return true;
   }
@@ -337,7 +343,6 @@ export class FieldClassifier implements FieldValue {
       const n = negative ? -mantissa : mantissa;
       this.kind = Number.isSafeInteger(n) ? KIND_INTEGER : KIND_NUMBER;
       this.numeric = n;
-      this.key = n;
       return 1;
     }
     const scale = exponent - fracDigits;
@@ -348,7 +353,6 @@ export class FieldClassifier implements FieldValue {
     if (!Number.isFinite(n)) return 2;
     this.kind = KIND_NUMBER;
     this.numeric = n;
-    this.key = n;
     return 1;
   }
 
@@ -387,7 +391,6 @@ export class FieldClassifier implements FieldValue {
   private longValue(n: number, integral: boolean): 1 {
     this.kind = integral && Number.isSafeInteger(n) ? KIND_INTEGER : KIND_NUMBER;
     this.numeric = n;
-    this.key = n;
     return 1;
   }
 
