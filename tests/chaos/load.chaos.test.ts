@@ -77,8 +77,9 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
       let submits = 0;
       let polls = 0;
       // 503 + Retry-After: the API shed a request because Redis answered later than its command
-      // timeout (the CI machine's 2 cores are shared with other test files). Nothing was accepted,
-      // so nothing is lost; a client retries. Counted, bounded, reported; any other answer fails.
+      // timeout (the CI machine's 2 cores are shared with other test files). A shed submit may
+      // still have been stored (Redis held its commands), so a client retries it with an
+      // Idempotency-Key; here it is only counted, bounded and reported. Any other answer fails.
       let shed = 0;
       const isShed = (res: { status: number; headers: Record<string, string> }) =>
         res.status === 503 && Boolean(res.headers['retry-after']);

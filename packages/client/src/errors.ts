@@ -49,7 +49,11 @@ export class GoneError extends ApiError {
 export class RateLimitedError extends ApiError {
   override name = 'RateLimitedError';
 }
-/** 503: Redis unavailable; nothing was accepted, retry after `retryAfterSeconds`. */
+/**
+ * 503: Redis unavailable or not answering; retry after `retryAfterSeconds`. A submit answered 503
+ * may still have been stored (Redis held its commands past the API's patience): retry it with the
+ * same `idempotencyKey`, and the retry answers with that job instead of adding another.
+ */
 export class UnavailableError extends ApiError {
   override name = 'UnavailableError';
 }
