@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ColumnStats } from './column-stats.ts';
+import { seededRandom } from './test-support.ts';
 import { classifyText, FieldClassifier } from './value-kind.ts';
 
 const NULLS = ['', 'NA'];
@@ -30,5 +31,44 @@ describe('ColumnStats exact counts', () => {
       reference.set(key, (reference.get(key) ?? 0) + 1);
     }
     expect(countCsv(values).toState().counts).toEqual([...reference]);
+  });
+
+  it('when many string values repeat, then their counts, first-seen order and least and greatest text match a Map', () => {
+    const random = seededRandom(3);
+    const words = Array.from(
+      { length: 900 },
+      (_, i) => `w${(i * 7919) % 900}${i % 3 === 0 ? ' long enough to be a view' : ''}`,
+    );
+    const values = Array.from(
+      { length: 20_000 },
+      () => words[Math.floor(random() * random() * words.length)] as string,
+    );
+    const reference = new Map<string, number>();
+    for (const v of values) reference.set(v, (reference.get(v) ?? 0) + 1);
+    const state = countCsv(values).toState();
+    expect(state.exact).toBe(true);
+    expect(state.counts).toEqual([...reference]);
+    const sorted = [...reference.keys()].sort();
+    expect([state.textMin, state.textMax]).toEqual([sorted[0], sorted.at(-1)]);
+  });
+
+  it('when a key was first counted as another kind, then a string value of the same text still counts as text', () => {
+    const stats = new ColumnStats('c');
+    stats.add({ kind: 'boolean', key: 'zz', numeric: Number.NaN });
+    const classifier = new FieldClassifier(NULLS);
+    for (const text of ['b,zz', 'b,zz']) {
+      for (const [start, end] of [
+        [0, 1],
+        [2, 4],
+      ] as const) {
+        if (classifier.classify(text, start, end)) stats.addValue(classifier);
+      }
+    }
+    const state = stats.toState();
+    expect(state.counts).toEqual([
+      ['zz', 3],
+      ['b', 2],
+    ]);
+    expect([state.textMin, state.textMax]).toEqual(['b', 'zz']);
   });
 });

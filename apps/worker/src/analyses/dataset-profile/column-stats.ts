@@ -15,6 +15,7 @@ import {
   sketchFromState,
   sketchToState,
 } from './quantile-sketch.ts';
+import { hashText, StringSlots } from './string-slots.ts';
 import {
   type Classified,
   type CountKey,
@@ -50,17 +51,20 @@ const halves = new Int32Array(halvesOf.buffer);
 /**
  * Exact value counts: each value's slot, and the counts in a typed array. A value already seen
  * costs one lookup, where `map.set(k, map.get(k) + 1)` costs two (that line was half of the
- * per-value update in the profile). String keys find their slot in a `Map`, number keys in a
- * {@link NumberSlots} table by their bits, so a number is never boxed to be counted (boxing it
- * and a `Map` lookup cost about four times as much, in a micro-benchmark). Iterates in first-seen
+ * per-value update in the profile). String keys find their slot in a {@link StringSlots} table,
+ * read where they lie in the decoded batch, number keys in a {@link NumberSlots} table by their
+ * bits, so a value already counted is neither cut out as a string nor boxed (boxing a number and
+ * a `Map` lookup cost about four times as much, in a micro-benchmark). Iterates in first-seen
  * order, as a `Map` does.
  */
 class ExactCounts implements Iterable<[CountKey, number]> {
-  private readonly strings = new Map<string, number>();
+  private readonly strings = new StringSlots();
   private readonly numbers = new NumberSlots();
   /** Each slot's key, in first-seen order. */
   private readonly keys: CountKey[] = [];
   private counts = new Float64Array(64);
+  /** 1 for a slot whose key was counted as a string value (see {@link addText}). */
+  private asText = new Uint8Array(64);
 
   get size(): number {
     return this.keys.length;
@@ -72,14 +76,29 @@ class ExactCounts implements Iterable<[CountKey, number]> {
       this.addHalves(halves[0] as number, halves[1] as number, n);
       return;
     }
-    const slot = this.strings.get(key);
-    if (slot !== undefined) {
+    this.addText(key, 0, key.length, n, false);
+  }
+
+  /**
+   * Counts `n` of the string key `text.slice(start, end)`, found where it lies: a string is made
+   * only for a key not counted before. When `asString`, the value is a string value (not a
+   * date-time's or a boolean's key), and the key is returned if no string value had it before, so
+   * the caller compares it with the column's least and greatest text once per key; otherwise null.
+   */
+  addText(text: string, start: number, end: number, n: number, asString: boolean): string | null {
+    const hash = hashText(text, start, end);
+    let slot = this.strings.find(text, start, end, hash);
+    if (slot >= 0) {
       this.counts[slot] = (this.counts[slot] as number) + n;
-      return;
+    } else {
+      slot = this.keys.length;
+      const owned = ownKey(text.slice(start, end)) as string;
+      this.strings.insert(owned, hash, slot);
+      this.push(owned, n);
     }
-    const owned = ownKey(key) as string;
-    this.strings.set(owned, this.keys.length);
-    this.push(owned, n);
+    if (!asString || this.asText[slot] === 1) return null;
+    this.asText[slot] = 1;
+    return this.keys[slot] as string;
   }
 
   /** Counts `n` of the number whose halves are `low` and `high` (see {@link halvesOf}). */
@@ -101,6 +120,9 @@ class ExactCounts implements Iterable<[CountKey, number]> {
       const grown = new Float64Array(next * 2);
       grown.set(this.counts);
       this.counts = grown;
+      const asText = new Uint8Array(next * 2);
+      asText.set(this.asText);
+      this.asText = asText;
     }
     this.keys.push(key);
     this.counts[next] = n;
@@ -223,10 +245,9 @@ export class ColumnStats {
 
   /**
    * The one update, for a value the CSV hot path classified in place (no object per value): a
-   * number counts under itself, anything else under `key`; a string key with `keyStart >= 0` is
-   * `text.slice(keyStart, keyEnd)`, hashed in place instead of read from a sliced string. The
-   * fields are read here, not passed on as arguments: a double passed to a call is boxed, once per
-   * value.
+   * number counts under itself, anything else under `key`, or, with `keyStart >= 0`, under
+   * `text.slice(keyStart, keyEnd)`, counted and hashed where it lies. The fields are read here,
+   * not passed on as arguments: a double passed to a call is boxed, once per value.
    */
   addValue(value: FieldValue): void {
     const kind = value.kind;
@@ -258,30 +279,58 @@ export class ColumnStats {
         return;
       }
     }
-    const key = value.key;
+    this.addKey(value, kind);
+  }
+
+  /**
+   * The update's part for a value counted under a key (anything but a number): apart from
+   * {@link addValue}, whose numbers' part stays small enough for V8 to inline what it calls.
+   */
+  private addKey(value: FieldValue, kind: number): void {
     const text = value.text;
-    let k = key;
-    let keyStart = value.keyStart;
+    const keyStart = value.keyStart;
+    const keyEnd = value.keyEnd;
+    if (keyStart >= 0 && keyEnd - keyStart <= MAX_KEY_CHARS) {
+      // A string's or date-time's own text, where it lies (see FieldValue).
+      const isString = kind === KIND_STRING;
+      if (this.exact) {
+        // A string value is compared with the least and greatest text once, when first counted:
+        // a value counted before cannot change them.
+        const t = this.counts.addText(text, keyStart, keyEnd, 1, isString);
+        if (t !== null) this.compareText(t);
+        if (this.counts.size > DATASET_EXACT_DISTINCT_LIMIT) this.overflow();
+        return;
+      }
+      const k = text.slice(keyStart, keyEnd);
+      if (isString) this.compareText(k);
+      const hash = hash53Range(text, keyStart, keyEnd);
+      (this.hll as HyperLogLog).addHash(hash);
+      (this.frequent as MisraGries).add(k, hash);
+      return;
+    }
+    // An NDJSON value, or a value cut short: counted under its key (a string of its own).
+    let k = keyStart >= 0 ? text.slice(keyStart, keyEnd) : value.key;
     if (kind === KIND_STRING) {
       // An NDJSON string that reads as a number is counted under the number (see CountKey); `text` is its text.
-      const t = keyOf(typeof key === 'string' ? key : text);
-      if (this.textMin === null || t < this.textMin) this.textMin = t;
-      if (this.textMax === null || t > this.textMax) this.textMax = t;
-      if (typeof key === 'string') {
-        // A value cut short is counted by its prefix and hash: not the text where it lies.
-        if (t !== key) keyStart = -1;
-        k = t;
-      }
+      const t = keyOf(typeof k === 'string' ? k : text);
+      this.compareText(t);
+      // A value cut short is counted by its prefix and hash.
+      if (typeof k === 'string') k = t;
     }
     if (this.exact) {
       this.counts.add(k, 1);
       if (this.counts.size > DATASET_EXACT_DISTINCT_LIMIT) this.overflow();
       return;
     }
-    const hash =
-      typeof k === 'number' ? hashNumber(k) : keyStart >= 0 ? hash53Range(text, keyStart, value.keyEnd) : hash53(k);
+    const hash = typeof k === 'number' ? hashNumber(k) : hash53(k);
     (this.hll as HyperLogLog).addHash(hash);
     (this.frequent as MisraGries).add(k, hash);
+  }
+
+  /** Takes a string value's text (its key) into the column's least and greatest text. */
+  private compareText(t: string): void {
+    if (this.textMin === null || t < this.textMin) this.textMin = t;
+    if (this.textMax === null || t > this.textMax) this.textMax = t;
   }
 
   /** Past the exact limit: seed the HyperLogLog and the sketch with what was counted exactly. */

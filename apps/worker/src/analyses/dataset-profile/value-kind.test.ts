@@ -15,15 +15,16 @@ function reference(raw: string) {
 function fast(classifier: FieldClassifier, before: string, raw: string, after: string) {
   const text = before + raw + after;
   if (!classifier.classify(text, before.length, before.length + raw.length)) return null;
-  if (classifier.keyStart >= 0) {
-    // The in-place key text must be exactly what String() would write.
-    expect(text.slice(classifier.keyStart, classifier.keyEnd)).toBe(String(classifier.key));
-  }
-  // A number is keyed by itself (see FieldValue).
+  // A number is keyed by itself, a string or date-time with `keyStart` by its text where it lies (see FieldValue).
   const number = classifier.kind === KIND_INTEGER || classifier.kind === KIND_NUMBER;
+  const inPlace = !number && classifier.keyStart >= 0;
   return {
     kind: VALUE_KINDS[classifier.kind],
-    key: String(number ? classifier.numeric : classifier.key),
+    key: number
+      ? String(classifier.numeric)
+      : inPlace
+        ? text.slice(classifier.keyStart, classifier.keyEnd)
+        : String(classifier.key),
     numeric: classifier.numeric,
   };
 }

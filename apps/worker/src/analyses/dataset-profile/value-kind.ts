@@ -103,14 +103,15 @@ export interface FieldValue {
   /** The number, or the date's epoch milliseconds; `NaN` for booleans and strings. */
   numeric: number;
   /**
-   * The count key of a value that is not a number. A number (kind integer or number) is counted
-   * under `numeric` itself, and `key` is left as it was: storing a double in a field that also
-   * holds strings boxes it, once per value.
+   * The count key of a value that is not a number and has no `keyStart`. A number (kind integer
+   * or number) is counted under `numeric` itself, and `key` is left as it was: storing a double in
+   * a field that also holds strings boxes it, once per value.
    */
   key: CountKey;
   /**
-   * When `keyStart >= 0`, `text.slice(keyStart, keyEnd)` is the string `key`: a date-time's or a
-   * string's own text, hashable where it lies. A number key is hashed by its bits instead.
+   * When `keyStart >= 0`, the key is `text.slice(keyStart, keyEnd)` (and `key` is left as it was):
+   * a date-time's or a string's own text, counted and hashed where it lies, cut out as a string
+   * only when needed. A number key is hashed by its bits instead.
    */
   text: string;
   keyStart: number;
@@ -245,7 +246,6 @@ export class FieldClassifier implements FieldValue {
     this.kind = KIND_STRING;
     this.numeric = Number.NaN;
     this.text = text;
-    this.key = text.slice(start, end);
     this.keyStart = start;
     this.keyEnd = end;
     return true;
@@ -484,7 +484,6 @@ export class FieldClassifier implements FieldValue {
     }
     this.kind = KIND_DATETIME;
     this.numeric = ms;
-    this.key = text.slice(s, e);
     this.keyStart = s;
     this.keyEnd = e;
     return true;
