@@ -100,6 +100,23 @@ describe('CsvTokenizer', () => {
       ['x\ty', "it's"],
     ]);
   });
+
+  it('when the delimiter is above the quote or below it, then unquoted fields still end at it and a stray quote is found', () => {
+    const stray = 'a quote inside an unquoted field; the row is skipped';
+    for (const [delimiter, quote] of [
+      ['|', '"'],
+      [';', "'"],
+      ['\t', "'"],
+      [',', '~'],
+    ] as const) {
+      const records = tokenize(`zz${delimiter}9 x\nb${quote}c${delimiter}-1\n`, delimiter, quote);
+      expect(records.map((r) => r[0])).toEqual([
+        ['zz', '9 x'],
+        [`b${quote}c`, '-1'],
+      ]);
+      expect(records.map((r) => r[2])).toEqual([null, stray]);
+    }
+  });
 });
 
 describe('RecordBatcher', () => {
