@@ -1,5 +1,5 @@
 import { type ApiClient, api } from '../support/http.ts';
-import { startApi, startWorker } from '../support/processes.ts';
+import { apiReady, startApi, startWorker } from '../support/processes.ts';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -21,12 +21,8 @@ export type ProcessHandle = Awaited<ReturnType<typeof startApi>>;
 /** A real api and worker process on one prefix, and a client for each tenant. */
 export async function startSystem(extra: Record<string, string> = {}, url = redisUrl()) {
   const env = { ...systemEnv(url), ...extra };
-  const [apiProcess, worker] = await Promise.all([startApi(env), startWorker(env)]);
   // Healthy is not ready: wait until the API reaches Redis (a cluster needs its slots first).
-  await waitFor(async () => (await api(apiProcess.url).get('/readyz')).status === 200, {
-    timeoutMs: 15_000,
-    what: 'the API to be ready',
-  });
+  const [apiProcess, worker] = await Promise.all([startApi(env).then((a) => apiReady(a)), startWorker(env)]);
   return {
     env,
     api: apiProcess,

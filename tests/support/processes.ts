@@ -208,6 +208,19 @@ export function startApi(env: ProcessEnv, opts: StartOptions = {}): Promise<AppP
   return start('api', env, opts);
 }
 
+/**
+ * Resolves once the API answers `GET /readyz` 200: it reaches Redis. Healthy (what {@link startApi}
+ * waits for) is not ready: until its Redis connection is up, a submit answers 503, and on a loaded
+ * machine that takes long enough for a test's first request to meet it.
+ */
+export async function apiReady(app: AppProcess, timeoutMs = 30_000): Promise<AppProcess> {
+  await waitFor(async () => (await fetch(`${app.url}/readyz`).catch(() => null))?.status === 200, {
+    timeoutMs,
+    what: 'the API to be ready (GET /readyz 200)',
+  });
+  return app;
+}
+
 /** Spawns a real worker on a free `WORKER_PORT`, like {@link startApi}. */
 export function startWorker(env: ProcessEnv, opts: StartOptions = {}): Promise<AppProcess> {
   return start('worker', env, opts);
