@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, request } from '../support/http.ts';
-import { type AppProcess, apiReady, startApi, startWorker } from '../support/processes.ts';
+import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
 import {
   chaosEnv,
@@ -32,11 +32,11 @@ describe('G10/G12 retries, authentication, tenant isolation, rate limit and back
     const rateEnv = chaosEnv(redisUrl(), ratePrefix, { RATE_LIMIT_PER_MINUTE: '5' });
     const quotaEnv = chaosEnv(redisUrl(), quotaPrefix, { TENANT_BACKLOG_QUOTA: '3' });
     const started = await Promise.all([
-      startApi(env).then(apiReady),
+      startApi(env),
       startWorker(env),
-      startApi(rateEnv).then(apiReady),
-      startApi(rateEnv).then(apiReady),
-      startApi(quotaEnv).then(apiReady),
+      startApi(rateEnv),
+      startApi(rateEnv),
+      startApi(quotaEnv),
     ]);
     all.push(...started);
     [main, , , , quotaApi] = started as [AppProcess, AppProcess, AppProcess, AppProcess, AppProcess];

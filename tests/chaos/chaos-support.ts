@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { trackDir } from '../support/child-registry.ts';
 import type { ApiClient } from '../support/http.ts';
-import { type AppProcess, apiReady, REPO_ROOT, startApi, startWorker } from '../support/processes.ts';
+import { type AppProcess, REPO_ROOT, startApi, startWorker } from '../support/processes.ts';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -270,7 +270,7 @@ export function useFleet(extra: Record<string, string> = {}, { workers = 3, befo
   const started: AppProcess[] = [];
   let apiProcess: AppProcess | undefined;
   beforeAll(async () => {
-    const [a, ws] = await Promise.all([startApi(env).then(apiReady), startWorkers(workers, env)]);
+    const [a, ws] = await Promise.all([startApi(env), startWorkers(workers, env)]);
     apiProcess = a;
     started.push(...ws);
     all.push(a, ...ws);

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api } from '../support/http.ts';
-import { type AppProcess, apiReady, startApi } from '../support/processes.ts';
+import { type AppProcess, startApi } from '../support/processes.ts';
 import { uniquePrefix } from '../support/redis.ts';
 import { type RedisServer, startRedisServer } from '../support/redis-server.ts';
 import { waitFor } from '../support/wait.ts';
@@ -58,7 +58,7 @@ describe('G13 load: mixed submit/poll traffic, one API and two workers', () => {
       FAILED_RETENTION_SECONDS: '60',
       TOMBSTONE_TTL_SECONDS: '60',
     });
-    const [a, workers] = await Promise.all([startApi(env).then(apiReady), startWorkers(2, env)]);
+    const [a, workers] = await Promise.all([startApi(env), startWorkers(2, env)]);
     apiProcess = a;
     all.push(a, ...workers);
   });

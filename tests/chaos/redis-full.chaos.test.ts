@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api } from '../support/http.ts';
-import { type AppProcess, apiReady, startApi, startWorker } from '../support/processes.ts';
+import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
 import { uniquePrefix } from '../support/redis.ts';
 import { type RedisServer, startRedisServer } from '../support/redis-server.ts';
 import {
@@ -34,7 +34,7 @@ describe('G5 Redis full (maxmemory with noeviction), real processes', () => {
     admin = new Redis(redis.url);
     // The quota off: the submission's own writes are what must meet the full Redis.
     const env = chaosEnv(redis.url, prefix, { TENANT_BACKLOG_QUOTA: '0' });
-    const [a, w] = await Promise.all([startApi(env).then(apiReady), startWorker(env)]);
+    const [a, w] = await Promise.all([startApi(env), startWorker(env)]);
     apiProcess = a;
     all.push(a, w);
   });

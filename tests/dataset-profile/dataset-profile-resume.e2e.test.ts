@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEY_A, systemEnv, waitForJob } from '../e2e/fixtures.ts';
 import { api } from '../support/http.ts';
-import { apiReady, startApi, startWorker } from '../support/processes.ts';
+import { startApi, startWorker } from '../support/processes.ts';
 import { cleanupPrefix } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 import { generatedCsv, startDatasetServer } from './dataset-server.ts';
@@ -27,7 +27,7 @@ describe('dataset-profile resumes after its worker is killed', () => {
   beforeAll(async () => {
     // ~15 MB served at 1.5 MB/s: long enough to kill the worker mid-profile.
     datasets = await startDatasetServer({ data: csv, bytesPerSecond: 1.5e6 });
-    apiProcess = await startApi(env).then(apiReady);
+    apiProcess = await startApi(env);
     redis = new Redis(env.REDIS_URL as string);
   });
   afterAll(async () => {

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEY_A, systemEnv, waitForJob } from '../e2e/fixtures.ts';
 import { api } from '../support/http.ts';
-import { type AppProcess, apiReady, startApi, startWorker } from '../support/processes.ts';
+import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
 import { cleanupPrefix } from '../support/redis.ts';
 import { generatedCsv, startDatasetServer } from './dataset-server.ts';
 
@@ -30,7 +30,7 @@ describe('a worker that hits an uncaught exception', () => {
   beforeAll(async () => {
     // ~2.5 MB at 250 kB/s: the profile is still running when the worker crashes.
     datasets = await startDatasetServer({ data: generatedCsv(ROWS), bytesPerSecond: 250_000 });
-    apiProcess = await startApi(env).then(apiReady);
+    apiProcess = await startApi(env);
   });
   afterAll(async () => {
     await apiProcess?.stop();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { trackDir } from '../support/child-registry.ts';
 import { api } from '../support/http.ts';
-import { type AppProcess, apiReady, startApi, startWorker } from '../support/processes.ts';
+import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
 import { cleanupPrefix } from '../support/redis.ts';
 import { KEY_A, simulate, systemEnv, waitForJob } from './fixtures.ts';
 
@@ -39,7 +39,7 @@ describe('durable steps across a worker killed with SIGKILL, real processes', ()
   let apiProcess: AppProcess;
 
   beforeAll(async () => {
-    apiProcess = await startApi(env).then(apiReady);
+    apiProcess = await startApi(env);
   });
   afterAll(async () => {
     await apiProcess?.stop();

@@ -20,10 +20,6 @@ async function startFleet(workers: number, extra: Record<string, string>) {
     ...Array.from({ length: workers }, () => startWorker(env)),
   ]);
   const url = processes[0]?.url ?? '';
-  await waitFor(async () => (await api(url).get('/readyz')).status === 200, {
-    timeoutMs: 15_000,
-    what: 'the API to be ready',
-  });
   return {
     log,
     a: api(url, KEY_A),

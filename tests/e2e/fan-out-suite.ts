@@ -60,10 +60,6 @@ export function fanOutSuite(label: string, url?: () => string): void {
         STALLED_INTERVAL_MS: '1000',
       };
       [apiProcess, worker] = await Promise.all([startApi(env), startWorker(env)]);
-      await waitFor(async () => (await api(apiProcess.url).get('/readyz')).status === 200, {
-        timeoutMs: 15_000,
-        what: 'the API to be ready',
-      });
       a = api(apiProcess.url, KEY_A);
       b = api(apiProcess.url, KEY_B);
     });

@@ -1,5 +1,5 @@
 import { type ApiClient, api } from '../support/http.ts';
-import { apiReady, startApi, startWorker } from '../support/processes.ts';
+import { startApi, startWorker } from '../support/processes.ts';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -21,8 +21,8 @@ export type ProcessHandle = Awaited<ReturnType<typeof startApi>>;
 /** A real api and worker process on one prefix, and a client for each tenant. */
 export async function startSystem(extra: Record<string, string> = {}, url = redisUrl()) {
   const env = { ...systemEnv(url), ...extra };
-  // Healthy is not ready: wait until the API reaches Redis (a cluster needs its slots first).
-  const [apiProcess, worker] = await Promise.all([startApi(env).then((a) => apiReady(a)), startWorker(env)]);
+  // startApi resolves once the API is ready: it reaches Redis (a cluster has its slots).
+  const [apiProcess, worker] = await Promise.all([startApi(env), startWorker(env)]);
   return {
     env,
     api: apiProcess,

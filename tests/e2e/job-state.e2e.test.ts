@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executionCounts, executionLogFile, readExecutions } from '../chaos/chaos-support.ts';
 import { openSse } from '../clients/sse-reader.ts';
 import { type ApiClient, api } from '../support/http.ts';
-import { type AppProcess, apiReady, startApi, startWorker } from '../support/processes.ts';
+import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 import { KEY_A, KEY_B, simulate, systemEnv, waitForJob } from './fixtures.ts';
@@ -32,7 +32,7 @@ describe('idempotent replays never enqueue a job again (real api and worker, COM
   let redis: RedisConnection;
 
   beforeAll(async () => {
-    [apiProcess, worker] = await Promise.all([startApi(env).then(apiReady), startWorker(env)]);
+    [apiProcess, worker] = await Promise.all([startApi(env), startWorker(env)]);
     client = api(apiProcess.url, KEY_A);
     redis = createRedisConnection(redisUrl(), 'worker');
   });
@@ -108,7 +108,7 @@ describe('a job outlives a short tombstone setting (real api, TOMBSTONE_TTL_SECO
 
   beforeAll(async () => {
     // No worker: the jobs stay delayed or waiting as long as the test needs them.
-    apiProcess = await startApi(env).then(apiReady);
+    apiProcess = await startApi(env);
     client = api(apiProcess.url, KEY_A);
     connection = createRedisConnection(redisUrl(), 'worker');
     queue = new Queue<JobData>(QUEUES.analyses, { connection, prefix });

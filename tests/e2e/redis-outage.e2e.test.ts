@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api } from '../support/http.ts';
-import { apiReady, startApi, startWorker } from '../support/processes.ts';
+import { startApi, startWorker } from '../support/processes.ts';
 import { type RedisServer, startRedisServer } from '../support/redis-server.ts';
 import { waitFor } from '../support/wait.ts';
 import { KEY_A, simulate, systemEnv, waitForJob } from './fixtures.ts';
@@ -29,7 +29,7 @@ describe('Redis outages, real processes and a private redis-server', () => {
     // and, on a busy disk, stalls it past the liveness bound, which the API rightly answers 503 to.
     redis = await startRedisServer({ appendonly: true, appendfsync: 'everysec' });
     env = systemEnv(redis.url);
-    [apiProcess, worker] = await Promise.all([startApi(env).then(apiReady), startWorker(env)]);
+    [apiProcess, worker] = await Promise.all([startApi(env), startWorker(env)]);
   });
   afterAll(async () => {
     await Promise.all([apiProcess?.stop(), worker?.stop()]);
@@ -98,7 +98,7 @@ describe('Redis outages, real processes and a private redis-server', () => {
   it('when the API starts while Redis is down, then it answers 503 and becomes ready by itself when Redis starts', async () => {
     const cold = await startRedisServer({ appendonly: true, appendfsync: 'everysec' });
     await cold.stop();
-    const coldApi = await startApi(systemEnv(cold.url));
+    const coldApi = await startApi(systemEnv(cold.url), { ready: false });
     try {
       const client = api(coldApi.url, KEY_A);
       expect((await client.get('/readyz')).status).toBe(503);

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countBy, mapLimit, recordFigures, sleep } from '../chaos/chaos-support.ts';
 import { api } from '../support/http.ts';
-import { type AppProcess, apiReady, startApi } from '../support/processes.ts';
+import { type AppProcess, startApi } from '../support/processes.ts';
 import { type RedisServer, startRedisServer } from '../support/redis-server.ts';
 import { waitFor } from '../support/wait.ts';
 import { KEY_A, simulate, systemEnv } from './fixtures.ts';
@@ -42,7 +42,7 @@ describe('atomic submit: a stream of submits while Redis pauses (real API, priva
     redis = await startRedisServer();
     // No worker: every accepted job stays in Redis to be counted.
     env = { ...systemEnv(redis.url), RATE_LIMIT_PER_MINUTE: '0', WEBHOOK_SECRETS: 'a:whsec-pause-0123456789abcdef' };
-    apiProcess = await startApi(env).then(apiReady);
+    apiProcess = await startApi(env);
   });
   afterAll(async () => {
     await apiProcess?.stop();

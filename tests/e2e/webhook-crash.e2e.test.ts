@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executionLogFile, readExecutions } from '../chaos/chaos-support.ts';
 import { startReceiver } from '../clients/webhook-receiver.ts';
 import { api } from '../support/http.ts';
-import { type AppProcess, apiReady, startApi, startWorker } from '../support/processes.ts';
+import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
 import { type RedisServer, startRedisServer } from '../support/redis-server.ts';
 import { waitFor } from '../support/wait.ts';
 import { KEY_A, simulate, systemEnv, waitForJob } from './fixtures.ts';
@@ -38,7 +38,7 @@ describe('a finished job’s webhook survives its worker’s SIGKILL (real proce
       WEBHOOK_BACKOFF_MS: '100',
       SIMULATE_EXECUTION_LOG: log,
     };
-    apiProcess = await startApi(env).then(apiReady);
+    apiProcess = await startApi(env);
   });
   afterAll(async () => {
     await Promise.all(started.map((p) => p.kill()));

@@ -17,8 +17,13 @@ export interface ProcessExit {
 }
 
 export interface StartOptions {
-  /** How long to wait for `GET /healthz` to answer 200: generous, since it only bounds a failure. Default 60 s. */
+  /**
+   * How long to wait for `GET /healthz` (and the API's `GET /readyz`) to answer 200: generous,
+   * since it only bounds a failure. Default 60 s.
+   */
   readyTimeoutMs?: number;
+  /** The API only: wait until it is ready, not only healthy (see {@link startApi}). Default `true`. */
+  ready?: boolean;
   /**
    * Run the production bundle (`node apps/<app>/dist/main.js`, built by `pnpm build`) instead of
    * the sources through tsx. The benchmark does; tests run the sources. Default `false`.
@@ -200,24 +205,25 @@ async function start(name: 'api' | 'worker', given: ProcessEnv, opts: StartOptio
 
 /**
  * Spawns the real API (`node --import tsx apps/api/src/main.ts`) on a free `PORT` and resolves once
- * `GET /healthz` answers 200. Defaults: `LOG_PRETTY=false`, `LOG_LEVEL=info`, `NODE_ENV=test`,
+ * it is ready: `GET /readyz` answers 200 (it reaches Redis; a cluster has its slots). Healthy is not
+ * ready: until its Redis connection is up, a submit answers 503, and on a loaded machine a test's
+ * first request can meet that. `ready: false` resolves once `GET /healthz` answers 200, for an API
+ * started while Redis is down. Defaults: `LOG_PRETTY=false`, `LOG_LEVEL=info`, `NODE_ENV=test`,
  * `REDIS_URL` = the test run's Redis. `QUEUE_PREFIX` is required; `API_KEYS` is up to the test.
  * Set `LH_TEST_LOGS=1` to echo the child's output while debugging.
  */
-export function startApi(env: ProcessEnv, opts: StartOptions = {}): Promise<AppProcess> {
-  return start('api', env, opts);
-}
-
-/**
- * Resolves once the API answers `GET /readyz` 200: it reaches Redis. Healthy (what {@link startApi}
- * waits for) is not ready: until its Redis connection is up, a submit answers 503, and on a loaded
- * machine that takes long enough for a test's first request to meet it.
- */
-export async function apiReady(app: AppProcess, timeoutMs = 30_000): Promise<AppProcess> {
-  await waitFor(async () => (await fetch(`${app.url}/readyz`).catch(() => null))?.status === 200, {
-    timeoutMs,
-    what: 'the API to be ready (GET /readyz 200)',
-  });
+export async function startApi(env: ProcessEnv, opts: StartOptions = {}): Promise<AppProcess> {
+  const app = await start('api', env, opts);
+  if (opts.ready === false) return app;
+  try {
+    await waitFor(async () => (await fetch(`${app.url}/readyz`).catch(() => null))?.status === 200, {
+      timeoutMs: opts.readyTimeoutMs ?? 60_000,
+      what: 'the API to be ready (GET /readyz 200)',
+    });
+  } catch (err) {
+    await app.stop();
+    throw err;
+  }
   return app;
 }
 
