@@ -4,7 +4,7 @@ import {
   DATASET_QUANTILES,
 } from '@longhaul/shared/analyses/dataset-profile';
 import { ExactSum } from './exact-sum.ts';
-import { HyperLogLog, hash53, hash53Range, hashHalves, hashKey, hashNumber } from './hyperloglog.ts';
+import { HyperLogLog, halves, halvesOf, hash53, hash53Range, hashHalves, hashKey, hashNumber } from './hyperloglog.ts';
 import { MisraGries } from './misra-gries.ts';
 import { NumberSlots } from './number-slots.ts';
 import {
@@ -40,13 +40,6 @@ const QUANTILE_OF = Object.fromEntries(DATASET_QUANTILES.map((name) => [name, Nu
 >;
 
 type KindCounts = Record<ValueKind, number>;
-
-/**
- * A number's 64 bits as two signed 32-bit halves (`halves[0]` low, `halves[1]` high), written as
- * `halvesOf[0] = x`: small integers, which a call takes as they are, where a double is boxed.
- */
-const halvesOf = new Float64Array(1);
-const halves = new Int32Array(halvesOf.buffer);
 
 /**
  * Exact value counts: each value's slot, and the counts in a typed array. A value already seen

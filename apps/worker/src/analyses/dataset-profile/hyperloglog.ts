@@ -44,8 +44,12 @@ function finish(lane1: number, lane2: number): number {
   return 4294967296 * (2097151 & h2) + (h1 >>> 0);
 }
 
-const float = new Float64Array(1);
-const words = new Uint32Array(float.buffer);
+/**
+ * A number's 64 bits as two signed 32-bit halves (`halves[0]` low, `halves[1]` high), written as
+ * `halvesOf[0] = x`: small integers, which a call takes as they are, where a double is boxed.
+ */
+export const halvesOf = new Float64Array(1);
+export const halves = new Int32Array(halvesOf.buffer);
 
 /**
  * A 53-bit hash of a number, from its 64 bits (0 and -0 alike, as they are one key): cyrb53's
@@ -53,8 +57,8 @@ const words = new Uint32Array(float.buffer);
  * number is written out as a string to be hashed.
  */
 export function hashNumber(x: number): number {
-  float[0] = x === 0 ? 0 : x;
-  return hashHalves(words[0] as number, words[1] as number);
+  halvesOf[0] = x === 0 ? 0 : x;
+  return hashHalves(halves[0] as number, halves[1] as number);
 }
 
 /**
