@@ -17,7 +17,7 @@ import { executionCounts, executionLogFile, readExecutions } from '../chaos/chao
 import { openSse } from '../clients/sse-reader.ts';
 import { type ApiClient, api } from '../support/http.ts';
 import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../support/redis.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix, watchCommands } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
 import { KEY_A, KEY_B, simulate, systemEnv, waitForJob } from './fixtures.ts';
 
@@ -61,6 +61,21 @@ describe('idempotent replays never enqueue a job again (real api and worker, COM
     expect((await client.get(`/v1/jobs/${id}`)).status).toBe(410);
     // B's start is logged after A's finish: the log is complete for A.
     expect(executionCounts(readExecutions(log)).starts.get(id)).toBe(1);
+  });
+
+  it("when a small job runs from submit to its end, then its tenant's storage budget is read once and not written; a large result is counted", async () => {
+    const key = layout.storageBytes('a');
+    const watch = await watchCommands(redisUrl(), prefix);
+    const small = await client.post('/v1/jobs', simulate({ durationMs: 0, steps: 1 }));
+    expect(small.status).toBe(202);
+    await waitForJob(client, small.body.id, (v) => v.status === 'completed');
+    // The admission's check of the budget; its input and result are within the free bytes, and
+    // on a first attempt there is no earlier result's figure for the end to replace.
+    expect((await watch.stop()).filter(([, k]) => k === key)).toEqual([['HMGET', key, 'total', small.body.id]]);
+
+    const large = await client.post('/v1/jobs', simulate({ durationMs: 0, steps: 1, resultBytes: 4000 }));
+    await waitForJob(client, large.body.id, (v) => v.status === 'completed');
+    expect(await redis.hexists(key, large.body.id)).toBe(1);
   });
 
   it('when a delayed job was cancelled, then replaying its Idempotency-Key answers 200 cancelled and adds no job', async () => {

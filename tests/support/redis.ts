@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { Redis } from 'ioredis';
 import { inject } from 'vitest';
 import type {} from './provided-context.ts';
@@ -47,4 +48,78 @@ export async function cleanupPrefix(url: string, prefix: string): Promise<number
     await redis.quit().catch(() => redis.disconnect());
   }
   return removed;
+}
+
+/** What {@link watchCommands} saw. */
+export interface CommandWatch {
+  /** Stops watching; resolves with each command that named `prefix`, as `[NAME, ...args]`. */
+  stop(): Promise<string[][]>;
+}
+
+/** The quoted arguments of one MONITOR line (`+<time> [<db> <client>] "name" "arg" ...`). */
+function monitorArgs(line: string): string[] {
+  return [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map(([, quoted]) =>
+    (quoted ?? '').replace(/\\(x[0-9a-f]{2}|.)/g, (_, e: string) =>
+      e.length === 3 ? String.fromCharCode(Number.parseInt(e.slice(1), 16)) : e,
+    ),
+  );
+}
+
+/**
+ * Watches the commands Redis runs (MONITOR: those inside scripts too) that name a key or argument
+ * starting with `prefix`, so a test sees what one operation costs whatever else shares the server.
+ * MONITOR runs on a socket of its own: ioredis' monitor mode can fail to parse a line that
+ * arrives before it has switched (redis/ioredis#1981).
+ */
+export async function watchCommands(url: string, prefix: string): Promise<CommandWatch> {
+  if (!url.startsWith('redis://'))
+    throw new Error(`watchCommands needs a plain redis:// URL, not ${url.split(':')[0]}`);
+  const { hostname, port, username, password } = new URL(url);
+  const socket = connect({ host: hostname, port: Number(port || 6379) });
+  // An AUTH's +OK comes first, then MONITOR's.
+  let oks = password ? 2 : 1;
+  const seen: string[][] = [];
+  const fence = `${prefix}:lh-test-fence`;
+  let fenced: (() => void) | undefined;
+  let monitoring: (() => void) | undefined;
+  let refused: ((err: Error) => void) | undefined;
+  const started = new Promise<void>((resolve, reject) => {
+    monitoring = resolve;
+    refused = reject;
+  });
+  socket.on('error', (err) => refused?.(err));
+  let buffered = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buffered += chunk;
+    let end = buffered.indexOf('\r\n');
+    while (end >= 0) {
+      const line = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      end = buffered.indexOf('\r\n');
+      if (line === '+OK' && --oks === 0) monitoring?.();
+      if (line.startsWith('-')) refused?.(new Error(`MONITOR: ${line.slice(1)}`));
+      const args = monitorArgs(line);
+      if (args[1] === fence) fenced?.();
+      else if (args.some((a) => a.startsWith(prefix))) seen.push([String(args[0]).toUpperCase(), ...args.slice(1)]);
+    }
+  });
+  const quote = (text: string) => `"${decodeURIComponent(text).replace(/["\\]/g, '\\$&')}"`;
+  if (password) socket.write(`AUTH ${username ? `${quote(username)} ` : ''}${quote(password)}\r\n`);
+  socket.write('MONITOR\r\n');
+  await started;
+  return {
+    async stop() {
+      // MONITOR's lines may arrive after the replies: wait for a command sent last.
+      const reached = new Promise<void>((resolve) => {
+        fenced = resolve;
+      });
+      const probe = new Redis(url);
+      await probe.exists(fence);
+      await reached;
+      await probe.quit();
+      socket.destroy();
+      return seen;
+    },
+  };
 }

@@ -12,6 +12,7 @@ import {
   ResultTooLargeError,
   recordQueueWait,
   type ScheduleRunStore,
+  STORAGE_FREE_BYTES,
   tenantStorageBudget,
   withJobSpan,
 } from '@longhaul/shared';
@@ -310,8 +311,11 @@ function createAttempt({ config, log, store, schedules, implementations, childre
       });
       if (checkpointed) void store.clearCheckpoint(id).catch(() => undefined);
       jobLog.info({ ms: Date.now() - startedAt, encoding: compressed ? 'gzip' : 'json' }, 'analysis completed');
-      // Counted against the tenant's storage budget just before BullMQ stores the result.
-      return tenantStorageBudget(config.limits, tenant) > 0 ? { stored, resultBytes: bytes } : { stored };
+      // Counted against the tenant's storage budget just before BullMQ stores the result. A result
+      // within the free bytes counts nothing, and a first attempt has no earlier result's figure to
+      // replace: then the budget is left alone, and costs no command.
+      const counted = bytes > STORAGE_FREE_BYTES || job.attemptsStarted > 1;
+      return counted && tenantStorageBudget(config.limits, tenant) > 0 ? { stored, resultBytes: bytes } : { stored };
     } catch (err) {
       void progress.flush();
       if (err instanceof WaitingChildrenError) {

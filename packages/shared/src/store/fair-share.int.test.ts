@@ -1,6 +1,6 @@
 import { type Job, Queue, Worker } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix, watchCommands } from '../../../../tests/support/redis.ts';
 import { loadConfig } from '../config.ts';
 import { newJobId } from '../ids.ts';
 import { createRedisConnection, type RedisConnection } from '../redis.ts';
@@ -213,6 +213,48 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     if (!third) throw new Error('nothing taken');
     await finish(third.job);
     expect((await take())?.job.id).toBe(c);
+  });
+
+  it('when a worker takes a spare, then it leaves the spares', async () => {
+    await setUp(0);
+    await submit('b');
+    const flood = await submitMany('a', 4);
+    await runs.fair.heartbeat('another', 2);
+    const first = await take();
+    await take();
+    if (!first) throw new Error('nothing taken');
+    await finish(first.job);
+    // a waits alone: one job for the free slot and two spares.
+    const spares = `${prefix}:lh:fair:spares`;
+    expect(await connection.zcard(spares)).toBe(2);
+    const taken = [await take(), await take(), await take()];
+    expect(taken.map((t) => t?.job.id)).toEqual(flood.slice(1));
+    expect(taken.map((t) => t?.park)).toEqual([false, false, false]);
+    expect(await connection.zcard(spares)).toBe(0);
+  });
+
+  it("when a tenant with no cap is alone, then its job goes from submit to end with no command about caps, and only its admission's look for spares; with a cap, the cap is checked", async () => {
+    const run = async () => {
+      const watch = await watchCommands(redisUrl(), prefix);
+      await submit('a');
+      const taken = await take();
+      if (!taken) throw new Error('nothing taken');
+      await finish(taken.job);
+      const fair = `${prefix}:lh:fair:`;
+      return (await watch.stop()).filter((command) =>
+        command.some((arg) => arg === `${fair}capped` || arg === `${fair}spares`),
+      );
+    };
+    // The admission takes back other tenants' spares (there are none); the start has none to drop.
+    const lookForSpares = () => ['ZRANGE', `${prefix}:lh:fair:spares`, '0', '-1', 'WITHSCORES'];
+    await setUp(2);
+    expect(await run()).toEqual([lookForSpares()]);
+    await cleanupPrefix(redisUrl(), prefix);
+    await setUp(2, { a: 5 });
+    // The admission asks whether a is set aside at its cap (it is not: the job takes its share at
+    // once, and the start gate lets it pass), and so does the end, to bring a back when it was.
+    const capped = (await run()).filter(([, key]) => key === `${prefix}:lh:fair:capped`);
+    expect(capped.map(([name]) => name)).toEqual(['ZSCORE', 'ZSCORE']);
   });
 
   it("when a tenant is at its cap, then its jobs wait as tenant_concurrency and others' jobs use the free slots", async () => {

@@ -10,6 +10,7 @@ import {
   runOnMulti,
 } from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
+import { INDEX_WRITE_LUA, type IndexTrim } from './tenant-index.ts';
 
 /**
  * Fair share between tenants, over BullMQ without a paid feature.
@@ -98,6 +99,11 @@ local function fair_at_cap(t)
   if cap <= 0 or redis.call('ZCARD', fair_running(t)) < cap then return false end
   fair_repair(t)
   return redis.call('ZCARD', fair_running(t)) >= cap
+end
+-- At its cap, or set aside in 'capped'; a tenant with no cap is neither, and costs no command (one
+-- left in 'capped' by a cap since removed leaves it at the next heartbeat).
+local function fair_capped(t)
+  return fair_cap(t) > 0 and (redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t))
 end
 local SPARES = ${FAIR_SPARES}
 local function fair_slots() return tonumber(redis.call('GET', FP .. 'slots') or '0') end
@@ -229,7 +235,7 @@ end
 local function fair_freed(t, id, release, freed)
   if release == '1' then
     redis.call('ZREM', fair_running(t), id)
-    fair_uncap(t)
+    if fair_cap(t) > 0 then fair_uncap(t) end
   end
   if redis.call('ZCARD', FP .. 'ready') == 0 then return 0 end
   return fair_dispatch(freed)
@@ -237,25 +243,26 @@ end
 `;
 }
 
-/** Parks a job the submit MULTI just added as parked; answers the free slots (a dispatch is due when > 0). */
-const PARK = multiScript(
-  'fair_park',
-  `${fairLua(1)}
-local t, id, priority = ARGV[8], ARGV[9], ARGV[10]
-if not bull_parked(Q, id) then return 0 end
-fair_park(t, id, priority)
-return fair_idle(0)`,
-);
-
 /**
- * A job the submit MULTI just added, placed: `direct` (it took a free slot's share) into band 0,
- * ahead of everything, so the dispatcher counts it; `solo` (its tenant is alone) into the solo band.
+ * A job the submit MULTI just added enters its tenant's index (`index_write`, tenant-index.ts) and
+ * its place, in one script: `park` enters it in its tenant's lane (it was added parked; the reply
+ * is then the free slots, and a dispatch is due when > 0); `direct` (it took a free slot's share)
+ * moves it to band 0, ahead of everything, so the dispatcher counts it; `solo` (its tenant is
+ * alone) into the solo band; '' leaves it where BullMQ put it (a delayed job).
  */
-const PLACE = multiScript(
-  'fair_place',
-  `${BULL_BANDS}
-if ARGV[3] == 'solo' then return bull_lower(ARGV[1], ARGV[2]) and 1 or 0 end
-return bull_raise(ARGV[1], ARGV[2]) and 1 or 0`,
+const ENTER = multiScript(
+  'fair_enter',
+  `${fairLua(9)}${INDEX_WRITE_LUA}
+local id, placement = ARGV[5], ARGV[6]
+index_write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), { id })
+if placement == 'park' then
+  if not bull_parked(Q, id) then return 0 end
+  fair_park(ARGV[7], id, ARGV[8])
+  return fair_idle(0)
+end
+if placement == 'solo' then bull_lower(Q, id)
+elseif placement == 'direct' then bull_raise(Q, id) end
+return 0`,
 );
 
 /**
@@ -422,19 +429,29 @@ export function createFairShare({
 
   return {
     /**
-     * Enters a job the same MULTI adds parked in its tenant's lane (a no-op if the add was, as
-     * for an id that exists). Its reply is the number of free slots: dispatch when it is > 0.
+     * Enters a job the same MULTI adds in `tenant`'s index (kept `index.ttlSeconds`, trimmed with
+     * `index.trim`) and places it (see `ENTER`). Its reply is the number of free slots when the job
+     * is parked: dispatch when it is > 0.
      */
-    parkOnMulti(multi: QueueMulti, tenant: string, id: string, priority: number): void {
-      runOnMulti(multi, PARK, anchor, ...args(), tenant, id, String(priority));
-    },
-    /**
-     * Places a job the same MULTI adds, not parked: a `direct` one in band 0, with the released
-     * jobs; a `solo` one (its tenant is alone in the queue) behind any other tenant's job BullMQ
-     * prioritized (a delay ran out, a schedule's run). See the comment at the top.
-     */
-    placeOnMulti(multi: QueueMulti, id: string, placement: 'direct' | 'solo'): void {
-      runOnMulti(multi, PLACE, anchor, `${layout.queueKey(QUEUES.analyses)}:`, id, placement);
+    enterOnMulti(
+      multi: QueueMulti,
+      job: { tenant: string; id: string; placement: 'park' | 'direct' | 'solo' | ''; priority: number },
+      index: { ttlSeconds: number; trim: IndexTrim },
+    ): void {
+      runOnMulti(
+        multi,
+        ENTER,
+        layout.tenantIndex(job.tenant),
+        String(index.ttlSeconds),
+        index.trim.cutoff,
+        index.trim.jobPrefix,
+        String(Math.random()),
+        job.id,
+        job.placement,
+        job.tenant,
+        String(job.priority),
+        ...args(),
+      );
     },
     /** Fills free slots, in fair order; the number of jobs promoted. */
     async dispatch(): Promise<number> {

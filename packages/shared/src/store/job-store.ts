@@ -30,7 +30,7 @@ import {
   parseChildSummary,
   readChildIds,
 } from './job-children.ts';
-import { INDEX_LUA, indexOnMulti, listIndexed } from './tenant-index.ts';
+import { INDEX_LUA, listIndexed } from './tenant-index.ts';
 
 /**
  * Priorities as clients give them: 1 (most urgent) to 1000, 500 when not given. Every job carries a
@@ -160,10 +160,11 @@ end
  * used answers with the job it names; a tenant over its storage budget refuses; a full backlog
  * refuses; otherwise the key is claimed for the new id, the id is counted against the backlog and
  * its input bytes against the storage budget. Every answer carries the window's count and time
- * left (3rd and 4th). The backlog's oldest entries are checked on the way and dropped once their
- * job has finished or gone, so the set follows the real backlog; when it looks full, up to 200 of
- * them are checked. Storage entries are repaired likewise, 2 (or 200) sampled at random, but
- * only once their job is gone (its input and result stay in Redis until retention removes it).
+ * left (3rd and 4th). On one submission in four (ARGV[24], a random draw), the backlog's two
+ * oldest entries are checked and dropped once their job has finished or gone, so the set follows
+ * the real backlog; when it looks full, up to 200 of them are checked, whatever the draw. Storage
+ * entries are repaired likewise, 2 (or 200) sampled at random, when the budget counts anything,
+ * but only once their job is gone (its input and result stay in Redis until retention removes it).
  * Last, a job due now is placed (fair-share.ts): `solo` when its tenant is alone in the queue
  * (it queues in the solo band and takes its share at the gate when it starts); otherwise `direct`
  * when a worker slot is free, its tenant is under its cap and no tenant waits for a turn (it then
@@ -183,9 +184,11 @@ local function repair(n)
   end
 end
 ${STORAGE_LUA}
+-- Answers the bytes it freed.
 local function repairStorage(n)
   local settled = (tonumber(ARGV[5]) - tonumber(ARGV[9])) / 1000
   local sample = redis.call('HRANDFIELD', KEYS[3], n, 'WITHVALUES')
+  local freed = 0
   for i = 1, #sample, 2 do
     local id, figures = sample[i], sample[i + 1]
     -- A result figure kept as '{id}:r' (the earlier layout) goes with its job.
@@ -195,17 +198,19 @@ local function repairStorage(n)
       if since <= settled and redis.call('EXISTS', ARGV[8] .. jobId) == 0 then
         redis.call('HDEL', KEYS[3], id)
         if input + result ~= 0 then redis.call('HINCRBY', KEYS[3], 'total', -(input + result)) end
+        freed = freed + input + result
       end
     end
   end
+  return freed
 end
--- This job's figures, as stored() last read them: false while it has none.
-local mine = false
+-- This job's figures and the budget's total, as stored() last read them: false while it has none.
+local mine, total = false, 0
 local function stored()
   local f = redis.call('HMGET', KEYS[3], 'total', ARGV[1])
-  mine = f[2]
+  mine, total = f[2], tonumber(f[1] or '0')
   local input, result = storage_figures(f[2] or nil)
-  return tonumber(f[1] or '0') - input - result
+  return total - input - result
 end
 local limit, hits, ttl = tonumber(ARGV[13]), 0, 0
 if limit > 0 then
@@ -222,19 +227,26 @@ end
 local budget = tonumber(ARGV[10])
 local bytes = storage_counted(tonumber(ARGV[11]))
 if budget > 0 then
-  repairStorage(2)
-  if stored() + bytes > budget then
+  local used = stored()
+  -- A budget that counts nothing has no entry to repair.
+  if total ~= 0 then used = used - repairStorage(2) end
+  if used + bytes > budget then
     repairStorage(200)
-    local now = stored()
-    if now + bytes > budget then return { 'storage_full', budget, hits, ttl, now } end
+    used = stored()
+    if used + bytes > budget then return { 'storage_full', budget, hits, ttl, used } end
   end
 end
 local quota = tonumber(ARGV[4])
 if quota > 0 then
-  repair(2)
+  -- One submission in four checks the oldest entries and refreshes the set's expiry (a safety
+  -- net for a tenant that goes away: FINISH and cancel remove entries). A set that looks full is
+  -- checked below whatever the draw, and a set this entry creates gets its expiry at once.
+  local sampled = tonumber(ARGV[24]) < 0.25
+  if sampled then repair(2) end
   redis.call('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[7])
-  if redis.call('ZCARD', KEYS[2]) > quota then
+  local queued = redis.call('ZCARD', KEYS[2])
+  if sampled or queued == 1 then redis.call('EXPIRE', KEYS[2], ARGV[7]) end
+  if queued > quota then
     repair(200)
     if redis.call('ZCARD', KEYS[2]) > quota then
       redis.call('ZREM', KEYS[2], ARGV[1])
@@ -254,7 +266,7 @@ local placement = ''
 if ARGV[22] == '1' then
   local t = ARGV[23]
   fair_revoke(t)
-  if redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
+  if fair_capped(t) then
     placement = 'capped'
   elseif fair_solo(t) then
     placement = 'solo'
@@ -359,6 +371,7 @@ async function runAdmit(
     ...fairArgs(layout, fair.limits, fair.eventsMaxLen),
     p.fair ? '1' : '0',
     p.tenant,
+    String(Math.random()),
   )) as [string, string | number, number, number, (number | string)?];
 }
 
@@ -686,13 +699,19 @@ export function createJobStore({
       // Ids carry the time of the API that made them, keys expire on Redis' clock: trim a few
       // minutes late, so a replay never finds its key alive but its tombstone gone.
       const cutoff = `(job_${encodeTime(Math.max(0, now - tombstoneSeconds * 1000 - CLOCK_SKEW_MS), 10)}`;
-      // The index outlives its newest entry by the tombstone's life and the longest delay.
-      indexOnMulti(multi, layout, a.tenant, [a.id], tombstoneSeconds + MAX_DELAY_SECONDS, { cutoff, jobPrefix });
-      // A parked job enters its tenant's lane in the same transaction, so it is never stranded.
-      if (parked) fair.parkOnMulti(multi, a.tenant, a.id, opts.priority ?? DEFAULT_PRIORITY);
-      else if ((a.placement === 'solo' || a.placement === 'direct') && !a.delayMs) {
-        fair.placeOnMulti(multi, a.id, a.placement);
-      }
+      // The job enters its tenant's index, and a parked one its tenant's lane, in the same
+      // transaction, so it is never stranded. The index outlives its newest entry by the
+      // tombstone's life and the longest delay.
+      const placement = parked
+        ? 'park'
+        : (a.placement === 'solo' || a.placement === 'direct') && !a.delayMs
+          ? a.placement
+          : '';
+      fair.enterOnMulti(
+        multi,
+        { tenant: a.tenant, id: a.id, placement, priority: opts.priority ?? DEFAULT_PRIORITY },
+        { ttlSeconds: tombstoneSeconds + MAX_DELAY_SECONDS, trim: { cutoff, jobPrefix } },
+      );
       const results = (await multi.exec()) ?? [];
       for (const [err] of results) if (err) throw err;
       // A slot is free although someone waits (a job ended meanwhile): fill it now.
@@ -801,10 +820,12 @@ export interface AttemptStart {
 const START = `${fairLua(2)}
 local f = redis.call('HMGET', KEYS[1], '${OWN_FIELDS.cancelledAt}', '${OWN_FIELDS.checkpoint}', '${OWN_FIELDS.steps}')
 local t, id = ARGV[9], ARGV[10]
-redis.call('ZREM', FP .. 'spares', fair_spare(t, id))
+local held = redis.call('ZSCORE', fair_running(t), id)
+-- Only a job handed out can be a spare: the dispatcher enters both, fair_revoke drops both.
+if held then redis.call('ZREM', FP .. 'spares', fair_spare(t, id)) end
 if f[1] then return { f[1], false, {}, 'run' } end
-if not redis.call('ZSCORE', fair_running(t), id) then
-  if fair_others_wait(t) or redis.call('ZSCORE', FP .. 'capped', t) or fair_at_cap(t) then
+if not held then
+  if fair_others_wait(t) or fair_capped(t) then
     if not bull_park_active(Q, id, ARGV[12], now, maxlen) then return { false, false, {}, 'lost' } end
     fair_park(t, id, ARGV[11])
     return { false, false, {}, 'park' }

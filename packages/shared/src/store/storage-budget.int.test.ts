@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix, watchCommands } from '../../../../tests/support/redis.ts';
 import { loadConfig, tenantStorageBudget } from '../config.ts';
 import { newJobId } from '../ids.ts';
 import { createRedisConnection, type RedisConnection } from '../redis.ts';
@@ -162,6 +162,19 @@ describe('the per-tenant storage budget (real Redis)', () => {
     await runStore.finish('untouched', job.id, { ended: true, stillActive: false }, { resultBytes: 10 });
     expect(await redis.pttl(key)).toBeLessThanOrEqual(100_000);
     expect(await redis.hgetall(key)).toEqual(before);
+  });
+
+  it("when a tenant's budget counts nothing, then its admissions sample no entries to repair; once it counts bytes, they do", async () => {
+    const key = store.layout.storageBytes('sampled');
+    const samples = async (value: unknown) => {
+      const watch = await watchCommands(redisUrl(), prefix);
+      expect((await submit('sampled', value)).admission.kind).toBe('new');
+      return (await watch.stop()).filter(([name, k]) => name === 'HRANDFIELD' && k === key).length;
+    };
+    expect(await samples(input(10))).toBe(0);
+    expect(await samples(input(1000))).toBe(0);
+    // The hash now counts that input: each admission checks two of its entries.
+    expect(await samples(input(10))).toBe(1);
   });
 
   it('when a tenant has an override, then its own budget applies; 0 turns the budget off for it', async () => {

@@ -73,42 +73,51 @@ end
 `;
 
 /**
- * Adds ids (ARGV[5..]) to the index at KEYS[1], every key living ARGV[1] seconds past this write,
- * then trims it when ARGV[2] (an exclusive lex bound: ids older than the tombstone's life) is set.
+ * `index_write(dir, ttl, cutoff, jobPrefix, r, ids)`: adds `ids` to the index at `dir`, every key
+ * living `ttl` seconds past this write, then trims it when `cutoff` (an exclusive lex bound: ids
+ * older than the tombstone's life) is not empty.
  *
- * The trim drops entries older than the bound whose job is gone (no key at ARGV[3] .. id), so an
- * entry never expires while its job exists, whatever its delay and retention. It checks the 4
- * oldest entries, and 4 more from a random place among the old ones (ARGV[4] in [0, 1)):
- * otherwise a few long-delayed jobs at the head of the index would keep every gone entry behind
- * them for as long as they live. A bucket found empty (trimmed, or expired) leaves the directory.
+ * The trim drops entries older than the bound whose job is gone (no key at `jobPrefix .. id`), so
+ * an entry never expires while its job exists, whatever its delay and retention. It checks the 4
+ * oldest entries, and 4 more from a random place among the old ones (`r` in [0, 1)): otherwise a
+ * few long-delayed jobs at the head of the index would keep every gone entry behind them for as
+ * long as they live. A bucket found empty (trimmed, or expired) leaves the directory.
  */
+export const INDEX_WRITE_LUA = `${INDEX_LUA}
+local function index_write(dir, ttl, cutoff, jobPrefix, r, ids)
+  for _, id in ipairs(ids) do index_add(dir, id, ttl) end
+  redis.call('EXPIRE', dir, ttl)
+  if cutoff == '' then return end
+  local n = redis.call('ZLEXCOUNT', dir, '-', cutoff)
+  if n == 0 then return end
+  local function check(rank, skip, at)
+    local b = redis.call('ZRANGE', dir, rank, rank)[1]
+    if not b then return end
+    local key = dir .. ':' .. b
+    local old = redis.call('ZLEXCOUNT', key, '-', cutoff)
+    if old > skip then
+      local from = skip + math.floor(at * (old - skip))
+      for _, id in ipairs(redis.call('ZRANGE', key, from, math.min(from + 3, old - 1))) do
+        if redis.call('EXISTS', jobPrefix .. id) == 0 then redis.call('ZREM', key, id) end
+      end
+    end
+    if redis.call('EXISTS', key) == 0 then redis.call('ZREM', dir, b) end
+  end
+  local place = r * n
+  local pick = math.floor(place)
+  check(0, 0, 0)
+  -- The random place skips the 4 oldest, just checked, when it falls in the same bucket.
+  check(pick, pick == 0 and 4 or 0, place - pick)
+end
+`;
+
+/** `index_write` (above) of the ids ARGV[5..] to the index at KEYS[1]; ARGV[1..4] as its arguments. */
 const ADD = multiScript(
   'index_add',
-  `${INDEX_LUA}
-local dir, ttl, cutoff, jobPrefix = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-for i = 5, #ARGV do index_add(dir, ARGV[i], ttl) end
-redis.call('EXPIRE', dir, ttl)
-if cutoff == '' then return 0 end
-local n = redis.call('ZLEXCOUNT', dir, '-', cutoff)
-if n == 0 then return 0 end
-local function check(rank, skip, r)
-  local b = redis.call('ZRANGE', dir, rank, rank)[1]
-  if not b then return end
-  local key = dir .. ':' .. b
-  local old = redis.call('ZLEXCOUNT', key, '-', cutoff)
-  if old > skip then
-    local from = skip + math.floor(r * (old - skip))
-    for _, id in ipairs(redis.call('ZRANGE', key, from, math.min(from + 3, old - 1))) do
-      if redis.call('EXISTS', jobPrefix .. id) == 0 then redis.call('ZREM', key, id) end
-    end
-  end
-  if redis.call('EXISTS', key) == 0 then redis.call('ZREM', dir, b) end
-end
-local r = tonumber(ARGV[4]) * n
-local pick = math.floor(r)
-check(0, 0, 0)
--- The random place skips the 4 oldest, just checked, when it falls in the same bucket.
-check(pick, pick == 0 and 4 or 0, r - pick)
+  `${INDEX_WRITE_LUA}
+local ids = {}
+for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+index_write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ids)
 return 0`,
 );
 
