@@ -106,4 +106,34 @@ describe('the typed SDK against a real api and worker', () => {
     await client.schedules.delete(created.id);
     expect(await client.schedules.get(created.id).catch((e: unknown) => e)).toBeInstanceOf(NotFoundError);
   });
+
+  it('when schedules span pages, then page() answers one page and list() follows them all, oldest first', async () => {
+    // Tenant b's own schedules: the other tests' (tenant a) stay out of the pages.
+    const b = createClient({ baseUrl: system.api.url, apiKey: KEY_B });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++)
+      ids.push((await b.schedules.create({ type: 'simulate', input: { durationMs: 10 }, everyMs: 60_000 })).id);
+    const first = await b.schedules.page({ limit: 2 });
+    expect(first.schedules.map((s) => s.id)).toEqual(ids.slice(0, 2));
+    const rest = await b.schedules.page({ limit: 2, cursor: first.nextCursor ?? '' });
+    expect(rest).toMatchObject({ schedules: [{ id: ids[2] }], nextCursor: null });
+    // The transport asks for pages of one: list() must follow each nextCursor to the end.
+    const pages: string[] = [];
+    const onePerPage = createClient({
+      baseUrl: system.api.url,
+      apiKey: KEY_B,
+      fetch: (input, init) => {
+        const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
+        if (url.pathname === '/v1/schedules' && (init?.method ?? 'GET') === 'GET') {
+          url.searchParams.set('limit', '1');
+          pages.push(url.search);
+        }
+        return fetch(url, init);
+      },
+    });
+    expect((await onePerPage.schedules.list()).map((s) => s.id)).toEqual(ids);
+    expect(pages).toHaveLength(3);
+    expect(await b.schedules.page({ cursor: 'not-a-cursor' }).catch((e: unknown) => e)).toBeInstanceOf(BadRequestError);
+    for (const id of ids) await b.schedules.delete(id);
+  });
 });

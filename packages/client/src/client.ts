@@ -13,10 +13,19 @@ import {
   type JobView,
   type ListQuery,
   type ScheduleCreate,
+  type ScheduleListQuery,
+  type SchedulePage,
   type ScheduleUpdate,
   type ScheduleView,
   type SubmitOptions,
 } from './types.ts';
+
+/** `?k=v&…` of the fields that are set, or '' when none is. */
+function queryString(query: object): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+  return params.size > 0 ? `?${params}` : '';
+}
 
 export interface ClientOptions {
   /** The API's base URL, e.g. `https://longhaul.example.com`. */
@@ -123,18 +132,12 @@ export class LonghaulClient {
 
   /** A page of the tenant's jobs, newest first. */
   list(query: ListQuery = {}): Promise<JobPage> {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
-    const qs = params.size > 0 ? `?${params}` : '';
-    return this.#request<JobPage>('GET', `/v1/jobs${qs}`);
+    return this.#request<JobPage>('GET', `/v1/jobs${queryString(query)}`);
   }
 
   /** A page of the children a job started (fan-out), in order, each with its view. */
   children(id: string, query: ChildrenQuery = {}): Promise<ChildPage> {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
-    const qs = params.size > 0 ? `?${params}` : '';
-    return this.#request<ChildPage>('GET', `/v1/jobs/${encodeURIComponent(id)}/children${qs}`);
+    return this.#request<ChildPage>('GET', `/v1/jobs/${encodeURIComponent(id)}/children${queryString(query)}`);
   }
 
   /**
@@ -145,9 +148,20 @@ export class LonghaulClient {
     /** Creates a schedule (`cron` or `everyMs`); resolves with its view. */
     create: <N extends AnalysisName>(schedule: ScheduleCreate<N>): Promise<ScheduleView> =>
       this.#request<ScheduleView>('POST', '/v1/schedules', schedule),
-    /** The tenant's schedules. */
-    list: async (): Promise<ScheduleView[]> =>
-      (await this.#request<{ schedules: ScheduleView[] }>('GET', '/v1/schedules')).schedules,
+    /** Every schedule of the tenant, oldest first: the pages of {@link page} one after another. */
+    list: async (): Promise<ScheduleView[]> => {
+      const all: ScheduleView[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await this.schedules.page(cursor === undefined ? {} : { cursor });
+        all.push(...page.schedules);
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor !== undefined);
+      return all;
+    },
+    /** A page of the tenant's schedules, oldest first. */
+    page: (query: ScheduleListQuery = {}): Promise<SchedulePage> =>
+      this.#request<SchedulePage>('GET', `/v1/schedules${queryString(query)}`),
     get: (id: string): Promise<ScheduleView> =>
       this.#request<ScheduleView>('GET', `/v1/schedules/${encodeURIComponent(id)}`),
     /** Pauses or resumes, retimes, or changes the input. */

@@ -403,3 +403,16 @@ export interface ScheduleView {
   skipped: number;
   links: { self: string; runs: string };
 }
+
+export interface ScheduleListQuery {
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+  /** @defaultValue 100 (at most 100) */
+  limit?: number;
+}
+
+/** A page of the tenant's schedules, oldest first. */
+export interface SchedulePage {
+  schedules: ScheduleView[];
+  nextCursor: string | null;
+}

@@ -2,7 +2,7 @@ import { analyses, ERROR_CODES, jobViewSchema, scheduleViewSchema } from '@longh
 import { z } from 'zod';
 import type { ServedPath } from '../http/method-not-allowed.ts';
 import { childrenQuerySchema, listQuerySchema, submitBodySchema } from '../jobs/schemas.ts';
-import { createScheduleBodySchema, updateScheduleBodySchema } from '../schedules/schemas.ts';
+import { createScheduleBodySchema, listSchedulesQuerySchema, updateScheduleBodySchema } from '../schedules/schemas.ts';
 
 /** `{ error: { code, message, details? } }`: every error the API answers. */
 export const errorBodySchema = z
@@ -41,7 +41,12 @@ const jobResultSchema = z
   })
   .meta({ id: 'JobResult' });
 
-const scheduleListSchema = z.object({ schedules: z.array(scheduleViewSchema) }).meta({ id: 'ScheduleList' });
+const scheduleListSchema = z
+  .object({
+    schedules: z.array(scheduleViewSchema).describe('Oldest first.'),
+    nextCursor: z.string().nullable().describe('Pass as `cursor` for the next page; null on the last one.'),
+  })
+  .meta({ id: 'ScheduleList' });
 
 const analysisListSchema = z
   .object({
@@ -340,7 +345,13 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
           tags: ['schedules'],
           operationId: 'listSchedules',
           summary: "The tenant's schedules",
-          responses: { '200': { description: 'The schedules.', content: json('ScheduleList') }, ...common },
+          description: 'Oldest first, a page at a time (100 by default: the default SCHEDULES_PER_TENANT).',
+          parameters: queryParameters(listSchedulesQuerySchema),
+          responses: {
+            '200': { description: 'A page of schedules.', content: json('ScheduleList') },
+            '400': error('Bad query.'),
+            ...common,
+          },
         },
       },
       '/v1/schedules/{id}': {

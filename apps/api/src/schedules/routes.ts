@@ -5,7 +5,7 @@ import { HttpError, notFound } from '../http/http-error.ts';
 import type { Deadline } from '../jobs/routes.ts';
 import { issuesToDetails } from '../jobs/schemas.ts';
 import type { ScheduleService } from './schedule-service.ts';
-import { createScheduleBodySchema, updateScheduleBodySchema } from './schemas.ts';
+import { createScheduleBodySchema, listSchedulesQuerySchema, updateScheduleBodySchema } from './schemas.ts';
 
 /** A schedule id from the path, refused before it reaches Redis when it cannot be one of ours. */
 function scheduleIdParam(raw: string | string[] | undefined): string {
@@ -40,7 +40,11 @@ export function scheduleRoutes(schedules: ScheduleService, deadline: Deadline): 
   });
 
   router.get('/', async (req, res) => {
-    res.json({ schedules: await deadline(schedules.list(tenantOf(req))) });
+    const query = listSchedulesQuerySchema.safeParse(req.query);
+    if (!query.success) {
+      throw new HttpError(400, 'validation_failed', 'invalid query', issuesToDetails(query.error));
+    }
+    res.json(await deadline(schedules.list(tenantOf(req), query.data)));
   });
 
   router.get('/:id', async (req, res) => {

@@ -14,7 +14,7 @@ import {
 } from '@longhaul/shared';
 import { HttpError, notFound } from '../http/http-error.ts';
 import { contractFor, validAnalysisInput } from '../jobs/analysis-input.ts';
-import type { CreateScheduleBody, UpdateScheduleBody } from './schemas.ts';
+import type { CreateScheduleBody, ListSchedulesQuery, UpdateScheduleBody } from './schemas.ts';
 
 export interface ScheduleServiceDeps {
   config: Config;
@@ -105,8 +105,13 @@ export function createScheduleService({ config, store }: ScheduleServiceDeps) {
       return toScheduleView(created);
     },
 
-    async list(tenant: string): Promise<ScheduleView[]> {
-      return (await store.list(tenant)).map(toScheduleView);
+    /** A page of the tenant's schedules, oldest first, and the cursor of the next page. */
+    async list(
+      tenant: string,
+      q: ListSchedulesQuery,
+    ): Promise<{ schedules: ScheduleView[]; nextCursor: string | null }> {
+      const { records, nextCursor } = await store.list(tenant, q.cursor, q.limit);
+      return { schedules: records.map(toScheduleView), nextCursor };
     },
 
     async get(tenant: string, id: string): Promise<ScheduleView> {

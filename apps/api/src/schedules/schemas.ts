@@ -1,3 +1,4 @@
+import { isScheduleCursor } from '@longhaul/shared';
 import { z } from 'zod';
 import { analysisFields } from '../jobs/schemas.ts';
 
@@ -68,3 +69,16 @@ export const updateScheduleBodySchema = z
   .meta({ id: 'UpdateSchedule' });
 
 export type UpdateScheduleBody = z.infer<typeof updateScheduleBodySchema>;
+
+/**
+ * `GET /v1/schedules` query: a page of the tenant's schedules, oldest first. The default page
+ * holds the default quota (SCHEDULES_PER_TENANT, 100) whole.
+ */
+export const listSchedulesQuerySchema = z
+  .object({
+    cursor: z.string().max(60).refine(isScheduleCursor, 'not a cursor from a previous page').optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(100),
+  })
+  .strict();
+
+export type ListSchedulesQuery = z.infer<typeof listSchedulesQuerySchema>;

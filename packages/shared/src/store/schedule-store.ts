@@ -242,10 +242,47 @@ export function createScheduleStore({ redis, queue, prefix, quota }: ScheduleSto
       return (await own(tenant, id)) ?? 'full';
     },
 
-    /** The tenant's schedules, oldest first (at most its quota). */
-    async list(tenant: string): Promise<ScheduleRecord[]> {
-      const ids = await redis.zrange(layout.tenantSchedules(tenant), 0, -1);
-      return (await read(ids)).filter((r): r is ScheduleRecord => r !== null && r.tenant === tenant);
+    /**
+     * A page of the tenant's schedules, oldest first: up to `count` after `cursor` (a page's
+     * `nextCursor`), and the cursor of the page after it, null on the last one. A cursor is the
+     * last schedule's place in the tenant's set (`{score}:{id}`, ties ordered by id as Redis
+     * orders them), so a page goes on where the last one ended even when that schedule is gone.
+     */
+    async list(
+      tenant: string,
+      cursor: string | undefined,
+      count: number,
+    ): Promise<{ records: ScheduleRecord[]; nextCursor: string | null }> {
+      const key = layout.tenantSchedules(tenant);
+      const after = cursor === undefined ? null : parseScheduleCursor(cursor);
+      const entries: { id: string; score: number }[] = [];
+      // One more than the page, to know whether another follows. Schedules created in the same
+      // millisecond as the cursor's share its score: those up to it are skipped.
+      for (let offset = 0; entries.length <= count; ) {
+        const batch = await redis.zrangebyscore(
+          key,
+          after ? after.score : '-inf',
+          '+inf',
+          'WITHSCORES',
+          'LIMIT',
+          offset,
+          count + 1,
+        );
+        for (let i = 0; i + 1 < batch.length; i += 2) {
+          const id = batch[i] as string;
+          const score = Number(batch[i + 1]);
+          if (after && score === after.score && id <= after.id) continue;
+          entries.push({ id, score });
+        }
+        if (batch.length < 2 * (count + 1)) break;
+        offset += count + 1;
+      }
+      const page = entries.slice(0, count);
+      const last = page.at(-1);
+      const records = (await read(page.map((e) => e.id))).filter(
+        (r): r is ScheduleRecord => r !== null && r.tenant === tenant,
+      );
+      return { records, nextCursor: entries.length > count && last ? `${last.score}:${last.id}` : null };
     },
 
     /**
@@ -282,6 +319,20 @@ export function createScheduleStore({ redis, queue, prefix, quota }: ScheduleSto
 }
 
 export type ScheduleStore = ReturnType<typeof createScheduleStore>;
+
+/** A page cursor of the schedules list (`ScheduleStore.list`): `{score}:{schedule id}`. */
+const SCHEDULE_CURSOR = /^(\d{1,16}):(sch_[0-9A-HJKMNP-TV-Z]{26})$/;
+
+/** Whether `cursor` has the shape of a schedules list's `nextCursor`. */
+export function isScheduleCursor(cursor: string): boolean {
+  return SCHEDULE_CURSOR.test(cursor);
+}
+
+function parseScheduleCursor(cursor: string): { score: number; id: string } {
+  const match = SCHEDULE_CURSOR.exec(cursor);
+  if (!match) throw new Error(`not a schedules cursor: ${cursor}`);
+  return { score: Number(match[1]), id: match[2] as string };
+}
 
 /**
  * What the worker does with a run when it starts: run it, or skip it because the previous run is
