@@ -2,7 +2,7 @@ import type { JobSnapshot, JobStore, JobView } from '@longhaul/shared';
 import type { Request, Response } from 'express';
 import { tenantOf } from '../http/auth.ts';
 import { HttpError } from '../http/http-error.ts';
-import { type ChildrenQuery, childrenQuerySchema, issuesToDetails } from './schemas.ts';
+import { type ChildrenQuery, childrenQuerySchema, parseQuery } from './schemas.ts';
 
 export interface ChildPage {
   children: JobView[];
@@ -54,10 +54,6 @@ export function childrenRoute(
   deadline: <T>(work: Promise<T>) => Promise<T>,
 ) {
   return async (req: Request, res: Response, id: string): Promise<void> => {
-    const query = childrenQuerySchema.safeParse(req.query);
-    if (!query.success) {
-      throw new HttpError(400, 'validation_failed', 'invalid query', issuesToDetails(query.error));
-    }
-    res.json(await deadline(children(tenantOf(req), id, query.data)));
+    res.json(await deadline(children(tenantOf(req), id, parseQuery(childrenQuerySchema, req.query))));
   };
 }

@@ -4,7 +4,7 @@ import { tenantOf } from '../http/auth.ts';
 import { HttpError, notFound } from '../http/http-error.ts';
 import { childrenRoute } from './children-route.ts';
 import { type JobService, RATE_WINDOW_MS, rateLimitHeaders } from './job-service.ts';
-import { issuesToDetails, listQuerySchema, submitBodySchema } from './schemas.ts';
+import { issuesToDetails, listQuerySchema, parseQuery, submitBodySchema } from './schemas.ts';
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
@@ -43,11 +43,7 @@ export function jobRoutes(jobs: JobService, deadline: Deadline, sendResult: Send
   });
 
   router.get('/', async (req, res) => {
-    const query = listQuerySchema.safeParse(req.query);
-    if (!query.success) {
-      throw new HttpError(400, 'validation_failed', 'invalid query', issuesToDetails(query.error));
-    }
-    res.json(await deadline(jobs.list(tenantOf(req), query.data)));
+    res.json(await deadline(jobs.list(tenantOf(req), parseQuery(listQuerySchema, req.query))));
   });
 
   router.get('/:id', async (req, res) => {

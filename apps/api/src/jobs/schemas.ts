@@ -1,5 +1,6 @@
 import { analysisNames, isJobId, isScheduleId } from '@longhaul/shared';
 import { z } from 'zod';
+import { HttpError } from '../http/http-error.ts';
 
 /** The `type` and `input` fields of a job or a schedule: checked against the analysis afterwards. */
 export const analysisFields = {
@@ -34,27 +35,39 @@ export const submitBodySchema = z
 
 export type SubmitBody = z.infer<typeof submitBodySchema>;
 
+/**
+ * The `cursor` and `limit` of a listing's query, shared by every paged route: a cursor that
+ * `isCursor` accepts (a page's `nextCursor`), and 1 to 100 items, `defaultLimit` when not given.
+ */
+export function pageFields(isCursor: (cursor: string) => boolean, defaultLimit: number) {
+  return {
+    cursor: z.string().max(100).refine(isCursor, 'not a cursor from a previous page').optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(defaultLimit),
+  };
+}
+
 export const listQuerySchema = z
   .object({
     status: z.enum(['queued', 'delayed', 'active', 'completed', 'failed', 'cancelled']).optional(),
     type: z.string().max(100).optional(),
     schedule: z.string().refine(isScheduleId, 'not a schedule id').optional(),
-    cursor: z.string().max(100).refine(isJobId, 'not a cursor from a previous page').optional(),
-    limit: z.coerce.number().int().min(1).max(100).default(20),
+    ...pageFields(isJobId, 20),
   })
   .strict();
 
 export type ListQuery = z.infer<typeof listQuerySchema>;
 
 /** `GET /v1/jobs/:id/children` query: a page of a parent's children, in the order it started them. */
-export const childrenQuerySchema = z
-  .object({
-    cursor: z.string().max(100).refine(isJobId, 'not a cursor from a previous page').optional(),
-    limit: z.coerce.number().int().min(1).max(100).default(20),
-  })
-  .strict();
+export const childrenQuerySchema = z.object(pageFields(isJobId, 20)).strict();
 
 export type ChildrenQuery = z.infer<typeof childrenQuerySchema>;
+
+/** A route's query, parsed by `schema`; 400 `validation_failed` naming each bad field otherwise. */
+export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.infer<S> {
+  const parsed = schema.safeParse(query);
+  if (!parsed.success) throw new HttpError(400, 'validation_failed', 'invalid query', issuesToDetails(parsed.error));
+  return parsed.data;
+}
 
 /** zod issues → `details` of a 400: where, and what is wrong there. */
 export function issuesToDetails(error: z.ZodError, root?: string): { path: string; message: string }[] {

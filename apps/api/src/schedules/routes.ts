@@ -3,7 +3,7 @@ import { Router } from 'express';
 import { tenantOf } from '../http/auth.ts';
 import { HttpError, notFound } from '../http/http-error.ts';
 import type { Deadline } from '../jobs/routes.ts';
-import { issuesToDetails } from '../jobs/schemas.ts';
+import { issuesToDetails, parseQuery } from '../jobs/schemas.ts';
 import type { ScheduleService } from './schedule-service.ts';
 import { createScheduleBodySchema, listSchedulesQuerySchema, updateScheduleBodySchema } from './schemas.ts';
 
@@ -40,11 +40,7 @@ export function scheduleRoutes(schedules: ScheduleService, deadline: Deadline): 
   });
 
   router.get('/', async (req, res) => {
-    const query = listSchedulesQuerySchema.safeParse(req.query);
-    if (!query.success) {
-      throw new HttpError(400, 'validation_failed', 'invalid query', issuesToDetails(query.error));
-    }
-    res.json(await deadline(schedules.list(tenantOf(req), query.data)));
+    res.json(await deadline(schedules.list(tenantOf(req), parseQuery(listSchedulesQuerySchema, req.query))));
   });
 
   router.get('/:id', async (req, res) => {

@@ -1,6 +1,6 @@
 import { isScheduleCursor } from '@longhaul/shared';
 import { z } from 'zod';
-import { analysisFields } from '../jobs/schemas.ts';
+import { analysisFields, pageFields } from '../jobs/schemas.ts';
 
 const when = z.iso.datetime({ offset: true });
 
@@ -74,11 +74,6 @@ export type UpdateScheduleBody = z.infer<typeof updateScheduleBodySchema>;
  * `GET /v1/schedules` query: a page of the tenant's schedules, oldest first. The default page
  * holds the default quota (SCHEDULES_PER_TENANT, 100) whole.
  */
-export const listSchedulesQuerySchema = z
-  .object({
-    cursor: z.string().max(60).refine(isScheduleCursor, 'not a cursor from a previous page').optional(),
-    limit: z.coerce.number().int().min(1).max(100).default(100),
-  })
-  .strict();
+export const listSchedulesQuerySchema = z.object(pageFields(isScheduleCursor, 100)).strict();
 
 export type ListSchedulesQuery = z.infer<typeof listSchedulesQuerySchema>;
