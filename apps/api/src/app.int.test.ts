@@ -1,7 +1,7 @@
-import { createLogger, createRedisConnection, loadConfig, type RedisConnection } from '@longhaul/shared';
+import { createLogger, createRedisConnection, layoutFor, loadConfig, type RedisConnection } from '@longhaul/shared';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../tests/support/redis.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix, watchCommands } from '../../../tests/support/redis.ts';
 import { createApp } from './app.ts';
 import { createApiServices } from './services.ts';
 
@@ -263,6 +263,42 @@ describe('the HTTP API with a submit rate limit', () => {
       expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       expect(refused.headers.ratelimit).toMatch(/remaining=0/);
       expect((await send(B)).status).toBe(202);
+    } finally {
+      await ctx.services.close();
+      await ctx.redis.quit().catch(() => ctx.redis.disconnect());
+      await cleanupPrefix(redisUrl(), prefix);
+    }
+  });
+  it("when a tenant submits within its window, then one counter holds the count and the window's end: set once with its expiry, then only counted, never reported to end before it does", async () => {
+    const prefix = uniquePrefix();
+    const ctx = build(redisUrl(), prefix, { RATE_LIMIT_PER_MINUTE: '5' });
+    if (ctx.redis.status !== 'ready') await new Promise((resolve) => ctx.redis.once('ready', resolve));
+    const key = layoutFor(prefix).rate('a');
+    const reset = (res: { headers: Record<string, string> }) =>
+      Number(/reset=(\d+)/.exec(res.headers.ratelimit ?? '')?.[1]);
+    try {
+      const send = () => request(ctx.app).post('/v1/jobs').set('Authorization', A).send(sim());
+      const watch = await watchCommands(redisUrl(), prefix);
+      const first = await send();
+      const second = await send();
+      const commands = (await watch.stop()).filter(([, k]) => k === key).map(([name]) => name);
+      // The window's first submission opens it; the next one costs one command, with no PTTL.
+      expect(commands).toEqual(['INCR', 'SET', 'INCR']);
+      expect(first.headers.ratelimit).toMatch(/^limit=5, remaining=4, reset=60$/);
+      expect(second.headers.ratelimit).toMatch(/^limit=5, remaining=3, reset=\d+$/);
+      const left = await ctx.redis.pttl(key);
+      expect(left).toBeGreaterThan(0);
+      expect(left).toBeLessThanOrEqual(60_000);
+      // Reported to the second, rounded up: never before the key expires, never past a window.
+      expect(reset(second)).toBeGreaterThanOrEqual(Math.ceil(left / 1000));
+      expect(reset(second)).toBeLessThanOrEqual(60);
+
+      // A counter that lost its expiry, its window long over, starts a new window.
+      await ctx.redis.set(key, String(2 ** 23 + 5));
+      const after = await send();
+      expect(after.status).toBe(202);
+      expect(after.headers.ratelimit).toMatch(/^limit=5, remaining=4, reset=60$/);
+      expect(await ctx.redis.pttl(key)).toBeGreaterThan(0);
     } finally {
       await ctx.services.close();
       await ctx.redis.quit().catch(() => ctx.redis.disconnect());

@@ -129,8 +129,12 @@ export function layoutFor(prefix: string) {
     storageBytes: (tenant: string) => `${prefix}:lh:tenant:${tenant}:bytes`,
     /** Ours: `{ id, bodyHash }` of the request that first used an Idempotency-Key. */
     idempotency: (tenant: string, keyHash: string) => `${prefix}:lh:idem:${tenant}:${keyHash}`,
-    /** Ours: a tenant's submissions in the current rate-limit window. */
-    rate: (tenant: string) => `${prefix}:lh:rate:${tenant}`,
+    /**
+     * Ours: a tenant's submissions in the current rate-limit window, and when it ends (job-store.ts).
+     * Its name changed with that layout (it was `lh:rate:`, a bare count), so an API of either
+     * layout never reads the other's: while both run in a deploy, each counts on its own.
+     */
+    rate: (tenant: string) => `${prefix}:lh:rw:${tenant}`,
     /** Ours: a job's webhook delivery attempts, newest first and capped. */
     webhookDeliveries: (jobId: string) => `${prefix}:lh:webhook:${jobId}`,
     /** Ours: a schedule's own state (tenant, timing, template, counters); BullMQ holds its scheduler. */

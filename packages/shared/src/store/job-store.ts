@@ -155,6 +155,17 @@ end
 `;
 
 /**
+ * A tenant's rate-limit window is one counter (`layout.rate`) holding its count and its end:
+ * `end * RATE_HITS + count`, where `end` is in whole seconds since {@link RATE_EPOCH_MS}, rounded
+ * up. INCR counts a submission and answers both. The window starts at the tenant's first
+ * submission in it and the key expires with it (set on that submission, to the millisecond); the
+ * end it reports is at most a second later, and never more than a window away. Lua reads the counter as a double, exact below 2^53:
+ * 2^23 submissions a window (a minute), and ends until 2059.
+ */
+const RATE_HITS = 2 ** 23;
+const RATE_EPOCH_MS = Date.UTC(2025, 0, 1);
+
+/**
  * Admission of a submission, atomic: the tenant's rate limit counts it (one fixed window per
  * tenant, shared by every API replica) and refuses it past the limit; an Idempotency-Key already
  * used answers with the job it names; a tenant over its storage budget refuses; a full backlog
@@ -214,10 +225,22 @@ local function stored()
 end
 local limit, hits, ttl = tonumber(ARGV[13]), 0, 0
 if limit > 0 then
-  hits = redis.call('INCR', KEYS[4])
-  if hits == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[14]) end
-  ttl = redis.call('PTTL', KEYS[4])
-  if ttl < 0 then redis.call('PEXPIRE', KEYS[4], ARGV[14]); ttl = tonumber(ARGV[14]) end
+  -- The window's count and its end in one number (RATE_HITS, above), so no PTTL is needed to tell
+  -- the client when it ends.
+  local v, window, nowMs = redis.call('INCR', KEYS[4]), tonumber(ARGV[14]), tonumber(ARGV[5])
+  local ends = math.floor(v / ${RATE_HITS})
+  hits = v - ends * ${RATE_HITS}
+  ttl = ends * 1000 + ${RATE_EPOCH_MS} - nowMs
+  -- A new window (INCR made the key), or one left with no expiry: it ends a window from now.
+  if ends == 0 or ttl < -window then
+    ends = math.ceil((nowMs + window - ${RATE_EPOCH_MS}) / 1000)
+    -- Formatted by hand: Lua writes a number this large in exponent notation, which INCR refuses.
+    redis.call('SET', KEYS[4], string.format('%.0f', ends * ${RATE_HITS} + 1), 'PX', window)
+    hits, ttl = 1, window
+  end
+  -- Never past a window from now (the end is rounded up to the second; the key expires on the
+  -- millisecond), nor past its end: another API's clock may run ahead of the one that opened it.
+  ttl = math.min(math.max(ttl, 1), window)
   if hits > limit then return { 'rate', limit, hits, ttl } end
 end
 if ARGV[6] == '1' then
