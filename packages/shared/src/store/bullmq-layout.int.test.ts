@@ -255,6 +255,7 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
       connection.eval(`${BULL_LUA}\nreturn ${fn}(ARGV[1], ARGV[2]) and 1 or 0`, 1, own.prioritized(analyses), q, id);
     for (const id of [soloLow, soloHigh, raised]) expect(await run('bull_lower', id)).toBe(1);
     expect(await run('bull_lower', 'not-a-job')).toBe(0);
+    expect(await connection.zscore(own.prioritized(analyses), 'not-a-job')).toBeNull();
     // Every score is still an exact integer: the priority order inside the band holds.
     expect(Number(await connection.zscore(own.prioritized(analyses), soloLow))).toBe((SOLO_BAND + 1) * 2 ** 32 + 1);
     const head = `${BULL_LUA}\nreturn bull_solo_head(ARGV[1]) or false`;

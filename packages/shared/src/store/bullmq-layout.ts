@@ -319,10 +319,8 @@ export const SOLO_BAND = 1024;
 /** The band moves of `BULL_LUA` alone, for a script sent with every submit (see below). */
 export const BULL_BANDS = `
 local function bull_lower(Q, id)
-  local s = redis.call('ZSCORE', Q .. 'prioritized', id)
-  if not s then return false end
-  redis.call('ZADD', Q .. 'prioritized', 'XX', tonumber(s) + ${SOLO_BAND} * 0x100000000, id)
-  return true
+  -- XX: a job not in the prioritized set is left alone (the reply is then nil).
+  return redis.call('ZADD', Q .. 'prioritized', 'XX', 'INCR', ${SOLO_BAND} * 0x100000000, id) ~= false
 end
 local function bull_solo_head(Q)
   return redis.call('ZRANGEBYSCORE', Q .. 'prioritized', ${SOLO_BAND} * 0x100000000, '+inf', 'LIMIT', 0, 1)[1]

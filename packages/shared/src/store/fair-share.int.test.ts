@@ -234,21 +234,31 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
   });
 
   it("when a tenant with no cap is alone, then its job goes from submit to end with no command about caps, and only its admission's look for spares; with a cap, the cap is checked", async () => {
+    let all: string[][] = [];
     const run = async () => {
+      const fair = `${prefix}:lh:fair:`;
       const watch = await watchCommands(redisUrl(), prefix);
       await submit('a');
       const taken = await take();
       if (!taken) throw new Error('nothing taken');
       await finish(taken.job);
-      const fair = `${prefix}:lh:fair:`;
-      return (await watch.stop()).filter((command) =>
-        command.some((arg) => arg === `${fair}capped` || arg === `${fair}spares`),
-      );
+      all = await watch.stop();
+      return all.filter((command) => command.some((arg) => arg === `${fair}capped` || arg === `${fair}spares`));
     };
     // The admission takes back other tenants' spares (there are none); the start has none to drop.
     const lookForSpares = () => ['ZRANGE', `${prefix}:lh:fair:spares`, '0', '-1', 'WITHSCORES'];
     await setUp(2);
     expect(await run()).toEqual([lookForSpares()]);
+    // The start takes the job's share and learns it held none in one command; the end gives it back.
+    expect(
+      all.filter(([, key]) => key === `${prefix}:lh:fair:running:a`).map(([name, , flag]) => `${name} ${flag}`),
+    ).toEqual(['ZADD NX', expect.stringMatching(/^ZREM /)]);
+    // Into the solo band at its admission by one increment of its score, not a read and a write.
+    const prioritized = `${prefix}:analyses:prioritized`;
+    expect(all.filter(([name, key]) => key === prioritized && name === 'ZSCORE')).toEqual([]);
+    expect(all.some(([name, key, ...rest]) => name === 'ZADD' && key === prioritized && rest.includes('INCR'))).toBe(
+      true,
+    );
     await cleanupPrefix(redisUrl(), prefix);
     await setUp(2, { a: 5 });
     // The admission asks whether a is set aside at its cap (it is not: the job takes its share at
@@ -288,6 +298,26 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     const first = await submit('a');
     expect((await take())?.job.id).toBe(first);
     await takePastDispatcher('a', true);
+    // The parked job took no share: the cap still counts the first job alone.
+    expect(await connection.zrange(`${prefix}:lh:fair:running:a`, 0, -1)).toEqual([first]);
+  });
+
+  it('when a job reaches the wait list past the dispatcher while another tenant waits for a turn, then the start gate parks it and it takes no share', async () => {
+    await setUp(1);
+    const queued = await submitMany('a', 3, 1);
+    expect((await take())?.job.id).toBe(queued[0]);
+    // a holds the queue: b's job waits for its turn.
+    expect(await parked(await submit('b'))).toBe(true);
+    await takePastDispatcher('a', true);
+    expect(await connection.zrange(`${prefix}:lh:fair:running:a`, 0, -1)).toEqual([queued[0]]);
+  });
+
+  it('when a cancelled job that holds no share reaches the start gate, then it passes and takes no share', async () => {
+    await setUp(2);
+    const id = await addPastDispatcher('a');
+    expect(await store.cancel('a', id)).toBe('cancelled');
+    expect((await take())?.job.id).toBe(id);
+    expect(await connection.zscore(`${prefix}:lh:fair:running:a`, id)).toBeNull();
   });
 
   it('when a worker stops beating, then its slots stop counting', async () => {

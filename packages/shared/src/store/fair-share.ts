@@ -118,12 +118,16 @@ local function fair_solo(t)
   redis.call('SET', FP .. 'solo', t)
   return true
 end
-local function fair_take(t, id)
-  redis.call('ZADD', fair_running(t), now, id)
+-- A tenant served now: busy, and its turn's sequence number (answered).
+local function fair_served(t)
   redis.call('SADD', FP .. 'busy', t)
   local seq = redis.call('INCR', FP .. 'seq')
   redis.call('HSET', FP .. 'served', t, seq)
   return seq
+end
+local function fair_take(t, id)
+  redis.call('ZADD', fair_running(t), now, id)
+  return fair_served(t)
 end
 local function fair_spare(t, id) return t .. ' ' .. id end
 local function fair_enter(t)

@@ -843,17 +843,26 @@ export interface AttemptStart {
 const START = `${fairLua(2)}
 local f = redis.call('HMGET', KEYS[1], '${OWN_FIELDS.cancelledAt}', '${OWN_FIELDS.checkpoint}', '${OWN_FIELDS.steps}')
 local t, id = ARGV[9], ARGV[10]
-local held = redis.call('ZSCORE', fair_running(t), id)
+-- Whether the job holds its share already (handed out by the dispatcher, or placed direct at its
+-- admission), and its share taken if not, in one command: the entry is undone below if it must not be.
+local held = redis.call('ZADD', fair_running(t), 'NX', now, id) == 0
 -- Only a job handed out can be a spare: the dispatcher enters both, fair_revoke drops both.
 if held then redis.call('ZREM', FP .. 'spares', fair_spare(t, id)) end
-if f[1] then return { f[1], false, {}, 'run' } end
+if f[1] then
+  if not held then redis.call('ZREM', fair_running(t), id) end
+  return { f[1], false, {}, 'run' }
+end
 if not held then
+  -- A cap counts the shares in use without this one.
+  local cap = fair_cap(t) > 0
+  if cap then redis.call('ZREM', fair_running(t), id) end
   if fair_others_wait(t) or fair_capped(t) then
+    if not cap then redis.call('ZREM', fair_running(t), id) end
     if not bull_park_active(Q, id, ARGV[12], now, maxlen) then return { false, false, {}, 'lost' } end
     fair_park(t, id, ARGV[11])
     return { false, false, {}, 'park' }
   end
-  fair_take(t, id)
+  if cap then fair_take(t, id) else fair_served(t) end
 end
 local done = {}
 if f[3] then
