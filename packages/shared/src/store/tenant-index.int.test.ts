@@ -1,11 +1,19 @@
 import { Queue } from 'bullmq';
 import { encodeTime } from 'ulid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix, watchCommands } from '../../../../tests/support/redis.ts';
 import { newJobId } from '../ids.ts';
 import { createRedisConnection, type RedisConnection } from '../redis.ts';
 import { layoutFor, QUEUES, queueMulti } from './bullmq-layout.ts';
-import { INDEX_BUCKET, type IndexTrim, indexKeys, indexOnMulti, isIndexed, listIndexed } from './tenant-index.ts';
+import {
+  INDEX_BUCKET,
+  type IndexTrim,
+  indexKeys,
+  indexOnMulti,
+  isIndexed,
+  listIndexed,
+  TRIM_EVERY,
+} from './tenant-index.ts';
 
 const TTL = 3_600;
 const HOUR = 3_600_000;
@@ -102,6 +110,20 @@ describe('the tenant index (real Redis)', () => {
     expect(await isIndexed(redis, layout, 'b', old[150] as string)).toBe(false);
     expect(await redis.zscore(layout.tenantIndex('b'), old[INDEX_BUCKET] as string)).toBeNull();
     for (const key of await buckets('b')) expect(await redis.exists(key)).toBe(1);
+  });
+
+  it('when an index write is not drawn to trim, then it sends none of the trim’s commands; one drawn does', async () => {
+    const cutoff = `(job_${encodeTime(Date.now() - HOUR, 10)}`;
+    const dir = layout.tenantIndex('d');
+    const trimsOf = async (draw: number) => {
+      const watch = await watchCommands(redisUrl(), prefix);
+      await add('d', [newJobId()], { cutoff, jobPrefix, draw });
+      return (await watch.stop()).filter(([name, key]) => name === 'ZLEXCOUNT' && key === dir).length;
+    };
+    expect(await trimsOf(1 / TRIM_EVERY)).toBe(0);
+    expect(await trimsOf(0.99)).toBe(0);
+    expect(await trimsOf(1 / TRIM_EVERY - 0.01)).toBe(1);
+    expect(await trimsOf(0)).toBe(1);
   });
 
   it('when a tenant still has entries in the earlier single sorted set, then they are listed in order with the new ones and found', async () => {

@@ -72,6 +72,9 @@ local function index_add(dir, id, ttl)
 end
 `;
 
+/** One index write in this many trims it (see `index_write`). */
+export const TRIM_EVERY = 4;
+
 /**
  * `index_write(dir, ttl, cutoff, jobPrefix, r, ids)`: adds `ids` to the index at `dir`, every key
  * living `ttl` seconds past this write, then trims it when `cutoff` (an exclusive lex bound: ids
@@ -81,13 +84,18 @@ end
  * an entry never expires while its job exists, whatever its delay and retention. It checks the 4
  * oldest entries, and 4 more from a random place among the old ones (`r` in [0, 1)): otherwise a
  * few long-delayed jobs at the head of the index would keep every gone entry behind them for as
- * long as they live. A bucket found empty (trimmed, or expired) leaves the directory.
+ * long as they live. A bucket found empty (trimmed, or expired) leaves the directory. Only one
+ * write in {@link TRIM_EVERY} trims (`r` below 1/TRIM_EVERY): that still checks two entries for
+ * each submission, and spares the other writes the trim's commands (9 to 25 once the index holds
+ * entries old enough to trim).
  */
 export const INDEX_WRITE_LUA = `${INDEX_LUA}
 local function index_write(dir, ttl, cutoff, jobPrefix, r, ids)
   for _, id in ipairs(ids) do index_add(dir, id, ttl) end
   redis.call('EXPIRE', dir, ttl)
-  if cutoff == '' then return end
+  -- One write in TRIM_EVERY trims: up to 8 entries checked, 2 a write on average (a submission adds 1).
+  if cutoff == '' or r >= ${1 / TRIM_EVERY} then return end
+  r = r * ${TRIM_EVERY}
   local n = redis.call('ZLEXCOUNT', dir, '-', cutoff)
   if n == 0 then return end
   local function check(rank, skip, at)
@@ -164,6 +172,8 @@ export interface IndexTrim {
   cutoff: string;
   /** The key prefix of a job's hash: an entry whose `{jobPrefix}{id}` is gone is dropped. */
   jobPrefix: string;
+  /** A draw in [0, 1): whether this write trims, and where (see `index_write`). Default: random. */
+  draw?: number;
 }
 
 /** Adds `ids` to `tenant`'s index inside `multi` (trimming it with `trim`), atomic with the rest. */
@@ -182,7 +192,7 @@ export function indexOnMulti(
     String(ttlSeconds),
     trim?.cutoff ?? '',
     trim?.jobPrefix ?? '',
-    String(Math.random()),
+    String(trim?.draw ?? Math.random()),
     ...ids,
   );
 }
