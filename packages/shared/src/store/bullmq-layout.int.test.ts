@@ -8,7 +8,10 @@ import { newJobId } from '../ids.ts';
 import { createRedisConnection, type RedisConnection } from '../redis.ts';
 import { getContract } from '../registry.ts';
 import {
+  addScript,
   addToMulti,
+  addWith,
+  addWithOnMulti,
   BULL_LUA,
   layoutFor,
   NO_RESULT_LENGTH,
@@ -27,6 +30,13 @@ import { indexOnMulti, isIndexed, listIndexed } from './tenant-index.ts';
  * the keys and fields the job store reads are where it expects them, with a real Queue and Worker.
  * A BullMQ upgrade that moves any of them fails here first.
  */
+
+/** An add script of the test's: it records each job it ran after, and answers what it was given. */
+const RECORD = addScript(
+  'test_record',
+  `redis.call('RPUSH', KEYS[1], added)
+return { added, KEYS[1], ARGV[1], ARGV[2], #ARGV }`,
+);
 
 /** What the test worker does with a job, by its input's `mode`. */
 type Mode = 'ok' | 'none' | 'gate' | 'fail' | 'retry';
@@ -169,6 +179,56 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
         expect.stringMatching(/^addParentJob:/),
       ]);
       for (const id of [plain, prioritized, delayed, parent]) await new Job(queue, '', {}, {}, id).remove();
+    } finally {
+      await fresh.quit();
+    }
+  });
+
+  it('when jobs of each kind are added with an add script of ours, then each is where BullMQ puts it and ours runs after it in the same script, with its own key and arguments; a refused add runs none of ours', async () => {
+    const fresh = createRedisConnection(redisUrl(), 'worker') as Redis;
+    const key = `${prefix}:lh-test-record`;
+    try {
+      const [plain, prioritized, delayed, parent, inMulti] = [
+        newJobId(),
+        newJobId(),
+        newJobId(),
+        newJobId(),
+        newJobId(),
+      ];
+      const job = (id: string, opts: { priority?: number; delay?: number }) => ({
+        name: 'simulate',
+        data: jobData('a', { mode: 'ok' }),
+        opts,
+        id,
+      });
+      expect(await addWith(fresh, queue, job(plain, {}), {}, RECORD, key, 'one', 'two')).toEqual([
+        plain,
+        key,
+        'one',
+        'two',
+        2,
+      ]);
+      await addWith(fresh, queue, job(prioritized, { priority: 5 }), {}, RECORD, key, 'x', 'y');
+      await addWith(fresh, queue, job(delayed, { delay: 600_000 }), {}, RECORD, key, 'x', 'y');
+      await addWith(fresh, queue, job(parent, {}), { asParent: true }, RECORD, key, 'x', 'y');
+      const multi = await queueMulti(queue, fresh);
+      await addWithOnMulti(multi, queue, job(inMulti, { priority: 5 }), {}, RECORD, key, 'three', 'four');
+      expect(await multi.exec()).toEqual([[null, [inMulti, key, 'three', 'four', 2]]]);
+      expect(await connection.lpos(layout.wait(analyses), plain)).not.toBeNull();
+      expect(await connection.zscore(layout.prioritized(analyses), prioritized)).not.toBeNull();
+      expect(await connection.zscore(layout.delayed(analyses), delayed)).not.toBeNull();
+      expect(await connection.zscore(layout.waitingChildren(analyses), parent)).not.toBeNull();
+      expect((await events(plain)).map((e) => e.event)).toEqual(expect.arrayContaining(['added', 'waiting']));
+      expect(await connection.lrange(key, 0, -1)).toEqual([plain, prioritized, delayed, parent, inMulti]);
+
+      // A child of a parent that does not exist: BullMQ refuses it, and nothing of ours runs.
+      const orphan = newJobId();
+      await expect(
+        addWith(fresh, queue, job(orphan, {}), { parent: { queue, id: 'no-such-parent' } }, RECORD, key, 'x', 'y'),
+      ).rejects.toThrow(/BullMQ refused to add the job \(code -\d+\)/);
+      expect(await connection.llen(key)).toBe(5);
+      expect(await connection.exists(layout.job(analyses, orphan))).toBe(0);
+      for (const id of [plain, prioritized, delayed, parent, inMulti]) await new Job(queue, '', {}, {}, id).remove();
     } finally {
       await fresh.quit();
     }

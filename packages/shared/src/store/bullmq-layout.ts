@@ -3,9 +3,10 @@ import type { ChainableCommander, Cluster, Redis } from 'ioredis';
 
 /**
  * Everything longhaul assumes about how BullMQ 6 lays a queue out in Redis, in one file: key
- * names, the job hash's fields, the fields we add to it, and how a job is added inside a MULTI of
- * ours. `bullmq-layout.int.test.ts` checks each assumption against the pinned BullMQ version, so
- * an upgrade that moves any of them fails there first. No other file builds a Redis key.
+ * names, the job hash's fields, the fields we add to it, and how a job is added inside a script
+ * or MULTI of ours. `bullmq-layout.int.test.ts` checks each assumption against the pinned BullMQ
+ * version, so an upgrade that moves any of them fails there first. No other file builds a Redis
+ * key.
  */
 
 /** BullMQ queue names. One Worker per queue. */
@@ -189,8 +190,8 @@ interface ScriptedConnection {
   multi(): ChainableCommander;
 }
 
-/** What each connection has had defined: BullMQ's add scripts, and how many of ours. */
-const definedOn = new WeakMap<object, { bull: boolean; ours: number }>();
+/** What each connection has had defined: BullMQ's add scripts, and how many of ours of each kind. */
+const definedOn = new WeakMap<object, { bull: boolean; ours: number; adds: number }>();
 
 /**
  * A script for {@link runOnMulti}, defined as a command on each connection a queue MULTI runs on,
@@ -214,21 +215,60 @@ export function runOnMulti(multi: QueueMulti, script: MultiScript, key: string, 
   command.call(multi, key, ...args);
 }
 
+/** BullMQ's add scripts, by the name BullMQ calls them by (`{script}:{version}`): their keys and text. */
+const bullAdds = new Map<string, { numberOfKeys: number; lua: string }>();
+
 /**
- * A MULTI on `redis` in which jobs are added to `queue` ({@link addToMulti}) in one transaction
- * with our writes. `redis` gets BullMQ's four add scripts, their text taken once from the queue's
- * own connection (where BullMQ defines them: the pinned version's), and ours ({@link multiScript}).
- *
- * Not a MULTI of the queue's connection: BullMQ defines its 64 scripts there, and ioredis' MULTI
- * (its `Pipeline` constructor) copies every script defined on its connection onto itself, which
- * was 4 % of a submission's CPU in the API. A MULTI of a connection with a handful of scripts
- * costs next to nothing.
+ * A script of ours that runs in the same script as BullMQ's add of a job ({@link addScript}).
  */
-export async function queueMulti(queue: Queue, redis: Redis | Cluster): Promise<QueueMulti> {
+export interface AddScript {
+  readonly name: string;
+  readonly lua: string;
+}
+
+const addScripts: AddScript[] = [];
+
+/**
+ * A script that adds a job with BullMQ's own add script, then runs `lua`, as one script: the job
+ * and our writes for it are one atomic step, with no MULTI around them (a MULTI and its EXEC are
+ * two commands more, and ioredis builds a pipeline for each). For each of BullMQ's four add
+ * scripts, its text (the pinned version's, taken from the queue's connection) becomes a function
+ * of the new script, and `lua` runs after it: it sees its own key as KEYS[1] and its own
+ * arguments from ARGV[1] on, as a script of its own would, and BullMQ's reply (the job's id) as
+ * `added`. A BullMQ error code (negative: a parent that is gone, …) is an error reply, and `lua`
+ * does not run. BullMQ's scripts read only KEYS and ARGV[1..3] by their index, never their
+ * length: the contract test adds a job of each kind this way. Call at module load; run with
+ * {@link addWith} or {@link addWithOnMulti}.
+ */
+export function addScript(name: string, lua: string): AddScript {
+  const script = { name: `lh_${name}`, lua };
+  addScripts.push(script);
+  return script;
+}
+
+function withBullAdd(bull: { numberOfKeys: number; lua: string }, lua: string): string {
+  return `local function bull_add()
+${bull.lua}
+end
+local added = bull_add()
+if type(added) == 'number' and added < 0 then
+  return redis.error_reply('ERR BullMQ refused to add the job (code ' .. added .. ')')
+end
+-- Ours: the key after BullMQ's, the arguments after BullMQ's (their count is the last argument).
+local KEYS, ARGV = { KEYS[${bull.numberOfKeys + 1}] }, { unpack(ARGV, tonumber(ARGV[#ARGV]) + 1, #ARGV - 1) }
+${lua}`;
+}
+
+/**
+ * Defines on `redis` BullMQ's four add scripts, their text taken once from the queue's own
+ * connection (where BullMQ defines them: the pinned version's), and ours ({@link multiScript},
+ * {@link addScript}).
+ */
+async function defineScripts(queue: Queue, redis: Redis | Cluster): Promise<ScriptedConnection> {
   const connection = redis as unknown as ScriptedConnection;
   let defined = definedOn.get(connection);
   if (!defined) {
-    defined = { bull: false, ours: 0 };
+    defined = { bull: false, ours: 0, adds: 0 };
     definedOn.set(connection, defined);
   }
   if (!defined.bull) {
@@ -240,6 +280,7 @@ export async function queueMulti(queue: Queue, redis: Redis | Cluster): Promise<
       const script = name ? scriptsSet[name] : undefined;
       if (!name || !script || script.numberOfKeys === null) throw new Error(`BullMQ defines no script ${base}`);
       connection.defineCommand(name, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+      bullAdds.set(name, { numberOfKeys: script.numberOfKeys, lua: script.lua });
     }
     defined.bull = true;
   }
@@ -248,6 +289,31 @@ export async function queueMulti(queue: Queue, redis: Redis | Cluster): Promise<
       connection.defineCommand(name, { numberOfKeys: 1, lua });
     defined.ours = multiScripts.length;
   }
+  if (defined.adds < addScripts.length) {
+    for (const { name, lua } of addScripts.slice(defined.adds)) {
+      for (const [bullName, bull] of bullAdds) {
+        connection.defineCommand(`${name}:${bullName}`, {
+          numberOfKeys: bull.numberOfKeys + 1,
+          lua: withBullAdd(bull, lua),
+        });
+      }
+    }
+    defined.adds = addScripts.length;
+  }
+  return connection;
+}
+
+/**
+ * A MULTI on `redis` in which jobs are added to `queue` ({@link addToMulti}) in one transaction
+ * with our writes. `redis` gets BullMQ's four add scripts and ours ({@link defineScripts}).
+ *
+ * Not a MULTI of the queue's connection: BullMQ defines its 64 scripts there, and ioredis' MULTI
+ * (its `Pipeline` constructor) copies every script defined on its connection onto itself, which
+ * was 4 % of a submission's CPU in the API. A MULTI of a connection with a handful of scripts
+ * costs next to nothing.
+ */
+export async function queueMulti(queue: Queue, redis: Redis | Cluster): Promise<QueueMulti> {
+  const connection = await defineScripts(queue, redis);
   const multi = connection.multi() as ChainableCommander & { runCommand?: typeof runCommand };
   multi.runCommand = runCommand;
   return multi;
@@ -273,16 +339,14 @@ export interface NewJob {
 }
 
 /**
- * Queues BullMQ's own add script for `job` on `multi`, exactly as FlowProducer does for a flow,
- * so the job is added in the same transaction as our writes. With `parent`, the job is added as a
- * child of that (already queued) parent; with `asParent`, the job waits for its children.
+ * BullMQ's own job for `job`, and how it is linked: with `parent`, as a child of that (already
+ * added, or queued before it) parent; with `asParent`, waiting for its children.
  */
-export async function addToMulti(
-  multi: QueueMulti,
+function bullJobFor(
   queue: Queue,
   job: NewJob,
-  link: { parent?: { queue: Queue; id: string }; asParent?: boolean } = {},
-): Promise<void> {
+  link: JobLink,
+): { bullJob: Job; parentOpts: Parameters<Job['addJob']>[1] } {
   const opts: JobsOptions = { ...job.opts };
   let parentKey: string | undefined;
   if (link.parent) {
@@ -290,11 +354,100 @@ export async function addToMulti(
     opts.parent = { id, queue: parentQueue.qualifiedName };
     parentKey = `${parentQueue.qualifiedName}:${id}`;
   }
-  const bullJob = new Job(queue, job.name, job.data, opts, job.id);
-  await bullJob.addJob(multi as never, {
-    ...(parentKey ? { parentKey, parentDependenciesKey: `${parentKey}:dependencies` } : {}),
-    ...(link.asParent ? { addToWaitingChildren: true } : {}),
-  });
+  return {
+    bullJob: new Job(queue, job.name, job.data, opts, job.id),
+    parentOpts: {
+      ...(parentKey ? { parentKey, parentDependenciesKey: `${parentKey}:dependencies` } : {}),
+      ...(link.asParent ? { addToWaitingChildren: true } : {}),
+    },
+  };
+}
+
+/** How a job added with {@link addToMulti} or {@link addWith} is linked to others. */
+export interface JobLink {
+  parent?: { queue: Queue; id: string };
+  asParent?: boolean;
+}
+
+/**
+ * Queues BullMQ's own add script for `job` on `multi`, exactly as FlowProducer does for a flow,
+ * so the job is added in the same transaction as our writes. With `parent`, the job is added as a
+ * child of that (already queued) parent; with `asParent`, the job waits for its children.
+ */
+export async function addToMulti(multi: QueueMulti, queue: Queue, job: NewJob, link: JobLink = {}): Promise<void> {
+  const { bullJob, parentOpts } = bullJobFor(queue, job, link);
+  await bullJob.addJob(multi as never, parentOpts);
+}
+
+/**
+ * The command and arguments that add `job` with BullMQ's add script and run `script` after it
+ * ({@link addScript}), with its `key` and `args`: BullMQ's add is built as for a transaction,
+ * but caught instead of queued.
+ */
+async function addCommand(
+  queue: Queue,
+  job: NewJob,
+  link: JobLink,
+  script: AddScript,
+  key: string,
+  args: string[],
+): Promise<{ name: string; args: unknown[] }> {
+  let caught: { name: string; args: unknown[] } | undefined;
+  const catcher = {
+    runCommand(name: string, bullArgs: unknown[]) {
+      caught = { name, args: bullArgs };
+      return 0;
+    },
+  };
+  const { bullJob, parentOpts } = bullJobFor(queue, job, link);
+  await bullJob.addJob(catcher as never, parentOpts);
+  const bull = caught && bullAdds.get(caught.name);
+  if (!caught || !bull) throw new Error(`BullMQ added a job with ${caught?.name}, which addScript does not wrap`);
+  const keys = caught.args.slice(0, bull.numberOfKeys);
+  const bullArgs = caught.args.slice(bull.numberOfKeys);
+  return {
+    name: `${script.name}:${caught.name}`,
+    args: [...keys, key, ...bullArgs, ...args, String(bullArgs.length)],
+  };
+}
+
+/**
+ * Adds `job` to `queue` and runs `script` after it, in one script sent on `redis` now
+ * ({@link addScript}); resolves with the script's reply.
+ */
+export async function addWith(
+  redis: Redis | Cluster,
+  queue: Queue,
+  job: NewJob,
+  link: JobLink,
+  script: AddScript,
+  key: string,
+  ...args: string[]
+): Promise<unknown> {
+  const connection = await defineScripts(queue, redis);
+  const command = await addCommand(queue, job, link, script, key, args);
+  const send = (connection as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[command.name];
+  if (!send) throw new Error(`the connection has no command ${command.name} (see addScript)`);
+  return send.apply(connection, command.args);
+}
+
+/**
+ * Queues on `multi` (from {@link queueMulti}) the add of `job` to `queue` with `script` run after
+ * it ({@link addScript}), in one transaction with the rest of `multi`.
+ */
+export async function addWithOnMulti(
+  multi: QueueMulti,
+  queue: Queue,
+  job: NewJob,
+  link: JobLink,
+  script: AddScript,
+  key: string,
+  ...args: string[]
+): Promise<void> {
+  const command = await addCommand(queue, job, link, script, key, args);
+  const queueOn = (multi as unknown as Record<string, ((...a: unknown[]) => unknown) | undefined>)[command.name];
+  if (!queueOn) throw new Error(`the connection has no command ${command.name} (see addScript)`);
+  queueOn.apply(multi, command.args);
 }
 
 /**

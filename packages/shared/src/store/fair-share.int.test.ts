@@ -253,6 +253,12 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     expect(
       all.filter(([, key]) => key === `${prefix}:lh:fair:running:a`).map(([name, , flag]) => `${name} ${flag}`),
     ).toEqual(['ZADD NX', expect.stringMatching(/^ZREM /)]);
+    // BullMQ's add, the index entry and the place are one script (one EVALSHA names the keys of both).
+    const index = `${prefix}:lh:tenant:a:index`;
+    const meta = `${prefix}:analyses:meta`;
+    expect(
+      all.filter(([name = '', ...args]) => name.startsWith('EVAL') && args.includes(index) && args.includes(meta)),
+    ).toHaveLength(1);
     // Into the solo band at its admission by one increment of its score, not a read and a write.
     const prioritized = `${prefix}:analyses:prioritized`;
     expect(all.filter(([name, key]) => key === prioritized && name === 'ZSCORE')).toEqual([]);

@@ -1,14 +1,6 @@
 import type { Config } from '../config.ts';
 import type { RedisConnection } from '../redis.ts';
-import {
-  BULL_BANDS,
-  BULL_LUA,
-  type Layout,
-  multiScript,
-  QUEUES,
-  type QueueMulti,
-  runOnMulti,
-} from './bullmq-layout.ts';
+import { type AddScript, addScript, BULL_BANDS, BULL_LUA, type Layout, QUEUES } from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
 import { INDEX_WRITE_LUA, type IndexTrim } from './tenant-index.ts';
 
@@ -248,13 +240,14 @@ end
 }
 
 /**
- * A job the submit MULTI just added enters its tenant's index (`index_write`, tenant-index.ts) and
- * its place, in one script: `park` enters it in its tenant's lane (it was added parked; the reply
- * is then the free slots, and a dispatch is due when > 0); `direct` (it took a free slot's share)
- * moves it to band 0, ahead of everything, so the dispatcher counts it; `solo` (its tenant is
- * alone) into the solo band; '' leaves it where BullMQ put it (a delayed job).
+ * A job BullMQ's add has just added, in the same script (`addScript`, bullmq-layout.ts), enters
+ * its tenant's index (`index_write`, tenant-index.ts) and its place: `park` enters it in its
+ * tenant's lane (it was added parked; the reply is then the free slots, and a dispatch is due
+ * when > 0); `direct` (it took a free slot's share) moves it to band 0, ahead of everything, so
+ * the dispatcher counts it; `solo` (its tenant is alone) into the solo band; '' leaves it where
+ * BullMQ put it (a delayed job).
  */
-const ENTER = multiScript(
+const ENTER = addScript(
   'fair_enter',
   `${fairLua(9)}${INDEX_WRITE_LUA}
 local id, placement = ARGV[5], ARGV[6]
@@ -433,17 +426,16 @@ export function createFairShare({
 
   return {
     /**
-     * Enters a job the same MULTI adds in `tenant`'s index (kept `index.ttlSeconds`, trimmed with
-     * `index.trim`) and places it (see `ENTER`). Its reply is the number of free slots when the job
-     * is parked: dispatch when it is > 0.
+     * The script that enters a job in `tenant`'s index (kept `index.ttlSeconds`, trimmed with
+     * `index.trim`) and places it (see `ENTER`), run after BullMQ's add of the job in the same
+     * script (`addWith`, bullmq-layout.ts), with its key and arguments. Its reply is the number of
+     * free slots when the job is parked: dispatch when it is > 0.
      */
-    enterOnMulti(
-      multi: QueueMulti,
+    enter(
       job: { tenant: string; id: string; placement: 'park' | 'direct' | 'solo' | ''; priority: number },
       index: { ttlSeconds: number; trim: IndexTrim },
-    ): void {
-      runOnMulti(
-        multi,
+    ): [AddScript, string, ...string[]] {
+      return [
         ENTER,
         layout.tenantIndex(job.tenant),
         String(index.ttlSeconds),
@@ -455,7 +447,7 @@ export function createFairShare({
         job.tenant,
         String(job.priority),
         ...args(),
-      );
+      ];
     },
     /** Fills free slots, in fair order; the number of jobs promoted. */
     async dispatch(): Promise<number> {

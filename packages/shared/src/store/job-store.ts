@@ -10,6 +10,8 @@ import { traceMetadata } from '../telemetry.ts';
 import { parseDeliveries, webhookJobOptions } from '../webhook-delivery.ts';
 import {
   addToMulti,
+  addWith,
+  addWithOnMulti,
   BULL_LUA,
   type Layout,
   layoutFor,
@@ -679,13 +681,14 @@ export function createJobStore({
     },
 
     /**
-     * Second round trip: the job, its webhook delivery (as the job's BullMQ parent), its index
-     * entry and flags, in one MULTI. Either all of it is stored or none: no orphan, no phantom,
-     * whatever fails or times out. Adding an id that exists is a no-op (BullMQ keeps the first).
+     * Second round trip: the job, its index entry and its place, in one script (BullMQ's add and
+     * ours: `addWith`, bullmq-layout.ts); with a webhook, in one MULTI with its delivery (added as
+     * the job's BullMQ parent) and its URL. Either all of it is stored or none: no orphan, no
+     * phantom, whatever fails or times out. Adding an id that exists is a no-op (BullMQ keeps the
+     * first).
      */
     async accept(a: Accepted): Promise<JobSnapshot> {
       const now = Date.now();
-      const multi = await queueMulti(queue, redis);
       const parked = (a.placement === 'park' || a.placement === 'capped') && !a.delayMs;
       const opts = jobOptionsFor(a.contract, { priority: a.priority, delayMs: a.delayMs });
       const parentId = `${a.id}.webhook`;
@@ -693,9 +696,34 @@ export function createJobStore({
       const metadata = traceMetadata();
       const telemetry = metadata ? { telemetry: { metadata } } : {};
       Object.assign(opts, telemetry);
-      if (a.webhookUrl) {
+      if (a.webhookUrl) opts.ignoreDependencyOnFailure = true;
+      const job = { name: a.contract.name, data: jobData(a.tenant, a.input), opts, id: a.id };
+      const link = {
+        ...(webhooks && a.webhookUrl ? { parent: { queue: webhooks, id: parentId } } : {}),
+        // Parked: born in waiting-children, which only the fair-share dispatcher releases.
+        ...(parked ? { asParent: true } : {}),
+      };
+      // Ids carry the time of the API that made them, keys expire on Redis' clock: trim a few
+      // minutes late, so a replay never finds its key alive but its tombstone gone.
+      const cutoff = `(job_${encodeTime(Math.max(0, now - tombstoneSeconds * 1000 - CLOCK_SKEW_MS), 10)}`;
+      // The job enters its tenant's index, and a parked one its tenant's lane, in the script that
+      // adds it, so it is never stranded. The index outlives its newest entry by the tombstone's
+      // life and the longest delay.
+      const placement = parked
+        ? 'park'
+        : (a.placement === 'solo' || a.placement === 'direct') && !a.delayMs
+          ? a.placement
+          : '';
+      const enter = fair.enter(
+        { tenant: a.tenant, id: a.id, placement, priority: opts.priority ?? DEFAULT_PRIORITY },
+        { ttlSeconds: tombstoneSeconds + MAX_DELAY_SECONDS, trim: { cutoff, jobPrefix } },
+      );
+      let free: unknown;
+      if (!a.webhookUrl) {
+        free = await addWith(redis, queue, job, link, ...enter);
+      } else {
         if (!webhooks) throw new Error('a webhook needs the webhooks queue');
-        opts.ignoreDependencyOnFailure = true;
+        const multi = await queueMulti(queue, redis);
         await addToMulti(
           multi,
           webhooks,
@@ -707,38 +735,14 @@ export function createJobStore({
           },
           { asParent: true },
         );
+        await addWithOnMulti(multi, queue, job, link, ...enter);
+        multi.hset(layout.job(analyses, a.id), OWN_FIELDS.webhookUrl, a.webhookUrl);
+        const results = (await multi.exec()) ?? [];
+        for (const [err] of results) if (err) throw err;
+        free = results[1]?.[1];
       }
-      await addToMulti(
-        multi,
-        queue,
-        { name: a.contract.name, data: jobData(a.tenant, a.input), opts, id: a.id },
-        {
-          ...(webhooks && a.webhookUrl ? { parent: { queue: webhooks, id: parentId } } : {}),
-          // Parked: born in waiting-children, which only the fair-share dispatcher releases.
-          ...(parked ? { asParent: true } : {}),
-        },
-      );
-      if (a.webhookUrl) multi.hset(layout.job(analyses, a.id), OWN_FIELDS.webhookUrl, a.webhookUrl);
-      // Ids carry the time of the API that made them, keys expire on Redis' clock: trim a few
-      // minutes late, so a replay never finds its key alive but its tombstone gone.
-      const cutoff = `(job_${encodeTime(Math.max(0, now - tombstoneSeconds * 1000 - CLOCK_SKEW_MS), 10)}`;
-      // The job enters its tenant's index, and a parked one its tenant's lane, in the same
-      // transaction, so it is never stranded. The index outlives its newest entry by the
-      // tombstone's life and the longest delay.
-      const placement = parked
-        ? 'park'
-        : (a.placement === 'solo' || a.placement === 'direct') && !a.delayMs
-          ? a.placement
-          : '';
-      fair.enterOnMulti(
-        multi,
-        { tenant: a.tenant, id: a.id, placement, priority: opts.priority ?? DEFAULT_PRIORITY },
-        { ttlSeconds: tombstoneSeconds + MAX_DELAY_SECONDS, trim: { cutoff, jobPrefix } },
-      );
-      const results = (await multi.exec()) ?? [];
-      for (const [err] of results) if (err) throw err;
       // A slot is free although someone waits (a job ended meanwhile): fill it now.
-      if (parked && Number(results.at(-1)?.[1] ?? 0) > 0) await fair.dispatch();
+      if (parked && Number(free ?? 0) > 0) await fair.dispatch();
       return {
         id: a.id,
         job: {
