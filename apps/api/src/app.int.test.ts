@@ -1,7 +1,16 @@
-import { createLogger, createRedisConnection, layoutFor, loadConfig, type RedisConnection } from '@longhaul/shared';
+import {
+  createLogger,
+  createRedisConnection,
+  isIndexed,
+  layoutFor,
+  loadConfig,
+  OWN_FIELDS,
+  type RedisConnection,
+} from '@longhaul/shared';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPrefix, redisUrl, uniquePrefix, watchCommands } from '../../../tests/support/redis.ts';
+import { startRedisServer } from '../../../tests/support/redis-server.ts';
 import { createApp } from './app.ts';
 import { createApiServices } from './services.ts';
 
@@ -303,6 +312,41 @@ describe('the HTTP API with a submit rate limit', () => {
       await ctx.services.close();
       await ctx.redis.quit().catch(() => ctx.redis.disconnect());
       await cleanupPrefix(redisUrl(), prefix);
+    }
+  });
+});
+
+describe('the HTTP API on a Redis that forgets its scripts (a redis-server of its own)', () => {
+  it('when Redis flushes its scripts while the API stays connected, then the next submissions land whole, with a webhook too', async () => {
+    const server = await startRedisServer();
+    const prefix = uniquePrefix();
+    const ctx = build(server.url, prefix, { WEBHOOK_SECRETS: 'a:whsec-0123456789abcdef' });
+    const admin = createRedisConnection(server.url, 'worker');
+    try {
+      if (ctx.redis.status !== 'ready') await new Promise((resolve) => ctx.redis.once('ready', resolve));
+      const layout = layoutFor(prefix);
+      const send = (body: object) => request(ctx.app).post('/v1/jobs').set('Authorization', A).send(body);
+      const hook = { webhook: { url: 'https://example.com/hook' } };
+      // Every script this connection uses is loaded (sent once with its text), then forgotten.
+      expect((await send(sim())).status).toBe(202);
+      expect((await send({ ...sim(), ...hook })).status).toBe(202);
+      await admin.script('FLUSH');
+      const plain = await send(sim());
+      expect(plain.status).toBe(202);
+      await admin.script('FLUSH');
+      const withHook = await send({ ...sim(), ...hook });
+      expect(withHook.status).toBe(202);
+      for (const id of [plain.body.id, withHook.body.id]) {
+        expect((await request(ctx.app).get(`/v1/jobs/${id}`).set('Authorization', A)).body.status).toBe('queued');
+        expect(await isIndexed(admin, layout, 'a', id)).toBe(true);
+      }
+      expect(await admin.hget(layout.job('analyses', withHook.body.id), OWN_FIELDS.webhookUrl)).toBe(hook.webhook.url);
+      expect(await admin.exists(layout.job('webhooks', `${withHook.body.id}.webhook`))).toBe(1);
+    } finally {
+      await ctx.services.close();
+      await ctx.redis.quit().catch(() => ctx.redis.disconnect());
+      await admin.quit().catch(() => admin.disconnect());
+      await server.destroy();
     }
   });
 });

@@ -2,6 +2,7 @@ import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { startRedisServer } from '../../../../tests/support/redis-server.ts';
 import { waitFor } from '../../../../tests/support/wait.ts';
 import { loadConfig } from '../config.ts';
 import { newJobId } from '../ids.ts';
@@ -13,6 +14,7 @@ import {
   addWith,
   addWithOnMulti,
   BULL_LUA,
+  execQueueMulti,
   layoutFor,
   NO_RESULT_LENGTH,
   OWN_FIELDS,
@@ -231,6 +233,31 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
       for (const id of [plain, prioritized, delayed, parent, inMulti]) await new Job(queue, '', {}, {}, id).remove();
     } finally {
       await fresh.quit();
+    }
+  });
+
+  it('when Redis forgets its scripts while a connection stays open, then a queue MULTI loads them again and lands whole (a redis-server of its own)', async () => {
+    const server = await startRedisServer();
+    const own = createRedisConnection(server.url, 'worker') as Redis;
+    const ownQueue = new Queue<JobData>(analyses, { connection: own, prefix });
+    try {
+      const add = (id: string) =>
+        execQueueMulti(ownQueue, own, async (multi) => {
+          await addToMulti(multi, ownQueue, { name: 'simulate', data: jobData('a', { mode: 'ok' }), opts: {}, id });
+          indexOnMulti(multi, layout, 'a', [id], 60);
+        });
+      const [before, after] = [newJobId(), newJobId()];
+      await add(before);
+      await own.script('FLUSH');
+      await add(after);
+      for (const id of [before, after]) {
+        expect(await own.lpos(layout.wait(analyses), id)).not.toBeNull();
+        expect(await isIndexed(own, layout, 'a', id)).toBe(true);
+      }
+    } finally {
+      await ownQueue.close();
+      await own.quit().catch(() => own.disconnect());
+      await server.destroy();
     }
   });
 

@@ -319,6 +319,45 @@ export async function queueMulti(queue: Queue, redis: Redis | Cluster): Promise<
   return multi;
 }
 
+/** Whether Redis refused a command, or a MULTI, because it no longer knows a script (NOSCRIPT). */
+function forgotScripts(err: unknown): boolean {
+  const errors = [err, ...((err as { previousErrors?: unknown[] }).previousErrors ?? [])];
+  return errors.some((e) => e instanceof Error && e.message.startsWith('NOSCRIPT'));
+}
+
+/**
+ * Sends the MULTI that `build` queues on a MULTI from {@link queueMulti}, and answers its replies
+ * (a command's error is thrown). Redis answers NOSCRIPT for a script of a MULTI when it has
+ * forgotten it (SCRIPT FLUSH) while this socket stayed open, and ioredis goes on sending that
+ * script by its SHA: so the scripts are loaded again, on every master of a Cluster, and the MULTI
+ * is built and sent once more. The first one may have written its other commands: they are sent
+ * again, so they must be idempotent (a field set; BullMQ keeps a job it has already).
+ */
+export async function execQueueMulti(
+  queue: Queue,
+  redis: Redis | Cluster,
+  build: (multi: QueueMulti) => Promise<void>,
+): Promise<[Error | null, unknown][]> {
+  for (let attempt = 1; ; attempt++) {
+    const multi = await queueMulti(queue, redis);
+    await build(multi);
+    try {
+      const results = (await multi.exec()) ?? [];
+      for (const [err] of results) if (err) throw err;
+      return results;
+    } catch (err) {
+      if (attempt > 1 || !forgotScripts(err)) throw err;
+      const scripts = [
+        ...[...bullAdds.values()].map((bull) => bull.lua),
+        ...multiScripts.map((script) => script.lua),
+        ...addScripts.flatMap((script) => [...bullAdds.values()].map((bull) => withBullAdd(bull, script.lua))),
+      ];
+      const nodes = 'nodes' in redis ? redis.nodes('master') : [redis];
+      await Promise.all(nodes.flatMap((node) => scripts.map((lua) => node.script('LOAD', lua))));
+    }
+  }
+}
+
 /**
  * What BullMQ's add calls on a transaction (`augmentTransaction` in its ioredis-client.js), as a
  * method of the MULTI: one function for every MULTI, not a closure per submit.

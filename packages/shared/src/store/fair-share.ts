@@ -1,6 +1,6 @@
 import type { Config } from '../config.ts';
 import type { RedisConnection } from '../redis.ts';
-import { type AddScript, addScript, BULL_BANDS, BULL_LUA, type Layout, QUEUES } from './bullmq-layout.ts';
+import { type AddScript, addScript, BULL_BANDS, BULL_LUA, type Layout, OWN_FIELDS, QUEUES } from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
 import { INDEX_WRITE_LUA, type IndexTrim } from './tenant-index.ts';
 
@@ -241,7 +241,8 @@ end
 
 /**
  * A job BullMQ's add has just added, in the same script (`addScript`, bullmq-layout.ts), enters
- * its tenant's index (`index_write`, tenant-index.ts) and its place: `park` enters it in its
+ * its tenant's index (`index_write`, tenant-index.ts), its webhook URL (ARGV[16], when not empty)
+ * and its place: `park` enters it in its
  * tenant's lane (it was added parked; the reply is then the free slots, and a dispatch is due
  * when > 0); `direct` (it took a free slot's share) moves it to band 0, ahead of everything, so
  * the dispatcher counts it; `solo` (its tenant is alone) into the solo band; '' leaves it where
@@ -252,6 +253,7 @@ const ENTER = addScript(
   `${fairLua(9)}${INDEX_WRITE_LUA}
 local id, placement = ARGV[5], ARGV[6]
 index_write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), { id })
+if ARGV[16] ~= '' then redis.call('HSET', Q .. id, '${OWN_FIELDS.webhookUrl}', ARGV[16]) end
 if placement == 'park' then
   if not bull_parked(Q, id) then return 0 end
   fair_park(ARGV[7], id, ARGV[8])
@@ -432,7 +434,13 @@ export function createFairShare({
      * free slots when the job is parked: dispatch when it is > 0.
      */
     enter(
-      job: { tenant: string; id: string; placement: 'park' | 'direct' | 'solo' | ''; priority: number },
+      job: {
+        tenant: string;
+        id: string;
+        placement: 'park' | 'direct' | 'solo' | '';
+        priority: number;
+        webhookUrl?: string | undefined;
+      },
       index: { ttlSeconds: number; trim: IndexTrim },
     ): [AddScript, string, ...string[]] {
       return [
@@ -447,6 +455,7 @@ export function createFairShare({
         job.tenant,
         String(job.priority),
         ...args(),
+        job.webhookUrl ?? '',
       ];
     },
     /** Fills free slots, in fair order; the number of jobs promoted. */

@@ -2,7 +2,7 @@ import type { JobsOptions, Queue } from 'bullmq';
 import { Job } from 'bullmq';
 import type { RedisConnection } from '../redis.ts';
 import { decodeReturnValue } from '../result-codec.ts';
-import { addToMulti, BULL_LUA, type Layout, OWN_FIELDS, QUEUES, queueMulti } from './bullmq-layout.ts';
+import { addToMulti, BULL_LUA, execQueueMulti, type Layout, OWN_FIELDS, QUEUES } from './bullmq-layout.ts';
 import { indexOnMulti } from './tenant-index.ts';
 
 /**
@@ -259,25 +259,24 @@ export function createChildRunStore(deps: ChildRunStoreDeps) {
      * none, so a later run finds the children recorded exactly when they exist.
      */
     async add(parentId: string, tenant: string, batches: string[][], children: NewChild[]): Promise<void> {
-      const multi = await queueMulti(queue, redis);
-      for (const child of children) {
-        await addToMulti(
+      await execQueueMulti(queue, redis, async (multi) => {
+        for (const child of children) {
+          await addToMulti(
+            multi,
+            queue,
+            { name: child.name, data: child.data, opts: child.opts, id: child.id },
+            { parent: { queue, id: parentId } },
+          );
+        }
+        indexOnMulti(
           multi,
-          queue,
-          { name: child.name, data: child.data, opts: child.opts, id: child.id },
-          { parent: { queue, id: parentId } },
+          layout,
+          tenant,
+          children.map((child) => child.id),
+          indexTtlSeconds,
         );
-      }
-      indexOnMulti(
-        multi,
-        layout,
-        tenant,
-        children.map((child) => child.id),
-        indexTtlSeconds,
-      );
-      multi.hset(key(parentId), OWN_FIELDS.children, JSON.stringify(batches));
-      const results = (await multi.exec()) ?? [];
-      for (const [err] of results) if (err) throw err;
+        multi.hset(key(parentId), OWN_FIELDS.children, JSON.stringify(batches));
+      });
     },
 
     /** How each child ended (in the order of `ids`), and whether the parent was cancelled. */

@@ -13,12 +13,12 @@ import {
   addWith,
   addWithOnMulti,
   BULL_LUA,
+  execQueueMulti,
   type Layout,
   layoutFor,
   NO_RESULT_LENGTH,
   OWN_FIELDS,
   QUEUES,
-  queueMulti,
   STATUS_FIELDS,
   STEP_RESULT_FIELD_PREFIX,
   stepResultField,
@@ -715,7 +715,13 @@ export function createJobStore({
           ? a.placement
           : '';
       const enter = fair.enter(
-        { tenant: a.tenant, id: a.id, placement, priority: opts.priority ?? DEFAULT_PRIORITY },
+        {
+          tenant: a.tenant,
+          id: a.id,
+          placement,
+          priority: opts.priority ?? DEFAULT_PRIORITY,
+          webhookUrl: a.webhookUrl,
+        },
         { ttlSeconds: tombstoneSeconds + MAX_DELAY_SECONDS, trim: { cutoff, jobPrefix } },
       );
       let free: unknown;
@@ -723,22 +729,16 @@ export function createJobStore({
         free = await addWith(redis, queue, job, link, ...enter);
       } else {
         if (!webhooks) throw new Error('a webhook needs the webhooks queue');
-        const multi = await queueMulti(queue, redis);
-        await addToMulti(
-          multi,
-          webhooks,
-          {
-            name: 'deliver',
-            data: { jobId: a.id, tenant: a.tenant, type: a.contract.name, url: a.webhookUrl },
-            opts: { ...webhookJobOptions(config.webhooks.backoffMs), ...telemetry },
-            id: parentId,
-          },
-          { asParent: true },
-        );
-        await addWithOnMulti(multi, queue, job, link, ...enter);
-        multi.hset(layout.job(analyses, a.id), OWN_FIELDS.webhookUrl, a.webhookUrl);
-        const results = (await multi.exec()) ?? [];
-        for (const [err] of results) if (err) throw err;
+        const delivery = {
+          name: 'deliver',
+          data: { jobId: a.id, tenant: a.tenant, type: a.contract.name, url: a.webhookUrl },
+          opts: { ...webhookJobOptions(config.webhooks.backoffMs), ...telemetry },
+          id: parentId,
+        };
+        const results = await execQueueMulti(queue, redis, async (multi) => {
+          await addToMulti(multi, webhooks, delivery, { asParent: true });
+          await addWithOnMulti(multi, queue, job, link, ...enter);
+        });
         free = results[1]?.[1];
       }
       // A slot is free although someone waits (a job ended meanwhile): fill it now.
