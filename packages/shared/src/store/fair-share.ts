@@ -241,12 +241,11 @@ end
 
 /**
  * A job BullMQ's add has just added, in the same script (`addScript`, bullmq-layout.ts), enters
- * its tenant's index (`index_write`, tenant-index.ts), its webhook URL (ARGV[16], when not empty)
- * and its place: `park` enters it in its
- * tenant's lane (it was added parked; the reply is then the free slots, and a dispatch is due
- * when > 0); `direct` (it took a free slot's share) moves it to band 0, ahead of everything, so
- * the dispatcher counts it; `solo` (its tenant is alone) into the solo band; '' leaves it where
- * BullMQ put it (a delayed job).
+ * its tenant's index (`index_write`, tenant-index.ts), gets its webhook URL (ARGV[16], when not
+ * empty) and its place: `park` enters it in its tenant's lane (it was added parked; the reply is
+ * then the free slots, and a dispatch is due when > 0); `direct` (it took a free slot's share)
+ * moves it to band 0, ahead of everything, so the dispatcher counts it; `solo` (its tenant is
+ * alone) into the solo band; '' leaves it where BullMQ put it (a delayed job).
  */
 const ENTER = addScript(
   'fair_enter',
