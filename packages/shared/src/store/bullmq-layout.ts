@@ -198,9 +198,9 @@ const definedOn = new WeakMap<object, { bull: boolean; ours: number; adds: numbe
  * as BullMQ's own add scripts are: ioredis 5 then sends its text (EVAL) the first time on a
  * socket, and only its SHA1 (EVALSHA) after (`Script` in ioredis). As plain EVALs, the index's and
  * the fair share's scripts sent 2.4 to 10 kB of Lua with every submit, for Redis to hash again each
- * time. A NOSCRIPT (the server's scripts flushed while the socket stayed open) would fail that
- * command alone, as it would fail BullMQ's add beside it; a reconnect, after a restart or a
- * failover, starts over with the text. Call at module load, for a script of one key (KEYS[1]).
+ * time. A NOSCRIPT (the server's scripts flushed while the socket stayed open) fails the MULTI's
+ * scripts, which {@link execQueueMulti} loads again; a reconnect, after a restart or a failover,
+ * starts over with the text. Call at module load, for a script of one key (KEYS[1]).
  */
 export function multiScript(name: string, lua: string): MultiScript {
   const script = { name: `lh_${name}`, lua };
@@ -208,15 +208,32 @@ export function multiScript(name: string, lua: string): MultiScript {
   return script;
 }
 
+/** The command `name` defined on `target` (a connection, or a MULTI of it), or `missing` thrown. */
+function commandOn(target: object, name: string, missing: string): (...args: unknown[]) => unknown {
+  const command = (target as Record<string, ((...args: unknown[]) => unknown) | undefined>)[name];
+  if (!command) throw new Error(missing);
+  return command;
+}
+
 /** Queues `script` with its key and `args` on a MULTI from {@link queueMulti}. */
 export function runOnMulti(multi: QueueMulti, script: MultiScript, key: string, ...args: string[]): void {
-  const command = (multi as unknown as Record<string, ((...args: string[]) => unknown) | undefined>)[script.name];
-  if (!command) throw new Error(`the connection has no command ${script.name} (see multiScript)`);
-  command.call(multi, key, ...args);
+  commandOn(multi, script.name, `the connection has no command ${script.name} (see multiScript)`).call(
+    multi,
+    key,
+    ...args,
+  );
+}
+
+interface ScriptText {
+  numberOfKeys: number;
+  lua: string;
 }
 
 /** BullMQ's add scripts, by the name BullMQ calls them by (`{script}:{version}`): their keys and text. */
-const bullAdds = new Map<string, { numberOfKeys: number; lua: string }>();
+const bullAdds = new Map<string, ScriptText>();
+
+/** Each {@link addScript} around each of BullMQ's add scripts, by its command name: built once. */
+const wrappedAdds = new Map<string, ScriptText>();
 
 /**
  * A script of ours that runs in the same script as BullMQ's add of a job ({@link addScript}).
@@ -246,8 +263,14 @@ export function addScript(name: string, lua: string): AddScript {
   return script;
 }
 
-function withBullAdd(bull: { numberOfKeys: number; lua: string }, lua: string): string {
-  return `local function bull_add()
+/** `script` around BullMQ's add script `bullName`: its command's name, keys and text. */
+function wrappedAdd(script: AddScript, bullName: string, bull: ScriptText): [string, ScriptText] {
+  const name = `${script.name}:${bullName}`;
+  let wrapped = wrappedAdds.get(name);
+  if (!wrapped) {
+    wrapped = {
+      numberOfKeys: bull.numberOfKeys + 1,
+      lua: `local function bull_add()
 ${bull.lua}
 end
 local added = bull_add()
@@ -256,7 +279,11 @@ if type(added) == 'number' and added < 0 then
 end
 -- Ours: the key after BullMQ's, the arguments after BullMQ's (their count is the last argument).
 local KEYS, ARGV = { KEYS[${bull.numberOfKeys + 1}] }, { unpack(ARGV, tonumber(ARGV[#ARGV]) + 1, #ARGV - 1) }
-${lua}`;
+${script.lua}`,
+    };
+    wrappedAdds.set(name, wrapped);
+  }
+  return [name, wrapped];
 }
 
 /**
@@ -290,13 +317,8 @@ async function defineScripts(queue: Queue, redis: Redis | Cluster): Promise<Scri
     defined.ours = multiScripts.length;
   }
   if (defined.adds < addScripts.length) {
-    for (const { name, lua } of addScripts.slice(defined.adds)) {
-      for (const [bullName, bull] of bullAdds) {
-        connection.defineCommand(`${name}:${bullName}`, {
-          numberOfKeys: bull.numberOfKeys + 1,
-          lua: withBullAdd(bull, lua),
-        });
-      }
+    for (const script of addScripts.slice(defined.adds)) {
+      for (const [bullName, bull] of bullAdds) connection.defineCommand(...wrappedAdd(script, bullName, bull));
     }
     defined.adds = addScripts.length;
   }
@@ -347,11 +369,8 @@ export async function execQueueMulti(
       return results;
     } catch (err) {
       if (attempt > 1 || !forgotScripts(err)) throw err;
-      const scripts = [
-        ...[...bullAdds.values()].map((bull) => bull.lua),
-        ...multiScripts.map((script) => script.lua),
-        ...addScripts.flatMap((script) => [...bullAdds.values()].map((bull) => withBullAdd(bull, script.lua))),
-      ];
+      // Every script a queue MULTI can hold (defineScripts defined them all on this connection).
+      const scripts = [...bullAdds.values(), ...multiScripts, ...wrappedAdds.values()].map((script) => script.lua);
       const nodes = 'nodes' in redis ? redis.nodes('master') : [redis];
       await Promise.all(nodes.flatMap((node) => scripts.map((lua) => node.script('LOAD', lua))));
     }
@@ -363,9 +382,7 @@ export async function execQueueMulti(
  * method of the MULTI: one function for every MULTI, not a closure per submit.
  */
 function runCommand(this: ChainableCommander, name: string, args: unknown[]): ChainableCommander {
-  const command = (this as unknown as Record<string, ((args: unknown[]) => unknown) | undefined>)[name];
-  if (!command) throw new Error(`BullMQ added a job with ${name}, which queueMulti does not define`);
-  command.call(this, args);
+  commandOn(this, name, `BullMQ added a job with ${name}, which queueMulti does not define`).call(this, args);
   return this;
 }
 
@@ -450,6 +467,8 @@ async function addCommand(
   };
 }
 
+const noAddCommand = (name: string) => `the connection has no command ${name} (see addScript)`;
+
 /**
  * Adds `job` to `queue` and runs `script` after it, in one script sent on `redis` now
  * ({@link addScript}); resolves with the script's reply.
@@ -464,10 +483,8 @@ export async function addWith(
   ...args: string[]
 ): Promise<unknown> {
   const connection = await defineScripts(queue, redis);
-  const command = await addCommand(queue, job, link, script, key, args);
-  const send = (connection as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[command.name];
-  if (!send) throw new Error(`the connection has no command ${command.name} (see addScript)`);
-  return send.apply(connection, command.args);
+  const { name, args: all } = await addCommand(queue, job, link, script, key, args);
+  return commandOn(connection, name, noAddCommand(name)).apply(connection, all);
 }
 
 /**
@@ -483,10 +500,8 @@ export async function addWithOnMulti(
   key: string,
   ...args: string[]
 ): Promise<void> {
-  const command = await addCommand(queue, job, link, script, key, args);
-  const queueOn = (multi as unknown as Record<string, ((...a: unknown[]) => unknown) | undefined>)[command.name];
-  if (!queueOn) throw new Error(`the connection has no command ${command.name} (see addScript)`);
-  queueOn.apply(multi, command.args);
+  const { name, args: all } = await addCommand(queue, job, link, script, key, args);
+  commandOn(multi, name, noAddCommand(name)).apply(multi, all);
 }
 
 /**

@@ -448,7 +448,7 @@ export function createFairShare({
         String(index.ttlSeconds),
         index.trim.cutoff,
         index.trim.jobPrefix,
-        String(Math.random()),
+        String(index.trim.draw ?? Math.random()),
         job.id,
         job.placement,
         job.tenant,

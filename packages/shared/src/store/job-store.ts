@@ -161,8 +161,8 @@ end
  * `end * RATE_HITS + count`, where `end` is in whole seconds since {@link RATE_EPOCH_MS}, rounded
  * up. INCR counts a submission and answers both. The window starts at the tenant's first
  * submission in it and the key expires with it (set on that submission, to the millisecond); the
- * end it reports is at most a second later, and never more than a window away. Lua reads the counter as a double, exact below 2^53:
- * 2^23 submissions a window (a minute), and ends until 2059.
+ * end it reports is at most a second later, and never more than a window away. Lua reads the
+ * counter as a double, exact below 2^53: 2^23 submissions a window (a minute), and ends until 2059.
  */
 const RATE_HITS = 2 ** 23;
 const RATE_EPOCH_MS = Date.UTC(2025, 0, 1);
