@@ -130,8 +130,8 @@ export function createProcessor(deps: RunJobDeps) {
    * with one; the Worker's `failed` handler covers jobs failed elsewhere (stalled too often).
    *
    * Its worker slot goes to the next tenant in turn (fair-share.ts): the dispatch is sent, not
-   * awaited, just before BullMQ's completion on the same connection, so the completion's own
-   * fetch of the next job finds the one it promoted. A job that ended (or now waits for its
+   * awaited, just before BullMQ's completion on the same connection (a completed job's inside it,
+   * in one script), so the completion's own fetch of the next job finds the one it promoted. A job that ended (or now waits for its
    * children) also leaves its tenant's share; one to be retried keeps it through its backoff.
    */
   async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
@@ -143,8 +143,10 @@ export function createProcessor(deps: RunJobDeps) {
         .catch((e) => log.warn({ err: e, jobId: id }, 'could not hand the slot on'));
     try {
       const { stored, resultBytes } = await attempt(job, token, signal);
-      // The result's bytes are counted against the storage budget in the same script.
-      finish(true, true, { resultBytes, done: true });
+      // The result's bytes are counted against the storage budget in the same script, which runs
+      // inside BullMQ's completion of the job (or alone just after, if BullMQ does not complete it).
+      const end = { resultBytes, done: true };
+      store.finishOnCompletion(tenant, id, { ended: true, stillActive: true }, end, () => finish(true, true, end));
       return stored;
     } catch (err) {
       // Handed back on shutdown: it keeps its share.

@@ -102,6 +102,10 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     async start(): Promise<void> {
       subscriber.on('message', onCancel);
       await subscriber.subscribe(store.layout.cancelChannel);
+      // Each attempt's start (cancel flag, gate, checkpoint) rides in the script that takes its
+      // job, once BullMQ's scripts are on the connection; jobs taken before then send it alone.
+      await worker.waitUntilReady();
+      if (!store.startOnTake()) log.warn('attempt starts do not ride with the job fetch');
       void worker.run().catch((err) => log.error({ err }, 'worker stopped running'));
       await heartbeat(config.worker.concurrency);
       beating = setInterval(() => void heartbeat(config.worker.concurrency), FAIR_HEARTBEAT_MS);

@@ -1,7 +1,7 @@
 import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { cleanupPrefix, redisUrl, uniquePrefix, watchCommands } from '../../../../tests/support/redis.ts';
 import { startRedisServer } from '../../../../tests/support/redis-server.ts';
 import { waitFor } from '../../../../tests/support/wait.ts';
 import { loadConfig } from '../config.ts';
@@ -14,14 +14,18 @@ import {
   addWith,
   addWithOnMulti,
   BULL_LUA,
+  completionScript,
   execQueueMulti,
   layoutFor,
   NO_RESULT_LENGTH,
   OWN_FIELDS,
   QUEUES,
   queueMulti,
+  rideOnCompletion,
   SOLO_BAND,
   STATUS_FIELDS,
+  startOnTake,
+  takeScriptOf,
 } from './bullmq-layout.ts';
 import { createChildRunStore } from './job-children.ts';
 import { createJobStore, DEFAULT_PRIORITY, type JobData, jobData } from './job-store.ts';
@@ -40,8 +44,24 @@ const RECORD = addScript(
 return { added, KEYS[1], ARGV[1], ARGV[2], #ARGV }`,
 );
 
+/**
+ * A completion script of the test's: it records the job's id, whether BullMQ had ended the job
+ * when it ran, and how many arguments it was given.
+ */
+const RIDE = completionScript(
+  'test_ride',
+  2,
+  `redis.call('RPUSH', KEYS[1], ARGV[1], redis.call('HEXISTS', KEYS[2], 'finishedOn'), #ARGV)`,
+);
+
+/** A take script of the test's: it answers what it was given, and what it saw of the job. */
+const TAKE = takeScriptOf(
+  'test_take',
+  `return { ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[1], redis.call('HEXISTS', KEYS[1], 'processedOn') }`,
+);
+
 /** What the test worker does with a job, by its input's `mode`. */
-type Mode = 'ok' | 'none' | 'gate' | 'fail' | 'retry';
+type Mode = 'ok' | 'none' | 'gate' | 'fail' | 'retry' | 'ride' | 'ride-retry';
 
 interface StreamEntry {
   event: string;
@@ -63,6 +83,9 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
   let worker: Worker<JobData> | undefined;
   let store: ReturnType<typeof createJobStore>;
   const gates = new Map<string, () => void>();
+  /** The rides that went alone (`rideOnCompletion`), by job id. */
+  const alone: string[] = [];
+  const rides = `${prefix}:test:rides`;
 
   beforeAll(() => {
     connection = createRedisConnection(redisUrl(), 'worker');
@@ -89,6 +112,12 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
         if (mode === 'fail') throw new UnrecoverableError('failed on purpose');
         if (mode === 'retry' && job.attemptsMade === 0) throw new Error('transient, retried later');
         await job.updateProgress({ percent: 100, step: 'done' });
+        // As the processor returns: BullMQ ends the job in this turn of the event loop.
+        if (mode === 'ride' || mode === 'ride-retry') {
+          const id = job.id ?? '';
+          rideOnCompletion(connection, RIDE, id, [rides, layout.job(analyses, id)], [id], () => alone.push(id));
+        }
+        if (mode === 'ride-retry' && job.attemptsMade === 0) throw new Error('transient, retried later');
         return mode === 'none' ? undefined : { encoding: 'json', value: { ok: true } };
       },
       { connection, prefix, concurrency: 4 },
@@ -398,6 +427,81 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     expect(names).toEqual(expect.arrayContaining(['added', 'waiting', 'active', 'progress', 'completed']));
     const progress = (await events(withResult)).find((e) => e.event === 'progress');
     expect(JSON.parse(progress?.data ?? 'null')).toEqual({ percent: 100, step: 'done' });
+  });
+
+  it("when a processor ends a job with a ride, then our script runs inside BullMQ's completion, before it, in one command; when BullMQ retries the job instead, the ride goes alone", async () => {
+    startWorker();
+    const monitor = await watchCommands(redisUrl(), prefix);
+    const ridden = await accept('ride');
+    const retried = await accept('ride-retry');
+    for (const id of [ridden, retried]) {
+      await waitFor(async () => (await hash(id)).finishedOn, { what: `job ${id} to complete` });
+    }
+    const commands = await monitor.stop();
+    // Ours saw the job not yet finished, and only its own argument: BullMQ's come before them.
+    const recorded = await connection.lrange(rides, 0, -1);
+    expect(recorded).toEqual(expect.arrayContaining([ridden, '0', '1']));
+    expect(recorded.filter((v) => v === ridden)).toHaveLength(1);
+    expect(JSON.parse((await hash(ridden)).returnvalue ?? 'null')).toEqual({ encoding: 'json', value: { ok: true } });
+    // The first attempt of the retried job was moved by another BullMQ script: its ride went
+    // alone; its second attempt completed and rode.
+    expect(alone.filter((id) => id === retried)).toHaveLength(1);
+    expect(alone).not.toContain(ridden);
+    expect(recorded.filter((v) => v === retried)).toHaveLength(1);
+    // One script ended the ridden job, and it carried ours: BullMQ's own was not sent for it.
+    const ends = commands.filter(
+      ([name, ...args]) =>
+        (name === 'EVALSHA' || name === 'EVAL') && args.includes(ridden) && args.includes('completed'),
+    );
+    expect(ends).toHaveLength(1);
+    expect(ends[0]).toContain(rides);
+  });
+
+  it('when a take is started on a connection, then each job its Worker takes, by moveToActive or as the next job of a completion, comes with the reply of our script, run on the job in the same script', async () => {
+    await startWorker().waitUntilReady();
+    const takes = new Map<string, unknown>();
+    const started = startOnTake(
+      connection,
+      layout.wait(analyses),
+      TAKE,
+      () => ['given'],
+      (id, reply) => {
+        takes.set(id, reply);
+      },
+    );
+    expect(started).toBe(true);
+    // Four held jobs fill the worker's four slots (each taken by moveToActive); the two after them
+    // are taken by the held jobs' completions (moveToFinished's next job).
+    const held: string[] = [];
+    for (let i = 0; i < 4; i++) held.push(await accept('gate'));
+    await waitFor(() => held.every((id) => gates.has(id)), { what: 'the worker to take the held jobs' });
+    const next = [await accept('ok'), await accept('ok')];
+    for (const id of held) gates.get(id)?.();
+    for (const id of [...held, ...next]) {
+      await waitFor(async () => (await hash(id)).finishedOn, { what: `job ${id} to complete` });
+    }
+    for (const id of [...held, ...next]) {
+      const { priority } = await hash(id);
+      // Its tenant, id, priority and lock token after our argument; taken (processedOn) already.
+      expect(takes.get(id)).toEqual([
+        'given',
+        'a',
+        id,
+        priority,
+        expect.stringMatching(/.:\d+$/),
+        layout.job(analyses, id),
+        1,
+      ]);
+    }
+  });
+
+  it('when a ride is given for a job no Worker ends, then it goes alone in the next turn of the event loop', async () => {
+    rideOnCompletion(connection, RIDE, 'job_never', [rides, layout.job(analyses, 'job_never')], ['job_never'], () =>
+      alone.push('job_never'),
+    );
+    expect(alone).not.toContain('job_never');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(alone).toContain('job_never');
   });
 
   it('when a job fails for good, then failedReason, atm and finishedOn are set, our fields survive, and a `failed` event is written', async () => {

@@ -505,6 +505,231 @@ export async function addWithOnMulti(
 }
 
 /**
+ * BullMQ's scripts by which a Worker takes a job, and where each keeps the queue's key prefix and
+ * its packed options (whose `token` is the lock the job is taken with), by ARGV index:
+ * `moveToActive` takes the next job; `moveToFinished` ends an attempt (the job completed, or
+ * failed for good) and takes the next job with the same token (redis-queue-backend.js). The
+ * contract test takes jobs both ways.
+ */
+const BULL_TAKES = {
+  moveToActive: { prefix: 1, opts: 3 },
+  moveToFinished: { prefix: 7, opts: 8 },
+} as const;
+type BullTake = keyof typeof BULL_TAKES;
+
+/** A script of ours that runs inside BullMQ's end of an attempt, before it ({@link rideOnCompletion}). */
+export interface EndScript {
+  readonly name: string;
+  readonly numberOfKeys: number;
+  readonly lua: string;
+}
+
+/**
+ * A script of ours that runs on each job BullMQ takes for a Worker, in the same script
+ * ({@link startOnTake}). It sees the job's key as KEYS[1], and as ARGV the arguments it was
+ * given, then the job's tenant, id, priority and lock token; its reply comes back with the job.
+ */
+export interface TakeScript {
+  readonly name: string;
+  readonly lua: string;
+}
+
+/** An {@link EndScript} of `numberOfKeys` keys. Call at module load. */
+export function completionScript(name: string, numberOfKeys: number, lua: string): EndScript {
+  return { name: `lh_${name}`, numberOfKeys, lua };
+}
+
+/** A {@link TakeScript}. Call at module load. */
+export function takeScriptOf(name: string, lua: string): TakeScript {
+  return { name: `lh_${name}`, lua };
+}
+
+/** A ride waiting for its job's end: the end script's keys and arguments. */
+interface Ride {
+  keys: string[];
+  args: string[];
+}
+
+/** What a connection's Worker carries along BullMQ's scripts: its rides, by job id, and its take. */
+interface Riders {
+  /** The end script the rides run (one per connection). */
+  end?: EndScript;
+  rides: Map<string, Ride>;
+  take?: {
+    script: TakeScript;
+    /** The wait list of the queue whose jobs it starts: the first key of BullMQ's take scripts. */
+    waitKey: string;
+    args: () => string[];
+    taken: (id: string, reply: unknown) => void;
+  };
+}
+
+const ridersOn = new WeakMap<object, Riders>();
+
+/**
+ * BullMQ's `bull` take script (`base`), with ours around it, in one script. ARGV ends with three
+ * counts: the end script's arguments, the take script's, and BullMQ's (whose arguments come first,
+ * then the end script's, then the take script's). The end script runs first, with its keys after
+ * BullMQ's, so that a slot it hands on is in the queue when BullMQ takes the next job; then
+ * BullMQ's; then the take script, on the job BullMQ took, whose reply is added to BullMQ's as its
+ * 5th element. A take script that fails leaves BullMQ's reply as it is (the Worker then sends it
+ * by itself). BullMQ's scripts read KEYS and ARGV by index, never their length.
+ */
+function workerLua(base: BullTake, bull: ScriptText, end?: EndScript, take?: TakeScript): string {
+  const first = bull.numberOfKeys + 1;
+  const { prefix, opts } = BULL_TAKES[base];
+  const ending = end
+    ? `local function ours(KEYS, ARGV)
+${end.lua}
+end
+ours({ unpack(KEYS, ${first}, ${first + end.numberOfKeys - 1}) }, { unpack(ARGV, bull_argc + 1, bull_argc + end_argc) })`
+    : '';
+  const taking = take
+    ? `if type(taken) == 'table' and type(taken[1]) == 'table' and type(taken[2]) == 'string' then
+  local function ours(KEYS, ARGV)
+${take.lua}
+  end
+  local id, data, priority = taken[2], '', '0'
+  for i = 1, #taken[1], 2 do
+    if taken[1][i] == 'data' then data = taken[1][i + 1] elseif taken[1][i] == 'priority' then priority = taken[1][i + 1] end
+  end
+  local args = { unpack(ARGV, bull_argc + end_argc + 1, bull_argc + end_argc + take_argc) }
+  table.insert(args, string.match(data, '^{"tenant":"([%w_%-]*)"') or '')
+  table.insert(args, id)
+  table.insert(args, priority)
+  table.insert(args, tostring(cmsgpack.unpack(ARGV[${opts}]).token))
+  local ok, reply = pcall(ours, { ARGV[${prefix}] .. id }, args)
+  if ok then taken[5] = reply end
+end`
+    : '';
+  return `local bull_argc, take_argc, end_argc = tonumber(ARGV[#ARGV]), tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV - 2])
+${ending}
+local function bull_take()
+${bull.lua}
+end
+local taken = bull_take()
+${taking}
+return taken`;
+}
+
+/**
+ * The riders of `redis`: on first use, BullMQ's take scripts on the connection (defined there by
+ * BullMQ when its Worker connected) are each replaced by a command that, when a ride waits for
+ * the job it ends or a take is started, runs ours around BullMQ's in one script, and BullMQ's own
+ * otherwise. BullMQ defines a command only where none is, so it never puts its own back.
+ * Undefined while BullMQ has not defined its scripts on `redis`.
+ */
+function ridersOf(redis: Redis | Cluster): Riders | undefined {
+  const connection = redis as unknown as ScriptedConnection & Record<string, unknown>;
+  const known = ridersOn.get(connection);
+  if (known) return known;
+  const bulls = (Object.keys(BULL_TAKES) as BullTake[]).map((base) => {
+    const name = Object.keys(connection.scriptsSet).find((defined) => defined.startsWith(`${base}:`));
+    return { base, name, script: name ? connection.scriptsSet[name] : undefined };
+  });
+  if (bulls.some(({ script }) => !script || script.numberOfKeys === null)) return undefined;
+  const riders: Riders = { rides: new Map() };
+  for (const { base, name: bullName = '', script } of bulls) {
+    const bull = { numberOfKeys: script?.numberOfKeys ?? 0, lua: script?.lua ?? '' };
+    const original = commandOn(connection, bullName, `BullMQ defines no script ${bullName}`);
+    /** The command for BullMQ's script with this end and take around it, defined on first use. */
+    const wrappedWith = (end?: EndScript, take?: TakeScript) => {
+      const name = `lh_worker:${end?.name ?? ''}:${take?.name ?? ''}:${bullName}`;
+      if (!connection.scriptsSet[name]) {
+        connection.defineCommand(name, {
+          numberOfKeys: bull.numberOfKeys + (end?.numberOfKeys ?? 0),
+          lua: workerLua(base, bull, end, take),
+        });
+      }
+      return commandOn(connection, name, `the connection has no command ${name}`);
+    };
+    // BullMQ calls it with one array: its keys, then its arguments (for an end, the job's id first).
+    connection[bullName] = function taking(this: unknown, ...call: unknown[]) {
+      const [args] = call;
+      if (!Array.isArray(args)) return original.apply(this, call);
+      const id = String(args[bull.numberOfKeys]);
+      const ride = base === 'moveToFinished' ? riders.rides.get(id) : undefined;
+      const take = riders.take?.waitKey === args[0] ? riders.take : undefined;
+      if (!ride && !take) return original.apply(this, call);
+      if (ride) riders.rides.delete(id);
+      const bullArgs = args.slice(bull.numberOfKeys);
+      const endArgs = ride?.args ?? [];
+      const takeArgs = take?.args() ?? [];
+      const command = wrappedWith(ride ? riders.end : undefined, take?.script);
+      const reply = command.call(this, [
+        ...args.slice(0, bull.numberOfKeys),
+        ...(ride?.keys ?? []),
+        ...bullArgs,
+        ...endArgs,
+        ...takeArgs,
+        String(endArgs.length),
+        String(takeArgs.length),
+        String(bullArgs.length),
+      ]) as Promise<unknown>;
+      if (!take) return reply;
+      return reply.then((taken) => {
+        if (Array.isArray(taken) && typeof taken[1] === 'string' && taken[4] !== undefined) {
+          take.taken(taken[1], taken[4]);
+        }
+        return taken;
+      });
+    };
+  }
+  ridersOn.set(connection, riders);
+  return riders;
+}
+
+/**
+ * Runs `script` with `keys` and `args` inside BullMQ's end of the attempt of job `id` (completed,
+ * or failed for good), in one script with it and just before it, when the Worker on `redis` ends
+ * it within this turn of the event loop: one command instead of two. Call from the processor, as
+ * it returns. Otherwise (BullMQ retries the job, or moves it by another script, or has not
+ * connected yet) `alone` is called in the next turn, to send the script by itself.
+ */
+export function rideOnCompletion(
+  redis: Redis | Cluster,
+  script: EndScript,
+  id: string,
+  keys: string[],
+  args: string[],
+  alone: () => void,
+): void {
+  const riders = ridersOf(redis);
+  if (!riders) {
+    alone();
+    return;
+  }
+  if (riders.end && riders.end !== script) throw new Error(`rides of ${riders.end.name} run on this connection`);
+  riders.end = script;
+  const ride = { keys, args };
+  riders.rides.set(id, ride);
+  setImmediate(() => {
+    if (riders.rides.get(id) !== ride) return;
+    riders.rides.delete(id);
+    alone();
+  });
+}
+
+/**
+ * From now on, each job BullMQ takes for a Worker on `redis` from the queue whose wait list is
+ * `waitKey` runs `script` ({@link TakeScript}) in the script that takes it, with `args()` (read at
+ * each take), and its reply is handed to `taken` before BullMQ sees the job. `false` while BullMQ
+ * has not defined its scripts on `redis` (call once its Worker is ready).
+ */
+export function startOnTake(
+  redis: Redis | Cluster,
+  waitKey: string,
+  script: TakeScript,
+  args: () => string[],
+  taken: (id: string, reply: unknown) => void,
+): boolean {
+  const riders = ridersOf(redis);
+  if (!riders) return false;
+  riders.take = { script, waitKey, args, taken };
+  return true;
+}
+
+/**
  * The id BullMQ 6 gives each job a job scheduler makes: `repeat:{schedulerId}:{dueMillis}`
  * (`JobScheduler.getSchedulerNextJobId`). The due time has 13 digits until the year 2286, so a
  * schedule's run ids sort by due time.

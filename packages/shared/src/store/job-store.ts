@@ -13,15 +13,19 @@ import {
   addWith,
   addWithOnMulti,
   BULL_LUA,
+  completionScript,
   execQueueMulti,
   type Layout,
   layoutFor,
   NO_RESULT_LENGTH,
   OWN_FIELDS,
   QUEUES,
+  rideOnCompletion,
   STATUS_FIELDS,
   STEP_RESULT_FIELD_PREFIX,
+  startOnTake,
   stepResultField,
+  takeScriptOf,
 } from './bullmq-layout.ts';
 import { evalScript } from './eval-script.ts';
 import { createFairShare, type FairLimits, fairArgs, fairLua, freedArgs, type SlotFreed } from './fair-share.ts';
@@ -320,6 +324,9 @@ if ARGV[12] ~= '' and storage_count(KEYS[2], ARGV[9], nil, tonumber(ARGV[12]), n
   redis.call('EXPIRE', KEYS[2], ARGV[13])
 end
 return fair_freed(ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]))`;
+
+/** `FINISH` inside BullMQ's completion of the job, in one script (`finishOnCompletion`). */
+const FINISH_RIDE = completionScript('finish', 3, FINISH);
 
 /**
  * Flags a job cancelled, unless it is gone or already finished, and frees its backlog place and
@@ -885,6 +892,12 @@ if f[3] then
 end
 return { f[1], f[2], done, 'run' }`;
 
+/** `START` in the script by which BullMQ takes the job for a Worker (`startOnTake`). */
+const START_TAKE = takeScriptOf('start', START);
+
+/** START's replies that came with their jobs, kept until the attempt reads them: at most this many. */
+const TAKEN_STARTS_MAX = 1_000;
+
 /**
  * One transition of a durable step, atomic with the step summary. ARGV: name, status (`running`,
  * `completed`, `failed`), attempt, now, step limit, result field, result JSON (when completed).
@@ -962,6 +975,24 @@ export function createJobRunStore({
   const key = (id: string) => layout.job(QUEUES.analyses, id);
   const fair = createFairShare({ redis, layout, limits: fairLimits, eventsMaxLen });
 
+  /** START's replies taken with their jobs, by job id, until the attempt reads them. */
+  const taken = new Map<string, unknown>();
+  const startArgs = () => [STEP_RESULT_FIELD_PREFIX, ...fairArgs(layout, fairLimits, eventsMaxLen)];
+
+  /** `FINISH`'s keys and arguments. */
+  function finishing(tenant: string, id: string, slot: SlotFreed, { resultBytes, done = false }: AttemptEnd) {
+    return {
+      keys: [layout.fairReady, layout.storageBytes(tenant), layout.backlog(tenant)],
+      args: [
+        ...fairArgs(layout, fairLimits, eventsMaxLen),
+        ...freedArgs(tenant, id, slot),
+        resultBytes === undefined ? '' : String(resultBytes),
+        String(STORAGE_KEYS_TTL_SECONDS),
+        done ? '1' : '',
+      ],
+    };
+  }
+
   async function writeStep(
     id: string,
     name: string,
@@ -1016,46 +1047,51 @@ export function createJobRunStore({
      * failed for good) its place in the tenant's backlog is freed. Not awaited by the caller when
      * BullMQ's completion must follow it in order on the connection.
      */
-    finish(
-      tenant: string,
-      id: string,
-      slot: SlotFreed,
-      { resultBytes, done = false }: AttemptEnd = {},
-    ): Promise<unknown> {
-      return evalScript(
-        redis,
-        FINISH,
-        3,
-        layout.fairReady,
-        layout.storageBytes(tenant),
-        layout.backlog(tenant),
-        ...fairArgs(layout, fairLimits, eventsMaxLen),
-        ...freedArgs(tenant, id, slot),
-        resultBytes === undefined ? '' : String(resultBytes),
-        String(STORAGE_KEYS_TTL_SECONDS),
-        done ? '1' : '',
-      );
+    finish(tenant: string, id: string, slot: SlotFreed, end: AttemptEnd = {}): Promise<unknown> {
+      const { keys, args } = finishing(tenant, id, slot, end);
+      return evalScript(redis, FINISH, keys.length, ...keys, ...args);
+    },
+    /**
+     * As `finish`, sent inside BullMQ's completion of the job, in one script with it
+     * (`rideOnCompletion`, bullmq-layout.ts): call as the processor returns a result. When BullMQ
+     * does not complete the job within this turn of the event loop, `alone` is called instead,
+     * and must call `finish`.
+     */
+    finishOnCompletion(tenant: string, id: string, slot: SlotFreed, end: AttemptEnd, alone: () => void): void {
+      const { keys, args } = finishing(tenant, id, slot, end);
+      rideOnCompletion(redis, FINISH_RIDE, id, keys, args, alone);
     },
     /**
      * Reads what the attempt of `id` (of `tenant`, at `priority`, held with the lock `token`)
      * starts from, and passes the fair-share gate.
      */
     async start(id: string, tenant: string, priority: number, token = '0'): Promise<AttemptStart> {
-      const [cancelledAt, checkpoint, done, gate] = (await evalScript(
-        redis,
-        START,
-        1,
-        key(id),
-        STEP_RESULT_FIELD_PREFIX,
-        ...fairArgs(layout, fairLimits, eventsMaxLen),
-        tenant,
-        id,
-        String(priority),
-        token,
-      )) as [string | null, string | null, string[], string];
+      const early = taken.get(id);
+      if (early !== undefined) taken.delete(id);
+      const [cancelledAt, checkpoint, done, gate] = (early ??
+        (await evalScript(redis, START, 1, key(id), ...startArgs(), tenant, id, String(priority), token))) as [
+        string | null,
+        string | null,
+        string[],
+        string,
+      ];
       const steps = new Map<string, string>();
       for (let i = 0; i + 1 < done.length; i += 2) steps.set(done[i] as string, done[i + 1] as string);
       return { cancelled: Boolean(cancelledAt), park: gate !== 'run', checkpoint: checkpoint ?? null, steps };
+    },
+    /**
+     * From now on, `START` runs in the script by which BullMQ takes each job of the analyses
+     * queue for the Worker on this connection (`startOnTake`, bullmq-layout.ts), and `start` reads
+     * its reply instead of sending it: one round trip less before an attempt runs. `false` until
+     * the Worker's connection is ready.
+     */
+    startOnTake(): boolean {
+      return startOnTake(redis, layout.wait(QUEUES.analyses), START_TAKE, startArgs, (id, reply) => {
+        taken.set(id, reply);
+        // A job taken but never started (it stalled too often, and BullMQ failed it without
+        // running it) leaves its reply here: the oldest go first.
+        if (taken.size > TAKEN_STARTS_MAX) taken.delete(taken.keys().next().value ?? '');
+      });
     },
     /** The fair-share dispatcher, for slots freed and worker heartbeats. */
     fair,
