@@ -478,7 +478,7 @@ if (runs('drain', 'commands', 'memory')) {
     small.commands / small.rawCommands <= 1.2,
   );
   notes.push(
-    "drain: one tenant alone, so its jobs queue in BullMQ as they would without fair share (the solo band) and take their share when a worker starts them; each job also runs our attempt start (cancel flag, gate, checkpoint and steps in one script) and its end (the result's storage accounting and the slot handed on, one script), commands BullMQ alone does not send, and the processor's per-job work (logs, validation, timers); the worker's CPU bounds the drain, and bench/profile.md measures the parts.",
+    "drain: one tenant alone, so its jobs queue in BullMQ as they would without fair share (the solo band) and take their share when a worker starts them; each job also runs our attempt start (cancel flag, gate, checkpoint and steps), inside the script by which BullMQ takes it, and its end (the result's storage accounting and the slot handed on), inside BullMQ's completion, and the processor's per-job work (logs, validation, timers); bench/profile.md measures the parts.",
   );
   notes.push(
     `drain, Redis CPU per job while draining: longhaul ${fmt(small.redisCpuPerJob * 1e6, 1)} µs, raw ${fmt(small.rawRedisCpuPerJob * 1e6, 1)} µs; Redis busy ${fmt((small.redisCpuPerJob * total * 100) / small.span)}% of the drain, raw ${fmt((small.rawRedisCpuPerJob * total * 100) / small.rawSpan)}%.`,
