@@ -51,7 +51,8 @@ return { added, KEYS[1], ARGV[1], ARGV[2], #ARGV }`,
 const RIDE = completionScript(
   'test_ride',
   2,
-  `redis.call('RPUSH', KEYS[1], ARGV[1], redis.call('HEXISTS', KEYS[2], 'finishedOn'), #ARGV)`,
+  `if ARGV[1] == 'boom' then error('a failing end script') end
+redis.call('RPUSH', KEYS[1], ARGV[1], redis.call('HEXISTS', KEYS[2], 'finishedOn'), #ARGV)`,
 );
 
 /** A take script of the test's: it answers what it was given, and what it saw of the job. */
@@ -61,7 +62,7 @@ const TAKE = takeScriptOf(
 );
 
 /** What the test worker does with a job, by its input's `mode`. */
-type Mode = 'ok' | 'none' | 'gate' | 'fail' | 'retry' | 'ride' | 'ride-retry';
+type Mode = 'ok' | 'none' | 'gate' | 'fail' | 'retry' | 'ride' | 'ride-retry' | 'ride-boom';
 
 interface StreamEntry {
   event: string;
@@ -113,9 +114,10 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
         if (mode === 'retry' && job.attemptsMade === 0) throw new Error('transient, retried later');
         await job.updateProgress({ percent: 100, step: 'done' });
         // As the processor returns: BullMQ ends the job in this turn of the event loop.
-        if (mode === 'ride' || mode === 'ride-retry') {
+        if (mode === 'ride' || mode === 'ride-retry' || mode === 'ride-boom') {
           const id = job.id ?? '';
-          rideOnCompletion(connection, RIDE, id, [rides, layout.job(analyses, id)], [id], () => alone.push(id));
+          const given = mode === 'ride-boom' ? 'boom' : id;
+          rideOnCompletion(connection, RIDE, id, [rides, layout.job(analyses, id)], [given], () => alone.push(id));
         }
         if (mode === 'ride-retry' && job.attemptsMade === 0) throw new Error('transient, retried later');
         return mode === 'none' ? undefined : { encoding: 'json', value: { ok: true } };
@@ -429,12 +431,13 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     expect(JSON.parse(progress?.data ?? 'null')).toEqual({ percent: 100, step: 'done' });
   });
 
-  it("when a processor ends a job with a ride, then our script runs inside BullMQ's completion, before it, in one command; when BullMQ retries the job instead, the ride goes alone", async () => {
+  it("when a processor ends a job with a ride, then our script runs inside BullMQ's completion, before it, in one command, and cannot fail it; when BullMQ retries the job instead, the ride goes alone", async () => {
     startWorker();
     const monitor = await watchCommands(redisUrl(), prefix);
     const ridden = await accept('ride');
     const retried = await accept('ride-retry');
-    for (const id of [ridden, retried]) {
+    const failing = await accept('ride-boom');
+    for (const id of [ridden, retried, failing]) {
       await waitFor(async () => (await hash(id)).finishedOn, { what: `job ${id} to complete` });
     }
     const commands = await monitor.stop();
@@ -448,6 +451,9 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     expect(alone.filter((id) => id === retried)).toHaveLength(1);
     expect(alone).not.toContain(ridden);
     expect(recorded.filter((v) => v === retried)).toHaveLength(1);
+    // An end script that fails does not fail BullMQ's completion with it.
+    expect(JSON.parse((await hash(failing)).returnvalue ?? 'null')).toEqual({ encoding: 'json', value: { ok: true } });
+    expect(alone).not.toContain(failing);
     // One script ended the ridden job, and it carried ours: BullMQ's own was not sent for it.
     const ends = commands.filter(
       ([name, ...args]) =>

@@ -572,8 +572,10 @@ const ridersOn = new WeakMap<object, Riders>();
  * then the end script's, then the take script's). The end script runs first, with its keys after
  * BullMQ's, so that a slot it hands on is in the queue when BullMQ takes the next job; then
  * BullMQ's; then the take script, on the job BullMQ took, whose reply is added to BullMQ's as its
- * 5th element. A take script that fails leaves BullMQ's reply as it is (the Worker then sends it
- * by itself). BullMQ's scripts read KEYS and ARGV by index, never their length.
+ * 5th element. Neither of ours can fail BullMQ's part: an end script that fails leaves the job to
+ * BullMQ as if it had not been given, and a take script that fails leaves BullMQ's reply as it is
+ * (the attempt then sends it by itself). BullMQ's scripts read KEYS and ARGV by index, never
+ * their length.
  */
 function workerLua(base: BullTake, bull: ScriptText, end?: EndScript, take?: TakeScript): string {
   const first = bull.numberOfKeys + 1;
@@ -582,7 +584,7 @@ function workerLua(base: BullTake, bull: ScriptText, end?: EndScript, take?: Tak
     ? `local function ours(KEYS, ARGV)
 ${end.lua}
 end
-ours({ unpack(KEYS, ${first}, ${first + end.numberOfKeys - 1}) }, { unpack(ARGV, bull_argc + 1, bull_argc + end_argc) })`
+pcall(ours, { unpack(KEYS, ${first}, ${first + end.numberOfKeys - 1}) }, { unpack(ARGV, bull_argc + 1, bull_argc + end_argc) })`
     : '';
   const taking = take
     ? `if type(taken) == 'table' and type(taken[1]) == 'table' and type(taken[2]) == 'string' then
