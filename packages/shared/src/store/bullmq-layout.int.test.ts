@@ -501,6 +501,55 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     }
   });
 
+  it('when Redis forgets its scripts while a Worker runs, then its takes and rides load them again and go on (a redis-server of its own)', async () => {
+    const server = await startRedisServer();
+    const own = createRedisConnection(server.url, 'worker') as Redis;
+    const ownQueue = new Queue<JobData>(analyses, { connection: own, prefix });
+    const ended: string[] = [];
+    const ownWorker = new Worker<JobData>(
+      analyses,
+      async (job) => {
+        const id = job.id ?? '';
+        rideOnCompletion(own, RIDE, id, [rides, layout.job(analyses, id)], [id], () => ended.push(`alone ${id}`));
+        return { ok: true };
+      },
+      { connection: own, prefix },
+    );
+    const takes = new Map<string, unknown>();
+    try {
+      await ownWorker.waitUntilReady();
+      expect(
+        startOnTake(
+          own,
+          layout.wait(analyses),
+          TAKE,
+          () => ['given'],
+          (id, r) => takes.set(id, r),
+        ),
+      ).toBe(true);
+      const run = async () => {
+        const id = newJobId();
+        await ownQueue.add('simulate', jobData('a', { mode: 'ok' }), { jobId: id });
+        await waitFor(async () => own.hget(layout.job(analyses, id), 'finishedOn'), { what: `job ${id} to complete` });
+        return id;
+      };
+      const before = await run();
+      await own.script('FLUSH');
+      const after = await run();
+      const recorded = await own.lrange(rides, 0, -1);
+      for (const id of [before, after]) {
+        expect(recorded).toContain(id);
+        expect(takes.get(id)).toEqual(expect.arrayContaining(['given', 'a', id]));
+      }
+      expect(ended).toEqual([]);
+    } finally {
+      await ownWorker.close();
+      await ownQueue.close();
+      await own.quit().catch(() => own.disconnect());
+      await server.destroy();
+    }
+  });
+
   it('when a ride is given for a job no Worker ends, then it goes alone in the next turn of the event loop', async () => {
     rideOnCompletion(connection, RIDE, 'job_never', [rides, layout.job(analyses, 'job_never')], ['job_never'], () =>
       alone.push('job_never'),
