@@ -131,8 +131,9 @@ export function createProcessor(deps: RunJobDeps) {
    *
    * Its worker slot goes to the next tenant in turn (fair-share.ts): the dispatch is sent, not
    * awaited, just before BullMQ's completion on the same connection (a completed job's inside it,
-   * in one script), so the completion's own fetch of the next job finds the one it promoted. A job that ended (or now waits for its
-   * children) also leaves its tenant's share; one to be retried keeps it through its backoff.
+   * in one script), so the completion's own fetch of the next job finds the one it promoted. A
+   * job that ended (or now waits for its children) also leaves its tenant's share; one to be
+   * retried keeps it through its backoff.
    */
   async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
     const id = job.id ?? '';
