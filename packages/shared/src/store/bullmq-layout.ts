@@ -9,6 +9,12 @@ import type { ChainableCommander, Cluster, Redis } from 'ioredis';
  * key.
  */
 
+/**
+ * A Lua pattern (quoted) whose capture is a job's tenant, read from its `data`, which starts with
+ * it (`jobData`, job-store.ts; the contract test checks it).
+ */
+export const DATA_TENANT_LUA = `'^{"tenant":"([%w_%-]*)"'`;
+
 /** BullMQ queue names. One Worker per queue. */
 export const QUEUES = {
   /** Every analysis job; the job name is the analysis name. */
@@ -229,6 +235,20 @@ interface ScriptText {
   lua: string;
 }
 
+/**
+ * BullMQ's script `base` among those defined on a connection (`scriptsSet`), by the name BullMQ
+ * gives it (`{script}:{version}`), with its keys and text; undefined when it is not there.
+ */
+function bullScript(
+  scriptsSet: ScriptedConnection['scriptsSet'],
+  base: string,
+): { name: string; script: ScriptText } | undefined {
+  const name = Object.keys(scriptsSet).find((defined) => defined.startsWith(`${base}:`));
+  const script = name ? scriptsSet[name] : undefined;
+  if (!name || !script || script.numberOfKeys === null) return undefined;
+  return { name, script: { numberOfKeys: script.numberOfKeys, lua: script.lua } };
+}
+
 /** BullMQ's add scripts, by the name BullMQ calls them by (`{script}:{version}`): their keys and text. */
 const bullAdds = new Map<string, ScriptText>();
 
@@ -303,11 +323,10 @@ async function defineScripts(queue: Queue, redis: Redis | Cluster): Promise<Scri
     // client behind BullMQ's proxy, which passes `scriptsSet` through.
     const { scriptsSet } = (await queue.backend.client) as unknown as ScriptedConnection;
     for (const base of BULL_ADD_SCRIPTS) {
-      const name = Object.keys(scriptsSet).find((defined) => defined.startsWith(`${base}:`));
-      const script = name ? scriptsSet[name] : undefined;
-      if (!name || !script || script.numberOfKeys === null) throw new Error(`BullMQ defines no script ${base}`);
-      connection.defineCommand(name, { numberOfKeys: script.numberOfKeys, lua: script.lua });
-      bullAdds.set(name, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+      const found = bullScript(scriptsSet, base);
+      if (!found) throw new Error(`BullMQ defines no script ${base}`);
+      connection.defineCommand(found.name, found.script);
+      bullAdds.set(found.name, found.script);
     }
     defined.bull = true;
   }
@@ -440,13 +459,14 @@ export async function addToMulti(multi: QueueMulti, queue: Queue, job: NewJob, l
  * ({@link addScript}), with its `key` and `args`: BullMQ's add is built as for a transaction,
  * but caught instead of queued.
  */
+/**
+ * What adding a job with a script of ours after it takes: the queue, the job and its links, then
+ * the script ({@link addScript}) with its key and arguments.
+ */
+type AddWith = [queue: Queue, job: NewJob, link: JobLink, script: AddScript, key: string, ...args: string[]];
+
 async function addCommand(
-  queue: Queue,
-  job: NewJob,
-  link: JobLink,
-  script: AddScript,
-  key: string,
-  args: string[],
+  ...[queue, job, link, script, key, ...args]: AddWith
 ): Promise<{ name: string; args: unknown[] }> {
   let caught: { name: string; args: unknown[] } | undefined;
   const catcher = {
@@ -473,35 +493,19 @@ const noAddCommand = (name: string) => `the connection has no command ${name} (s
  * Adds `job` to `queue` and runs `script` after it, in one script sent on `redis` now
  * ({@link addScript}); resolves with the script's reply.
  */
-export async function addWith(
-  redis: Redis | Cluster,
-  queue: Queue,
-  job: NewJob,
-  link: JobLink,
-  script: AddScript,
-  key: string,
-  ...args: string[]
-): Promise<unknown> {
-  const connection = await defineScripts(queue, redis);
-  const { name, args: all } = await addCommand(queue, job, link, script, key, args);
-  return commandOn(connection, name, noAddCommand(name)).apply(connection, all);
+export async function addWith(redis: Redis | Cluster, ...add: AddWith): Promise<unknown> {
+  const connection = await defineScripts(add[0], redis);
+  const { name, args } = await addCommand(...add);
+  return commandOn(connection, name, noAddCommand(name)).apply(connection, args);
 }
 
 /**
  * Queues on `multi` (from {@link queueMulti}) the add of `job` to `queue` with `script` run after
  * it ({@link addScript}), in one transaction with the rest of `multi`.
  */
-export async function addWithOnMulti(
-  multi: QueueMulti,
-  queue: Queue,
-  job: NewJob,
-  link: JobLink,
-  script: AddScript,
-  key: string,
-  ...args: string[]
-): Promise<void> {
-  const { name, args: all } = await addCommand(queue, job, link, script, key, args);
-  commandOn(multi, name, noAddCommand(name)).apply(multi, all);
+export async function addWithOnMulti(multi: QueueMulti, ...add: AddWith): Promise<void> {
+  const { name, args } = await addCommand(...add);
+  commandOn(multi, name, noAddCommand(name)).apply(multi, args);
 }
 
 /**
@@ -596,7 +600,7 @@ ${take.lua}
     if taken[1][i] == 'data' then data = taken[1][i + 1] elseif taken[1][i] == 'priority' then priority = taken[1][i + 1] end
   end
   local args = { unpack(ARGV, bull_argc + end_argc + 1, bull_argc + end_argc + take_argc) }
-  table.insert(args, string.match(data, '^{"tenant":"([%w_%-]*)"') or '')
+  table.insert(args, string.match(data, ${DATA_TENANT_LUA}) or '')
   table.insert(args, id)
   table.insert(args, priority)
   table.insert(args, tostring(cmsgpack.unpack(ARGV[${opts}]).token))
@@ -625,14 +629,14 @@ function ridersOf(redis: Redis | Cluster): Riders | undefined {
   const connection = redis as unknown as ScriptedConnection & Record<string, unknown>;
   const known = ridersOn.get(connection);
   if (known) return known;
-  const bulls = (Object.keys(BULL_TAKES) as BullTake[]).map((base) => {
-    const name = Object.keys(connection.scriptsSet).find((defined) => defined.startsWith(`${base}:`));
-    return { base, name, script: name ? connection.scriptsSet[name] : undefined };
-  });
-  if (bulls.some(({ script }) => !script || script.numberOfKeys === null)) return undefined;
+  const bulls: { base: BullTake; name: string; script: ScriptText }[] = [];
+  for (const base of Object.keys(BULL_TAKES) as BullTake[]) {
+    const found = bullScript(connection.scriptsSet, base);
+    if (!found) return undefined;
+    bulls.push({ base, ...found });
+  }
   const riders: Riders = { rides: new Map() };
-  for (const { base, name: bullName = '', script } of bulls) {
-    const bull = { numberOfKeys: script?.numberOfKeys ?? 0, lua: script?.lua ?? '' };
+  for (const { base, name: bullName, script: bull } of bulls) {
     const original = commandOn(connection, bullName, `BullMQ defines no script ${bullName}`);
     /** The command for BullMQ's script with this end and take around it, defined on first use. */
     const wrappedWith = (end?: EndScript, take?: TakeScript) => {

@@ -14,6 +14,7 @@ import {
   addWithOnMulti,
   BULL_LUA,
   completionScript,
+  DATA_TENANT_LUA,
   execQueueMulti,
   type Layout,
   layoutFor,
@@ -98,7 +99,7 @@ if not data then
   if index_has(KEYS[4], KEYS[12], ARGV[1]) then return 'gone' end
   return 'none'
 end
-if string.match(data, '^{"tenant":"([%w_%-]*)"') ~= ARGV[2] then return 'none' end
+if string.match(data, ${DATA_TENANT_LUA}) ~= ARGV[2] then return 'none' end
 local f = redis.call('HMGET', KEYS[1], unpack(ARGV, 3))
 local deliveries = {}
 if f[${STATUS_FIELDS.indexOf(OWN_FIELDS.webhookUrl) + 1}] then deliveries = redis.call('LRANGE', KEYS[5], 0, -1) end
