@@ -120,10 +120,11 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
     storedResult: (id: string) => store.storedResult(id),
 
     /**
-     * Two round trips: admission (rate limit, Idempotency-Key, storage budget, backlog quota), then the job and everything
-     * reads need, in one MULTI. A replay never adds a job again: it answers with the job as it is
-     * now, or 410 once it is gone. Only when the first request's MULTI never landed does a replay
-     * add it, under the same id.
+     * Admission (rate limit, Idempotency-Key, storage budget, backlog quota), then the job and
+     * everything reads need: one script, one round trip, for most submissions (`store.submit`).
+     * A replay never adds a job again: it answers with the job as it is now, or 410 once it is
+     * gone. Only when the first request's job never landed (its add was a second round trip that
+     * failed) does a replay add it, under the same id.
      */
     async submit(tenant: string, body: SubmitBody, idempotencyKey?: string): Promise<Submitted> {
       // Validated, but stored as sent: the worker parses it again and fills the defaults then, so
@@ -138,17 +139,23 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
         idempotencyKey === undefined
           ? undefined
           : { keyHash: sha256(idempotencyKey), bodyHash: sha256(canonical(body)) };
-      let id = newJobId();
       // What BullMQ stores of the input, counted against the tenant's storage budget.
       // Serialised only when a budget applies: the submit path is hot, and the size is otherwise unused.
       const inputBytes =
         tenantStorageBudget(config.limits, tenant) > 0 ? Buffer.byteLength(JSON.stringify(input) ?? '') : 0;
-      // A delayed job meets the fair share when it falls due; one due now is placed at once.
-      const delayed = (body.delayMs ?? 0) > 0;
-      let admission = await store.admit(tenant, id, idempotency, inputBytes, { delayed });
+      const submission = {
+        tenant,
+        id: newJobId(),
+        contract: getContract(name),
+        input,
+        priority: body.priority,
+        delayMs: body.delayMs,
+        webhookUrl: body.webhook?.url,
+      };
+      let { admission, accepted } = await store.submit(submission, idempotency, inputBytes);
       const { rate } = admission;
+      const rated = rate ? { rate } : {};
       if (admission.kind === 'rate_limited') throw rateLimited(rate);
-      let replay = false;
       if (admission.kind === 'replay') {
         if (admission.bodyHash !== idempotency?.bodyHash) {
           throw new HttpError(
@@ -160,28 +167,23 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
             },
           );
         }
-        id = admission.id;
-        replay = true;
+        const id = admission.id;
         const owned = await store.snapshot(tenant, id);
-        if (owned.kind === 'job') return { view: view(owned.snapshot), replay: true, ...(rate ? { rate } : {}) };
+        if (owned.kind === 'job') return { view: view(owned.snapshot), replay: true, ...rated };
         if (owned.kind === 'gone') throw gone();
         // The first request claimed the key but its job never landed: finish it, under its id
         // (this request was counted against the rate limit already).
+        const delayed = (body.delayMs ?? 0) > 0;
         admission = await store.admit(tenant, id, undefined, inputBytes, { countRate: false, delayed });
+        if (admission.kind === 'new') {
+          accepted = await store.accept({ ...submission, id, placement: admission.placement });
+          return { view: view(accepted), replay: true, ...rated };
+        }
       }
       if (admission.kind === 'backlog_full') throw backlogFull(admission.quota);
       if (admission.kind === 'storage_full') throw storageFull(admission.budget);
-      const accepted = await store.accept({
-        tenant,
-        id,
-        contract: getContract(name),
-        input,
-        priority: body.priority,
-        delayMs: body.delayMs,
-        webhookUrl: body.webhook?.url,
-        placement: admission.kind === 'new' ? admission.placement : 'park',
-      });
-      return { view: view(accepted), replay, ...(rate ? { rate } : {}) };
+      if (!accepted) throw new Error(`submission ${submission.id} was admitted (${admission.kind}) but not added`);
+      return { view: view(accepted), replay: false, ...rated };
     },
 
     async get(tenant: string, id: string): Promise<JobView> {

@@ -28,13 +28,13 @@ describe('the per-tenant backlog quota (real Redis)', () => {
     await cleanupPrefix(redisUrl(), prefix);
   });
 
-  /** Admits and, when admitted, adds one job: what a submit does. */
+  /** Admits and, when admitted, adds one job, as the API does; a refused job is never added. */
   async function submit(tenant: string) {
     const id = newJobId();
-    const admission = await store.admit(tenant, id, undefined, 10);
-    if (admission.kind === 'new') {
-      await store.accept({ tenant, id, contract: getContract('simulate'), input: { durationMs: 1 } });
-    }
+    const submission = { tenant, id, contract: getContract('simulate'), input: { durationMs: 1 } };
+    const { admission, accepted } = await store.submit(submission, undefined, 10);
+    expect(accepted?.id).toBe(admission.kind === 'new' ? id : undefined);
+    expect(await redis.exists(store.layout.job(QUEUES.analyses, id))).toBe(admission.kind === 'new' ? 1 : 0);
     return { id, kind: admission.kind };
   }
 

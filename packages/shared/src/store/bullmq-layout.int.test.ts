@@ -9,6 +9,7 @@ import { newJobId } from '../ids.ts';
 import { createRedisConnection, type RedisConnection } from '../redis.ts';
 import { getContract } from '../registry.ts';
 import {
+  addGate,
   addScript,
   addToMulti,
   addWith,
@@ -16,6 +17,7 @@ import {
   BULL_LUA,
   completionScript,
   execQueueMulti,
+  gatedAddWith,
   layoutFor,
   NO_RESULT_LENGTH,
   OWN_FIELDS,
@@ -43,6 +45,18 @@ const RECORD = addScript(
   `redis.call('RPUSH', KEYS[1], added)
 return { added, KEYS[1], ARGV[1], ARGV[2], #ARGV }`,
 );
+
+/** A gate of the test's: it records what it was given, and lets the add pass when told to. */
+const GATE = addGate(
+  'test_gate',
+  1,
+  `redis.call('RPUSH', KEYS[1], ARGV[1])
+if ARGV[1] ~= 'pass' then return false, { 'refused', #ARGV } end
+return true, { 'passed', #ARGV }, 'handed ' .. ARGV[2]`,
+);
+
+/** An add script of the test's: it answers what a gate handed it, and what it was given. */
+const HANDED = addScript('test_handed', `return { added, handed or 'nothing', KEYS[1], ARGV[1], #ARGV }`);
 
 /**
  * A completion script of the test's: it records the job's id, whether BullMQ had ended the job
@@ -262,6 +276,47 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
       expect(await connection.llen(key)).toBe(5);
       expect(await connection.exists(layout.job(analyses, orphan))).toBe(0);
       for (const id of [plain, prioritized, delayed, parent, inMulti]) await new Job(queue, '', {}, {}, id).remove();
+    } finally {
+      await fresh.quit();
+    }
+  });
+
+  it('when a job is added behind a gate of ours, then the gate runs first with its own keys and arguments: refused, nothing is added; passed, the job is where BullMQ puts it and ours runs after it with what the gate handed on', async () => {
+    const fresh = createRedisConnection(redisUrl(), 'worker') as Redis;
+    const [key, gateKey] = [`${prefix}:lh-test-handed`, `${prefix}:lh-test-gate`];
+    const job = (id: string, opts: { priority?: number }) => ({
+      name: 'simulate',
+      data: jobData('a', { mode: 'ok' }),
+      opts,
+      id,
+    });
+    const [refused, prioritized, parent, bare] = [newJobId(), newJobId(), newJobId(), newJobId()];
+    try {
+      const gate = (verdict: string) => [GATE, gateKey, verdict, 'x', 'y'] as const;
+      expect(
+        await gatedAddWith(fresh, [...gate('no')], queue, job(refused, { priority: 5 }), {}, HANDED, key, 'one'),
+      ).toEqual({ added: false, gated: ['refused', 3] });
+      expect(await connection.exists(layout.job(analyses, refused))).toBe(0);
+
+      expect(
+        await gatedAddWith(fresh, [...gate('pass')], queue, job(prioritized, { priority: 5 }), {}, HANDED, key, 'one'),
+      ).toEqual({ added: true, gated: ['passed', 3], reply: [prioritized, 'handed x', key, 'one', 1] });
+      expect(
+        await gatedAddWith(fresh, [...gate('pass')], queue, job(parent, {}), { asParent: true }, HANDED, key, 'two'),
+      ).toEqual({ added: true, gated: ['passed', 3], reply: [parent, 'handed x', key, 'two', 1] });
+      expect(await connection.zscore(layout.prioritized(analyses), prioritized)).not.toBeNull();
+      expect(await connection.zscore(layout.waitingChildren(analyses), parent)).not.toBeNull();
+      expect(await connection.lrange(gateKey, 0, -1)).toEqual(['no', 'pass', 'pass']);
+
+      // The same script with no gate: nothing handed.
+      expect(await addWith(fresh, queue, job(bare, {}), {}, HANDED, key, 'three', 'four')).toEqual([
+        bare,
+        'nothing',
+        key,
+        'three',
+        2,
+      ]);
+      for (const id of [prioritized, parent, bare]) await new Job(queue, '', {}, {}, id).remove();
     } finally {
       await fresh.quit();
     }

@@ -197,7 +197,7 @@ interface ScriptedConnection {
 }
 
 /** What each connection has had defined: BullMQ's add scripts, and how many of ours of each kind. */
-const definedOn = new WeakMap<object, { bull: boolean; ours: number; adds: number }>();
+const definedOn = new WeakMap<object, { bull: boolean; ours: number; adds: number; gates: number }>();
 
 /**
  * A script for {@link runOnMulti}, defined as a command on each connection a queue MULTI runs on,
@@ -252,7 +252,7 @@ function bullScript(
 /** BullMQ's add scripts, by the name BullMQ calls them by (`{script}:{version}`): their keys and text. */
 const bullAdds = new Map<string, ScriptText>();
 
-/** Each {@link addScript} around each of BullMQ's add scripts, by its command name: built once. */
+/** Each {@link addScript} around each of BullMQ's add scripts, gated or not, by its command name: built once. */
 const wrappedAdds = new Map<string, ScriptText>();
 
 /**
@@ -271,11 +271,12 @@ const addScripts: AddScript[] = [];
  * two commands more, and ioredis builds a pipeline for each). For each of BullMQ's four add
  * scripts, its text (the pinned version's, taken from the queue's connection) becomes a function
  * of the new script, and `lua` runs after it: it sees its own key as KEYS[1] and its own
- * arguments from ARGV[1] on, as a script of its own would, and BullMQ's reply (the job's id) as
- * `added`. A BullMQ error code (negative: a parent that is gone, …) is an error reply, and `lua`
- * does not run. BullMQ's scripts read only KEYS and ARGV[1..3] by their index, never their
- * length: the contract test adds a job of each kind this way. Call at module load; run with
- * {@link addWith} or {@link addWithOnMulti}.
+ * arguments from ARGV[1] on, as a script of its own would, BullMQ's reply (the job's id) as
+ * `added`, and what a gate handed on as `handed` ({@link addGate}; nil with none). A BullMQ error
+ * code (negative: a parent that is gone, …) is an error reply, and `lua` does not run. BullMQ's
+ * scripts read only KEYS and ARGV[1..3] by their index, never their length: the contract test adds
+ * a job of each kind this way. Call at module load; run with {@link addWith},
+ * {@link addWithOnMulti} or {@link gatedAddWith}.
  */
 export function addScript(name: string, lua: string): AddScript {
   const script = { name: `lh_${name}`, lua };
@@ -283,23 +284,63 @@ export function addScript(name: string, lua: string): AddScript {
   return script;
 }
 
-/** `script` around BullMQ's add script `bullName`: its command's name, keys and text. */
-function wrappedAdd(script: AddScript, bullName: string, bull: ScriptText): [string, ScriptText] {
-  const name = `${script.name}:${bullName}`;
+/** A script of ours that decides, before BullMQ's add, whether a job is added ({@link addGate}). */
+export interface AddGate {
+  readonly name: string;
+  readonly numberOfKeys: number;
+  readonly lua: string;
+}
+
+const addGates: AddGate[] = [];
+
+/**
+ * A script of ours that runs before BullMQ's add of a job, in the same script, and decides
+ * whether it happens: `lua` sees its own keys as KEYS[1..numberOfKeys] and its own arguments from
+ * ARGV[1] on, and returns `pass, reply, handed`. With `pass` false nothing is added and the
+ * script answers `{ 0, reply }`; otherwise the job is added, the {@link addScript} after it runs
+ * with `handed`, and the script answers `{ 1, reply, its reply }`. Its writes stand either way.
+ * Call at module load; run with {@link gatedAddWith}.
+ */
+export function addGate(name: string, numberOfKeys: number, lua: string): AddGate {
+  const gate = { name: `lh_${name}`, numberOfKeys, lua };
+  addGates.push(gate);
+  return gate;
+}
+
+/** `script` around BullMQ's add script `bullName`, behind `gate` if any: its command's name, keys and text. */
+function wrappedAdd(script: AddScript, bullName: string, bull: ScriptText, gate?: AddGate): [string, ScriptText] {
+  const name = `${gate ? `${gate.name}:` : ''}${script.name}:${bullName}`;
   let wrapped = wrappedAdds.get(name);
   if (!wrapped) {
+    // Keys: BullMQ's, ours, the gate's. Arguments: BullMQ's, ours, the gate's, then the gate's
+    // count and BullMQ's count last.
+    const ours = bull.numberOfKeys + 1;
+    const gated = gate
+      ? `local function gate(KEYS, ARGV)
+${gate.lua}
+end
+local gateArgs = tonumber(ARGV[n - 1])
+local pass, gated, handed = gate({ unpack(KEYS, ${ours + 1}, ${ours + gate.numberOfKeys}) }, { unpack(ARGV, n - 1 - gateArgs, n - 2) })
+if not pass then return { 0, gated } end
+n = n - 1 - gateArgs`
+      : 'local handed = nil';
     wrapped = {
-      numberOfKeys: bull.numberOfKeys + 1,
-      lua: `local function bull_add()
+      numberOfKeys: ours + (gate?.numberOfKeys ?? 0),
+      lua: `local added
+local function bull_add()
 ${bull.lua}
 end
-local added = bull_add()
+local function ours(KEYS, ARGV, handed)
+${script.lua}
+end
+local n, bullArgs = #ARGV, tonumber(ARGV[#ARGV])
+${gated}
+added = bull_add()
 if type(added) == 'number' and added < 0 then
   return redis.error_reply('ERR BullMQ refused to add the job (code ' .. added .. ')')
 end
--- Ours: the key after BullMQ's, the arguments after BullMQ's (their count is the last argument).
-local KEYS, ARGV = { KEYS[${bull.numberOfKeys + 1}] }, { unpack(ARGV, tonumber(ARGV[#ARGV]) + 1, #ARGV - 1) }
-${script.lua}`,
+local reply = ours({ KEYS[${ours}] }, { unpack(ARGV, bullArgs + 1, n - 1) }, handed)
+${gate ? 'return { 1, gated, reply }' : 'return reply'}`,
     };
     wrappedAdds.set(name, wrapped);
   }
@@ -315,7 +356,7 @@ async function defineScripts(queue: Queue, redis: Redis | Cluster): Promise<Scri
   const connection = redis as unknown as ScriptedConnection;
   let defined = definedOn.get(connection);
   if (!defined) {
-    defined = { bull: false, ours: 0, adds: 0 };
+    defined = { bull: false, ours: 0, adds: 0, gates: 0 };
     definedOn.set(connection, defined);
   }
   if (!defined.bull) {
@@ -335,11 +376,15 @@ async function defineScripts(queue: Queue, redis: Redis | Cluster): Promise<Scri
       connection.defineCommand(name, { numberOfKeys: 1, lua });
     defined.ours = multiScripts.length;
   }
-  if (defined.adds < addScripts.length) {
-    for (const script of addScripts.slice(defined.adds)) {
-      for (const [bullName, bull] of bullAdds) connection.defineCommand(...wrappedAdd(script, bullName, bull));
+  if (defined.adds < addScripts.length || defined.gates < addGates.length) {
+    // Every add script, bare and behind every gate (defining one again replaces it alike).
+    for (const script of addScripts) {
+      for (const gate of [undefined, ...addGates]) {
+        for (const [bullName, bull] of bullAdds) connection.defineCommand(...wrappedAdd(script, bullName, bull, gate));
+      }
     }
     defined.adds = addScripts.length;
+    defined.gates = addGates.length;
   }
   return connection;
 }
@@ -455,17 +500,21 @@ export async function addToMulti(multi: QueueMulti, queue: Queue, job: NewJob, l
 }
 
 /**
- * The command and arguments that add `job` with BullMQ's add script and run `script` after it
- * ({@link addScript}), with its `key` and `args`: BullMQ's add is built as for a transaction,
- * but caught instead of queued.
- */
-/**
  * What adding a job with a script of ours after it takes: the queue, the job and its links, then
  * the script ({@link addScript}) with its key and arguments.
  */
 type AddWith = [queue: Queue, job: NewJob, link: JobLink, script: AddScript, key: string, ...args: string[]];
 
+/** A gate ({@link addGate}) with its keys, then its arguments. */
+export type GateWith = [gate: AddGate, ...keysAndArgs: string[]];
+
+/**
+ * The command and arguments that add `job` with BullMQ's add script and run `script` after it
+ * ({@link addScript}), behind `gate` if any: BullMQ's add is built as for a transaction, but
+ * caught instead of queued.
+ */
 async function addCommand(
+  gate: GateWith | undefined,
   ...[queue, job, link, script, key, ...args]: AddWith
 ): Promise<{ name: string; args: unknown[] }> {
   let caught: { name: string; args: unknown[] } | undefined;
@@ -481,22 +530,56 @@ async function addCommand(
   if (!caught || !bull) throw new Error(`BullMQ added a job with ${caught?.name}, which addScript does not wrap`);
   const keys = caught.args.slice(0, bull.numberOfKeys);
   const bullArgs = caught.args.slice(bull.numberOfKeys);
+  if (!gate) {
+    return {
+      name: `${script.name}:${caught.name}`,
+      args: [...keys, key, ...bullArgs, ...args, String(bullArgs.length)],
+    };
+  }
+  const [{ name, numberOfKeys }, ...gateKeysAndArgs] = gate;
+  const gateArgs = gateKeysAndArgs.slice(numberOfKeys);
   return {
-    name: `${script.name}:${caught.name}`,
-    args: [...keys, key, ...bullArgs, ...args, String(bullArgs.length)],
+    name: `${name}:${script.name}:${caught.name}`,
+    args: [
+      ...keys,
+      key,
+      ...gateKeysAndArgs.slice(0, numberOfKeys),
+      ...bullArgs,
+      ...args,
+      ...gateArgs,
+      String(gateArgs.length),
+      String(bullArgs.length),
+    ],
   };
 }
 
 const noAddCommand = (name: string) => `the connection has no command ${name} (see addScript)`;
 
+/** Sends the add of `add` on `redis` now, behind `gate` if any; resolves with the script's reply. */
+async function sendAdd(redis: Redis | Cluster, gate: GateWith | undefined, add: AddWith): Promise<unknown> {
+  const connection = await defineScripts(add[0], redis);
+  const { name, args } = await addCommand(gate, ...add);
+  return commandOn(connection, name, noAddCommand(name)).apply(connection, args);
+}
+
 /**
  * Adds `job` to `queue` and runs `script` after it, in one script sent on `redis` now
  * ({@link addScript}); resolves with the script's reply.
  */
-export async function addWith(redis: Redis | Cluster, ...add: AddWith): Promise<unknown> {
-  const connection = await defineScripts(add[0], redis);
-  const { name, args } = await addCommand(...add);
-  return commandOn(connection, name, noAddCommand(name)).apply(connection, args);
+export function addWith(redis: Redis | Cluster, ...add: AddWith): Promise<unknown> {
+  return sendAdd(redis, undefined, add);
+}
+
+/** What a gated add answered ({@link gatedAddWith}). */
+export type GatedAdd = { added: false; gated: unknown } | { added: true; gated: unknown; reply: unknown };
+
+/**
+ * Runs `gate` ({@link addGate}), then, if it passes, adds `job` to `queue` and runs `script` after
+ * it, in one script sent on `redis` now: the gate's reply, and the script's when the job was added.
+ */
+export async function gatedAddWith(redis: Redis | Cluster, gate: GateWith, ...add: AddWith): Promise<GatedAdd> {
+  const [added, gated, reply] = (await sendAdd(redis, gate, add)) as [number, unknown, unknown?];
+  return added === 1 ? { added: true, gated, reply } : { added: false, gated };
 }
 
 /**
@@ -504,7 +587,7 @@ export async function addWith(redis: Redis | Cluster, ...add: AddWith): Promise<
  * it ({@link addScript}), in one transaction with the rest of `multi`.
  */
 export async function addWithOnMulti(multi: QueueMulti, ...add: AddWith): Promise<void> {
-  const { name, args } = await addCommand(...add);
+  const { name, args } = await addCommand(undefined, ...add);
   commandOn(multi, name, noAddCommand(name)).apply(multi, args);
 }
 

@@ -47,18 +47,12 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     await runs.fair.heartbeat('test-worker', slots);
   }
 
+  /** A submission as the API makes it: admitted and added, most often in one script. */
   async function submit(tenant: string, priority = 500): Promise<string> {
     const id = newJobId();
-    const admission = await store.admit(tenant, id);
+    const submission = { tenant, id, contract: getContract('simulate'), input: { durationMs: 0 }, priority };
+    const { admission } = await store.submit(submission, undefined, 0);
     if (admission.kind !== 'new') throw new Error(`not admitted: ${admission.kind}`);
-    await store.accept({
-      tenant,
-      id,
-      contract: getContract('simulate'),
-      input: { durationMs: 0 },
-      priority,
-      placement: admission.placement,
-    });
     return id;
   }
 
@@ -271,6 +265,45 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     // once, and the start gate lets it pass), and so does the end, to bring a back when it was.
     const capped = (await run()).filter(([, key]) => key === `${prefix}:lh:fair:capped`);
     expect(capped.map(([name]) => name)).toEqual(['ZSCORE', 'ZSCORE']);
+  });
+
+  it('when a submission is admitted, then its admission and its add are one script when the add was built for the place admission chose, two when not, and each job lands in the place chosen', async () => {
+    await setUp(1);
+    /** The scripts a submission of `tenant` sends (EVALSHA), and whether its job was parked. */
+    const submitWatched = async (tenant: string) => {
+      const watch = await watchCommands(redisUrl(), prefix);
+      const id = await submit(tenant);
+      const scripts = (await watch.stop()).filter(([name]) => name === 'EVALSHA' || name === 'EVAL').length;
+      return { id, scripts, parked: await parked(id) };
+    };
+    // a alone: into the queue, as built for a tenant with no job before.
+    const a1 = await submitWatched('a');
+    const a2 = await submitWatched('a');
+    expect([a1, a2]).toMatchObject([
+      { scripts: 1, parked: false },
+      { scripts: 1, parked: false },
+    ]);
+    const running = await take();
+    expect(running?.job.id).toBe(a1.id);
+    // The one slot is a's, and a's next job waits: b's first job, built for the queue, is parked
+    // by a second script.
+    const b1 = await submitWatched('b');
+    expect(b1).toMatchObject({ scripts: 2, parked: true });
+    // b's next one is built parked, as its last one was: one script.
+    const b2 = await submitWatched('b');
+    expect(b2).toMatchObject({ scripts: 1, parked: true });
+    if (!running) throw new Error('nothing taken');
+    await finish(running.job);
+    const rest: string[] = [];
+    for (let taken = await take(); taken; taken = await take()) {
+      rest.push(taken.job.id ?? '');
+      await finish(taken.job);
+    }
+    expect(rest).toEqual([b1.id, a2.id, b2.id]);
+    // b alone again: built parked, admitted into the queue, added there by a second script.
+    const b3 = await submitWatched('b');
+    expect(b3).toMatchObject({ scripts: 2, parked: false });
+    expect((await take())?.job.id).toBe(b3.id);
   });
 
   it("when a tenant is at its cap, then its jobs wait as tenant_concurrency and others' jobs use the free slots", async () => {

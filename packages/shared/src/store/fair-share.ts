@@ -250,7 +250,8 @@ end
 const ENTER = addScript(
   'fair_enter',
   `${fairLua(9)}${INDEX_WRITE_LUA}
-local id, placement = ARGV[5], ARGV[6]
+-- The place admission chose, handed on when it ran in the same script (job-store.ts), or ARGV[6].
+local id, placement = ARGV[5], handed or ARGV[6]
 index_write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), { id })
 if ARGV[16] ~= '' then redis.call('HSET', Q .. id, '${OWN_FIELDS.webhookUrl}', ARGV[16]) end
 if placement == 'park' then

@@ -9,6 +9,7 @@ import { decodeReturnValue } from '../result-codec.ts';
 import { traceMetadata } from '../telemetry.ts';
 import { parseDeliveries, webhookJobOptions } from '../webhook-delivery.ts';
 import {
+  addGate,
   addToMulti,
   addWith,
   addWithOnMulti,
@@ -16,6 +17,7 @@ import {
   completionScript,
   DATA_TENANT_LUA,
   execQueueMulti,
+  gatedAddWith,
   type Layout,
   layoutFor,
   NO_RESULT_LENGTH,
@@ -372,17 +374,10 @@ interface AdmitParams {
   rateWindowMs: number;
 }
 
-/** Runs the `ADMIT` script: the one place its keys and arguments are laid out. */
-async function runAdmit(
-  redis: RedisConnection,
-  layout: Layout,
-  p: AdmitParams,
-): Promise<[string, string | number, number, number, (number | string)?]> {
+/** The `ADMIT` script's four keys, then its arguments: the one place they are laid out. */
+function admitKeysAndArgs(layout: Layout, p: AdmitParams): string[] {
   const fair = p.fair ?? { limits: NO_CAPS, eventsMaxLen: 1 };
-  return (await evalScript(
-    redis,
-    ADMIT,
-    4,
+  return [
     p.idempotency ? layout.idempotency(p.tenant, p.idempotency.keyHash) : layout.backlog(p.tenant),
     layout.backlog(p.tenant),
     layout.storageBytes(p.tenant),
@@ -405,8 +400,36 @@ async function runAdmit(
     p.fair ? '1' : '0',
     p.tenant,
     String(Math.random()),
-  )) as [string, string | number, number, number, (number | string)?];
+  ];
 }
+
+/** What `ADMIT` answers: its kind, a value, the rate window's count and time left, and one more. */
+type AdmitReply = [string, string | number, number, number, (number | string)?];
+
+/** Runs `ADMIT` alone. */
+async function runAdmit(redis: RedisConnection, layout: Layout, p: AdmitParams): Promise<AdmitReply> {
+  return (await evalScript(redis, ADMIT, 4, ...admitKeysAndArgs(layout, p))) as AdmitReply;
+}
+
+/**
+ * `ADMIT` before BullMQ's add, in the same script (`addGate`, bullmq-layout.ts), when the add was
+ * built for the place admission chooses: parked (ARGV[25] = '1', added waiting for its turn) or
+ * not (into the queue, or delayed). The job is added only when admitted there, and `ENTER` after
+ * it is handed the place; otherwise its answer comes back alone, and a job admitted elsewhere is
+ * added by a second round trip (`accept`), as if `ADMIT` had been sent alone.
+ */
+const ADMIT_GATE = addGate(
+  'admit',
+  4,
+  `local function admit()
+${ADMIT}
+end
+local reply = admit()
+if reply[1] ~= 'ok' then return false, reply end
+local parked = reply[5] == 'park' or reply[5] == 'capped'
+if parked ~= (ARGV[25] == '1') then return false, reply end
+return true, reply, parked and 'park' or reply[5]`,
+);
 
 export type Admission =
   /**
@@ -424,6 +447,22 @@ export type Admission =
     /** Absent when the rate limit is off, or the submission was not counted. */
     rate?: RateWindow;
   };
+
+/** The admission `ADMIT` answered; `limit`: the rate limit it counted against (0: none). */
+function admissionOf([kind, value, hits, ttl, extra]: AdmitReply, limit: number): Admission {
+  const rate = limit > 0 ? { rate: { limit, hits: Number(hits), resetMs: Number(ttl) } } : {};
+  if (kind === 'rate') return { kind: 'rate_limited', ...rate };
+  if (kind === 'replay') {
+    const earlier = JSON.parse(String(value)) as { id?: string; bodyHash?: string };
+    return { kind: 'replay', id: earlier.id ?? '', bodyHash: earlier.bodyHash ?? '', ...rate };
+  }
+  if (kind === 'storage_full') {
+    return { kind: 'storage_full', budget: Number(value), stored: Number(extra), ...rate };
+  }
+  if (kind === 'full') return { kind: 'backlog_full', quota: Number(value), ...rate };
+  const placement: Placement = extra === 'park' || extra === 'capped' || extra === 'solo' ? extra : 'direct';
+  return { kind: 'new', placement, ...rate };
+}
 
 /** Where an admitted job goes: into BullMQ's queue (`direct`, `solo`), or parked for its turn (fair-share.ts). */
 export type Placement = 'direct' | 'solo' | 'park' | 'capped';
@@ -640,16 +679,142 @@ export function createJobStore({
   const eventsMaxLen = config.eventsMaxLen;
   const fair = createFairShare({ redis, layout, limits: fairLimits, eventsMaxLen });
 
+  function admitParams(
+    tenant: string,
+    id: string,
+    idempotency: { keyHash: string; bodyHash: string } | undefined,
+    inputBytes: number,
+    { countRate, delayed }: { countRate: boolean; delayed: boolean },
+  ): AdmitParams {
+    return {
+      tenant,
+      id,
+      idempotency,
+      idempotencyTtlSeconds: Math.min(IDEMPOTENCY_TTL_SECONDS, tombstoneSeconds),
+      backlogQuota,
+      backlogTtlSeconds: tombstoneSeconds,
+      settleMs,
+      storageBudget: storageBudget(tenant),
+      inputBytes,
+      rateLimit: countRate ? ratePerWindow : 0,
+      rateWindowMs,
+      fair: delayed ? undefined : { limits: fairLimits, eventsMaxLen },
+    };
+  }
+
+  /**
+   * The add of an accepted job: BullMQ's job and its links, and `ENTER` with its key and arguments
+   * (fair-share.ts), which enters it in its tenant's index, and a parked one in its tenant's lane,
+   * in the script that adds it, so it is never stranded. With `placement` undefined, `ENTER` is
+   * handed its place by admission in the same script (`submit`).
+   */
+  function additionOf(a: Omit<Accepted, 'placement'>, placement: Placement | undefined, now: number) {
+    const parked = (placement === 'park' || placement === 'capped') && !a.delayMs;
+    const opts = jobOptionsFor(a.contract, { priority: a.priority, delayMs: a.delayMs });
+    // The submit request's trace travels in the job and its delivery: the worker's spans join it.
+    const metadata = traceMetadata();
+    const telemetry = metadata ? { telemetry: { metadata } } : {};
+    Object.assign(opts, telemetry);
+    if (a.webhookUrl) opts.ignoreDependencyOnFailure = true;
+    const job = { name: a.contract.name, data: jobData(a.tenant, a.input), opts, id: a.id };
+    const link = {
+      ...(webhooks && a.webhookUrl ? { parent: { queue: webhooks, id: `${a.id}.webhook` } } : {}),
+      // Parked: born in waiting-children, which only the fair-share dispatcher releases.
+      ...(parked ? { asParent: true } : {}),
+    };
+    // Ids carry the time of the API that made them, keys expire on Redis' clock: trim a few
+    // minutes late, so a replay never finds its key alive but its tombstone gone.
+    const cutoff = `(job_${encodeTime(Math.max(0, now - tombstoneSeconds * 1000 - CLOCK_SKEW_MS), 10)}`;
+    // The index outlives its newest entry by the tombstone's life and the longest delay.
+    const enterAs = parked ? 'park' : (placement === 'solo' || placement === 'direct') && !a.delayMs ? placement : '';
+    const enter = fair.enter(
+      {
+        tenant: a.tenant,
+        id: a.id,
+        placement: enterAs,
+        priority: opts.priority ?? DEFAULT_PRIORITY,
+        webhookUrl: a.webhookUrl,
+      },
+      { ttlSeconds: tombstoneSeconds + MAX_DELAY_SECONDS, trim: { cutoff, jobPrefix } },
+    );
+    return { job, link, enter, telemetry, parked };
+  }
+
+  /** What a job just accepted looks like, with no read: as `addition` stored it. */
+  function acceptedSnapshot(
+    a: Omit<Accepted, 'placement'>,
+    placement: Placement | undefined,
+    { job, parked }: ReturnType<typeof additionOf>,
+    now: number,
+  ): JobSnapshot {
+    const { opts } = job;
+    return {
+      id: a.id,
+      job: {
+        name: a.contract.name,
+        timestamp: now,
+        processedOn: null,
+        finishedOn: null,
+        failedReason: null,
+        attemptsMade: 0,
+        attemptsMax: opts.attempts ?? 1,
+        priority: opts.priority ?? DEFAULT_PRIORITY,
+        progress: null,
+        stalledCount: 0,
+        cancelledAt: null,
+        webhookUrl: a.webhookUrl ?? null,
+        hasResult: false,
+      },
+      locked: false,
+      delayed: (a.delayMs ?? 0) > 0,
+      ...(parked ? { parked: placement === 'capped' ? ('tenant_concurrency' as const) : ('queue' as const) } : {}),
+      ...(a.webhookUrl ? { deliveries: [] } : {}),
+    };
+  }
+
+  /**
+   * Whether each tenant's last job was parked: a submission's add is built for the place its
+   * tenant's last one got, which admission in the same script most often chooses again. Bounded:
+   * forgotten whole past 10,000 tenants.
+   */
+  const parkedLast = new Map<string, boolean>();
+
+  async function accept(a: Accepted): Promise<JobSnapshot> {
+    const now = Date.now();
+    const addition = additionOf(a, a.placement, now);
+    const { job, link, enter, telemetry, parked } = addition;
+    let free: unknown;
+    if (!a.webhookUrl) {
+      free = await addWith(redis, queue, job, link, ...enter);
+    } else {
+      if (!webhooks) throw new Error('a webhook needs the webhooks queue');
+      const delivery = {
+        name: 'deliver',
+        data: { jobId: a.id, tenant: a.tenant, type: a.contract.name, url: a.webhookUrl },
+        opts: { ...webhookJobOptions(config.webhooks.backoffMs), ...telemetry },
+        id: `${a.id}.webhook`,
+      };
+      const results = await execQueueMulti(queue, redis, async (multi) => {
+        await addToMulti(multi, webhooks, delivery, { asParent: true });
+        await addWithOnMulti(multi, queue, job, link, ...enter);
+      });
+      free = results[1]?.[1];
+    }
+    // A slot is free although someone waits (a job ended meanwhile): fill it now.
+    if (parked && Number(free ?? 0) > 0) await fair.dispatch();
+    return acceptedSnapshot(a, a.placement, addition, now);
+  }
+
   return {
     ...reads,
     /** The fair-share dispatcher (fair-share.ts): each tenant's running and parked jobs, for metrics. */
     fair,
 
     /**
-     * First round trip of a submission: the rate limit, the Idempotency-Key, the storage budget
-     * and the backlog quota, atomically. `new` means the id is claimed (and counted, with
-     * `inputBytes` of storage); `accept` must follow. With `countRate: false` the rate limit
-     * neither counts nor refuses (a replay finishing its job).
+     * Admission alone: the rate limit, the Idempotency-Key, the storage budget and the backlog
+     * quota, atomically (`ADMIT`). `new` means the id is claimed (and counted, with `inputBytes`
+     * of storage); `accept` must follow. With `countRate: false` the rate limit neither counts nor
+     * refuses (a replay finishing its job).
      */
     async admit(
       tenant: string,
@@ -658,121 +823,61 @@ export function createJobStore({
       inputBytes = 0,
       { countRate = true, delayed = false }: { countRate?: boolean; delayed?: boolean } = {},
     ): Promise<Admission> {
-      const limit = countRate ? ratePerWindow : 0;
-      const reply = await runAdmit(redis, layout, {
-        tenant,
-        id,
-        idempotency,
-        idempotencyTtlSeconds: Math.min(IDEMPOTENCY_TTL_SECONDS, tombstoneSeconds),
-        backlogQuota,
-        backlogTtlSeconds: tombstoneSeconds,
-        settleMs,
-        storageBudget: storageBudget(tenant),
-        inputBytes,
-        rateLimit: limit,
-        rateWindowMs,
-        fair: delayed ? undefined : { limits: fairLimits, eventsMaxLen },
-      });
-      const [kind, value, hits, ttl, extra] = reply;
-      const rate = limit > 0 ? { rate: { limit, hits: Number(hits), resetMs: Number(ttl) } } : {};
-      if (kind === 'rate') return { kind: 'rate_limited', ...rate };
-      if (kind === 'replay') {
-        const earlier = JSON.parse(String(value)) as { id?: string; bodyHash?: string };
-        return { kind: 'replay', id: earlier.id ?? '', bodyHash: earlier.bodyHash ?? '', ...rate };
-      }
-      if (kind === 'storage_full') {
-        return { kind: 'storage_full', budget: Number(value), stored: Number(extra), ...rate };
-      }
-      if (kind === 'full') return { kind: 'backlog_full', quota: Number(value), ...rate };
-      const placement: Placement = extra === 'park' || extra === 'capped' || extra === 'solo' ? extra : 'direct';
-      return { kind: 'new', placement, ...rate };
+      const params = admitParams(tenant, id, idempotency, inputBytes, { countRate, delayed });
+      return admissionOf(await runAdmit(redis, layout, params), params.rateLimit);
     },
 
     /**
-     * Second round trip: the job, its index entry and its place, in one script (BullMQ's add and
-     * ours: `addWith`, bullmq-layout.ts); with a webhook, in one MULTI with its delivery (added as
+     * The job, its index entry and its place, in one script (BullMQ's add and ours: `addWith`,
+     * bullmq-layout.ts), after `admit`; with a webhook, in one MULTI with its delivery (added as
      * the job's BullMQ parent) and its URL. Either all of it is stored or none: no orphan, no
      * phantom, whatever fails or times out. Adding an id that exists is a no-op (BullMQ keeps the
      * first).
      */
-    async accept(a: Accepted): Promise<JobSnapshot> {
-      const now = Date.now();
-      const parked = (a.placement === 'park' || a.placement === 'capped') && !a.delayMs;
-      const opts = jobOptionsFor(a.contract, { priority: a.priority, delayMs: a.delayMs });
-      const parentId = `${a.id}.webhook`;
-      // The submit request's trace travels in the job and its delivery: the worker's spans join it.
-      const metadata = traceMetadata();
-      const telemetry = metadata ? { telemetry: { metadata } } : {};
-      Object.assign(opts, telemetry);
-      if (a.webhookUrl) opts.ignoreDependencyOnFailure = true;
-      const job = { name: a.contract.name, data: jobData(a.tenant, a.input), opts, id: a.id };
-      const link = {
-        ...(webhooks && a.webhookUrl ? { parent: { queue: webhooks, id: parentId } } : {}),
-        // Parked: born in waiting-children, which only the fair-share dispatcher releases.
-        ...(parked ? { asParent: true } : {}),
-      };
-      // Ids carry the time of the API that made them, keys expire on Redis' clock: trim a few
-      // minutes late, so a replay never finds its key alive but its tombstone gone.
-      const cutoff = `(job_${encodeTime(Math.max(0, now - tombstoneSeconds * 1000 - CLOCK_SKEW_MS), 10)}`;
-      // The job enters its tenant's index, and a parked one its tenant's lane, in the script that
-      // adds it, so it is never stranded. The index outlives its newest entry by the tombstone's
-      // life and the longest delay.
-      const placement = parked
-        ? 'park'
-        : (a.placement === 'solo' || a.placement === 'direct') && !a.delayMs
-          ? a.placement
-          : '';
-      const enter = fair.enter(
-        {
-          tenant: a.tenant,
-          id: a.id,
-          placement,
-          priority: opts.priority ?? DEFAULT_PRIORITY,
-          webhookUrl: a.webhookUrl,
-        },
-        { ttlSeconds: tombstoneSeconds + MAX_DELAY_SECONDS, trim: { cutoff, jobPrefix } },
-      );
-      let free: unknown;
-      if (!a.webhookUrl) {
-        free = await addWith(redis, queue, job, link, ...enter);
+    accept,
+
+    /**
+     * A submission: `admit`, then, when it admits the job, `accept`. With no webhook, both run in
+     * one script (`ADMIT_GATE`), one round trip, when the add was built for the place admission
+     * chose; a job admitted elsewhere is added by a second. With a webhook (its delivery is added
+     * in a MULTI), always two. The job is added only when admitted; `accepted` is absent otherwise.
+     */
+    async submit(
+      a: Omit<Accepted, 'placement'>,
+      idempotency: { keyHash: string; bodyHash: string } | undefined,
+      inputBytes: number,
+    ): Promise<{ admission: Admission; accepted?: JobSnapshot }> {
+      const delayed = (a.delayMs ?? 0) > 0;
+      const params = admitParams(a.tenant, a.id, idempotency, inputBytes, { countRate: true, delayed });
+      let admission: Admission;
+      if (a.webhookUrl) {
+        admission = admissionOf(await runAdmit(redis, layout, params), params.rateLimit);
       } else {
-        if (!webhooks) throw new Error('a webhook needs the webhooks queue');
-        const delivery = {
-          name: 'deliver',
-          data: { jobId: a.id, tenant: a.tenant, type: a.contract.name, url: a.webhookUrl },
-          opts: { ...webhookJobOptions(config.webhooks.backoffMs), ...telemetry },
-          id: parentId,
-        };
-        const results = await execQueueMulti(queue, redis, async (multi) => {
-          await addToMulti(multi, webhooks, delivery, { asParent: true });
-          await addWithOnMulti(multi, queue, job, link, ...enter);
-        });
-        free = results[1]?.[1];
+        const now = Date.now();
+        const guess: Placement | undefined = parkedLast.get(a.tenant) && !delayed ? 'park' : undefined;
+        const addition = additionOf(a, guess, now);
+        const { job, link, enter, parked } = addition;
+        // ENTER takes its place from admission: an empty placement here is never read.
+        const gated = await gatedAddWith(
+          redis,
+          [ADMIT_GATE, ...admitKeysAndArgs(layout, params), parked ? '1' : '0'],
+          queue,
+          job,
+          link,
+          ...enter,
+        );
+        admission = admissionOf(gated.gated as AdmitReply, params.rateLimit);
+        if (admission.kind === 'new') {
+          if (parkedLast.size >= 10_000) parkedLast.clear();
+          parkedLast.set(a.tenant, admission.placement === 'park' || admission.placement === 'capped');
+        }
+        if (gated.added && admission.kind === 'new') {
+          if (parked && Number(gated.reply ?? 0) > 0) await fair.dispatch();
+          return { admission, accepted: acceptedSnapshot(a, admission.placement, addition, now) };
+        }
       }
-      // A slot is free although someone waits (a job ended meanwhile): fill it now.
-      if (parked && Number(free ?? 0) > 0) await fair.dispatch();
-      return {
-        id: a.id,
-        job: {
-          name: a.contract.name,
-          timestamp: now,
-          processedOn: null,
-          finishedOn: null,
-          failedReason: null,
-          attemptsMade: 0,
-          attemptsMax: opts.attempts ?? 1,
-          priority: opts.priority ?? DEFAULT_PRIORITY,
-          progress: null,
-          stalledCount: 0,
-          cancelledAt: null,
-          webhookUrl: a.webhookUrl ?? null,
-          hasResult: false,
-        },
-        locked: false,
-        delayed: (a.delayMs ?? 0) > 0,
-        ...(parked ? { parked: a.placement === 'capped' ? ('tenant_concurrency' as const) : ('queue' as const) } : {}),
-        ...(a.webhookUrl ? { deliveries: [] } : {}),
-      };
+      if (admission.kind !== 'new') return { admission };
+      return { admission, accepted: await accept({ ...a, placement: admission.placement }) };
     },
 
     /**
