@@ -9,7 +9,7 @@
  *
  * Run by `pnpm bench` (section `parallel`: `pnpm bench --only parallel`).
  */
-import { createReadStream, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, mkdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { comparableStatistics } from '@longhaul/shared';
 import { ensureCsv } from './csv-dataset.ts';
-import { fmt, httpClient, type Row } from './lib.ts';
+import { cpuSeconds, fmt, httpClient, type Row } from './lib.ts';
 
 const MB = Math.max(100, Number(process.env.BENCH_PROFILE_CSV_MB ?? 150));
 const RUNS = Math.max(1, Number(process.env.BENCH_PARALLEL_RUNS ?? 3));
@@ -26,17 +26,6 @@ interface Stoppable {
   url?: string;
   pid?: number;
   stop(): Promise<unknown>;
-}
-
-/** CPU seconds a process has used, all its threads (Linux /proc; 0 elsewhere). */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    // utime and stime, in clock ticks of 1/100 s (USER_HZ).
-    return (Number(fields[11]) + Number(fields[12])) / 100 || 0;
-  } catch {
-    return 0;
-  }
 }
 
 export interface ParallelBenchDeps {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
 
 /** Runs `task(i)` for i in [0, total) with `concurrency` in flight; returns per-call latencies (ms). */
@@ -56,4 +57,15 @@ export interface Row {
   ratio: number;
   goal: string;
   met: boolean;
+}
+
+/** CPU seconds a process has used, all its threads (Linux /proc; 0 elsewhere). */
+export function cpuSeconds(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    // utime and stime, in clock ticks of 1/100 s (USER_HZ).
+    return (Number(fields[11]) + Number(fields[12])) / 100 || 0;
+  } catch {
+    return 0;
+  }
 }
