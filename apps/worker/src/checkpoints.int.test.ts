@@ -57,6 +57,7 @@ describe('checkpoints: a size cap, and none kept by a job that ended (real Redis
   let queue: Queue<JobData>;
   let events: QueueEvents;
   let worker: Worker<JobData>;
+  let processor: ReturnType<typeof createProcessor>;
   const store = () => createJobRunStore({ redis: connection, prefix });
 
   beforeAll(async () => {
@@ -64,8 +65,8 @@ describe('checkpoints: a size cap, and none kept by a job that ended (real Redis
     queue = new Queue<JobData>(QUEUES.analyses, { connection, prefix });
     events = new QueueEvents(QUEUES.analyses, { connection: connection.duplicate(), prefix });
     const log = createLogger({ name: 't', level: 'silent', pretty: false });
-    const processor = createProcessor({ config, log, store: store(), implementations });
-    worker = new Worker<JobData>(QUEUES.analyses, processor, { connection, prefix, concurrency: 4 });
+    processor = createProcessor({ config, log, store: store(), implementations });
+    worker = new Worker<JobData>(QUEUES.analyses, processor.process, { connection, prefix, concurrency: 4 });
     await events.waitUntilReady();
   });
   afterAll(async () => {
@@ -105,7 +106,7 @@ describe('checkpoints: a size cap, and none kept by a job that ended (real Redis
     await waitFor(async () => started.has(job.id ?? '') || undefined, { what: 'the job to checkpoint' });
     expect(await checkpointOf(job)).not.toBeNull();
     await connection.hset(store().layout.job(QUEUES.analyses, job.id ?? ''), OWN_FIELDS.cancelledAt, Date.now());
-    expect(worker.cancelJob(job.id ?? '', ABORT.cancel)).toBe(true);
+    expect(processor.cancel(job.id ?? '', ABORT.cancel)).toBe(true);
     expect(decodeFailure(await failedReason(job)).code).toBe('cancelled');
     expect(await checkpointOf(job)).toBeNull();
   });

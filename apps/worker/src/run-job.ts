@@ -30,8 +30,17 @@ class AttemptTimeoutError extends Error {
   }
 }
 
-/** Why BullMQ's abort signal fired: we pass one of these to `worker.cancelJob(id, reason)`. */
+/** Why an attempt was aborted from outside: passed to the processor's `cancel` and `cancelAll`. */
 export const ABORT = { cancel: 'cancel', shutdown: 'shutdown' } as const;
+
+/**
+ * An attempt's door for aborts from outside (a cancel, a shutdown): a reason that arrives before
+ * the attempt can abort is kept, and applied when it can.
+ */
+interface AbortSlot {
+  reason?: unknown;
+  abort?: (reason: unknown) => void;
+}
 
 /** The smallest gap between two progress writes of one job. */
 const PROGRESS_INTERVAL_MS = 200;
@@ -125,6 +134,17 @@ export function createProcessor(deps: RunJobDeps) {
   const attempt = createAttempt(deps);
   const { store, log } = deps;
   /**
+   * Each attempt this process runs, by job id: cancels and the shutdown reach it here. BullMQ
+   * would make an AbortController per job for a processor that takes its signal (a third
+   * parameter), and forwarding it into ours cost a listener too: together 5–6 % of the drain of
+   * no-op jobs. So the processor takes none, and this is the one way in.
+   */
+  const running = new Map<string, AbortSlot>();
+  const abortWith = (slot: AbortSlot, reason: unknown) => {
+    slot.reason ??= reason;
+    slot.abort?.(slot.reason);
+  };
+  /**
    * A job that ends (a permanent failure, or its last attempt failed) keeps no checkpoint. Dropped
    * before BullMQ records the failure, on the same connection, so no reader sees a failed job
    * with one; the Worker's `failed` handler covers jobs failed elsewhere (stalled too often).
@@ -135,15 +155,17 @@ export function createProcessor(deps: RunJobDeps) {
    * job that ended (or now waits for its children) also leaves its tenant's share; one to be
    * retried keeps it through its backoff.
    */
-  async function runAttempt(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
+  async function runAttempt(job: Job<JobData>, token?: string): Promise<unknown> {
     const id = job.id ?? '';
     const tenant = job.data?.tenant ?? '';
+    const slot: AbortSlot = {};
+    running.set(id, slot);
     const finish = (ended: boolean, stillActive: boolean, end?: AttemptEnd) =>
       void store
         .finish(tenant, id, { ended, stillActive }, end)
         .catch((e) => log.warn({ err: e, jobId: id }, 'could not hand the slot on'));
     try {
-      const { stored, resultBytes } = await attempt(job, token, signal);
+      const { stored, resultBytes } = await attempt(job, token, slot);
       // The result's bytes are counted against the storage budget in the same script, which runs
       // inside BullMQ's completion of the job (or alone just after, if BullMQ does not complete it).
       const end = { resultBytes, done: true };
@@ -164,13 +186,15 @@ export function createProcessor(deps: RunJobDeps) {
       }
       finish(ended, true, { done: ended });
       throw err;
+    } finally {
+      if (running.get(id) === slot) running.delete(id);
     }
   }
   /**
    * Each attempt is a span in the trace of the request that submitted the job (its context travels
    * in the job's options); the first one also records the time the job waited in the queue.
    */
-  return function processJob(job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<unknown> {
+  function processJob(job: Job<JobData>, token?: string): Promise<unknown> {
     const attributes = {
       'longhaul.job.id': job.id ?? '',
       'longhaul.job.type': job.name,
@@ -179,7 +203,21 @@ export function createProcessor(deps: RunJobDeps) {
     if (job.attemptsStarted <= 1 && job.processedOn) {
       recordQueueWait(job, job.timestamp, job.processedOn, attributes);
     }
-    return withJobSpan(job, 'job.attempt', attributes, () => runAttempt(job, token, signal));
+    return withJobSpan(job, 'job.attempt', attributes, () => runAttempt(job, token));
+  }
+  return {
+    /** The processor to give BullMQ's Worker. */
+    process: processJob,
+    /** Aborts the attempt of `jobId` running here with `reason`; false when none runs here. */
+    cancel(jobId: string, reason: (typeof ABORT)[keyof typeof ABORT]): boolean {
+      const slot = running.get(jobId);
+      if (slot) abortWith(slot, reason);
+      return slot !== undefined;
+    },
+    /** Aborts every attempt running here with `reason`. */
+    cancelAll(reason: (typeof ABORT)[keyof typeof ABORT]): void {
+      for (const slot of running.values()) abortWith(slot, reason);
+    },
   };
 }
 
@@ -187,8 +225,8 @@ function createAttempt({ config, log, store, schedules, implementations, childre
   /** The result to store, and its size when the tenant has a storage budget. */
   return async function runAttempt(
     job: Job<JobData>,
-    token?: string,
-    signal?: AbortSignal,
+    token: string | undefined,
+    slot: AbortSlot,
   ): Promise<{ stored: unknown; resultBytes?: number }> {
     const id = job.id ?? '';
     const attempt = job.attemptsMade + 1;
@@ -247,10 +285,9 @@ function createAttempt({ config, log, store, schedules, implementations, childre
         () => undefined,
       );
     }, cancelPollMs);
-    // BullMQ's signal (cancel, shutdown) is forwarded into ours. Not AbortSignal.any: on Node 20 it
-    // costs weak references and GC work for every job (a tenth of a no-op job's CPU in the profile).
-    if (signal?.aborted) timeout.abort(signal.reason);
-    signal?.addEventListener('abort', () => timeout.abort(signal.reason), { once: true });
+    // A cancel or the shutdown, from now on, or already (it arrived while the attempt started).
+    slot.abort = (reason) => timeout.abort(reason);
+    if (slot.reason !== undefined) timeout.abort(slot.reason);
     const aborts = timeout.signal;
     const progress = progressReporter(job, jobLog);
     let checkpointed = saved !== null;
@@ -354,6 +391,7 @@ function createAttempt({ config, log, store, schedules, implementations, childre
       jobLog.warn({ err }, 'analysis failed; it will be retried if attempts remain');
       throw err;
     } finally {
+      slot.abort = undefined;
       clearTimeout(timer);
       clearInterval(poll);
     }

@@ -60,7 +60,7 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     indexTtlSeconds: config.retention.tombstoneSeconds + MAX_DELAY_SECONDS,
   });
   const processor = createProcessor({ config, log, store, schedules, implementations, children });
-  const worker = new Worker<JobData>(QUEUES.analyses, processor, {
+  const worker = new Worker<JobData>(QUEUES.analyses, processor.process, {
     connection,
     prefix: config.queuePrefix,
     autorun: false,
@@ -86,7 +86,7 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled; handed to another worker'));
 
   const onCancel = (channel: string, jobId: string) => {
-    if (channel === store.layout.cancelChannel && worker.cancelJob(jobId, ABORT.cancel)) {
+    if (channel === store.layout.cancelChannel && processor.cancel(jobId, ABORT.cancel)) {
       log.info({ jobId }, 'cancel requested; aborting');
     }
   };
@@ -124,7 +124,7 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
       const finished = await Promise.race([closing.then(() => true), sleep(graceMs).then(() => false)]);
       if (finished) return;
       log.warn({ graceMs }, 'grace period over: handing active jobs back to the queue');
-      worker.cancelAllJobs(ABORT.shutdown);
+      processor.cancelAll(ABORT.shutdown);
       const handedBack = await Promise.race([closing.then(() => true), sleep(10_000).then(() => false)]);
       if (!handedBack) {
         log.error('active jobs did not stop; closing anyway (their locks expire and they run again)');

@@ -1,0 +1,88 @@
+import {
+  createJobRunStore,
+  createLogger,
+  createRedisConnection,
+  decodeFailure,
+  getContract,
+  type JobData,
+  loadConfig,
+  QUEUES,
+  type RedisConnection,
+} from '@longhaul/shared';
+import { type Job, Queue, Worker } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../tests/support/redis.ts';
+import { type Analysis, defineAnalysis } from './define-analysis.ts';
+import { ABORT, createProcessor } from './run-job.ts';
+
+const simulate = getContract('simulate');
+
+/** An analysis that stops as soon as its signal is aborted, whenever that is, with the reason. */
+const implementations: Record<string, Analysis> = {
+  watchful: defineAnalysis({
+    ...simulate,
+    async run(_input, ctx) {
+      ctx.signal.throwIfAborted();
+      await new Promise((_resolve, reject) => {
+        ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true });
+      });
+      return { steps: 1, attempt: ctx.attempt, resumedFromStep: 0, elapsedMs: 0, payload: '' };
+    },
+  }),
+};
+
+/**
+ * The processor's own way in for cancels and the shutdown (BullMQ makes no signal for it), with a
+ * Worker in manual mode, so the test calls the processor exactly when it wants to.
+ */
+describe('the processor: cancels and the shutdown reach running attempts (real Redis and BullMQ)', () => {
+  const prefix = uniquePrefix();
+  const config = loadConfig({ REDIS_URL: redisUrl(), QUEUE_PREFIX: prefix }, 'worker');
+  const token = 'test-token';
+  let connection: RedisConnection;
+  let queue: Queue<JobData>;
+  let worker: Worker<JobData>;
+  let processor: ReturnType<typeof createProcessor>;
+
+  beforeAll(() => {
+    connection = createRedisConnection(redisUrl(), 'worker');
+    queue = new Queue<JobData>(QUEUES.analyses, { connection, prefix });
+    worker = new Worker<JobData>(QUEUES.analyses, null, { connection, prefix, autorun: false });
+    const log = createLogger({ name: 't', level: 'silent', pretty: false });
+    const store = createJobRunStore({ redis: connection, prefix });
+    processor = createProcessor({ config, log, store, implementations });
+  });
+  afterAll(async () => {
+    await worker.close();
+    await queue.close();
+    await connection.quit();
+    await cleanupPrefix(redisUrl(), prefix);
+  });
+
+  /** Adds a job and takes it as a worker would. */
+  async function taken(): Promise<Job<JobData>> {
+    await queue.add('watchful', { tenant: 'a', input: { durationMs: 1 } });
+    const job = (await worker.getNextJob(token, { block: false })) as Job<JobData> | undefined;
+    if (!job?.id) throw new Error('nothing taken');
+    return job;
+  }
+
+  it('when a cancel arrives while an attempt is still starting, then the attempt ends cancelled as soon as it can abort', async () => {
+    const job = await taken();
+    const attempt = processor.process(job, token);
+    // Its start is still on its way to Redis: the attempt has no signal yet.
+    expect(processor.cancel(job.id ?? '', ABORT.cancel)).toBe(true);
+    const err = await attempt.catch((e: unknown) => e);
+    expect(decodeFailure((err as Error).message).code).toBe('cancelled');
+  });
+
+  it('when the shutdown reaches a running attempt, then it aborts with the shutdown reason; a job not running here cannot be cancelled', async () => {
+    const [first, second] = [await taken(), await taken()];
+    const attempts = [first, second].map((job) => processor.process(job, token).catch((e: unknown) => e));
+    processor.cancelAll(ABORT.shutdown);
+    // Handed back to the queue untouched: BullMQ's WaitingError, no attempt spent.
+    for (const err of await Promise.all(attempts)) expect((err as Error).name).toBe('WaitingError');
+    expect(processor.cancel(first.id ?? '', ABORT.cancel)).toBe(false);
+    expect(processor.cancel('no-such-job', ABORT.cancel)).toBe(false);
+  });
+});
