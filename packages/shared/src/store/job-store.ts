@@ -857,7 +857,7 @@ export function createJobStore({
         const guess: Placement | undefined = parkedLast.get(a.tenant) && !delayed ? 'park' : undefined;
         const addition = additionOf(a, guess, now);
         const { job, link, enter, parked } = addition;
-        // ENTER takes its place from admission: an empty placement here is never read.
+        // ENTER is handed its place by admission in the script: the one `additionOf` gave it is not read.
         const gated = await gatedAddWith(
           redis,
           [ADMIT_GATE, ...admitKeysAndArgs(layout, params), parked ? '1' : '0'],
@@ -867,7 +867,8 @@ export function createJobStore({
           ...enter,
         );
         admission = admissionOf(gated.gated as AdmitReply, params.rateLimit);
-        if (admission.kind === 'new') {
+        // A delayed job is placed when it falls due: it says nothing of its tenant's next place.
+        if (admission.kind === 'new' && !delayed) {
           if (parkedLast.size >= 10_000) parkedLast.clear();
           parkedLast.set(a.tenant, admission.placement === 'park' || admission.placement === 'capped');
         }
