@@ -76,7 +76,7 @@ const TAKE = takeScriptOf(
 );
 
 /** What the test worker does with a job, by its input's `mode`. */
-type Mode = 'ok' | 'none' | 'gate' | 'fail' | 'retry' | 'ride' | 'ride-retry' | 'ride-boom';
+type Mode = 'ok' | 'none' | 'gate' | 'fail' | 'retry' | 'ride' | 'ride-retry' | 'ride-boom' | 'ride-nul';
 
 interface StreamEntry {
   event: string;
@@ -128,9 +128,9 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
         if (mode === 'retry' && job.attemptsMade === 0) throw new Error('transient, retried later');
         await job.updateProgress({ percent: 100, step: 'done' });
         // As the processor returns: BullMQ ends the job in this turn of the event loop.
-        if (mode === 'ride' || mode === 'ride-retry' || mode === 'ride-boom') {
+        if (mode === 'ride' || mode === 'ride-retry' || mode === 'ride-boom' || mode === 'ride-nul') {
           const id = job.id ?? '';
-          const given = mode === 'ride-boom' ? 'boom' : id;
+          const given = mode === 'ride-boom' ? 'boom' : mode === 'ride-nul' ? `${id}\0more` : id;
           rideOnCompletion(connection, RIDE, id, [rides, layout.job(analyses, id)], [given], () => alone.push(id));
         }
         if (mode === 'ride-retry' && job.attemptsMade === 0) throw new Error('transient, retried later');
@@ -492,7 +492,8 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     const ridden = await accept('ride');
     const retried = await accept('ride-retry');
     const failing = await accept('ride-boom');
-    for (const id of [ridden, retried, failing]) {
+    const unpackable = await accept('ride-nul');
+    for (const id of [ridden, retried, failing, unpackable]) {
       await waitFor(async () => (await hash(id)).finishedOn, { what: `job ${id} to complete` });
     }
     const commands = await monitor.stop();
@@ -516,6 +517,9 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     );
     expect(ends).toHaveLength(1);
     expect(ends[0]).toContain(rides);
+    // Arguments that cannot be packed in one (a NUL) do not ride: the ride goes alone.
+    expect(alone).toContain(unpackable);
+    expect(recorded.some((v) => v.startsWith(unpackable))).toBe(false);
   });
 
   it('when a take is started on a connection, then each job its Worker takes, by moveToActive or as the next job of a completion, comes with the reply of our script, run on the job in the same script', async () => {
