@@ -32,6 +32,7 @@ class AttemptTimeoutError extends Error {
 
 /** Why an attempt was aborted from outside: passed to the processor's `cancel` and `cancelAll`. */
 export const ABORT = { cancel: 'cancel', shutdown: 'shutdown' } as const;
+type AbortReason = (typeof ABORT)[keyof typeof ABORT];
 
 /**
  * An attempt's door for aborts from outside (a cancel, a shutdown): a reason that arrives before
@@ -209,13 +210,13 @@ export function createProcessor(deps: RunJobDeps) {
     /** The processor to give BullMQ's Worker. */
     process: processJob,
     /** Aborts the attempt of `jobId` running here with `reason`; false when none runs here. */
-    cancel(jobId: string, reason: (typeof ABORT)[keyof typeof ABORT]): boolean {
+    cancel(jobId: string, reason: AbortReason): boolean {
       const slot = running.get(jobId);
       if (slot) abortWith(slot, reason);
       return slot !== undefined;
     },
     /** Aborts every attempt running here with `reason`. */
-    cancelAll(reason: (typeof ABORT)[keyof typeof ABORT]): void {
+    cancelAll(reason: AbortReason): void {
       for (const slot of running.values()) abortWith(slot, reason);
     },
   };
