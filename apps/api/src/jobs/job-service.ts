@@ -173,12 +173,10 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
         if (owned.kind === 'gone') throw gone();
         // The first request claimed the key but its job never landed: finish it, under its id
         // (this request was counted against the rate limit already).
-        const delayed = (body.delayMs ?? 0) > 0;
-        admission = await store.admit(tenant, id, undefined, inputBytes, { countRate: false, delayed });
-        if (admission.kind === 'new') {
-          accepted = await store.accept({ ...submission, id, placement: admission.placement });
-          return { view: view(accepted), replay: true, ...rated };
-        }
+        ({ admission, accepted } = await store.submit({ ...submission, id }, undefined, inputBytes, {
+          countRate: false,
+        }));
+        if (accepted) return { view: view(accepted), replay: true, ...rated };
       }
       if (admission.kind === 'backlog_full') throw backlogFull(admission.quota);
       if (admission.kind === 'storage_full') throw storageFull(admission.budget);

@@ -467,6 +467,9 @@ function admissionOf([kind, value, hits, ttl, extra]: AdmitReply, limit: number)
 /** Where an admitted job goes: into BullMQ's queue (`direct`, `solo`), or parked for its turn (fair-share.ts). */
 export type Placement = 'direct' | 'solo' | 'park' | 'capped';
 
+/** Whether a job so placed waits parked (for its tenant's turn, or for its cap). */
+const parks = (placement: Placement | undefined) => placement === 'park' || placement === 'capped';
+
 /** No per-tenant caps: fair order only. */
 const NO_CAPS: FairLimits = { tenantMaxActive: { jobs: 0, overrides: new Map() } };
 
@@ -709,7 +712,7 @@ export function createJobStore({
    * handed its place by admission in the same script (`submit`).
    */
   function additionOf(a: Omit<Accepted, 'placement'>, placement: Placement | undefined, now: number) {
-    const parked = (placement === 'park' || placement === 'capped') && !a.delayMs;
+    const parked = parks(placement) && !a.delayMs;
     const opts = jobOptionsFor(a.contract, { priority: a.priority, delayMs: a.delayMs });
     // The submit request's trace travels in the job and its delivery: the worker's spans join it.
     const metadata = traceMetadata();
@@ -841,20 +844,22 @@ export function createJobStore({
      * one script (`ADMIT_GATE`), one round trip, when the add was built for the place admission
      * chose; a job admitted elsewhere is added by a second. With a webhook (its delivery is added
      * in a MULTI), always two. The job is added only when admitted; `accepted` is absent otherwise.
+     * With `countRate: false` the rate limit neither counts nor refuses (a replay finishing its job).
      */
     async submit(
       a: Omit<Accepted, 'placement'>,
       idempotency: { keyHash: string; bodyHash: string } | undefined,
       inputBytes: number,
+      { countRate = true }: { countRate?: boolean } = {},
     ): Promise<{ admission: Admission; accepted?: JobSnapshot }> {
       const delayed = (a.delayMs ?? 0) > 0;
-      const params = admitParams(a.tenant, a.id, idempotency, inputBytes, { countRate: true, delayed });
+      const params = admitParams(a.tenant, a.id, idempotency, inputBytes, { countRate, delayed });
       let admission: Admission;
       if (a.webhookUrl) {
         admission = admissionOf(await runAdmit(redis, layout, params), params.rateLimit);
       } else {
         const now = Date.now();
-        const guess: Placement | undefined = parkedLast.get(a.tenant) && !delayed ? 'park' : undefined;
+        const guess: Placement | undefined = parkedLast.get(a.tenant) ? 'park' : undefined;
         const addition = additionOf(a, guess, now);
         const { job, link, enter, parked } = addition;
         // ENTER is handed its place by admission in the script: the one `additionOf` gave it is not read.
@@ -870,7 +875,7 @@ export function createJobStore({
         // A delayed job is placed when it falls due: it says nothing of its tenant's next place.
         if (admission.kind === 'new' && !delayed) {
           if (parkedLast.size >= 10_000) parkedLast.clear();
-          parkedLast.set(a.tenant, admission.placement === 'park' || admission.placement === 'capped');
+          parkedLast.set(a.tenant, parks(admission.placement));
         }
         if (gated.added && admission.kind === 'new') {
           if (parked && Number(gated.reply ?? 0) > 0) await fair.dispatch();
