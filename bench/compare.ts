@@ -11,7 +11,8 @@
  * `--only submit,drain,commands` (or BENCH_ONLY) runs only those rows and writes
  * bench/.tmp/results-partial.md instead of bench/results.md; the sections are submit, status,
  * drain, commands, memory, sse, idle, cpu, csv and parallel (drain, commands and memory share one run).
- * BENCH_CPU_PROF=<dir> starts the API and worker with `node --cpu-prof` writing there.
+ * BENCH_CPU_PROF=<dir> starts the API and worker, and their peers (the bare API, the raw Worker),
+ * with `node --cpu-prof` writing there.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -92,6 +93,8 @@ const startOptions = {
   built: true,
   ...(cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] } : {}),
 };
+/** The peers (the bare API, the raw Worker) are profiled too, to compare like with like. */
+const peerArgs = startOptions.nodeArgs ?? [];
 const startWorker = (processEnv: ProcessEnv) => startWorkerProcess(processEnv, startOptions);
 
 const redisServer = await startRedisServer();
@@ -200,7 +203,7 @@ function rawWorker(prefix: string, queueName: string, concurrency: number, resul
     PEER('raw-worker'),
     [redisServer.url, prefix, queueName, String(concurrency), String(resultBytes)],
     {
-      execArgv: [],
+      execArgv: peerArgs,
     },
   );
   return new Promise((resolve) => child.once('message', () => resolve(child)));
@@ -223,7 +226,7 @@ const startApi = (processEnv: Record<string, string>) => startApiProcess(process
 /** The hand-written Express + BullMQ API (bench/plain-api.ts) on a free port. */
 async function plainApi(prefix: string): Promise<{ child: ChildProcess; url: string }> {
   const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const child = fork(PEER('plain-api'), [redisServer.url, prefix, String(port)], { execArgv: [] });
+  const child = fork(PEER('plain-api'), [redisServer.url, prefix, String(port)], { execArgv: peerArgs });
   await new Promise((resolve) => child.once('message', resolve));
   return { child, url: `http://127.0.0.1:${port}` };
 }
@@ -423,7 +426,9 @@ async function endToEnd(total: number, resultBytes: number) {
   const queue = new Queue('analyses', { connection: redis, prefix });
   const worker = await startWorker(env(prefix));
   const cpuBefore = await redisCpu();
+  const workerCpuBefore = cpuSeconds(worker.pid);
   const span = await drainSpan(queue, total);
+  const workerCpuPerJob = (cpuSeconds(worker.pid) - workerCpuBefore) / total;
   const redisCpuPerJob = ((await redisCpu()) - cpuBefore) / total;
   // Includes this bench's own polling of the completed count: the same on both sides.
   const stats = await commandStats();
@@ -455,7 +460,9 @@ async function endToEnd(total: number, resultBytes: number) {
   const rawSubmitted = await commandStats();
   const child = await rawWorker(rawPrefix, 'raw', WORKER_CONCURRENCY, resultBytes);
   const rawCpuBefore = await redisCpu();
+  const rawWorkerCpuBefore = cpuSeconds(child.pid);
   const rawSpan = await drainSpan(rawQueue, total);
+  const rawWorkerCpuPerJob = (cpuSeconds(child.pid) - rawWorkerCpuBefore) / total;
   const rawRedisCpuPerJob = ((await redisCpu()) - rawCpuBefore) / total;
   const rawStats = await commandStats();
   const rawCommands = sum(rawStats) / total;
@@ -479,6 +486,8 @@ async function endToEnd(total: number, resultBytes: number) {
     rawByCommand,
     redisCpuPerJob,
     rawRedisCpuPerJob,
+    workerCpuPerJob,
+    rawWorkerCpuPerJob,
   };
 }
 
@@ -519,6 +528,9 @@ if (runs('drain', 'commands', 'memory')) {
   );
   notes.push(
     "drain: one tenant alone, so its jobs queue in BullMQ as they would without fair share (the solo band) and take their share when a worker starts them; each job also runs our attempt start (cancel flag, gate, checkpoint and steps), inside the script by which BullMQ takes it, and its end (the result's storage accounting and the slot handed on), inside BullMQ's completion, and the processor's per-job work (logs, validation, timers); bench/profile.md measures the parts.",
+  );
+  notes.push(
+    `drain, the worker process's CPU per job (all its threads, the median pair): longhaul ${fmt(small.workerCpuPerJob * 1e6)} µs, raw ${fmt(small.rawWorkerCpuPerJob * 1e6)} µs (${fmt(small.workerCpuPerJob / small.rawWorkerCpuPerJob, 2)}×); by pair, longhaul ${pairs.map((p) => fmt(p.workerCpuPerJob * 1e6)).join(', ')} µs, raw ${pairs.map((p) => fmt(p.rawWorkerCpuPerJob * 1e6)).join(', ')} µs.`,
   );
   notes.push(
     `drain, Redis CPU per job while draining: longhaul ${fmt(small.redisCpuPerJob * 1e6, 1)} µs, raw ${fmt(small.rawRedisCpuPerJob * 1e6, 1)} µs; Redis busy ${fmt((small.redisCpuPerJob * total * 100) / small.span)}% of the drain, raw ${fmt((small.rawRedisCpuPerJob * total * 100) / small.rawSpan)}%.`,
