@@ -1,8 +1,8 @@
 import { ReplyError } from 'ioredis';
 import { type DestinationStream, type Logger, pino } from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseRedactPath } from './log-redaction.ts';
-import { createLogger, REDACT_PATHS, serializeError } from './logger.ts';
+import { createLogger, isoTime, REDACT_PATHS, serializeError } from './logger.ts';
 
 describe('serializeError', () => {
   it('when an ioredis error carries its command, then the arguments are dropped and the message kept', () => {
@@ -24,6 +24,19 @@ describe('serializeError', () => {
     const out = serializeError(new Error('outer', { cause }));
     expect(JSON.stringify(out)).not.toContain('secret-marker');
     expect(JSON.stringify(out)).toContain('inner');
+  });
+});
+
+describe('isoTime', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('when the clock moves on or stays, then the time is always the ISO time pino writes for that millisecond', () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    for (const at of [Date.UTC(2026, 0, 1), Date.UTC(2026, 0, 1), Date.UTC(2026, 0, 1) + 1, Date.UTC(2030, 5, 6, 7)]) {
+      vi.setSystemTime(at);
+      expect(isoTime()).toBe(pino.stdTimeFunctions.isoTime());
+      expect(isoTime()).toBe(`,"time":"${new Date(at).toISOString()}"`);
+    }
   });
 });
 

@@ -77,6 +77,20 @@ export interface LoggerConfig {
 }
 
 /** pino's `redact: { paths: REDACT_PATHS }`, compiled once; an `err` is serialised before it is redacted. */
+/**
+ * pino's `isoTime`, formatted once per millisecond: a busy worker writes several lines in each
+ * (two per job), and `toISOString` was about 2 µs of every line in a drain's profile.
+ */
+export function isoTime(): string {
+  const now = Date.now();
+  if (now !== isoTimeOf.ms) {
+    isoTimeOf.ms = now;
+    isoTimeOf.text = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return isoTimeOf.text;
+}
+const isoTimeOf = { ms: Number.NaN, text: '' };
+
 const redact = compileRedaction(REDACT_PATHS, (key, value) => (key === 'err' ? serializeError(value) : value));
 
 /**
@@ -106,7 +120,7 @@ export function createLogger(
     },
     serializers: { err: serializeError },
     base: { service: name },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTime,
     ...(correlate ? { mixin: traceIds } : {}),
   };
   const transport = {

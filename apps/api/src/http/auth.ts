@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { HttpError } from './http-error.ts';
 
@@ -11,7 +11,8 @@ declare global {
   }
 }
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
+/** One-shot SHA-256 (no Hash object per request). */
+const digest = (s: string) => hash('sha256', s, 'buffer');
 
 /**
  * `Authorization: Bearer <key>` → `req.tenant`. Keys are compared as SHA-256 digests with

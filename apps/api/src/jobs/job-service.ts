@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import {
   type Config,
   FINAL_STATUSES,
@@ -45,7 +45,7 @@ export function rateLimitHeaders({ limit, hits, resetMs }: RateWindow, windowMs:
 /** The rate limit's window: RATE_LIMIT_PER_MINUTE counts per minute. */
 export const RATE_WINDOW_MS = 60_000;
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const sha256 = (s: string) => hash('sha256', s, 'hex');
 
 /** JSON with sorted keys, so the same body hashes the same whatever its key order. */
 function canonical(value: unknown): string {
