@@ -12,6 +12,7 @@ import {
 import { type Job, Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../tests/support/redis.ts';
+import { waitFor } from '../../../tests/support/wait.ts';
 import { type Analysis, defineAnalysis } from './define-analysis.ts';
 import { ABORT, createProcessor } from './run-job.ts';
 
@@ -29,13 +30,26 @@ const implementations: Record<string, Analysis> = {
       return { steps: 1, attempt: ctx.attempt, resumedFromStep: 0, elapsedMs: 0, payload: '' };
     },
   }),
+  /** Reports 10 % at once; then returns at once (`durationMs` 0) or waits for its signal. */
+  reporting: defineAnalysis({
+    ...simulate,
+    async run(input, ctx) {
+      ctx.progress(10, 'running', 'first');
+      if (input.durationMs > 0) {
+        await new Promise((_resolve, reject) => {
+          ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true });
+        });
+      }
+      return { steps: 1, attempt: ctx.attempt, resumedFromStep: 0, elapsedMs: 0, payload: '' };
+    },
+  }),
 };
 
 /**
  * The processor's own way in for cancels and the shutdown (BullMQ makes no signal for it), with a
  * Worker in manual mode, so the test calls the processor exactly when it wants to.
  */
-describe('the processor: cancels and the shutdown reach running attempts (real Redis and BullMQ)', () => {
+describe('the processor: cancels, the shutdown and held progress (real Redis and BullMQ)', () => {
   const prefix = uniquePrefix();
   const config = loadConfig({ REDIS_URL: redisUrl(), QUEUE_PREFIX: prefix }, 'worker');
   const token = 'test-token';
@@ -59,9 +73,10 @@ describe('the processor: cancels and the shutdown reach running attempts (real R
     await cleanupPrefix(redisUrl(), prefix);
   });
 
-  /** Adds a job and takes it as a worker would. */
-  async function taken(): Promise<Job<JobData>> {
-    await queue.add('watchful', { tenant: 'a', input: { durationMs: 1 } });
+  /** Adds a job and takes it as a worker would (jobs an earlier test handed back are dropped first). */
+  async function taken(analysis = 'watchful', durationMs = 1): Promise<Job<JobData>> {
+    await queue.drain();
+    await queue.add(analysis, { tenant: 'a', input: { durationMs } });
     const job = (await worker.getNextJob(token, { block: false })) as Job<JobData> | undefined;
     if (!job?.id) throw new Error('nothing taken');
     return job;
@@ -84,5 +99,27 @@ describe('the processor: cancels and the shutdown reach running attempts (real R
     for (const err of await Promise.all(attempts)) expect((err as Error).name).toBe('WaitingError');
     expect(processor.cancel(first.id ?? '', ABORT.cancel)).toBe(false);
     expect(processor.cancel('no-such-job', ABORT.cancel)).toBe(false);
+  });
+
+  it('when a job reports progress and ends within its first interval, then no progress is written; when it runs on, then its held progress is', async () => {
+    const quick = await taken('reporting', 0);
+    await processor.process(quick, token);
+    const running = await taken('reporting', 1);
+    const attempt = processor.process(running, token).catch((e: unknown) => e);
+    await waitFor(
+      async () => ((await queue.getJob(running.id ?? ''))?.progress as { percent?: number })?.percent === 10,
+      {
+        what: 'the held progress of the job that runs on',
+      },
+    );
+    expect((await queue.getJob(running.id ?? ''))?.progress).toEqual({
+      percent: 10,
+      step: 'running',
+      message: 'first',
+    });
+    // Well past the quick job's hold, which ended with the job: it never wrote its progress.
+    expect((await queue.getJob(quick.id ?? ''))?.progress).toBe(0);
+    processor.cancel(running.id ?? '', ABORT.cancel);
+    await attempt;
   });
 });
