@@ -5,14 +5,19 @@ import { classifyText, FieldClassifier } from './value-kind.ts';
 
 const NULLS = ['', 'NA'];
 
-/** Counts `values` through the CSV path: classified in place, then the column's update. */
-function countCsv(values: string[]): ColumnStats {
+/**
+ * Counts `values` through the CSV path: classified in place, then the column's update. With
+ * `oneByOne`, the column's state is read after every value, which takes in the numbers it holds
+ * back past the exact limit: each value then reaches every structure before the next one.
+ */
+function countCsv(values: string[], { oneByOne = false } = {}): ColumnStats {
   const stats = new ColumnStats('c');
   const classifier = new FieldClassifier(NULLS);
   const text = values.join(',');
   let at = 0;
   for (const v of values) {
     if (classifier.classify(text, at, at + v.length)) stats.addValue(classifier);
+    if (oneByOne) stats.toState();
     at += v.length + 1;
   }
   return stats;
@@ -70,5 +75,35 @@ describe('ColumnStats exact counts', () => {
       ['b', 2],
     ]);
     expect([state.textMin, state.textMax]).toEqual(['b', 'zz']);
+  });
+});
+
+describe('ColumnStats past the exact limit', () => {
+  const profileOf = (stats: ColumnStats) => ({
+    state: stats.toState(),
+    profile: stats.finalize(100_000, { topK: 10, bins: 10 }),
+  });
+
+  it('when numbers, strings and date-times pass the exact limit interleaved, then the state and profile equal those of the values taken in one by one', () => {
+    const random = seededRandom(11);
+    const values = Array.from({ length: 8_000 }, () => {
+      const r = random();
+      const i = Math.floor(random() * random() * 5_000);
+      if (r < 0.5) return i % 7 === 0 ? `${i}.25` : String(i);
+      if (r < 0.75) return `s${i % 3_000}`;
+      if (r < 0.9) return `2024-0${1 + (i % 9)}-1${i % 10}T0${i % 10}:00:00Z`;
+      return ['-0', '0', 'NA', ''][i % 4] as string;
+    });
+    const held = profileOf(countCsv(values));
+    expect(held.state.exact).toBe(false);
+    expect(held).toEqual(profileOf(countCsv(values, { oneByOne: true })));
+  });
+
+  it('when a numeric column holds back more numbers than its buffer, then the state and profile equal those of the values taken in one by one', () => {
+    const random = seededRandom(12);
+    const values = Array.from({ length: 12_000 }, () => String(Math.floor(random() * random() * 20_000) / 4));
+    const held = profileOf(countCsv(values));
+    expect(held.state.exact).toBe(false);
+    expect(held).toEqual(profileOf(countCsv(values, { oneByOne: true })));
   });
 });
