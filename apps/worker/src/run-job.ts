@@ -159,10 +159,7 @@ function progressReporter(job: Job, log: Logger) {
     },
     /** On completion: drops the held first write if nothing was written yet, else as `flush`. */
     discardHeld(): Promise<unknown> {
-      if (last === null) {
-        heldWrites.delete(held);
-        pending = null;
-      }
+      if (last === null) pending = null;
       return flush();
     },
   };

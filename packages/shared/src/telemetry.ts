@@ -12,8 +12,8 @@ import {
 
 /**
  * Tracing: the OpenTelemetry Node SDK, exporting over OTLP as the standard `OTEL_*` variables say.
- * Nothing of the SDK is loaded unless tracing is on; with it off, the helpers below go through the
- * API's no-op tracer and cost next to nothing.
+ * Nothing of the SDK is loaded unless tracing is on; with it off (no tracer provider registered),
+ * the helpers below make no span and propagate nothing.
  *
  * Only this file imports the OpenTelemetry API or SDK. It imports nothing that loads express,
  * ioredis or pino (it is its own package entry, `@longhaul/shared/telemetry`), so `main.ts` can
@@ -109,12 +109,29 @@ export async function startTelemetry({
   return { enabled: true, shutdown: () => sdk.shutdown() };
 }
 
+/** What the global tracer provider delegates to while no SDK is registered: the API's no-op one. */
+const NO_PROVIDER = new ProxyTracerProvider().getDelegate();
+/** The span `fn` gets when nothing records spans. */
+const NO_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/**
+ * No tracer provider is registered (neither `startTelemetry` nor any other setup): every span would
+ * be a no-op and no span context could be propagated, so the helpers below skip that work. Through
+ * the API's no-op tracer, a span, its context and the wrapper around `fn` were 3–5 µs of a no-op
+ * job in the worker's profile.
+ */
+function tracingOff(): boolean {
+  const provider = trace.getTracerProvider() as Partial<ProxyTracerProvider>;
+  return provider.getDelegate?.() === NO_PROVIDER;
+}
+
 /**
  * The active span context as BullMQ's `telemetry.metadata` job option holds it: the W3C
  * `traceparent` (and `tracestate`) as JSON, the format bullmq-otel writes and reads.
  * `undefined` when there is nothing to propagate (tracing off, or no active span).
  */
 export function traceMetadata(): string | undefined {
+  if (tracingOff()) return undefined;
   const carrier: Record<string, string> = {};
   propagation.inject(context.active(), carrier);
   return carrier.traceparent ? JSON.stringify(carrier) : undefined;
@@ -135,25 +152,11 @@ export interface TracedJob {
   opts?: { telemetry?: { metadata?: string } };
 }
 
-/** What the global tracer provider delegates to while no SDK is registered: the API's no-op one. */
-const NO_PROVIDER = new ProxyTracerProvider().getDelegate();
-/** The span `fn` gets when nothing records spans. */
-const NO_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
-
-/**
- * No tracer provider is registered (neither `startTelemetry` nor any other setup): every span would
- * be a no-op, so the helpers below skip making one. Through the API's no-op tracer, the span, its
- * context and the wrapper around `fn` were 3–5 µs of a no-op job in the worker's profile.
- */
-function tracingOff(): boolean {
-  const provider = trace.getTracerProvider() as Partial<ProxyTracerProvider>;
-  return provider.getDelegate?.() === NO_PROVIDER;
-}
-
 /**
  * Runs `fn` in a span that joins the trace the job was created in. The span records an error
- * thrown by `fn` (its message only: never inputs or results) and ends when `fn` settles.
- * Attributes must never carry job inputs or results.
+ * thrown by `fn` (its message only: never inputs or results) and ends when `fn` settles; with
+ * tracing off, `fn` gets a span that records nothing. Attributes must never carry job inputs or
+ * results.
  */
 export function withJobSpan<T>(
   job: TracedJob,
@@ -177,8 +180,8 @@ export function withJobSpan<T>(
 }
 
 /**
- * Runs `fn` in a child span of the active one (an attempt's, for a durable step). A no-op span
- * when tracing is off. Attributes must never carry job inputs or results.
+ * Runs `fn` in a child span of the active one (an attempt's, for a durable step); with tracing
+ * off, `fn` alone. Attributes must never carry job inputs or results.
  */
 export function withSpan<T>(name: string, attributes: Attributes, fn: () => Promise<T>): Promise<T> {
   if (tracingOff()) return fn();
