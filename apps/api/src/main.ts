@@ -46,8 +46,9 @@ const queueConnection = createRedisConnection(config.redisUrl, 'producer', {
 queueConnection.on('error', () => undefined);
 const services = createApiServices({ config, log, redis, queueConnection });
 
-// Live job events: one QueueEvents per process on a worker-role connection of its own (it blocks
-// on XREAD, and waits out a Redis outage instead of failing), fanned out to every SSE stream.
+// Live job events: one QueueEvents per process while any SSE stream is open, on a worker-role
+// connection of its own (it blocks on XREAD, and waits out a Redis outage instead of failing),
+// fanned out to every stream.
 const eventsConnection = createRedisConnection(config.redisUrl, 'worker', { name: 'longhaul-api-events' });
 eventsConnection.on('error', () => undefined);
 const events = createJobEventHub({ connection: eventsConnection, prefix: config.queuePrefix, log });

@@ -10,7 +10,12 @@ import { createJobEventHub } from './job-event-hub.ts';
  * `createApp` with live events, listening on a free port, against the test Redis under `prefix`
  * (no worker). Tenants `a` and `b` use the given keys. For the event stream tests.
  */
-export async function startEventsApp(prefix: string, keys: { a: string; b: string }, env: Record<string, string>) {
+export async function startEventsApp(
+  prefix: string,
+  keys: { a: string; b: string },
+  env: Record<string, string>,
+  hubOptions: { idleMs?: number } = {},
+) {
   const config = loadConfig(
     {
       REDIS_URL: redisUrl(),
@@ -25,8 +30,14 @@ export async function startEventsApp(prefix: string, keys: { a: string; b: strin
   const redis = createRedisConnection(redisUrl(), 'producer', { commandTimeoutMs: 1000 });
   redis.on('error', () => undefined);
   const services = createApiServices({ config, log, redis });
-  const hub = createJobEventHub({ connection: createRedisConnection(redisUrl(), 'worker'), prefix, log });
-  await hub.ready;
+  const hub = createJobEventHub({
+    connection: createRedisConnection(redisUrl(), 'worker'),
+    prefix,
+    log,
+    ...hubOptions,
+  });
+  // The first request must not meet a connection still connecting (it would answer 503).
+  if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   const server: Server = createApp({ config, log, redis, ...services, events: hub }).listen(0);
   await new Promise((resolve) => server.once('listening', resolve));
   return {

@@ -153,16 +153,17 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
     const header = req.get('last-event-id');
     const lastEventId = header && STREAM_ID.test(header) ? header : undefined;
 
-    await deadline(hub.ready);
     const release = limiter.admit(tenant);
-    // Subscribe before reading where the stream ends and the snapshot, and drop what the snapshot
-    // already covers by stream id: nothing falls between the snapshot and the live events.
+    // Subscribe, wait until the hub reads from no later than now, then read where the stream ends
+    // and the snapshot, and drop what the snapshot already covers by stream id: nothing falls
+    // between the snapshot and the live events.
     const early: QueueEvent[] = [];
     let onEvent: (event: QueueEvent) => void = (event) => early.push(event);
     const unsubscribe = hub.subscribe(id, (event) => onEvent(event));
     let position: string;
     let view: JobView;
     try {
+      await deadline(hub.reading());
       position = await deadline(streamEnd());
       view = jobs.view(await deadline(jobs.snapshot(tenant, id)));
     } catch (err) {

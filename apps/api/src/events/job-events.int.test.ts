@@ -110,7 +110,12 @@ describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)
 
   it('when 1,000 clients connect and disconnect, then no subscriber, listener or timer is left behind', async () => {
     const id = await submit();
+    // One stream first, so that the hub's reader runs (it keeps running for a while after).
+    const first = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A);
+    expect((await first.next())?.event).toBe('snapshot');
+    first.close();
     const listenersBefore = hub.stats().queueEventListeners;
+    expect(listenersBefore).toBeGreaterThan(0);
     const timersBefore = timers();
     for (let round = 0; round < 20; round++) {
       await Promise.all(
@@ -125,8 +130,62 @@ describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)
       timeoutMs: 10_000,
       what: 'every subscription to be released',
     });
-    expect(hub.stats()).toEqual({ subscribers: 0, jobs: 0, streams: 0, queueEventListeners: listenersBefore });
+    expect(hub.stats()).toEqual({
+      subscribers: 0,
+      jobs: 0,
+      streams: 0,
+      queueEventListeners: listenersBefore,
+      reading: true,
+    });
     // 1,000 leaked heartbeats would show as 1,000 timers; allow a few for sockets closing.
     await waitFor(() => timers() <= timersBefore + 5, { timeoutMs: 10_000, what: 'timers to be cleared' });
   }, 120_000);
+});
+
+describe('the job event hub reads the events stream only while a stream is open', () => {
+  const prefix = uniquePrefix();
+  let app: Awaited<ReturnType<typeof startEventsApp>>;
+
+  beforeAll(async () => {
+    app = await startEventsApp(prefix, { a: KEY_A, b: KEY_B }, {}, { idleMs: 300 });
+  });
+
+  afterAll(async () => {
+    await app.close();
+  });
+
+  /** Redis clients of this process' QueueEvents: BullMQ names them after the prefix and queue. */
+  const readers = async () =>
+    String(await app.redis.call('CLIENT', 'LIST'))
+      .split('\n')
+      .filter((line) => line.includes(` name=${prefix}:`)).length;
+  const progress = async (id: string, percent: number) => {
+    const job = await Job.fromId(app.queue, id);
+    await job?.updateProgress({ percent, step: 'running' });
+  };
+
+  it('when no stream is open, then no reader runs; a stream starts one, and it stops once streams stay closed', async () => {
+    const res = await api(app.base, KEY_A).post('/v1/jobs', { type: 'simulate', input: { durationMs: 10 } });
+    const id = res.body.id as string;
+    await progress(id, 5);
+    expect(app.hub.stats().reading).toBe(false);
+    expect(await readers()).toBe(0);
+
+    for (const percent of [10, 20]) {
+      const sse = await openSse(`${app.base}/v1/jobs/${id}/events`, KEY_A);
+      expect((await sse.next())?.event).toBe('snapshot');
+      expect(app.hub.stats().reading).toBe(true);
+      await waitFor(async () => (await readers()) === 1, { timeoutMs: 5_000, what: 'one events reader in Redis' });
+      await progress(id, percent);
+      const event = await sse.next();
+      expect(event).toMatchObject({ event: 'progress', data: { progress: { percent } } });
+      sse.close();
+      // Written while nobody listens: the next stream's snapshot shows it, no reader reads it.
+      await waitFor(async () => !app.hub.stats().reading && (await readers()) === 0, {
+        timeoutMs: 10_000,
+        what: 'the reader to stop once no stream is open',
+      });
+      await progress(id, percent + 5);
+    }
+  });
 });
