@@ -1,12 +1,12 @@
-import type { JobData } from '@longhaul/shared';
+import { createLogger, createRedisConnection, type JobData } from '@longhaul/shared';
 import { Job, type Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSse } from '../../../../tests/clients/sse-reader.ts';
 import { api } from '../../../../tests/support/http.ts';
-import { uniquePrefix } from '../../../../tests/support/redis.ts';
+import { redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
 import { waitFor } from '../../../../tests/support/wait.ts';
 import { startEventsApp } from './events-test-app.ts';
-import type { JobEventHub } from './job-event-hub.ts';
+import { createJobEventHub, type JobEventHub } from './job-event-hub.ts';
 
 const KEY_A = 'sse-tenant-a-key-0123456789';
 const KEY_B = 'sse-tenant-b-key-0123456789';
@@ -187,5 +187,32 @@ describe('the job event hub reads the events stream only while a stream is open'
       });
       await progress(id, percent + 5);
     }
+  });
+  it('when streams come and go faster than the reader stops, then each new stream still gets its events', async () => {
+    const res = await api(app.base, KEY_A).post('/v1/jobs', { type: 'simulate', input: { durationMs: 10 } });
+    const id = res.body.id as string;
+    // No idle time: every unsubscription starts a stop, and the next subscription meets it.
+    const hub = createJobEventHub({
+      connection: createRedisConnection(redisUrl(), 'worker'),
+      prefix,
+      log: createLogger({ name: 't', level: 'silent', pretty: false }),
+      idleMs: 0,
+    });
+    try {
+      for (let round = 1; round <= 5; round++) {
+        const seen: number[] = [];
+        const unsubscribe = hub.subscribe(id, (event) => {
+          if (event.name === 'progress') seen.push((event.fields.data as { percent: number }).percent);
+        });
+        await hub.reading();
+        await progress(id, round * 10);
+        await waitFor(() => seen.includes(round * 10), { timeoutMs: 5_000, what: `progress ${round * 10}` });
+        unsubscribe();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      await hub.close();
+    }
+    await waitFor(async () => (await readers()) === 0, { timeoutMs: 5_000, what: 'no reader left in Redis' });
   });
 });
