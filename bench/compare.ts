@@ -649,7 +649,7 @@ if (runs('idle')) {
   const perMinute = (sum(await commandStats()) - 1) * (60 / seconds);
   await Promise.all([api.stop(), worker.stop()]);
   notes.push(
-    `idle: one API and one worker with nothing to do send about ${fmt(perMinute)} Redis commands a minute (BullMQ's blocking wait and stalled-job checks), about ${fmt((perMinute * 60 * 24 * 30) / 1e6, 1)} million a month: choose a fixed-price plan on metered providers.`,
+    `idle: one API and one worker with nothing to do send about ${fmt(perMinute)} Redis commands a minute (BullMQ's blocking waits and stalled-job checks, the fair-share heartbeat, and the API's liveness PING every 2 s), about ${fmt((perMinute * 60 * 24 * 30) / 1e6, 1)} million a month: choose a fixed-price plan on metered providers.`,
   );
   await redis.flushall();
 }

@@ -76,8 +76,23 @@ describe('Redis outages, real processes and a private redis-server', () => {
     expect(done.status).toBe('completed');
   });
 
-  it('when Redis is frozen (SIGSTOP), then submit and /readyz answer 503 within a second', async () => {
+  it('when the API is idle, then it probes Redis every 2 s, not every 200 ms', async () => {
+    const admin = new Redis(redis.url);
+    try {
+      const pings = async () => Number(/cmdstat_ping:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+      const before = await pings();
+      await new Promise((resolve) => setTimeout(resolve, 4_000));
+      // At the busy pace, 20; at the idle pace, 2 or 3 (a slower machine only sends fewer).
+      expect((await pings()) - before).toBeLessThanOrEqual(4);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it('when Redis is frozen (SIGSTOP) after an idle spell, then submit and /readyz answer 503 within a second', async () => {
     const client = api(apiProcess.url, KEY_A);
+    // Idle for longer than the slow probe's interval: the submit starts the fast pace itself.
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
     await redis.freeze();
     try {
       const started = Date.now();
