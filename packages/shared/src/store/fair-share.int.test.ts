@@ -227,6 +227,20 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     expect(await connection.zcard(spares)).toBe(0);
   });
 
+  it('when no tenant waits for a turn, then a worker heartbeat refreshes the slots and runs no dispatch', async () => {
+    await setUp(2);
+    const fair = `${prefix}:lh:fair:`;
+    const watch = await watchCommands(redisUrl(), prefix);
+    await runs.fair.heartbeat('test-worker', 2);
+    const all = await watch.stop();
+    expect(all.some(([name, key]) => name === 'SET' && key === `${fair}slots`)).toBe(true);
+    // One look at the turns; none of a dispatch's reads of the slots, the queue or the spares.
+    expect(all.filter(([, key]) => key === `${fair}ready`).map(([name]) => name)).toEqual(['ZCARD']);
+    expect(all.filter(([name, key]) => key === `${fair}spares` || (name === 'GET' && key === `${fair}slots`))).toEqual(
+      [],
+    );
+  });
+
   it("when a tenant with no cap is alone, then its job goes from submit to end with no command about caps, and only its admission's look for spares; with a cap, the cap is checked", async () => {
     let all: string[][] = [];
     const run = async () => {
