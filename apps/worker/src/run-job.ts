@@ -53,8 +53,6 @@ export interface RunJobDeps {
   implementations: Record<string, Analysis>;
   /** Runs of schedules: overlap, counters and run list, recorded as each run starts. */
   schedules?: ScheduleRunStore;
-  /** How often an active job re-reads its cancel flag (the pub/sub message is the fast path). */
-  cancelPollMs?: number;
   /** Fan-out (`ctx.spawn`): without it, a spawn fails the job. */
   children?: ChildRunStore;
 }
@@ -258,10 +256,28 @@ export function createProcessor(deps: RunJobDeps) {
     cancelAll(reason: AbortReason): void {
       for (const slot of running.values()) abortWith(slot, reason);
     },
+    /**
+     * Reads the cancel flags of the jobs running here, in one round trip, and aborts those that
+     * are set: for cancels whose pub/sub message this process missed (see worker.ts). Answers how
+     * many it aborted.
+     */
+    async recheckCancels(): Promise<number> {
+      if (running.size === 0) return 0;
+      const cancelled = await store.cancelledAmong([...running.keys()]);
+      let aborted = 0;
+      for (const id of cancelled) {
+        const slot = running.get(id);
+        if (slot && slot.reason === undefined) {
+          abortWith(slot, ABORT.cancel);
+          aborted++;
+        }
+      }
+      return aborted;
+    },
   };
 }
 
-function createAttempt({ config, log, store, schedules, implementations, children, cancelPollMs = 2_000 }: RunJobDeps) {
+function createAttempt({ config, log, store, schedules, implementations, children }: RunJobDeps) {
   /** The result to store, and its size when the tenant has a storage budget. */
   return async function runAttempt(
     job: Job<JobData>,
@@ -318,13 +334,6 @@ function createAttempt({ config, log, store, schedules, implementations, childre
         ),
       analysis.contract.defaults.timeoutMs,
     );
-    // The pub/sub cancel message can be missed (a reconnect): re-read the flag now and then.
-    const poll = setInterval(() => {
-      store.isCancelled(id).then(
-        (flag) => flag && timeout.abort(ABORT.cancel),
-        () => undefined,
-      );
-    }, cancelPollMs);
     // A cancel or the shutdown, from now on, or already (it arrived while the attempt started).
     slot.abort = (reason) => timeout.abort(reason);
     if (slot.reason !== undefined) timeout.abort(slot.reason);
@@ -433,7 +442,6 @@ function createAttempt({ config, log, store, schedules, implementations, childre
     } finally {
       slot.abort = undefined;
       clearTimeout(timer);
-      clearInterval(poll);
     }
   };
 }

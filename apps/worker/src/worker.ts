@@ -27,10 +27,23 @@ export interface WorkerDeps {
   /** A second worker-role connection, put in subscriber mode for cancel messages. */
   subscriber: RedisConnection;
   implementations: Record<string, Analysis>;
+  /**
+   * How often the cancel flags of the jobs running here are read, for a cancel whose message was
+   * lost without the subscriber noticing (a half-open connection). A reconnection reads them at
+   * once. @defaultValue 10000
+   */
+  cancelRecheckMs?: number;
 }
 
 /** One BullMQ Worker on the analyses queue, with cancel messages and a graceful drain. */
-export function createAnalysisWorker({ config, log, connection, subscriber, implementations }: WorkerDeps) {
+export function createAnalysisWorker({
+  config,
+  log,
+  connection,
+  subscriber,
+  implementations,
+  cancelRecheckMs = 10_000,
+}: WorkerDeps) {
   assertImplementations(implementations);
   const store = createJobRunStore({
     redis: connection,
@@ -90,6 +103,24 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
       log.info({ jobId }, 'cancel requested; aborting');
     }
   };
+  /**
+   * Pub/sub delivers a cancel message only to a connected subscriber. Whatever was published while
+   * it was away is caught from the flags the cancel script sets with it: read for the jobs running
+   * here once the subscriber is subscribed again (ioredis resubscribes on reconnecting; ours
+   * resolves after its own), and every `cancelRecheckMs` in case a connection died unnoticed.
+   * One read for the whole process, where each job used to re-read its own flag every 2 s.
+   */
+  const recheckCancels = (why: string) =>
+    void processor
+      .recheckCancels()
+      .then((aborted) => aborted > 0 && log.info({ aborted, why }, 'cancel flags found set; aborting'))
+      .catch((err) => log.debug({ err }, 'cancel flags not read'));
+  const onResubscribed = () =>
+    void subscriber.subscribe(store.layout.cancelChannel).then(
+      () => recheckCancels('reconnected'),
+      () => undefined,
+    );
+  let rechecking: NodeJS.Timeout | undefined;
 
   // This worker's slots count for the fair-share dispatcher while it beats (fair-share.ts).
   const workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -102,6 +133,9 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
     async start(): Promise<void> {
       subscriber.on('message', onCancel);
       await subscriber.subscribe(store.layout.cancelChannel);
+      subscriber.on('ready', onResubscribed);
+      rechecking = setInterval(() => recheckCancels('periodic'), cancelRecheckMs);
+      rechecking.unref();
       // Each attempt's start (cancel flag, gate, checkpoint) rides in the script that takes its
       // job, once BullMQ's scripts are on the connection; jobs taken before then send it alone.
       await worker.waitUntilReady();
@@ -117,6 +151,8 @@ export function createAnalysisWorker({ config, log, connection, subscriber, impl
      */
     async drain(graceMs: number): Promise<void> {
       subscriber.off('message', onCancel);
+      subscriber.off('ready', onResubscribed);
+      clearInterval(rechecking);
       clearInterval(beating);
       // Its slots stop counting at once: no job is handed out for it to take.
       await heartbeat(0);

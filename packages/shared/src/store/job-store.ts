@@ -1207,8 +1207,12 @@ export function createJobRunStore({
     },
     /** The fair-share dispatcher, for slots freed and worker heartbeats. */
     fair,
-    async isCancelled(id: string): Promise<boolean> {
-      return (await redis.hexists(key(id), OWN_FIELDS.cancelledAt)) === 1;
+    /** Of `ids`, those whose cancel flag is set, read in one round trip. */
+    async cancelledAmong(ids: readonly string[]): Promise<string[]> {
+      const pipeline = redis.pipeline();
+      for (const id of ids) pipeline.hexists(key(id), OWN_FIELDS.cancelledAt);
+      const replies = (await pipeline.exec()) ?? [];
+      return ids.filter((_, i) => replies[i]?.[1] === 1);
     },
     async saveCheckpoint(id: string, json: string): Promise<void> {
       await redis.hset(key(id), OWN_FIELDS.checkpoint, json);
