@@ -7,6 +7,7 @@ import {
   createJobRunStore,
   createScheduleRunStore,
   FAIR_HEARTBEAT_MS,
+  FAIR_REPAIR_EVERY,
   type JobData,
   type Logger,
   MAX_DELAY_SECONDS,
@@ -124,8 +125,11 @@ export function createAnalysisWorker({
 
   // This worker's slots count for the fair-share dispatcher while it beats (fair-share.ts).
   const workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  let beats = 0;
   const heartbeat = (concurrency: number) =>
-    store.fair.heartbeat(workerId, concurrency).catch((err) => log.warn({ err }, 'fair-share heartbeat failed'));
+    store.fair
+      .heartbeat(workerId, concurrency, { repair: beats++ % FAIR_REPAIR_EVERY === 0 })
+      .catch((err) => log.warn({ err }, 'fair-share heartbeat failed'));
   let beating: NodeJS.Timeout | undefined;
 
   return {

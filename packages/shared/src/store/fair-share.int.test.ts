@@ -227,6 +227,22 @@ describe('fair share (real Redis, the pinned BullMQ)', () => {
     expect(await connection.zcard(spares)).toBe(0);
   });
 
+  it("when a job ended without telling its tenant's share, then a repairing heartbeat drops its entry, and the others read no share", async () => {
+    await setUp(2);
+    const fair = `${prefix}:lh:fair:`;
+    // A share left by a job that is gone (its worker died and retention removed it), past the settle time.
+    await connection.zadd(`${fair}running:a`, Date.now() - 60_000, newJobId());
+    await connection.sadd(`${fair}busy`, 'a');
+    const watch = await watchCommands(redisUrl(), prefix);
+    await runs.fair.heartbeat('test-worker', 2, { repair: false });
+    const all = await watch.stop();
+    expect(all.filter(([, key]) => key === `${fair}running:a` || key === `${fair}busy`)).toEqual([]);
+    expect(await connection.zcard(`${fair}running:a`)).toBe(1);
+    await runs.fair.heartbeat('test-worker', 2);
+    expect(await connection.zcard(`${fair}running:a`)).toBe(0);
+    expect(await connection.sismember(`${fair}busy`, 'a')).toBe(0);
+  });
+
   it('when no tenant waits for a turn, then a worker heartbeat refreshes the slots and runs no dispatch', async () => {
     await setUp(2);
     const fair = `${prefix}:lh:fair:`;

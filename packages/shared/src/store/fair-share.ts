@@ -23,8 +23,8 @@ import { INDEX_WRITE_LUA, type IndexTrim } from './tenant-index.ts';
  * - **Caps.** `running:{tenant}` holds the tenant's jobs handed to workers and not finished (its
  *   share in use); a tenant at `TENANT_MAX_ACTIVE` moves from `ready` to `capped` and back when
  *   one of its jobs ends. Entries of jobs that ended without telling us (a worker died, the
- *   stalled check failed the job) are dropped when the tenant is found at its cap, and by every
- *   worker's heartbeat.
+ *   stalled check failed the job) are dropped when the tenant is found at its cap, and by each
+ *   worker at one heartbeat in {@link FAIR_REPAIR_EVERY} (every 30 s).
  * - **Slots.** Each worker registers its concurrency (`workers`, refreshed every few seconds);
  *   `slots` is their sum. A dispatch promotes at most as many jobs as there are free slots (slots
  *   minus BullMQ's active and waiting jobs), so the wait list never holds a job a later tenant
@@ -57,6 +57,14 @@ const FAIR_SPARES = 8;
 
 /** How often a worker refreshes its slots and runs the dispatcher's repairs. */
 export const FAIR_HEARTBEAT_MS = 5_000;
+
+/**
+ * A worker repairs the shares (drops running entries of jobs that ended without telling us) at one
+ * heartbeat in this many, every 30 s: each repair reads two commands per job of the busy tenants
+ * it samples, which for long jobs was most of a running job's commands. A tenant at its cap is
+ * repaired at once anyway, when it is found there.
+ */
+export const FAIR_REPAIR_EVERY = 6;
 
 /** A worker's slots stop counting this long after its last heartbeat (it died). */
 const FAIR_WORKER_TTL_MS = 3 * FAIR_HEARTBEAT_MS;
@@ -273,11 +281,11 @@ return fair_freed(ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]))`;
 
 /**
  * A worker's heartbeat: its slots count for another TTL, `slots` is summed again from the live
- * workers, capped tenants and stale shares are repaired, then a dispatch when a tenant waits for a
- * turn. With concurrency 0 the worker leaves.
+ * workers, capped tenants are repaired, and stale shares too when ARGV[11] is '1', then a dispatch
+ * when a tenant waits for a turn. With concurrency 0 the worker leaves.
  */
 const HEARTBEAT = `${fairLua(1)}
-local worker, concurrency, ttl = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+local worker, concurrency, ttl, repair = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '1'
 if concurrency > 0 then
   redis.call('HSET', FP .. 'workers', worker, concurrency .. ':' .. (now + ttl))
 else
@@ -292,9 +300,11 @@ for i = 1, #entries, 2 do
 end
 redis.call('SET', FP .. 'slots', total, 'PX', ttl)
 for _, t in ipairs(redis.call('ZRANGE', FP .. 'capped', 0, 31)) do fair_uncap(t) end
-for _, t in ipairs(redis.call('SRANDMEMBER', FP .. 'busy', 16)) do
-  fair_repair(t)
-  if redis.call('ZCARD', fair_running(t)) == 0 then redis.call('SREM', FP .. 'busy', t) end
+if repair then
+  for _, t in ipairs(redis.call('SRANDMEMBER', FP .. 'busy', 16)) do
+    fair_repair(t)
+    if redis.call('ZCARD', fair_running(t)) == 0 then redis.call('SREM', FP .. 'busy', t) end
+  end
 end
 -- With no tenant waiting for a turn a dispatch moves nothing: skipped, as fair_freed does, so an
 -- idle worker's heartbeat costs a few commands, not a dispatch's dozen.
@@ -465,8 +475,11 @@ export function createFairShare({
     async dispatch(): Promise<number> {
       return Number(await evalScript(redis, FREED, 1, anchor, ...args(), '', '', '0', '0'));
     },
-    /** Registers (or refreshes) a worker's slots; concurrency 0 unregisters it. Dispatches. */
-    async heartbeat(workerId: string, concurrency: number): Promise<number> {
+    /**
+     * Registers (or refreshes) a worker's slots; concurrency 0 unregisters it. Repairs the shares
+     * of up to 16 busy tenants unless `repair` is false (see {@link FAIR_REPAIR_EVERY}). Dispatches.
+     */
+    async heartbeat(workerId: string, concurrency: number, { repair = true } = {}): Promise<number> {
       return Number(
         await evalScript(
           redis,
@@ -477,6 +490,7 @@ export function createFairShare({
           workerId,
           String(concurrency),
           String(FAIR_WORKER_TTL_MS),
+          repair ? '1' : '0',
         ),
       );
     },
