@@ -109,13 +109,15 @@ export function createAnalysisWorker({
    * it was away is caught from the flags the cancel script sets with it: read for the jobs running
    * here once the subscriber is subscribed again (ioredis resubscribes on reconnecting; ours
    * resolves after its own), and every `cancelRecheckMs` in case a connection died unnoticed.
-   * One read for the whole process, where each job used to re-read its own flag every 2 s.
+   * One read for the whole process, not one per job.
    */
   const recheckCancels = (why: string) =>
-    void processor
-      .recheckCancels()
-      .then((aborted) => aborted > 0 && log.info({ aborted, why }, 'cancel flags found set; aborting'))
-      .catch((err) => log.debug({ err }, 'cancel flags not read'));
+    void processor.recheckCancels().then(
+      (aborted) => {
+        if (aborted > 0) log.info({ aborted, why }, 'cancel flags found set; aborting');
+      },
+      (err) => log.debug({ err }, 'cancel flags not read'),
+    );
   const onResubscribed = () =>
     void subscriber.subscribe(store.layout.cancelChannel).then(
       () => recheckCancels('reconnected'),

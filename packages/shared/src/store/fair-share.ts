@@ -55,14 +55,14 @@ import { INDEX_WRITE_LUA, type IndexTrim } from './tenant-index.ts';
 /** Jobs of a tenant that waits alone released ahead of a free slot (see `fair_dispatch`). */
 const FAIR_SPARES = 8;
 
-/** How often a worker refreshes its slots and runs the dispatcher's repairs. */
+/** How often a worker refreshes its slots (and, one beat in {@link FAIR_REPAIR_EVERY}, repairs the shares). */
 export const FAIR_HEARTBEAT_MS = 5_000;
 
 /**
  * A worker repairs the shares (drops running entries of jobs that ended without telling us) at one
- * heartbeat in this many, every 30 s: each repair reads two commands per job of the busy tenants
- * it samples, which for long jobs was most of a running job's commands. A tenant at its cap is
- * repaired at once anyway, when it is found there.
+ * heartbeat in this many, every 30 s: a repair costs two commands per running job of each busy
+ * tenant it samples, at every beat more than BullMQ's own lock renewal of long jobs. A tenant at
+ * its cap is repaired at once anyway, when it is found there.
  */
 export const FAIR_REPAIR_EVERY = 6;
 
