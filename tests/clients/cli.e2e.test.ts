@@ -60,10 +60,11 @@ describe('the longhaul CLI against a real api and worker', () => {
   });
 
   it('when a job is submitted with --wait off a terminal, then progress comes as plain lines and it exits 0', async () => {
-    const r = await run(['submit', 'simulate', '--input', '{"durationMs":1200,"steps":4}', '--wait'], env);
+    // Steps 1.5 s apart: the worker writes a job's progress at most once a second within a step.
+    const r = await run(['submit', 'simulate', '--input', '{"durationMs":3000,"steps":2}', '--wait'], env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/^submitted job_/m);
-    expect(r.stderr).toMatch(/^\[ 50%\] running: step 2 of 4/m);
+    expect(r.stderr).toMatch(/^\[ 50%\] running: step 1 of 2/m);
     expect(r.stderr).not.toContain(String.fromCharCode(27)); // no terminal control codes in a pipe
     expect(r.stdout).toMatch(/^completed job_\w+ in \d+\.\ds$/m);
   });

@@ -17,6 +17,8 @@ import { type Analysis, defineAnalysis } from './define-analysis.ts';
 import { ABORT, createProcessor } from './run-job.ts';
 
 const simulate = getContract('simulate');
+/** The last percent the `chatty` analysis reported. */
+let chattyLast = 0;
 
 /** An analysis that stops as soon as its signal is aborted, whenever that is, with the reason. */
 const implementations: Record<string, Analysis> = {
@@ -39,6 +41,21 @@ const implementations: Record<string, Analysis> = {
         await new Promise((_resolve, reject) => {
           ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true });
         });
+      }
+      return { steps: 1, attempt: ctx.attempt, resumedFromStep: 0, elapsedMs: 0, payload: '' };
+    },
+  }),
+  /** Reports a rising percent in one step every 10 ms for `durationMs`, then returns. */
+  chatty: defineAnalysis({
+    ...simulate,
+    async run(input, ctx) {
+      const started = Date.now();
+      let percent = 0;
+      while (Date.now() - started < input.durationMs) {
+        percent = Math.min(99, percent + 1);
+        ctx.progress(percent, 'running');
+        chattyLast = percent;
+        await new Promise((resolve) => setTimeout(resolve, 10));
       }
       return { steps: 1, attempt: ctx.attempt, resumedFromStep: 0, elapsedMs: 0, payload: '' };
     },
@@ -121,5 +138,22 @@ describe('the processor: cancels, the shutdown and held progress (real Redis and
     expect((await queue.getJob(quick.id ?? ''))?.progress).toBe(0);
     processor.cancel(running.id ?? '', ABORT.cancel);
     await attempt;
+  });
+
+  it('when a job reports progress within one step many times a second, then at most one write a second reaches Redis, and the last report is written', async () => {
+    const job = await taken('chatty', 2_500);
+    const started = Date.now();
+    await processor.process(job, token);
+    const seconds = (Date.now() - started) / 1000;
+    const events = (await connection.xrange(`${prefix}:${QUEUES.analyses}:events`, '-', '+')) as [string, string[]][];
+    const progress = events
+      .filter(([, f]) => f[1] === 'progress' && f[f.indexOf('jobId') + 1] === job.id)
+      .map(([, f]) => JSON.parse(f[f.indexOf('data') + 1] ?? 'null') as { percent: number });
+    // The held first write, one a second after it, and the last report at the end: a slower
+    // machine reports less often, never more. At 200 ms, this job wrote about 13.
+    expect(progress.length).toBeGreaterThanOrEqual(2);
+    expect(progress.length).toBeLessThanOrEqual(Math.ceil(seconds) + 2);
+    expect(progress.at(-1)?.percent).toBe(chattyLast);
+    expect((await queue.getJob(job.id ?? ''))?.progress).toMatchObject({ percent: chattyLast });
   });
 });
