@@ -13,23 +13,37 @@ import { type Job, Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../tests/support/redis.ts';
 import { waitFor } from '../../../tests/support/wait.ts';
-import { type Analysis, defineAnalysis } from './define-analysis.ts';
+import { type Analysis, type AnalysisContext, defineAnalysis } from './define-analysis.ts';
 import { ABORT, createProcessor } from './run-job.ts';
 
 const simulate = getContract('simulate');
 /** The last percent the `chatty` analysis reported. */
 let chattyLast = 0;
 
-/** An analysis that stops as soon as its signal is aborted, whenever that is, with the reason. */
+/** Waits until the attempt's signal is aborted, then rejects with its reason. */
+async function untilAborted(signal: AbortSignal): Promise<never> {
+  signal.throwIfAborted();
+  return new Promise((_resolve, reject) => {
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+}
+
+/** The result every analysis below returns. */
+const done = (ctx: AnalysisContext) => ({
+  steps: 1,
+  attempt: ctx.attempt,
+  resumedFromStep: 0,
+  elapsedMs: 0,
+  payload: '',
+});
+
 const implementations: Record<string, Analysis> = {
+  /** Stops as soon as its signal is aborted, whenever that is, with the reason. */
   watchful: defineAnalysis({
     ...simulate,
     async run(_input, ctx) {
-      ctx.signal.throwIfAborted();
-      await new Promise((_resolve, reject) => {
-        ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true });
-      });
-      return { steps: 1, attempt: ctx.attempt, resumedFromStep: 0, elapsedMs: 0, payload: '' };
+      await untilAborted(ctx.signal);
+      return done(ctx);
     },
   }),
   /** Reports 10 % at once; then returns at once (`durationMs` 0) or waits for its signal. */
@@ -37,12 +51,8 @@ const implementations: Record<string, Analysis> = {
     ...simulate,
     async run(input, ctx) {
       ctx.progress(10, 'running', 'first');
-      if (input.durationMs > 0) {
-        await new Promise((_resolve, reject) => {
-          ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true });
-        });
-      }
-      return { steps: 1, attempt: ctx.attempt, resumedFromStep: 0, elapsedMs: 0, payload: '' };
+      if (input.durationMs > 0) await untilAborted(ctx.signal);
+      return done(ctx);
     },
   }),
   /** Reports a rising percent in one step every 10 ms for `durationMs`, then returns. */
@@ -57,7 +67,7 @@ const implementations: Record<string, Analysis> = {
         chattyLast = percent;
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
-      return { steps: 1, attempt: ctx.attempt, resumedFromStep: 0, elapsedMs: 0, payload: '' };
+      return done(ctx);
     },
   }),
 };

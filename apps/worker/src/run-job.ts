@@ -125,7 +125,11 @@ function progressReporter(job: Job, log: Logger) {
     inflight.add(sent);
     void sent.finally(() => inflight.delete(sent));
   };
+  /** Writes what is pending now: the trailing timer and the held write, if any, are done with. */
   const sendPending = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    heldWrites.delete(held);
     if (pending) write(pending);
     pending = null;
   };
@@ -133,9 +137,6 @@ function progressReporter(job: Job, log: Logger) {
   const held = { due: Date.now() + PROGRESS_HOLD_MS, release: sendPending };
   /** Sends what is pending; the promise settles when every write has. */
   const flush = (): Promise<unknown> => {
-    clearTimeout(timer);
-    timer = undefined;
-    heldWrites.delete(held);
     sendPending();
     return inflight.size === 0 ? SETTLED : Promise.all(inflight);
   };
@@ -150,19 +151,9 @@ function progressReporter(job: Job, log: Logger) {
         return;
       }
       const urgent = !last || last.step !== step || p.percent >= 100;
-      if (urgent || Date.now() - lastWrite >= PROGRESS_INTERVAL_MS) {
-        clearTimeout(timer);
-        timer = undefined;
-        heldWrites.delete(held);
-        pending = null;
-        write(p);
-        return;
-      }
       pending = p;
-      timer ??= setTimeout(() => {
-        timer = undefined;
-        sendPending();
-      }, PROGRESS_INTERVAL_MS);
+      if (urgent || Date.now() - lastWrite >= PROGRESS_INTERVAL_MS) sendPending();
+      else timer ??= setTimeout(sendPending, PROGRESS_INTERVAL_MS);
     },
     /** On completion: drops the held first write if nothing was written yet, else as `flush`. */
     discardHeld(): Promise<unknown> {

@@ -77,8 +77,8 @@ export function createJobEventHub({
   restartDelayMs = 1_000,
   idleMs = 30_000,
 }: JobEventHubDeps) {
+  /** Listeners by job id; a job's entry goes with its last listener, so empty means no stream. */
   const subscribers = new Map<string, Set<QueueEventListener>>();
-  let subscriptions = 0;
   /** Called on close, to end every open stream. */
   const closers = new Set<() => void>();
   const eventsKey = layoutFor(prefix).events(QUEUES.analyses);
@@ -157,7 +157,7 @@ export function createJobEventHub({
   function stopReader(): void {
     idleTimer = undefined;
     const current = reader;
-    if (!current || subscriptions > 0) return;
+    if (!current || subscribers.size > 0) return;
     reader = undefined;
     stopped = current.stop();
   }
@@ -181,7 +181,6 @@ export function createJobEventHub({
         subscribers.set(jobId, set);
       }
       set.add(listener);
-      subscriptions++;
       clearTimeout(idleTimer);
       idleTimer = undefined;
       if (!closed) reader ??= startReader(stopped);
@@ -189,13 +188,12 @@ export function createJobEventHub({
       return () => {
         if (unsubscribed) return;
         unsubscribed = true;
-        subscriptions--;
         const current = subscribers.get(jobId);
         if (current) {
           current.delete(listener);
           if (current.size === 0) subscribers.delete(jobId);
         }
-        if (subscriptions === 0 && !closed) {
+        if (subscribers.size === 0 && !closed) {
           clearTimeout(idleTimer);
           idleTimer = setTimeout(stopReader, idleMs);
           idleTimer.unref();
