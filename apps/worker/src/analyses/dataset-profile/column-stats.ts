@@ -8,6 +8,7 @@ import { HyperLogLog, halves, halvesOf, hash53, hash53Range, hashHalves, hashKey
 import { MisraGries } from './misra-gries.ts';
 import { NumberSlots } from './number-slots.ts';
 import {
+  addToSketch,
   createSketch,
   mergeSketch,
   type SketchState,
@@ -177,7 +178,9 @@ function exactQuantile(sorted: [number, number][], total: number, q: number): nu
  * every exact statistic; the library would throw on it (an infinite key sizes its bins).
  */
 function toSketch(sketch: ReturnType<typeof createSketch>, x: number, count: number): void {
-  if (Number.isFinite(x)) sketch.accept(x, count);
+  if (!Number.isFinite(x)) return;
+  if (count === 1) addToSketch(sketch, x);
+  else sketch.accept(x, count);
 }
 
 /**

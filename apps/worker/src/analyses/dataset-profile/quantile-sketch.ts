@@ -26,6 +26,86 @@ export function createSketch(): Sketch {
   return new LogCollapsingLowestDenseDDSketch({ relativeAccuracy: RELATIVE_ACCURACY, binLimit: BIN_LIMIT });
 }
 
+/** A sketch's mapping from a value to its bin's key: every sketch here has the same one. */
+const MAPPING = createSketch().mapping;
+/** Each binary octave's mantissa is cut into this many equal slices (see {@link OctaveKeys}). */
+const SLICES = 128;
+const TWO_52 = 2 ** 52;
+const f64 = new Float64Array(1);
+const u32 = new Uint32Array(f64.buffer);
+
+/**
+ * The keys of one binary octave `[2^e, 2^(e+1))`: the key at the start of each of its
+ * {@link SLICES} slices, and the least value of each key in the octave. A value's key is then its
+ * slice's, moved up past the bounds it reaches: one or two comparisons, where the mapping's own
+ * `key` takes a `Math.log2`. Each bound is found by bisection with the mapping's own `key`, so the
+ * two agree on every value (a test checks random values and every bound's neighbours).
+ */
+class OctaveKeys {
+  readonly first: number;
+  readonly sliceKeys = new Int32Array(SLICES);
+  /** `bounds[k - first]`: the least value of the octave whose key is `k`; Infinity past the last key. */
+  readonly bounds: Float64Array;
+
+  constructor(exponent: number) {
+    const scale = 2 ** exponent;
+    const at = (m: number) => (1 + m / TWO_52) * scale;
+    this.first = MAPPING.key(scale);
+    const last = MAPPING.key(at(TWO_52 - 1));
+    this.bounds = new Float64Array(last - this.first + 2);
+    this.bounds[0] = scale;
+    for (let k = this.first + 1; k <= last; k++) {
+      // The least mantissa whose value has key k or more.
+      let lo = 0;
+      let hi = TWO_52 - 1;
+      while (lo < hi) {
+        const mid = Math.floor((lo + hi) / 2);
+        if (MAPPING.key(at(mid)) >= k) hi = mid;
+        else lo = mid + 1;
+      }
+      this.bounds[k - this.first] = at(lo);
+    }
+    this.bounds[last - this.first + 1] = Number.POSITIVE_INFINITY;
+    for (let s = 0; s < SLICES; s++) this.sliceKeys[s] = MAPPING.key(at((s * TWO_52) / SLICES));
+  }
+}
+
+/** The octaves met so far, by the biased exponent of their values (1 to 2046). */
+const octaves: (OctaveKeys | undefined)[] = new Array(2047).fill(undefined);
+
+/** `MAPPING.key(x)` for a positive `x`, by its octave's table when `x` is a normal double. */
+export function sketchKey(x: number): number {
+  f64[0] = x;
+  const high = u32[1] as number;
+  const biased = high >>> 20;
+  if (biased === 0 || biased >= 2047) return MAPPING.key(x);
+  let octave = octaves[biased];
+  if (octave === undefined) {
+    octave = new OctaveKeys(biased - 1023);
+    octaves[biased] = octave;
+  }
+  const bounds = octave.bounds;
+  const first = octave.first;
+  let k = octave.sliceKeys[(high & 0xfffff) >>> (20 - 7)] as number;
+  while (x >= (bounds[k + 1 - first] as number)) k++;
+  return k;
+}
+
+/**
+ * `sketch.accept(x)`, for one finite value, with the bin's key from {@link sketchKey}: the same
+ * bins, counts, sum, least and greatest value as the library's own `accept`.
+ */
+export function addToSketch(sketch: Sketch, x: number): void {
+  const min = MAPPING.minPossible;
+  if (x > min) sketch.store.add(sketchKey(x), 1);
+  else if (x < -min) sketch.negativeStore.add(sketchKey(-x), 1);
+  else sketch.zeroCount += 1;
+  sketch.count += 1;
+  sketch.sum += x;
+  if (x < sketch.min) sketch.min = x;
+  if (x > sketch.max) sketch.max = x;
+}
+
 function binsOf(store: Store): [number, number][] {
   const out: [number, number][] = [];
   store.bins.forEach((count, i) => {
