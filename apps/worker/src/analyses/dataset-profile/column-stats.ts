@@ -189,7 +189,7 @@ function toSketch(sketch: ReturnType<typeof createSketch>, x: number, count: num
  * `flushNumbers`). Fed value by value, a file of many such columns visited every column's three
  * structures for each row: more than the CPU's cache holds, so nearly every update missed it.
  */
-const PENDING_NUMBERS = 2048;
+const PENDING_NUMBERS = 8192;
 
 /**
  * One column's running statistics. Memory per column is bounded: at most

@@ -40,8 +40,11 @@ describe('MisraGries', () => {
     summary.add('x', 7);
     summary.add('y', 7);
     summary.add(7, 7);
+    // A string's slot holds no number: 0 is not taken for the number there.
+    summary.add(0, 7);
     summary.add('x', 7);
     expect(summary.entries().sort()).toEqual([
+      [0, 1],
       [7, 1],
       ['x', 2],
       ['y', 1],

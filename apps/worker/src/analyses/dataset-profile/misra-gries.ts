@@ -20,8 +20,14 @@ export class MisraGries {
    * number key, the number. One array, so a probe reads one cache line, not three.
    */
   private readonly table: Float64Array;
-  /** The key of a slot holding a string; undefined for a number (in `table`). */
+  /**
+   * The key of a slot holding a string; undefined for a number (in `table`) and for an empty slot.
+   * A summary of numbers alone never reads or writes it (see {@link stringKeys}): on a numeric
+   * column, that is a sixth of the memory each update would bring into the cache.
+   */
   private readonly strings: (string | undefined)[];
+  /** How many of the counted keys are strings. */
+  private stringKeys = 0;
   /** The slots in use, `occupied[0, used)`: evicting visits these, not the whole table. */
   private readonly occupied: Int32Array;
   /** Where {@link decrementAll} keeps the survivors while it rebuilds: `[hash, count, number]` each. */
@@ -94,12 +100,12 @@ export class MisraGries {
   }
 
   private holds(i: number, key: CountKey): boolean {
-    const stored = this.strings[i];
-    return typeof key === 'number' ? stored === undefined && this.table[3 * i + 2] === key : stored === key;
+    if (typeof key !== 'number') return this.strings[i] === key;
+    return this.table[3 * i + 2] === key && (this.stringKeys === 0 || this.strings[i] === undefined);
   }
 
   private keyAt(i: number): CountKey {
-    return this.strings[i] ?? (this.table[3 * i + 2] as number);
+    return (this.stringKeys > 0 ? this.strings[i] : undefined) ?? (this.table[3 * i + 2] as number);
   }
 
   private insert(key: CountKey, hash: number, count: number): void {
@@ -111,10 +117,12 @@ export class MisraGries {
   private put(i: number, key: CountKey, hash: number, count: number): void {
     this.table[3 * i] = hash;
     this.table[3 * i + 1] = count;
-    if (typeof key === 'number') {
-      this.table[3 * i + 2] = key;
-      this.strings[i] = undefined;
-    } else this.strings[i] = key;
+    // An empty slot's string is undefined already (see decrementAll).
+    if (typeof key === 'number') this.table[3 * i + 2] = key;
+    else {
+      this.strings[i] = key;
+      this.stringKeys++;
+    }
     this.occupied[this.used++] = i;
   }
 
@@ -127,6 +135,7 @@ export class MisraGries {
    * views.
    */
   private own(i: number): void {
+    if (this.stringKeys === 0) return;
     const key = this.strings[i];
     if (key !== undefined) this.strings[i] = ownKey(key) as string;
   }
@@ -139,6 +148,7 @@ export class MisraGries {
    */
   private decrementAll(): void {
     const { table, spare, strings, spareStrings } = this;
+    const withStrings = this.stringKeys > 0;
     let kept = 0;
     for (let n = 0; n < this.used; n++) {
       const i = this.occupied[n] as number;
@@ -147,16 +157,18 @@ export class MisraGries {
         spare[3 * kept] = table[3 * i] as number;
         spare[3 * kept + 1] = count - 1;
         spare[3 * kept + 2] = table[3 * i + 2] as number;
-        spareStrings[kept++] = strings[i];
+        if (withStrings) spareStrings[kept] = strings[i];
+        kept++;
       }
       table[3 * i + 1] = 0;
-      strings[i] = undefined;
+      if (withStrings) strings[i] = undefined;
     }
     this.used = 0;
+    this.stringKeys = 0;
     for (let n = 0; n < kept; n++) {
       const hash = spare[3 * n] as number;
-      const text = spareStrings[n];
-      spareStrings[n] = undefined;
+      const text = withStrings ? spareStrings[n] : undefined;
+      if (withStrings) spareStrings[n] = undefined;
       this.insert(text ?? (spare[3 * n + 2] as number), hash, spare[3 * n + 1] as number);
     }
   }
