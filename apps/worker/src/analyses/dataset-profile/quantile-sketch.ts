@@ -28,8 +28,9 @@ export function createSketch(): Sketch {
 
 /** A sketch's mapping from a value to its bin's key: every sketch here has the same one. */
 const MAPPING = createSketch().mapping;
-/** Each binary octave's mantissa is cut into this many equal slices (see {@link OctaveKeys}). */
-const SLICES = 128;
+/** Each binary octave's mantissa is cut into 2^SLICE_BITS equal slices (see {@link OctaveKeys}). */
+const SLICE_BITS = 7;
+const SLICES = 1 << SLICE_BITS;
 const TWO_52 = 2 ** 52;
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
@@ -86,7 +87,8 @@ export function sketchKey(x: number): number {
   }
   const bounds = octave.bounds;
   const first = octave.first;
-  let k = octave.sliceKeys[(high & 0xfffff) >>> (20 - 7)] as number;
+  // The mantissa's top bits, from the 20 it has in the high word.
+  let k = octave.sliceKeys[(high & 0xfffff) >>> (20 - SLICE_BITS)] as number;
   while (x >= (bounds[k + 1 - first] as number)) k++;
   return k;
 }
