@@ -1,6 +1,9 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startWorker } from '../support/processes.ts';
-import { simulate, startSystem, waitForJob } from './fixtures.ts';
+import { type AppProcess, startWorker } from '../support/processes.ts';
+import { startRedisServer } from '../support/redis-server.ts';
+import { withTimeout } from '../support/wait.ts';
+import { simulate, startSystem, systemEnv, waitForJob } from './fixtures.ts';
 
 describe('worker shutdown (SIGTERM), real processes', () => {
   let sys: Awaited<ReturnType<typeof startSystem>>;
@@ -41,5 +44,30 @@ describe('worker shutdown (SIGTERM), real processes', () => {
     expect(await worker.stop()).toBe(0);
     const view = (await sys.a.get(`/v1/jobs/${body.id}`)).body;
     expect(view.status).toBe('completed');
+  });
+});
+
+describe('worker shutdown during start-up (real process, private redis-server)', () => {
+  it('when SIGTERM arrives before the worker has finished starting, then it drains and exits 0 instead of dying of the signal', async () => {
+    const redis = await startRedisServer();
+    const admin = new Redis(redis.url);
+    let worker: AppProcess | undefined;
+    try {
+      // Writes wait: the worker's start-up ends with its fair-share heartbeat, a write, so it
+      // cannot finish. Its health server answers already, which is when startWorker returns.
+      await admin.call('CLIENT', 'PAUSE', '60000', 'WRITE');
+      worker = await startWorker(systemEnv(redis.url));
+      worker.signal('SIGTERM');
+      await worker.waitForLog('shutting down');
+      await admin.call('CLIENT', 'UNPAUSE');
+      const exit = await withTimeout(worker.exited, 30_000);
+      expect(exit, worker.logs()).toEqual({ code: 0, signal: null });
+      expect(worker.logs()).toContain('shut down cleanly');
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      await worker?.kill();
+      admin.disconnect();
+      await redis.destroy();
+    }
   });
 });

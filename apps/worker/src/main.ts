@@ -72,19 +72,11 @@ const health = createHealthServer({
   strictRedisPolicy: config.strictRedisPolicy,
   routes: { '/metrics': metrics.route(config.metricsToken) },
 });
-health.listen(config.workerPort, () => {
-  const address = health.address();
-  const port = typeof address === 'object' && address ? address.port : config.workerPort;
-  log.info(
-    { port, concurrency: config.worker.concurrency },
-    `longhaul worker running; health on http://localhost:${port}`,
-  );
-});
-await analysisWorker.start();
 // Webhooks: deliveries from their own queue; BullMQ releases each when its job ends for good.
 const webhooks = createWebhookWorker({ config, log, connection });
-webhooks.start();
 
+// Before the worker takes its first job: a SIGTERM during start-up (a deploy that replaces a
+// replica at once) drains as any other, where Node's default would kill the process mid-job.
 handleShutdown({
   log,
   // The grace period, the hand-back of what is still running, and closing connections.
@@ -103,3 +95,18 @@ handleShutdown({
     { name: 'flush traces', run: () => telemetry.shutdown() },
   ],
 });
+
+health.listen(config.workerPort, () => {
+  const address = health.address();
+  const port = typeof address === 'object' && address ? address.port : config.workerPort;
+  log.info(
+    { port, concurrency: config.worker.concurrency },
+    `longhaul worker running; health on http://localhost:${port}`,
+  );
+});
+await analysisWorker.start().catch((err: unknown) => {
+  // A start-up cut short by the shutdown (its connections closed under it) is no failure.
+  if (!state.draining) throw err;
+});
+// Not once a shutdown has begun (during the start above): its steps close the webhooks already.
+if (!state.draining) webhooks.start();

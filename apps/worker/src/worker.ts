@@ -133,29 +133,36 @@ export function createAnalysisWorker({
       .heartbeat(workerId, concurrency, { repair: beats++ % FAIR_REPAIR_EVERY === 0 })
       .catch((err) => log.warn({ err }, 'fair-share heartbeat failed'));
   let beating: NodeJS.Timeout | undefined;
+  /** Set by `drain`: a `start` still under way stops at its next step (a SIGTERM during start-up). */
+  let draining = false;
 
   return {
     worker,
     async start(): Promise<void> {
       subscriber.on('message', onCancel);
       await subscriber.subscribe(store.layout.cancelChannel);
+      if (draining) return;
       subscriber.on('ready', onResubscribed);
       rechecking = setInterval(() => recheckCancels('periodic'), cancelRecheckMs);
       rechecking.unref();
       // Each attempt's start (cancel flag, gate, checkpoint) rides in the script that takes its
       // job, once BullMQ's scripts are on the connection; jobs taken before then send it alone.
       await worker.waitUntilReady();
+      if (draining) return;
       if (!store.startOnTake()) log.warn('attempt starts do not ride with the job fetch');
       void worker.run().catch((err) => log.error({ err }, 'worker stopped running'));
       await heartbeat(config.worker.concurrency);
+      if (draining) return;
       beating = setInterval(() => void heartbeat(config.worker.concurrency), FAIR_HEARTBEAT_MS);
       beating.unref();
     },
     /**
      * Stops taking jobs and lets active ones finish for up to `graceMs`; then aborts the rest with
-     * the shutdown reason, which hands them back to the queue unharmed (no attempt spent).
+     * the shutdown reason, which hands them back to the queue unharmed (no attempt spent). Safe
+     * while `start` is still under way: it goes no further.
      */
     async drain(graceMs: number): Promise<void> {
+      draining = true;
       subscriber.off('message', onCancel);
       subscriber.off('ready', onResubscribed);
       clearInterval(rechecking);
