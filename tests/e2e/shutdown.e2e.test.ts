@@ -1,9 +1,10 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AppProcess, startWorker } from '../support/processes.ts';
+import { api } from '../support/http.ts';
+import { type AppProcess, startApi, startWorker } from '../support/processes.ts';
 import { startRedisServer } from '../support/redis-server.ts';
 import { withTimeout } from '../support/wait.ts';
-import { simulate, startSystem, systemEnv, waitForJob } from './fixtures.ts';
+import { KEY_A, simulate, startSystem, systemEnv, waitForJob } from './fixtures.ts';
 
 describe('worker shutdown (SIGTERM), real processes', () => {
   let sys: Awaited<ReturnType<typeof startSystem>>;
@@ -47,7 +48,7 @@ describe('worker shutdown (SIGTERM), real processes', () => {
   });
 });
 
-describe('worker shutdown during start-up (real process, private redis-server)', () => {
+describe('worker shutdown while Redis is paused or down (real processes, private redis-server)', () => {
   it('when SIGTERM arrives before the worker has finished starting, then it drains and exits 0 instead of dying of the signal', async () => {
     const redis = await startRedisServer();
     const admin = new Redis(redis.url);
@@ -70,4 +71,46 @@ describe('worker shutdown during start-up (real process, private redis-server)',
       await redis.destroy();
     }
   });
+
+  it('when Redis is down and SIGTERM arrives at an idle worker, then it exits 0 within seconds instead of waiting out its deadline', async () => {
+    const redis = await startRedisServer();
+    let worker: AppProcess | undefined;
+    try {
+      // The default grace: the shutdown's deadline is 50 s, which the old drain waited out.
+      worker = await startWorker({ ...systemEnv(redis.url), SHUTDOWN_GRACE_MS: '30000' });
+      await worker.waitForLog('redis ready');
+      await redis.stop();
+      worker.signal('SIGTERM');
+      const exit = await withTimeout(worker.exited, 15_000);
+      expect(exit, worker.logs()).toEqual({ code: 0, signal: null });
+      expect(worker.logs()).toContain('redis is unreachable');
+    } finally {
+      await worker?.kill();
+      await redis.destroy();
+    }
+  }, 60_000);
+
+  it('when Redis is down and SIGTERM arrives mid-job, then the job gets its grace period, and the worker exits without waiting for Redis', async () => {
+    const redis = await startRedisServer();
+    const env = systemEnv(redis.url);
+    let apiProcess: AppProcess | undefined;
+    let worker: AppProcess | undefined;
+    try {
+      [apiProcess, worker] = await Promise.all([startApi(env), startWorker({ ...env, SHUTDOWN_GRACE_MS: '1000' })]);
+      const client = api(apiProcess.url, KEY_A);
+      const { body } = await client.post('/v1/jobs', simulate({ durationMs: 60_000, steps: 60 }));
+      await waitForJob(client, body.id, (v) => v.status === 'active');
+      await redis.stop();
+      worker.signal('SIGTERM');
+      const exit = await withTimeout(worker.exited, 20_000);
+      expect(exit, worker.logs()).toEqual({ code: 0, signal: null });
+      const logs = worker.logs();
+      expect(logs).toContain('grace period over');
+      expect(logs).toContain('redis is unreachable');
+    } finally {
+      await worker?.kill();
+      await apiProcess?.kill();
+      await redis.destroy();
+    }
+  }, 60_000);
 });

@@ -91,7 +91,14 @@ handleShutdown({
     },
     { name: 'close webhooks', run: () => webhooks.close() },
     { name: 'close health server', run: () => new Promise((resolve) => health.close(() => resolve(undefined))) },
-    { name: 'quit redis', run: () => Promise.all([subscriber.quit(), connection.quit()]).catch(() => undefined) },
+    {
+      name: 'quit redis',
+      // QUIT waits for a reconnecting client to connect: drop one that is not connected.
+      run: () =>
+        Promise.all([subscriber, connection].map((c) => (c.status === 'ready' ? c.quit() : c.disconnect()))).catch(
+          () => undefined,
+        ),
+    },
     { name: 'flush traces', run: () => telemetry.shutdown() },
   ],
 });

@@ -256,6 +256,10 @@ export function createProcessor(deps: RunJobDeps) {
     cancelAll(reason: AbortReason): void {
       for (const slot of running.values()) abortWith(slot, reason);
     },
+    /** How many attempts run here. */
+    running(): number {
+      return running.size;
+    },
     /**
      * Reads the cancel flags of the jobs running here, in one round trip, and aborts those that
      * are set: for cancels whose pub/sub message this process missed (see worker.ts). Answers how

@@ -19,6 +19,7 @@ import { Queue, Worker } from 'bullmq';
 import type { Analysis } from './define-analysis.ts';
 import { assertImplementations } from './implementations.ts';
 import { ABORT, createProcessor } from './run-job.ts';
+import { closedOrUnreachable } from './unreachable.ts';
 
 export interface WorkerDeps {
   config: Config;
@@ -167,18 +168,25 @@ export function createAnalysisWorker({
       subscriber.off('ready', onResubscribed);
       clearInterval(rechecking);
       clearInterval(beating);
-      // Its slots stop counting at once: no job is handed out for it to take.
-      await heartbeat(0);
+      // Its slots stop counting at once: no job is handed out for it to take. Not waited for past
+      // a second: while Redis is unreachable it would wait for it, and the slots expire anyway.
+      await Promise.race([heartbeat(0), sleep(1_000)]);
       const closing = worker.close().finally(() => queue.close());
-      const finished = await Promise.race([closing.then(() => true), sleep(graceMs).then(() => false)]);
-      if (finished) return;
+      // Closed, or Redis unreachable with no attempt left here (see closedOrUnreachable).
+      const ended = closedOrUnreachable(closing, connection, () => processor.running() === 0);
+      const unreachable = () =>
+        log.warn('redis is unreachable: not waiting for it to close; what ran here is recovered once it returns');
+      const first = await Promise.race([ended, sleep(graceMs).then(() => null)]);
+      if (first === false) unreachable();
+      if (first !== null) return;
       log.warn({ graceMs }, 'grace period over: handing active jobs back to the queue');
       processor.cancelAll(ABORT.shutdown);
-      const handedBack = await Promise.race([closing.then(() => true), sleep(10_000).then(() => false)]);
-      if (!handedBack) {
-        log.error('active jobs did not stop; closing anyway (their locks expire and they run again)');
-        await worker.close(true);
-      }
+      // Handing a job back is a write: while Redis is unreachable it cannot happen, so no wait.
+      const handedBack = await Promise.race([closedOrUnreachable(closing, connection), sleep(10_000).then(() => null)]);
+      if (handedBack === false) unreachable();
+      if (handedBack !== null) return;
+      log.error('active jobs did not stop; closing anyway (their locks expire and they run again)');
+      if (!(await closedOrUnreachable(worker.close(true), connection))) unreachable();
     },
   };
 }

@@ -8,6 +8,7 @@ import {
 } from '@longhaul/shared';
 import { Worker } from 'bullmq';
 import { createGuardedDispatcher } from '../net/public-address.ts';
+import { closedOrUnreachable } from '../unreachable.ts';
 import { createDeliveryProcessor } from './deliver-webhook.ts';
 
 export interface WebhookWorkerDeps {
@@ -47,9 +48,12 @@ export function createWebhookWorker({ config, log, connection, concurrency = 8 }
     start(): void {
       void worker.run().catch((err) => log.error({ err }, 'webhook worker stopped running'));
     },
-    /** Waits for active deliveries, and closes. */
+    /**
+     * Waits for active deliveries, and closes; at once while Redis is unreachable (a delivery then
+     * in flight is sent again once it returns, see closedOrUnreachable).
+     */
     async close(): Promise<void> {
-      await worker.close();
+      await closedOrUnreachable(worker.close(), connection);
       await dispatcher.close();
     },
   };
