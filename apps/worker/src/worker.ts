@@ -87,7 +87,11 @@ export function createAnalysisWorker({
     ...retentionOptions(config.retention),
     // No `name`: BullMQ would store it in every job (`pb`), and it is the same for every worker.
   });
-  worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
+  // While Redis is unreachable BullMQ repeats its connection error at every retry; main.ts logs
+  // each distinct one once already.
+  worker.on('error', (err) =>
+    log[connection.status === 'ready' ? 'warn' : 'debug']({ err: err.message }, 'worker error'),
+  );
   worker.on('failed', (job, err) => {
     if (!job?.id || !job.finishedOn) return;
     log.info({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job failed for good');

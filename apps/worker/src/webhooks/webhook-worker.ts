@@ -36,7 +36,10 @@ export function createWebhookWorker({ config, log, connection, concurrency = 8 }
     concurrency,
     name: 'longhaul-webhooks',
   });
-  worker.on('error', (err) => log.warn({ err: err.message }, 'webhook worker error'));
+  // As the analyses worker's: at every retry while Redis is unreachable, reported once elsewhere.
+  worker.on('error', (err) =>
+    log[connection.status === 'ready' ? 'warn' : 'debug']({ err: err.message }, 'webhook worker error'),
+  );
   worker.on('failed', (job, err) => {
     if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
       log.warn({ jobId: job.data.jobId, event: job.data.sent?.event, err: err.message }, 'webhook given up');
