@@ -16,9 +16,10 @@ export const UNREACHABLE_FOR_MS = 3_000;
  *
  * BullMQ's `Worker.close()` does not return while Redis is unreachable, even with nothing running
  * (https://github.com/taskforcesh/bullmq/issues/4656, open against the pinned version): its
- * blocking connection waits for an `end` event that a reconnecting client never emits. A shutdown
- * then waited for its whole deadline and exited 1. With Redis unreachable nothing can be written
- * anyway: what this process held is recovered as stalled once Redis returns, as after a crash.
+ * blocking connection waits for an `end` event that a reconnecting client never emits, and a
+ * shutdown would wait for its whole deadline and exit 1. With Redis unreachable nothing can be
+ * written anyway: what this process held is recovered as stalled once Redis returns, as after a
+ * crash.
  */
 export async function closedOrUnreachable(
   closing: Promise<unknown>,
