@@ -690,7 +690,7 @@ if (runs('cpu')) {
   );
 }
 
-// 7. dataset-profile throughput on a generated CSV, next to Python's csv module (bench/dataset-profile-csv.ts).
+// 7. dataset-profile throughput on two generated CSVs (mixed columns; 7b the slowest shape known), next to Python's csv module (bench/dataset-profile-csv.ts).
 if (runs('csv')) {
   const csv = await benchDatasetProfileCsv();
   for (const { met, ...row } of csv.rows) record(row, met);

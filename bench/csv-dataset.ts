@@ -24,13 +24,43 @@ export function csvRow(i: number): string {
   return `${i},u${(i * 7919) % 2_000_000},${amount},${qty},${i % 7 === 0},2024-03-${day}T12:${minute}:00Z,${category},${score},${note}\n`;
 }
 
-/** Writes (or reuses) a CSV of at least `bytes` bytes at `path`; returns its size and row count. */
-export function ensureCsv(path: string, bytes: number): { bytes: number; rows: number } {
+/** A generated CSV: its header line, and row `i` (ending in a newline). */
+export interface CsvShape {
+  header: string;
+  row: (i: number) => string;
+}
+
+/** The mixed columns above. */
+export const MIXED_CSV: CsvShape = { header: CSV_HEADER, row: csvRow };
+
+const WIDE_COLUMNS = 100;
+
+/**
+ * The slowest shape known per byte (docs/dataset-profile.md#by-shape-of-data): 100 short numeric
+ * columns, every third a 2-decimal number, each with about 10,000 distinct values, so every column
+ * passes its exact limit and each value goes through the sketch, the HyperLogLog and the
+ * Misra–Gries summary. About 520 bytes a row.
+ */
+export const WIDE_NUMERIC_CSV: CsvShape = {
+  header: `${Array.from({ length: WIDE_COLUMNS }, (_, c) => `c${c}`).join(',')}\n`,
+  row: (i) => {
+    const values: string[] = [];
+    for (let c = 0; c < WIDE_COLUMNS; c++) {
+      const v = Math.imul(i + 1, 2654435761 + c * 40503) >>> 0;
+      values.push(c % 3 === 0 ? ((v % 10_000) / 100).toFixed(2) : String(v % 10_000));
+    }
+    return `${values.join(',')}\n`;
+  },
+};
+
+/** Writes (or reuses) a CSV of `shape` of at least `bytes` bytes at `path`; returns its size and row count. */
+export function ensureCsv(path: string, bytes: number, shape: CsvShape = MIXED_CSV): { bytes: number; rows: number } {
+  const { header, row: rowOf } = shape;
   const rowsFor = (size: number) => {
     // Rows are found again by regenerating: cheap next to profiling, and no sidecar file to trust.
-    let at = CSV_HEADER.length;
+    let at = header.length;
     let i = 0;
-    while (at < size) at += Buffer.byteLength(csvRow(i++));
+    while (at < size) at += Buffer.byteLength(rowOf(i++));
     return i;
   };
   if (existsSync(path)) {
@@ -38,13 +68,13 @@ export function ensureCsv(path: string, bytes: number): { bytes: number; rows: n
     if (size >= bytes && size < bytes + 1_000_000) return { bytes: size, rows: rowsFor(size) };
   }
   const fd = openSync(path, 'w');
-  let written = writeSync(fd, CSV_HEADER);
+  let written = writeSync(fd, header);
   let i = 0;
   try {
     while (written < bytes) {
       const parts: string[] = [];
       for (let n = 0; n < 5000 && written < bytes; n++) {
-        const row = csvRow(i++);
+        const row = rowOf(i++);
         parts.push(row);
         written += Buffer.byteLength(row);
       }
