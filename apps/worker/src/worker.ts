@@ -176,21 +176,24 @@ export function createAnalysisWorker({
       // a second: while Redis is unreachable it would wait for it, and the slots expire anyway.
       await Promise.race([heartbeat(0), sleep(1_000)]);
       const closing = worker.close().finally(() => queue.close());
-      // Closed, or Redis unreachable with no attempt left here (see closedOrUnreachable).
-      const ended = closedOrUnreachable(closing, connection, () => processor.running() === 0);
-      const unreachable = () =>
-        log.warn('redis is unreachable: not waiting for it to close; what ran here is recovered once it returns');
-      const first = await Promise.race([ended, sleep(graceMs).then(() => null)]);
-      if (first === false) unreachable();
-      if (first !== null) return;
+      // One wait for both phases: closed, or Redis unreachable with nothing left to wait for here
+      // (no attempt running during the grace period; after it, the hand-back is a write that
+      // cannot happen without Redis). See closedOrUnreachable.
+      let handingBack = false;
+      const ended = closedOrUnreachable(closing, connection, () => handingBack || processor.running() === 0).then(
+        (closed) => {
+          if (!closed)
+            log.warn('redis is unreachable: not waiting for it to close; what ran here is recovered once it returns');
+        },
+      );
+      const within = (ms: number) => Promise.race([ended.then(() => true), sleep(ms).then(() => false)]);
+      if (await within(graceMs)) return;
       log.warn({ graceMs }, 'grace period over: handing active jobs back to the queue');
+      handingBack = true;
       processor.cancelAll(ABORT.shutdown);
-      // Handing a job back is a write: while Redis is unreachable it cannot happen, so no wait.
-      const handedBack = await Promise.race([closedOrUnreachable(closing, connection), sleep(10_000).then(() => null)]);
-      if (handedBack === false) unreachable();
-      if (handedBack !== null) return;
+      if (await within(10_000)) return;
       log.error('active jobs did not stop; closing anyway (their locks expire and they run again)');
-      if (!(await closedOrUnreachable(worker.close(true), connection))) unreachable();
+      await Promise.race([worker.close(true), ended]);
     },
   };
 }

@@ -105,7 +105,7 @@ export class MisraGries {
   }
 
   private keyAt(i: number): CountKey {
-    return (this.stringKeys > 0 ? this.strings[i] : undefined) ?? (this.table[3 * i + 2] as number);
+    return this.strings[i] ?? (this.table[3 * i + 2] as number);
   }
 
   private insert(key: CountKey, hash: number, count: number): void {
