@@ -252,6 +252,27 @@ describe('the HTTP API against a real Redis (no worker)', () => {
     // Anonymous: the status alone (the checks are for the metrics token holder).
     expect(ready.body).toEqual({ status: 'ready' });
   });
+
+  it('when a route answers with an error, then its duration is labelled by its whole template, as a success is', async () => {
+    const get = (path: string) => request(ctx.app).get(path).set('Authorization', A);
+    expect((await get('/v1/jobs/job_00000000000000000000000000')).status).toBe(404);
+    expect((await get('/v1/schedules/sch_00000000000000000000000000')).status).toBe(404);
+    expect((await get('/v1/jobs?limit=0')).status).toBe(400);
+    expect((await submit({ type: 'simulate' })).status).toBe(400);
+    const job = await submit(sim());
+    expect((await get(`/v1/jobs/${job.body.id}`)).status).toBe(200);
+
+    const text = (await request(ctx.app).get('/metrics')).text;
+    const counted = (method: string, route: string, status: number) =>
+      text.includes(`method="${method}",route="${route}",status="${status}"}`);
+    expect(counted('GET', '/v1/jobs/:id', 404)).toBe(true);
+    expect(counted('GET', '/v1/schedules/:id', 404)).toBe(true);
+    expect(counted('GET', '/v1/jobs', 400)).toBe(true);
+    expect(counted('POST', '/v1/jobs', 400)).toBe(true);
+    expect(counted('GET', '/v1/jobs/:id', 200)).toBe(true);
+    // Before, a failed route lost its mount path: /v1/jobs/:id and /v1/schedules/:id both read `/:id`.
+    expect(text).not.toMatch(/route="\/(:id)?"/);
+  });
 });
 
 describe('the HTTP API with a submit rate limit', () => {

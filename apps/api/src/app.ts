@@ -1,6 +1,6 @@
 import { type Config, type Logger, layoutFor, type RedisConnection } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express, type RequestHandler, type Router } from 'express';
 import { adminBoard, BOARD_PATH } from './admin/board.ts';
 import { analysesRoutes } from './analyses-route.ts';
 import { buildOpenApiDocument, documentedPaths } from './docs/openapi.ts';
@@ -63,6 +63,9 @@ export function createApp({ config, log, redis, jobs, schedules, queues, events,
     next();
   };
 
+  /** A router mounted below the app, whose failed routes keep their template in the metrics. */
+  const withRouteOnError = (router: Router): Router => router.use(metrics.routeOnError);
+
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', true);
@@ -73,7 +76,7 @@ export function createApp({ config, log, redis, jobs, schedules, queues, events,
 
   const v1 = express.Router();
   v1.use(bearerAuth(config.apiKeys));
-  v1.use('/analyses', analysesRoutes());
+  v1.use('/analyses', withRouteOnError(analysesRoutes()));
   // The per-tenant submission rate limit (RATE_LIMIT_PER_MINUTE) is counted by the job store's
   // admission script, in the submission's first round trip (jobs/job-service.ts).
   if (events) {
@@ -94,16 +97,17 @@ export function createApp({ config, log, redis, jobs, schedules, queues, events,
     '/jobs',
     express.json({ limit: config.limits.bodyBytes, strict: true }),
     requireRedis,
-    jobRoutes(jobs, deadline, results),
+    withRouteOnError(jobRoutes(jobs, deadline, results)),
   );
   if (schedules) {
     v1.use(
       '/schedules',
       express.json({ limit: config.limits.bodyBytes, strict: true }),
       requireRedis,
-      scheduleRoutes(schedules, deadline),
+      withRouteOnError(scheduleRoutes(schedules, deadline)),
     );
   }
+  v1.use(metrics.routeOnError);
   // The API first: each of its requests then skips matching the operators' routes below.
   app.use('/v1', v1);
   app.use(

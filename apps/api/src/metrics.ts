@@ -10,7 +10,7 @@ import {
   type TenantShare,
 } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
-import { type Request, type RequestHandler, Router } from 'express';
+import { type ErrorRequestHandler, type Request, type RequestHandler, Router } from 'express';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /**
@@ -32,12 +32,19 @@ export interface ApiMetrics {
   registry: Registry;
   /** Times every response by route template and status, and counts accepted submissions. */
   middleware: RequestHandler;
+  /**
+   * Keeps the route template of a request whose handler failed: put last in each router that
+   * holds routes (see {@link routeOnError}).
+   */
+  routeOnError: ErrorRequestHandler;
   /** `GET /metrics`, needing `Bearer <token>` when one is given. */
   routes(token: string | undefined): Router;
 }
 
 /** The route template (`/v1/jobs/:id`), never the raw URL, so job ids do not explode cardinality. */
 export function routeLabel(req: Request, status: number): string {
+  const kept = (req.res?.locals as { route?: string } | undefined)?.route;
+  if (kept !== undefined) return kept;
   const path = (req.route as { path?: unknown } | undefined)?.path;
   if (typeof path === 'string') return `${req.baseUrl}${path === '/' && req.baseUrl ? '' : path}`;
   if (status === 404) return 'unmatched';
@@ -149,6 +156,19 @@ export function createApiMetrics({ queue, redis, queuePrefix, shares }: ApiMetri
     },
   });
 
+  /**
+   * A handler's error leaves each router on its way to the app's error handler, and Express gives
+   * `req.baseUrl` back to the router it leaves: by the time the answer is sent, a 404 of
+   * `/v1/schedules/:id` would read as `/:id`, the same as `/v1/jobs/:id`'s. So the router the route
+   * is in takes the template down while it still knows its own mount path; the first to see the
+   * error does, the routers above leave it.
+   */
+  const routeOnError: ErrorRequestHandler = (err, req, res, next) => {
+    const locals = res.locals as { route?: string };
+    if (locals.route === undefined && req.route !== undefined) locals.route = routeLabel(req, res.statusCode);
+    next(err);
+  };
+
   const middleware: RequestHandler = (req, res, next) => {
     const end = duration.startTimer();
     res.once('finish', () => {
@@ -165,6 +185,7 @@ export function createApiMetrics({ queue, redis, queuePrefix, shares }: ApiMetri
   return {
     registry,
     middleware,
+    routeOnError,
     routes(token) {
       const router = Router();
       router.get('/metrics', async (req, res) => {
