@@ -8,6 +8,7 @@ import {
   listIndexed,
   loadConfig,
   newJobId,
+  OWN_FIELDS,
   QUEUES,
   type RedisConnection,
   TRIM_EVERY,
@@ -64,15 +65,22 @@ describe('idempotent replays never enqueue a job again (real api and worker, COM
     expect(executionCounts(readExecutions(log)).starts.get(id)).toBe(1);
   });
 
-  it("when a small job runs from submit to its end, then its tenant's storage budget is read once and not written; a large result is counted", async () => {
+  it("when a small job runs from submit to its end, then its tenant's storage budget is read once and not written, and its start reads the job from BullMQ's own fetch; a large result is counted", async () => {
     const key = layout.storageBytes('a');
     const watch = await watchCommands(redisUrl(), prefix);
     const small = await client.post('/v1/jobs', simulate({ durationMs: 0, steps: 1 }));
     expect(small.status).toBe(202);
     await waitForJob(client, small.body.id, (v) => v.status === 'completed');
+    const all = await watch.stop();
     // The admission's check of the budget; its input and result are within the free bytes, and
     // on a first attempt there is no earlier result's figure for the end to replace.
-    expect((await watch.stop()).filter(([, k]) => k === key)).toEqual([['HMGET', key, 'total', small.body.id]]);
+    expect(all.filter(([, k]) => k === key)).toEqual([['HMGET', key, 'total', small.body.id]]);
+    // The cancel flag, checkpoint and steps come from the HGETALL of BullMQ's take, in the same
+    // script: the job's hash is read once as it starts.
+    const jobKey = layout.job(QUEUES.analyses, small.body.id);
+    const reads = all.filter(([name, k]) => k === jobKey && (name === 'HGETALL' || name === 'HMGET'));
+    expect(reads.filter(([name]) => name === 'HGETALL')).toHaveLength(1);
+    expect(reads.filter(([, , ...fields]) => fields.includes(OWN_FIELDS.checkpoint))).toEqual([]);
 
     const large = await client.post('/v1/jobs', simulate({ durationMs: 0, steps: 1, resultBytes: 4000 }));
     await waitForJob(client, large.body.id, (v) => v.status === 'completed');

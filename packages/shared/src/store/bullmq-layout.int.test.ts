@@ -72,7 +72,7 @@ redis.call('RPUSH', KEYS[1], ARGV[1], redis.call('HEXISTS', KEYS[2], 'finishedOn
 /** A take script of the test's: it answers what it was given, and what it saw of the job. */
 const TAKE = takeScriptOf(
   'test_take',
-  `return { ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[1], redis.call('HEXISTS', KEYS[1], 'processedOn') }`,
+  `return { ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[1], redis.call('HEXISTS', KEYS[1], 'processedOn'), taken_job['name'], taken_job['ats'] }`,
 );
 
 /** What the test worker does with a job, by its input's `mode`. */
@@ -547,7 +547,8 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     }
     for (const id of [...held, ...next]) {
       const { priority } = await hash(id);
-      // Its tenant, id, priority and lock token after our argument; taken (processedOn) already.
+      // Its tenant, id, priority and lock token after our argument; taken (processedOn) already;
+      // and the job's hash as BullMQ read it in the same script, its attempt started counted.
       expect(takes.get(id)).toEqual([
         'given',
         'a',
@@ -556,6 +557,8 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
         expect.stringMatching(/.:\d+$/),
         layout.job(analyses, id),
         1,
+        'simulate',
+        '1',
       ]);
     }
   });

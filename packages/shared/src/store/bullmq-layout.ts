@@ -615,6 +615,8 @@ export interface EndScript {
  * A script of ours that runs on each job BullMQ takes for a Worker, in the same script
  * ({@link startOnTake}). It sees the job's key as KEYS[1], and as ARGV the arguments it was
  * given, then the job's tenant, id, priority and lock token; its reply comes back with the job.
+ * It can read the job's hash as BullMQ read it a moment before, in the same script, from the
+ * Lua table `taken_job` (field → value): a field read from there costs Redis no command.
  */
 export interface TakeScript {
   readonly name: string;
@@ -687,17 +689,17 @@ pcall(ours, { unpack(KEYS, ${first}, ${first + end.numberOfKeys - 1}) }, lh_fiel
     : '';
   const taking = take
     ? `if type(taken) == 'table' and type(taken[1]) == 'table' and type(taken[2]) == 'string' then
+  -- The job's hash as BullMQ read it (HGETALL), in this script: the take script reads it here.
+  local taken_job = {}
+  for i = 1, #taken[1], 2 do taken_job[taken[1][i]] = taken[1][i + 1] end
   local function ours(KEYS, ARGV)
 ${take.lua}
   end
-  local id, data, priority = taken[2], '', '0'
-  for i = 1, #taken[1], 2 do
-    if taken[1][i] == 'data' then data = taken[1][i + 1] elseif taken[1][i] == 'priority' then priority = taken[1][i + 1] end
-  end
+  local id = taken[2]
   local args = lh_fields(ARGV[bull_argc + 2])
-  table.insert(args, string.match(data, ${DATA_TENANT_LUA}) or '')
+  table.insert(args, string.match(taken_job['data'] or '', ${DATA_TENANT_LUA}) or '')
   table.insert(args, id)
-  table.insert(args, priority)
+  table.insert(args, taken_job['priority'] or '0')
   table.insert(args, tostring(cmsgpack.unpack(ARGV[${opts}]).token))
   local ok, reply = pcall(ours, { ARGV[${prefix}] .. id }, args)
   if ok then taken[5] = reply end

@@ -962,9 +962,12 @@ export interface AttemptStart {
  * no tenant waits for a turn; otherwise it is parked, moved from active to waiting-children in
  * this same script (its worker then throws `WaitingChildrenError`, and BullMQ leaves it be). A
  * cancelled job runs nothing, so it passes.
+ *
+ * `fields` is the Lua expression of the job's cancel flag, checkpoint and steps, in that order,
+ * each `false` when the job has none.
  */
-const START = `${fairLua(2)}
-local f = redis.call('HMGET', KEYS[1], '${OWN_FIELDS.cancelledAt}', '${OWN_FIELDS.checkpoint}', '${OWN_FIELDS.steps}')
+const startLua = (fields: string) => `${fairLua(2)}
+local f = ${fields}
 local t, id = ARGV[9], ARGV[10]
 -- Whether the job holds its share already (handed out by the dispatcher, or placed direct at its
 -- admission), and its share taken if not, in one command: the entry is undone below if it must not be.
@@ -1003,9 +1006,21 @@ if f[3] then
   end
 end
 return { f[1], f[2], done, 'run' }`;
+const START = startLua(
+  `redis.call('HMGET', KEYS[1], '${OWN_FIELDS.cancelledAt}', '${OWN_FIELDS.checkpoint}', '${OWN_FIELDS.steps}')`,
+);
 
-/** `START` in the script by which BullMQ takes the job for a Worker (`startOnTake`). */
-const START_TAKE = takeScriptOf('start', START);
+/**
+ * `START` in the script by which BullMQ takes the job for a Worker (`startOnTake`). Its fields
+ * come from the job's hash as BullMQ's take read it in that script (`taken_job`), not from a
+ * command of their own; a field not there is `false`, as HMGET answers it.
+ */
+const START_TAKE = takeScriptOf(
+  'start',
+  startLua(
+    `{ ${[OWN_FIELDS.cancelledAt, OWN_FIELDS.checkpoint, OWN_FIELDS.steps].map((f) => `taken_job['${f}'] or false`).join(', ')} }`,
+  ),
+);
 
 /** START's replies that came with their jobs, kept until the attempt reads them: at most this many. */
 const TAKEN_STARTS_MAX = 1_000;
