@@ -17,6 +17,11 @@
  * queue), wait for them, then stop the Redis started here; exit 0. A child that dies on its own
  * stops everything; exit 1. The children run in their own process groups so that a Ctrl-C reaches
  * them once, through this script, in that order: Redis must outlive the worker's drain.
+ *
+ * package.json runs it as `exec tsx scripts/start.ts`. Without `exec`, pnpm runs the script
+ * under `sh -c`, and Debian's sh (dash) re-raises a Ctrl-C on itself once its child has exited,
+ * even with 0: pnpm then printed `ELIFECYCLE Command failed` after a clean shutdown and exited
+ * by SIGINT (tests/operator/quick-start.e2e.test.ts). The apps' own `start` scripts do the same.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
