@@ -34,7 +34,8 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DATA = join(ROOT, '.data');
 const REDIS_PORT = 6379;
-const READY_TIMEOUT_MS = 30_000;
+/** How long the API and the worker may take to answer /healthz: a slow, busy machine compiling them through tsx takes a while. */
+const READY_TIMEOUT_MS = 60_000;
 /** Upper bound for the API and worker to exit after SIGTERM: above the worker's default 30 s grace. */
 const STOP_TIMEOUT_MS = Number(process.env.SHUTDOWN_GRACE_MS ?? 30_000) + 15_000;
 

@@ -6,7 +6,7 @@ import { api } from '../support/http.ts';
 import { freePort } from '../support/ports.ts';
 import { REPO_ROOT } from '../support/processes.ts';
 import { cleanupPrefix, redisUrl } from '../support/redis.ts';
-import { waitFor } from '../support/wait.ts';
+import { waitFor, withTimeout } from '../support/wait.ts';
 
 /**
  * Pids of the processes whose environment holds `QUEUE_PREFIX=prefix`: the API and the worker
@@ -84,7 +84,12 @@ describe("the README's start command (`pnpm start`), real processes", () => {
       child.once('exit', (code, signal) => resolve({ code, signal })),
     );
 
-    await waitFor(() => output.includes('Ctrl-C stops everything'), { timeoutMs: 90_000, what: 'pnpm start to be up' });
+    await Promise.race([
+      waitFor(() => output.includes('Ctrl-C stops everything'), { timeoutMs: 90_000, what: 'pnpm start to be up' }),
+      exited.then((exit) => {
+        throw new Error(`pnpm start exited (${JSON.stringify(exit)}) before it was up:\n${output}`);
+      }),
+    ]);
     const client = api(`http://127.0.0.1:${port}`, KEY_A);
     const submitted = await client.post('/v1/jobs', simulate({ durationMs: 200, steps: 2 }));
     expect(submitted.status).toBe(202);
@@ -92,12 +97,8 @@ describe("the README's start command (`pnpm start`), real processes", () => {
     expect(done.status).toBe('completed');
 
     process.kill(-(child.pid as number), 'SIGINT');
-    const exit = await Promise.race([
-      exited,
-      new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error(`pnpm start did not stop within 45 s:\n${output}`)), 45_000),
-      ),
-    ]);
+    const exit = await withTimeout(exited, 45_000);
+    if (exit === undefined) throw new Error(`pnpm start did not stop within 45 s:\n${output}`);
     // pnpm reports a script that ends by a signal as failed (ELIFECYCLE) and dies by it: the
     // shell between them must not re-raise the Ctrl-C once the script has exited 0.
     expect({ exit, failed: output.includes('ELIFECYCLE') }).toEqual({ exit: { code: 0, signal: null }, failed: false });
