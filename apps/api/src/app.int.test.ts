@@ -236,6 +236,10 @@ describe('the HTTP API against a real Redis (no worker)', () => {
     expect(page2.body.jobs.map((j: { id: string }) => j.id)).toEqual(expect.arrayContaining(ids.slice(0, 2).reverse()));
     const bad = await request(ctx.app).get('/v1/jobs?status=weird').set('Authorization', B);
     expect(bad.status).toBe(400);
+    // A parameter given twice is named, not read as a number that is not one.
+    const twice = await request(ctx.app).get('/v1/jobs?limit=1&limit=2&status=queued').set('Authorization', B);
+    expect(twice.status).toBe(400);
+    expect(twice.body.error.details).toEqual([{ path: 'limit', message: 'given more than once: give it once' }]);
   });
 
   it('when the analyses are listed, then each has its input JSON Schema', async () => {

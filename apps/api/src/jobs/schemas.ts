@@ -62,8 +62,15 @@ export const childrenQuerySchema = z.object(pageFields(isJobId, 20)).strict();
 
 export type ChildrenQuery = z.infer<typeof childrenQuerySchema>;
 
-/** A route's query, parsed by `schema`; 400 `validation_failed` naming each bad field otherwise. */
+/**
+ * A route's query, parsed by `schema`; 400 `validation_failed` naming each bad field otherwise. A
+ * parameter given twice (`?limit=1&limit=2`) is refused as such: every parameter here takes one value.
+ */
 export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.infer<S> {
+  const repeated = Object.entries((query ?? {}) as Record<string, unknown>)
+    .filter(([, value]) => Array.isArray(value))
+    .map(([path]) => ({ path, message: 'given more than once: give it once' }));
+  if (repeated.length > 0) throw new HttpError(400, 'validation_failed', 'invalid query', repeated);
   const parsed = schema.safeParse(query);
   if (!parsed.success) throw new HttpError(400, 'validation_failed', 'invalid query', issuesToDetails(parsed.error));
   return parsed.data;
