@@ -184,6 +184,13 @@ describe('the HTTP API against a real Redis (no worker)', () => {
     const again = await request(ctx.app).delete(`/v1/jobs/${body.id}`).set('Authorization', A);
     expect(again.status).toBe(409);
     expect(again.body.error.code).toBe('already_finished');
+    // Its result will never come: the answer does not say "yet".
+    const result = await request(ctx.app).get(`/v1/jobs/${body.id}/result`).set('Authorization', A);
+    expect(result.status).toBe(409);
+    expect(result.body.error).toMatchObject({
+      code: 'not_completed',
+      message: 'the job was cancelled; it has no result',
+    });
   });
 
   it('when retention has removed a job, then its id answers 410 from the tombstone', async () => {

@@ -54,7 +54,15 @@ export function jobRoutes(jobs: JobService, deadline: Deadline, sendResult: Send
     // The view first (tenant check, 404/410, status); the result is streamed without parsing it.
     const view = await deadline(jobs.get(tenantOf(req), jobIdParam(req.params.id)));
     if (view.status !== 'completed') {
-      throw new HttpError(409, 'not_completed', `the job is ${view.status}; it has no result yet`, view);
+      const ended = view.status === 'failed' || view.status === 'cancelled';
+      throw new HttpError(
+        409,
+        'not_completed',
+        ended
+          ? `the job ${view.status === 'failed' ? 'failed' : 'was cancelled'}; it has no result`
+          : `the job is ${view.status}; it has no result yet`,
+        view,
+      );
     }
     await sendResult(res, view);
   });
