@@ -247,6 +247,9 @@ describe('the HTTP API against a real Redis (no worker)', () => {
     const twice = await request(ctx.app).get('/v1/jobs?limit=1&limit=2&status=queued').set('Authorization', B);
     expect(twice.status).toBe(400);
     expect(twice.body.error.details).toEqual([{ path: 'limit', message: 'given more than once: give it once' }]);
+    const word = await request(ctx.app).get('/v1/jobs?limit=ten').set('Authorization', B);
+    expect(word.status).toBe(400);
+    expect(word.body.error.details).toEqual([{ path: 'limit', message: 'must be a whole number from 1 to 100' }]);
   });
 
   it('when the analyses are listed, then each has its input JSON Schema', async () => {

@@ -42,7 +42,12 @@ export type SubmitBody = z.infer<typeof submitBodySchema>;
 export function pageFields(isCursor: (cursor: string) => boolean, defaultLimit: number) {
   return {
     cursor: z.string().max(100).refine(isCursor, 'not a cursor from a previous page').optional(),
-    limit: z.coerce.number().int().min(1).max(100).default(defaultLimit),
+    limit: z.coerce
+      .number({ error: 'must be a whole number from 1 to 100' })
+      .int()
+      .min(1)
+      .max(100)
+      .default(defaultLimit),
   };
 }
 
