@@ -102,6 +102,7 @@ export type ErrorCode =
   | 'validation_failed'
   | 'unknown_analysis'
   | 'unauthorized'
+  | 'cors_refused'
   | 'not_found'
   | 'method_not_allowed'
   | 'gone'

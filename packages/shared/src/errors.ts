@@ -4,6 +4,7 @@ export const ERROR_CODES = [
   'validation_failed',
   'unknown_analysis',
   'unauthorized',
+  'cors_refused',
   'not_found',
   'method_not_allowed',
   'gone',

@@ -98,7 +98,7 @@ describe('CORS on createApp (real Redis, no worker)', () => {
     expect(res.headers['access-control-allow-origin']).toBe(LISTED);
   });
 
-  it('when an unlisted origin sends a preflight or a request, then no CORS header is sent', async () => {
+  it('when an unlisted origin sends a preflight or a request, then no CORS header is sent, and the preflight is refused with the reason', async () => {
     const preflight = await request(app)
       .options('/v1/jobs')
       .set('Origin', UNLISTED)
@@ -110,7 +110,11 @@ describe('CORS on createApp (real Redis, no worker)', () => {
       expect(cors).toEqual([]);
       expect(res.headers.vary).toMatch(/Origin/);
     }
-    expect(preflight.status).not.toBe(204);
+    expect(preflight.status).toBe(403);
+    expect(preflight.body.error).toEqual({
+      code: 'cors_refused',
+      message: `the origin ${JSON.stringify(UNLISTED)} is not in CORS_ORIGINS`,
+    });
   });
 
   it('when an origin differs from a listed one only by port or scheme, then it is refused', async () => {
@@ -126,5 +130,10 @@ describe('CORS on createApp (real Redis, no worker)', () => {
       .set('Origin', LISTED)
       .set('Access-Control-Request-Method', 'POST');
     expect(Object.keys(res.headers).filter((h) => h.startsWith('access-control-'))).toEqual([]);
+    expect(res.status).toBe(403);
+    expect(res.body.error.code).toBe('cors_refused');
+    // Not a preflight (no Access-Control-Request-Method): passed on, to the route's own answer.
+    const options = await request(closedApp).options('/v1/jobs').set('Origin', LISTED);
+    expect(options.status).not.toBe(403);
   });
 });
