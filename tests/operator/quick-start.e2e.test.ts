@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KEY_A, simulate, systemEnv, waitForJob } from '../e2e/fixtures.ts';
+import { trackChild } from '../support/child-registry.ts';
 import { api } from '../support/http.ts';
 import { freePort } from '../support/ports.ts';
 import { REPO_ROOT } from '../support/processes.ts';
@@ -77,6 +78,8 @@ describe("the README's start command (`pnpm start`), real processes", () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     started = child;
+    // Killed if this test process ends before afterAll runs, as every process the harness starts.
+    trackChild(child);
     let output = '';
     child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));

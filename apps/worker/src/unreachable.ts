@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RedisConnection } from '@longhaul/shared';
+import type { Logger, RedisConnection } from '@longhaul/shared';
 
 /** How often a shutdown looks at the connection while it waits for a close. */
 const CHECK_MS = 200;
@@ -41,4 +41,18 @@ export async function closedOrUnreachable(
   } finally {
     done.abort();
   }
+}
+
+/**
+ * Logs a BullMQ Worker's `error` events as `message`: at warn, but at debug while Redis is
+ * unreachable, when BullMQ repeats its connection error at every retry (main.ts's connection
+ * handler reports each distinct one once).
+ */
+export function logWorkerErrors(
+  worker: { on(event: 'error', listener: (err: Error) => void): unknown },
+  connection: RedisConnection,
+  log: Logger,
+  message: string,
+): void {
+  worker.on('error', (err) => log[connection.status === 'ready' ? 'warn' : 'debug']({ err: err.message }, message));
 }

@@ -19,7 +19,7 @@ import { Queue, Worker } from 'bullmq';
 import type { Analysis } from './define-analysis.ts';
 import { assertImplementations } from './implementations.ts';
 import { ABORT, createProcessor } from './run-job.ts';
-import { closedOrUnreachable } from './unreachable.ts';
+import { closedOrUnreachable, logWorkerErrors } from './unreachable.ts';
 
 export interface WorkerDeps {
   config: Config;
@@ -87,11 +87,7 @@ export function createAnalysisWorker({
     ...retentionOptions(config.retention),
     // No `name`: BullMQ would store it in every job (`pb`), and it is the same for every worker.
   });
-  // While Redis is unreachable BullMQ repeats its connection error at every retry; main.ts logs
-  // each distinct one once already.
-  worker.on('error', (err) =>
-    log[connection.status === 'ready' ? 'warn' : 'debug']({ err: err.message }, 'worker error'),
-  );
+  logWorkerErrors(worker, connection, log, 'worker error');
   worker.on('failed', (job, err) => {
     if (!job?.id || !job.finishedOn) return;
     log.info({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job failed for good');

@@ -1,4 +1,4 @@
-import { isJobId, type JobView } from '@longhaul/shared';
+import { FINAL_STATUSES, isJobId, type JobView } from '@longhaul/shared';
 import { type Response, Router } from 'express';
 import { tenantOf } from '../http/auth.ts';
 import { HttpError, notFound } from '../http/http-error.ts';
@@ -54,7 +54,8 @@ export function jobRoutes(jobs: JobService, deadline: Deadline, sendResult: Send
     // The view first (tenant check, 404/410, status); the result is streamed without parsing it.
     const view = await deadline(jobs.get(tenantOf(req), jobIdParam(req.params.id)));
     if (view.status !== 'completed') {
-      const ended = view.status === 'failed' || view.status === 'cancelled';
+      // Failed or cancelled: no result will ever come.
+      const ended = FINAL_STATUSES.includes(view.status);
       throw new HttpError(
         409,
         'not_completed',

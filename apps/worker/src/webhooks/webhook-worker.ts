@@ -8,7 +8,7 @@ import {
 } from '@longhaul/shared';
 import { Worker } from 'bullmq';
 import { createGuardedDispatcher } from '../net/public-address.ts';
-import { closedOrUnreachable } from '../unreachable.ts';
+import { closedOrUnreachable, logWorkerErrors } from '../unreachable.ts';
 import { createDeliveryProcessor } from './deliver-webhook.ts';
 
 export interface WebhookWorkerDeps {
@@ -36,10 +36,7 @@ export function createWebhookWorker({ config, log, connection, concurrency = 8 }
     concurrency,
     name: 'longhaul-webhooks',
   });
-  // As the analyses worker's: at every retry while Redis is unreachable, reported once elsewhere.
-  worker.on('error', (err) =>
-    log[connection.status === 'ready' ? 'warn' : 'debug']({ err: err.message }, 'webhook worker error'),
-  );
+  logWorkerErrors(worker, connection, log, 'webhook worker error');
   worker.on('failed', (job, err) => {
     if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
       log.warn({ jobId: job.data.jobId, event: job.data.sent?.event, err: err.message }, 'webhook given up');

@@ -1,4 +1,5 @@
 import { LogCollapsingLowestDenseDDSketch } from '@datadog/sketches-js';
+import { halves, halvesOf } from './hyperloglog.ts';
 
 /**
  * DDSketch's guarantee: a reported quantile is within 1% of the exact one, relative to its value
@@ -32,8 +33,6 @@ const MAPPING = createSketch().mapping;
 const SLICE_BITS = 7;
 const SLICES = 1 << SLICE_BITS;
 const TWO_52 = 2 ** 52;
-const f64 = new Float64Array(1);
-const u32 = new Uint32Array(f64.buffer);
 
 /**
  * The keys of one binary octave `[2^e, 2^(e+1))`: the key at the start of each of its
@@ -76,8 +75,9 @@ const octaves: (OctaveKeys | undefined)[] = new Array(2047).fill(undefined);
 
 /** `MAPPING.key(x)` for a positive `x`, by its octave's table when `x` is a normal double. */
 export function sketchKey(x: number): number {
-  f64[0] = x;
-  const high = u32[1] as number;
+  halvesOf[0] = x;
+  // x is positive: its high word's sign bit is clear, so the signed half reads as the unsigned one.
+  const high = halves[1] as number;
   const biased = high >>> 20;
   if (biased === 0 || biased >= 2047) return MAPPING.key(x);
   let octave = octaves[biased];
