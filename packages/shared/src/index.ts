@@ -1,4 +1,5 @@
 export * from './analyses/dataset-profile.ts';
+export * from './analyses/dataset-profile-limits.ts';
 export * from './analyses/dataset-profile-part.ts';
 export * from './analysis.ts';
 export * from './config.ts';

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineContract } from '../analysis.ts';
-import { DATASET_MAX_COLUMNS, datasetProfileInput, datasetUrl } from './dataset-profile.ts';
+import { datasetProfileInput, datasetUrl } from './dataset-profile.ts';
+import { DATASET_MAX_COLUMNS } from './dataset-profile-limits.ts';
 
 const offset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 

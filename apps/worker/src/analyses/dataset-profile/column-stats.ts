@@ -1,8 +1,5 @@
-import {
-  type ColumnProfile,
-  DATASET_EXACT_DISTINCT_LIMIT,
-  DATASET_QUANTILES,
-} from '@longhaul/shared/analyses/dataset-profile';
+import type { ColumnProfile } from '@longhaul/shared/analyses/dataset-profile';
+import { DATASET_EXACT_DISTINCT_LIMIT, DATASET_QUANTILES } from '@longhaul/shared/analyses/dataset-profile-limits';
 import { ExactSum } from './exact-sum.ts';
 import { HyperLogLog, halves, halvesOf, hash53, hash53Range, hashHalves, hashKey, hashNumber } from './hyperloglog.ts';
 import { MisraGries } from './misra-gries.ts';

@@ -1,4 +1,4 @@
-import { DATASET_MAX_COLUMNS } from '@longhaul/shared/analyses/dataset-profile';
+import { DATASET_MAX_COLUMNS } from '@longhaul/shared/analyses/dataset-profile-limits';
 import { ColumnStats } from './column-stats.ts';
 import {
   type DatasetFormat,

@@ -1,9 +1,6 @@
 import { isAscii } from 'node:buffer';
-import {
-  DATASET_MAX_COLUMNS,
-  type DatasetProfileInput,
-  type DatasetProfileResult,
-} from '@longhaul/shared/analyses/dataset-profile';
+import type { DatasetProfileInput, DatasetProfileResult } from '@longhaul/shared/analyses/dataset-profile';
+import { DATASET_MAX_COLUMNS } from '@longhaul/shared/analyses/dataset-profile-limits';
 import { type ColumnState, ColumnStats } from './column-stats.ts';
 import { CsvTokenizer } from './csv-tokenizer.ts';
 import { DatasetError } from './dataset-error.ts';

@@ -1,4 +1,5 @@
-import { DATASET_PART_BYTES, type DatasetProfileInput } from '@longhaul/shared/analyses/dataset-profile';
+import type { DatasetProfileInput } from '@longhaul/shared/analyses/dataset-profile';
+import { DATASET_PART_BYTES } from '@longhaul/shared/analyses/dataset-profile-limits';
 import { type OpenedRange, openRange, type SourceLimits, type SourceValidator } from './dataset-source.ts';
 import { layoutOf, type PartLayout, recordBoundary } from './profile-parts.ts';
 import { SNIFF_BYTES } from './profiler.ts';
