@@ -18,10 +18,16 @@
  * stops everything; exit 1. The children run in their own process groups so that a Ctrl-C reaches
  * them once, through this script, in that order: Redis must outlive the worker's drain.
  *
- * package.json runs it as `exec tsx scripts/start.ts`. Without `exec`, pnpm runs the script
- * under `sh -c`, and Debian's sh (dash) re-raises a Ctrl-C on itself once its child has exited,
- * even with 0: pnpm then printed `ELIFECYCLE Command failed` after a clean shutdown and exited
- * by SIGINT (tests/operator/quick-start.e2e.test.ts). The apps' own `start` scripts do the same.
+ * package.json runs it as `exec node --import tsx scripts/start.ts`, and the apps' own `start`
+ * scripts the same way:
+ * - Without `exec`, pnpm runs the script under `sh -c`, and Debian's sh (dash) re-raises a Ctrl-C
+ *   on itself once its child has exited, even with 0: pnpm then printed `ELIFECYCLE Command
+ *   failed` after a clean shutdown and exited by SIGINT (tests/operator/quick-start.e2e.test.ts).
+ * - Not through the `tsx` command: it runs the script in a child process, and when that child
+ *   has not told it within 30 ms that it got the Ctrl-C, it sends the signal again, waits 30 ms
+ *   more, then SIGKILLs it and exits 130 (https://github.com/privatenumber/tsx/pull/395). On a
+ *   busy machine that killed this script in the middle of its shutdown, leaving the API and the
+ *   worker running in their own process groups. `--import tsx` compiles in this process instead.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -278,7 +284,7 @@ async function main(): Promise<void> {
   let signalledAt = 0;
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
-      // A terminal Ctrl-C can reach us twice (directly and relayed by pnpm/tsx): only a second
+      // A terminal Ctrl-C can reach us twice (directly and relayed by pnpm): only a second
       // Ctrl-C well after the first forces the exit.
       if (shuttingDown) {
         if (Date.now() - signalledAt > 2000) {
