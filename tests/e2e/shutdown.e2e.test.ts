@@ -38,6 +38,28 @@ describe('worker shutdown (SIGTERM), real processes', () => {
     }
   });
 
+  it('when one Ctrl-C reaches the worker three times (its process group, and pnpm relaying it), then it still drains, hands the job back and exits 0', async () => {
+    const worker = await startWorker(sys.env);
+    try {
+      const { body } = await sys.a.post('/v1/jobs', simulate({ durationMs: 6_000, steps: 12 }));
+      await waitForJob(sys.a, body.id, (v) => v.status === 'active');
+      worker.signal('SIGINT');
+      await worker.waitForLog('shutting down');
+      worker.signal('SIGINT');
+      worker.signal('SIGINT');
+      const exit = await withTimeout(worker.exited, 30_000);
+      expect(exit, worker.logs()).toEqual({ code: 0, signal: null });
+      expect(worker.logs()).toContain('shut down cleanly');
+      expect(worker.logs()).not.toContain('second signal');
+      const handedBack = (await sys.a.get(`/v1/jobs/${body.id}`)).body;
+      expect(handedBack).toMatchObject({ status: 'queued', attempts: { made: 0 } });
+      // Not left for the next test's worker.
+      expect((await sys.a.delete(`/v1/jobs/${body.id}`)).status).toBe(202);
+    } finally {
+      await worker.kill();
+    }
+  });
+
   it('when SIGTERM arrives and the job ends within the grace period, then it completes before the worker exits', async () => {
     const worker = await startWorker({ ...sys.env, SHUTDOWN_GRACE_MS: '10000' });
     const { body } = await sys.a.post('/v1/jobs', simulate({ durationMs: 1_500, steps: 3 }));
