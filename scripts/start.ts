@@ -13,10 +13,11 @@
  * tsx, with `NODE_ENV=production` and plain JSON logs unless set otherwise: what a deployment runs,
  * and what benchmark figures should come from.
  *
- * Ctrl-C / SIGTERM: SIGTERM to the API and the worker (the worker hands its active jobs back to the
- * queue), wait for them, then stop the Redis started here; exit 0. A child that dies on its own
- * stops everything; exit 1. The children run in their own process groups so that a Ctrl-C reaches
- * them once, through this script, in that order: Redis must outlive the worker's drain.
+ * Ctrl-C / SIGTERM / SIGHUP (the terminal closed): SIGTERM to the API and the worker (the worker
+ * hands its active jobs back to the queue), wait for them, then stop the Redis started here;
+ * exit 0. A child that dies on its own stops everything; exit 1. The children run in their own
+ * process groups so that a Ctrl-C reaches them once, through this script, in that order: Redis
+ * must outlive the worker's drain.
  *
  * package.json runs it as `exec node --import tsx scripts/start.ts`, and the apps' own `start`
  * scripts the same way:
@@ -281,8 +282,13 @@ async function waitHealthy(child: Child, url: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  // A closed terminal hangs up (SIGHUP) and takes our output with it: writes to it fail from then
+  // on (EIO), and an unheard write error would end this script before it stopped the apps.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   let signalledAt = 0;
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  // SIGHUP too: the API and the worker run in process groups of their own, so a closed terminal
+  // hangs up only this script, which must stop them (left alone, they kept running).
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       // A terminal Ctrl-C can reach us twice (directly and relayed by pnpm): only a second
       // Ctrl-C well after the first forces the exit.
