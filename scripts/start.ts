@@ -37,6 +37,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { REPEAT_WINDOW_MS } from '@longhaul/shared/shutdown';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DATA = join(ROOT, '.data');
@@ -291,9 +292,9 @@ async function main(): Promise<void> {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       // A terminal Ctrl-C can reach us twice (directly and relayed by pnpm): only a second
-      // Ctrl-C well after the first forces the exit.
+      // Ctrl-C well after the first forces the exit, as in the apps' own shutdown.
       if (shuttingDown) {
-        if (Date.now() - signalledAt > 2000) {
+        if (Date.now() - signalledAt >= REPEAT_WINDOW_MS) {
           warn('forced exit: killing everything');
           process.exit(1);
         }

@@ -17,9 +17,9 @@ export interface ShutdownOptions {
 /**
  * A signal this soon after the first is the same one delivered again, not a second: a terminal's
  * Ctrl-C reaches every process of its group, and pnpm relays it to its script as well, so an app
- * under `pnpm start:worker` gets it two or three times.
+ * under `pnpm start:worker` gets it two or three times. scripts/start.ts reads it too.
  */
-const REPEAT_WINDOW_MS = 2_000;
+export const REPEAT_WINDOW_MS = 2_000;
 
 /**
  * One shutdown for both apps: on the first SIGTERM/SIGINT run every step in order (stop accepting,

@@ -23,24 +23,20 @@ const isPreflight = (req: Request) =>
  */
 export function cors(origins: readonly string[]): RequestHandler {
   const allowed = new Set(origins);
+  const refusal = (origin: string | undefined) =>
+    allowed.size === 0
+      ? 'this API allows no browser origins (CORS_ORIGINS is empty)'
+      : `the origin ${JSON.stringify(origin)} is not in CORS_ORIGINS`;
   return (req, res, next) => {
-    if (allowed.size === 0) {
-      if (isPreflight(req)) {
-        throw new HttpError(403, 'cors_refused', 'this API allows no browser origins (CORS_ORIGINS is empty)');
-      }
-      return next();
-    }
     // Answers differ by Origin, so caches must key on it, even when this one is refused.
-    res.vary('Origin');
+    if (allowed.size > 0) res.vary('Origin');
     const origin = req.get('origin');
-    if (!origin || !allowed.has(origin)) {
-      if (isPreflight(req)) {
-        throw new HttpError(403, 'cors_refused', `the origin ${JSON.stringify(origin)} is not in CORS_ORIGINS`);
-      }
+    if (origin === undefined || !allowed.has(origin)) {
+      if (isPreflight(req)) throw new HttpError(403, 'cors_refused', refusal(origin));
       return next();
     }
     res.setHeader('Access-Control-Allow-Origin', origin);
-    if (req.method === 'OPTIONS' && req.get('access-control-request-method')) {
+    if (isPreflight(req)) {
       res.vary('Access-Control-Request-Method');
       res.vary('Access-Control-Request-Headers');
       res.setHeader('Access-Control-Allow-Methods', ALLOWED_METHODS);
