@@ -5,6 +5,7 @@ import { HyperLogLog, halves, halvesOf, hash53, hash53Range, hashHalves, hashKey
 import { MisraGries } from './misra-gries.ts';
 import { NumberSlots } from './number-slots.ts';
 import {
+  addManyToSketch,
   addToSketch,
   createSketch,
   mergeSketch,
@@ -388,9 +389,7 @@ export class ColumnStats {
     for (let i = 0; i < n; i++) hll.addHash(hashes[i] as number);
     const frequent = this.frequent as MisraGries;
     for (let i = 0; i < n; i++) frequent.add(xs[i] as number, hashes[i] as number);
-    const sketch = this.sketch as ReturnType<typeof createSketch>;
-    const offset = this.sketchOffset;
-    for (let i = 0; i < n; i++) toSketch(sketch, (xs[i] as number) - offset, 1);
+    addManyToSketch(this.sketch as ReturnType<typeof createSketch>, xs, n, this.sketchOffset);
   }
 
   /**

@@ -108,6 +108,36 @@ export function addToSketch(sketch: Sketch, x: number): void {
   if (x > sketch.max) sketch.max = x;
 }
 
+/**
+ * {@link addToSketch} for `xs[0, n)`, each less `offset`, in order; a value that is then NaN or
+ * beyond a double is left out (see column-stats' `toSketch`). One call for a column's pending
+ * numbers, with the count, sum, least and greatest value kept in locals: the same sketch as
+ * adding them one by one, sum included (the same additions in the same order).
+ */
+export function addManyToSketch(sketch: Sketch, xs: Float64Array, n: number, offset: number): void {
+  const min = MAPPING.minPossible;
+  const store = sketch.store;
+  let count = sketch.count;
+  let sum = sketch.sum;
+  let least = sketch.min;
+  let greatest = sketch.max;
+  for (let i = 0; i < n; i++) {
+    const x = (xs[i] as number) - offset;
+    if (!Number.isFinite(x)) continue;
+    if (x > min) store.add(sketchKey(x), 1);
+    else if (x < -min) sketch.negativeStore.add(sketchKey(-x), 1);
+    else sketch.zeroCount += 1;
+    count += 1;
+    sum += x;
+    if (x < least) least = x;
+    if (x > greatest) greatest = x;
+  }
+  sketch.count = count;
+  sketch.sum = sum;
+  sketch.min = least;
+  sketch.max = greatest;
+}
+
 function binsOf(store: Store): [number, number][] {
   const out: [number, number][] = [];
   store.bins.forEach((count, i) => {
