@@ -61,6 +61,10 @@ describe('idempotent replays never enqueue a job again (real api and worker, COM
     expect(replay.body.error.code).toBe('gone');
     expect(await redis.exists(layout.job(QUEUES.analyses, id))).toBe(0);
     expect((await client.get(`/v1/jobs/${id}`)).status).toBe(410);
+    // A cancel of the removed job is told the same (the OpenAPI document lists it).
+    const cancel = await client.delete(`/v1/jobs/${id}`);
+    expect(cancel.status).toBe(410);
+    expect(cancel.body.error.code).toBe('gone');
     // B's start is logged after A's finish: the log is complete for A.
     expect(executionCounts(readExecutions(log)).starts.get(id)).toBe(1);
   });

@@ -3,6 +3,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
 import { buildOpenApiDocument } from '../../apps/api/src/docs/openapi.ts';
 import { submitBodySchema } from '../../apps/api/src/jobs/schemas.ts';
+import { jobViewSchema } from '../../packages/shared/src/job-view.ts';
 
 type Doc = {
   paths: Record<string, Record<string, unknown>>;
@@ -38,6 +39,54 @@ describe('the OpenAPI document', () => {
     for (const body of bodies) {
       expect(check(body), JSON.stringify(body)).toBe(submitBodySchema.safeParse(body).success);
     }
+  });
+
+  it('when every $ref is followed, then it names a component of the document, and each component compiles', () => {
+    const doc = document as unknown as Doc;
+    const refs = [...JSON.stringify(doc).matchAll(/"\$ref":"([^"]*)"/g)].map((m) => m[1] as string);
+    expect(refs.length).toBeGreaterThan(0);
+    for (const ref of new Set(refs)) {
+      expect(ref, ref).toMatch(/^#\/components\/schemas\/[A-Za-z]+$/);
+      expect(doc.components.schemas, ref).toHaveProperty(ref.slice('#/components/schemas/'.length));
+    }
+    const ajv = new Ajv2020({ strict: false });
+    for (const [id, schema] of Object.entries(doc.components.schemas)) {
+      ajv.addSchema(schema, `#/components/schemas/${id}`);
+    }
+    for (const id of Object.keys(doc.components.schemas)) {
+      expect(() => ajv.compile({ $ref: `#/components/schemas/${id}` }), id).not.toThrow();
+    }
+  });
+
+  it('when a job view with steps and children is checked against JobView, then it passes, and a broken one fails', () => {
+    const doc = document as unknown as Doc;
+    const ajv = new Ajv2020({ strict: false });
+    for (const [id, schema] of Object.entries(doc.components.schemas)) {
+      ajv.addSchema(schema, `#/components/schemas/${id}`);
+    }
+    const check = ajv.compile({ $ref: '#/components/schemas/JobView' });
+    const at = '2026-12-07T12:00:00.000Z';
+    const view = {
+      id: 'job_01J0000000000000000000000A',
+      type: 'simulate',
+      status: 'active',
+      progress: { percent: 50, step: 'running' },
+      attempts: { made: 1, max: 3 },
+      priority: 500,
+      createdAt: at,
+      startedAt: at,
+      finishedAt: null,
+      expiresAt: null,
+      etaSeconds: null,
+      error: null,
+      links: { self: '/v1/jobs/x', result: '/v1/jobs/x/result', events: '/v1/jobs/x/events' },
+      steps: [{ name: 'load', status: 'completed', attempt: 1, startedAt: at, finishedAt: at }],
+      children: { total: 2, queued: 0, active: 1, completed: 1, failed: 0, cancelled: 0 },
+    };
+    expect(jobViewSchema.safeParse(view).success).toBe(true);
+    expect(check(view), JSON.stringify(check.errors)).toBe(true);
+    expect(check({ ...view, steps: [{ name: 'load', status: 'sleeping' }] })).toBe(false);
+    expect(check({ ...view, children: { total: 'two' } })).toBe(false);
   });
 
   it('when read, then every v1 route the API serves is described, with its error answers', () => {

@@ -81,8 +81,32 @@ function componentSchemas(
     });
     for (const [id, schema] of Object.entries(schemas)) {
       const { $schema: _dialect, $id: _id, id: _legacyId, ...rest } = schema as Record<string, unknown>;
-      out[id] = rest;
+      if (id === SHARED) {
+        // Named schemas used inside the registered ones (StepView, ChildCounts…) land in zod's
+        // `__shared` document, referred to as `…/__shared#/$defs/X`: a URI with two fragments,
+        // which no resolver reads. They become components of their own.
+        for (const [defId, def] of Object.entries((rest.$defs ?? {}) as Record<string, Record<string, unknown>>)) {
+          out[defId] ??= def;
+        }
+      } else out[id] = rest;
     }
+  }
+  return pointSharedRefsAtComponents(out) as Record<string, Record<string, unknown>>;
+}
+
+const SHARED = '__shared';
+const SHARED_REF = `#/components/schemas/${SHARED}#/$defs/`;
+
+/** Rewrites every `$ref` into zod's `__shared` document to the component it became. */
+function pointSharedRefsAtComponents(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(pointSharedRefsAtComponents);
+  if (node === null || typeof node !== 'object') return node;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(node)) {
+    out[key] =
+      key === '$ref' && typeof value === 'string' && value.startsWith(SHARED_REF)
+        ? `#/components/schemas/${value.slice(SHARED_REF.length)}`
+        : pointSharedRefsAtComponents(value);
   }
   return out;
 }
@@ -202,6 +226,9 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
             '400': error('Unknown analysis or invalid input, with field details.'),
             ...common,
             '409': error('The Idempotency-Key was used with another body.'),
+            '410': error(
+              'A replay of this Idempotency-Key: the job it made has been removed after the retention period.',
+            ),
             '413': error('The body is larger than the configured limit.'),
             '415': error('The body is not JSON.'),
             '429': error('Tenant rate, backlog quota or storage budget exceeded.', retryAfter),
@@ -243,6 +270,7 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
             '202': { description: 'Cancel accepted.', content: json('JobView') },
             '404': error('No such job for this tenant.'),
             '409': error('The job has already finished.'),
+            '410': error('Retention removed the job.'),
             ...common,
           },
         },
