@@ -39,6 +39,14 @@ export interface AppDeps {
   events?: JobEventHub;
 }
 
+/** Served above but not described by the OpenAPI document (it is one of them): 405 for other methods too. */
+const OPERATOR_PATHS = [
+  { path: '/metrics', methods: ['get'] },
+  { path: '/openapi.json', methods: ['get'] },
+  { path: '/docs', methods: ['get'] },
+  { path: '/docs/init.js', methods: ['get'] },
+] as const;
+
 /**
  * Builds the HTTP app from its services. Never listens, never reads the environment and never
  * opens a connection: `main.ts` does, and tests call this with their own services.
@@ -124,7 +132,7 @@ export function createApp({ config, log, redis, jobs, schedules, queues, events,
   // Closed (401) unless ADMIN_USER / ADMIN_PASSWORD are set; read-only unless ADMIN_READONLY=false.
   app.use(BOARD_PATH, adminBoard({ admin: config.admin, queues }));
 
-  app.use(methodNotAllowed(documentedPaths(reference)));
+  app.use(methodNotAllowed([...documentedPaths(reference), ...OPERATOR_PATHS]));
   app.use(notFoundHandler);
   app.use(errorHandler(log, redis));
   return app;

@@ -53,6 +53,13 @@ describe('the routes the OpenAPI document describes, against the whole app (real
     expect(result.status).toBe(405);
     expect(result.headers.get('allow')).toBe('GET, HEAD');
     expect((await call('POST', '/healthz', {})).status).toBe(405);
+    // The operators' paths the document does not describe (it is one of them) answer the same.
+    for (const path of ['/metrics', '/openapi.json', '/docs', '/docs/init.js']) {
+      const res = await call('POST', path, {});
+      expect(res.status, path).toBe(405);
+      expect(res.headers.get('allow'), path).toBe('GET, HEAD');
+      expect(res.headers.get('x-request-id'), path).toBeTruthy();
+    }
     // The router answers OPTIONS itself, with the same list.
     const options = await call('OPTIONS', `/v1/schedules/${UNKNOWN.schedule}`);
     expect(options.headers.get('allow')).toBe('DELETE, GET, HEAD, PATCH');
