@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type JobViewBody, simulate, startSystem, waitForJob } from './fixtures.ts';
 
@@ -91,6 +93,21 @@ export function pipelineSuite(label: string, url?: () => string): void {
       const view = (await sys.a.get(`/v1/jobs/${body.id}`)).body as JobViewBody;
       expect(view.status).toBe('cancelled');
       expect(view.startedAt).toBeNull();
+    });
+
+    it('when a request is refused by the HTTP parser (headers over its limit), then the API answers 431 in its error shape, with X-Request-Id', async () => {
+      const { hostname, port } = new URL(sys.api.url);
+      const socket = connect(Number(port), hostname);
+      await once(socket, 'connect');
+      socket.end(`GET /v1/jobs HTTP/1.1\r\nHost: x\r\nX-Padding: ${'a'.repeat(64 * 1024)}\r\n\r\n`);
+      let text = '';
+      for await (const chunk of socket) text += String(chunk);
+      const [head = '', body = ''] = text.split('\r\n\r\n');
+      expect(head).toMatch(/^HTTP\/1\.1 431 /);
+      expect(head).toMatch(/\r\nX-Request-Id: [0-9a-f-]{36}\r\n/);
+      expect(JSON.parse(body)).toMatchObject({ error: { code: 'headers_too_large' } });
+      // The API goes on answering.
+      expect((await sys.a.get('/v1/jobs')).status).toBe(200);
     });
 
     it("when tenant B asks for tenant A's running job, then it answers 404", async () => {

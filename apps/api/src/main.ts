@@ -7,6 +7,7 @@ const { createLogger, createRedisConnection, handleShutdown, loadConfigOrExit, r
   '@longhaul/shared'
 );
 const { createApp } = await import('./app.ts');
+const { answerClientErrors } = await import('./http/client-error.ts');
 const { createJobEventHub } = await import('./events/job-event-hub.ts');
 const { createApiServices } = await import('./services.ts');
 
@@ -60,6 +61,7 @@ const server = app.listen(config.port, () => {
   log.info({ port, env: config.env }, `longhaul api listening on http://localhost:${port}`);
 });
 server.keepAliveTimeout = 65_000;
+answerClientErrors(server, log);
 
 handleShutdown({
   log,
