@@ -79,6 +79,16 @@ describe('the HTTP API against a real Redis (no worker)', () => {
       .set('Authorization', A);
     expect(get.status).toBe(200);
     expect(get.body.id).toBe(res.body.id);
+    expect(get.body.createdAt).toBe(res.body.createdAt);
+  });
+
+  it('when jobs are submitted at once, then each 202 shows the createdAt that later reads show', async () => {
+    const accepted = await Promise.all(Array.from({ length: 20 }, () => submit(sim())));
+    for (const res of accepted) {
+      expect(res.status).toBe(202);
+      const get = await request(ctx.app).get(`/v1/jobs/${res.body.id}`).set('Authorization', A);
+      expect(get.body.createdAt, res.body.id).toBe(res.body.createdAt);
+    }
   });
 
   it('when the type is unknown, then it answers 400 naming the known analyses', async () => {

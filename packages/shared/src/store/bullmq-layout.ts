@@ -456,6 +456,11 @@ export interface NewJob {
   /** Options without `jobId`: BullMQ would store it again inside `opts`, for every job. */
   opts: Omit<JobsOptions, 'jobId'>;
   id: string;
+  /**
+   * When it was accepted (epoch ms): stored as the job's `timestamp`, so the view answered at once
+   * shows the time later reads show. Not an option: BullMQ would store it in `opts` too.
+   */
+  timestamp?: number;
 }
 
 /**
@@ -474,8 +479,10 @@ function bullJobFor(
     opts.parent = { id, queue: parentQueue.qualifiedName };
     parentKey = `${parentQueue.qualifiedName}:${id}`;
   }
+  const bullJob = new Job(queue, job.name, job.data, opts, job.id);
+  if (job.timestamp !== undefined) bullJob.timestamp = job.timestamp;
   return {
-    bullJob: new Job(queue, job.name, job.data, opts, job.id),
+    bullJob,
     parentOpts: {
       ...(parentKey ? { parentKey, parentDependenciesKey: `${parentKey}:dependencies` } : {}),
       ...(link.asParent ? { addToWaitingChildren: true } : {}),

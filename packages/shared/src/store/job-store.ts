@@ -719,7 +719,7 @@ export function createJobStore({
     const telemetry = metadata ? { telemetry: { metadata } } : {};
     Object.assign(opts, telemetry);
     if (a.webhookUrl) opts.ignoreDependencyOnFailure = true;
-    const job = { name: a.contract.name, data: jobData(a.tenant, a.input), opts, id: a.id };
+    const job = { name: a.contract.name, data: jobData(a.tenant, a.input), opts, id: a.id, timestamp: now };
     const link = {
       ...(webhooks && a.webhookUrl ? { parent: { queue: webhooks, id: `${a.id}.webhook` } } : {}),
       // Parked: born in waiting-children, which only the fair-share dispatcher releases.
