@@ -88,11 +88,14 @@ export function pipelineSuite(label: string, url?: () => string): void {
 
     it('when a queued job is cancelled, then it never runs', async () => {
       const { body } = await sys.a.post('/v1/jobs', simulate({ durationMs: 10, steps: 1 }, { delayMs: 2_000 }));
-      expect((await sys.a.delete(`/v1/jobs/${body.id}`)).status).toBe(202);
+      const cancel = await sys.a.delete(`/v1/jobs/${body.id}`);
+      expect(cancel.status).toBe(202);
       await new Promise((r) => setTimeout(r, 2_500));
       const view = (await sys.a.get(`/v1/jobs/${body.id}`)).body as JobViewBody;
       expect(view.status).toBe('cancelled');
       expect(view.startedAt).toBeNull();
+      // The worker that drained it wrote its reason: the same the cancel's answer showed.
+      expect(view.error).toEqual(cancel.body.error);
     });
 
     it('when a request is refused by the HTTP parser (headers over its limit), then the API answers 431 in its error shape, with X-Request-Id', async () => {

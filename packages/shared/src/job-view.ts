@@ -211,7 +211,8 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
     status === 'failed' || status === 'cancelled'
       ? job.failedReason
         ? decodeFailure(job.failedReason)
-        : { code: 'cancelled', message: 'cancelled before it started' }
+        : // Flagged, not yet drained: the reason the draining worker will write (run-job.ts).
+          { code: 'cancelled', message: 'cancelled by request' }
       : null;
   return {
     id: s.id,
