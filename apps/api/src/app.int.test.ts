@@ -106,6 +106,33 @@ describe('the HTTP API against a real Redis (no worker)', () => {
     expect(paths).toEqual(expect.arrayContaining(['input.durationMs', 'input.steps']));
   });
 
+  it('when a field is missing or unknown, or a query parameter unknown, then the 400 names it in words', async () => {
+    const missing = await submit({ type: 'simulate' });
+    expect(missing.status).toBe(400);
+    expect(missing.body.error.details).toEqual([{ path: 'input', message: 'required' }]);
+    const noType = await submit({ input: {} });
+    expect(noType.body.error.details).toEqual([{ path: 'type', message: 'required (string)' }]);
+    const unknown = await submit({ ...sim(), colour: 'red', size: 2 });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.details).toEqual([
+      { path: 'colour', message: 'not a field of this request' },
+      { path: 'size', message: 'not a field of this request' },
+    ]);
+    const query = await request(ctx.app).get('/v1/jobs?foo=1').set('Authorization', A);
+    expect(query.status).toBe(400);
+    expect(query.body.error.details).toEqual([{ path: 'foo', message: 'not a parameter of this route' }]);
+  });
+
+  it('when the Idempotency-Key header is sent twice, then it answers 400 saying to send one', async () => {
+    const res = await request(ctx.app)
+      .post('/v1/jobs')
+      .set('Authorization', A)
+      .set('Idempotency-Key', ['key-one', 'key-two'])
+      .send(sim());
+    expect(res.status).toBe(400);
+    expect(res.body.error.message).toBe('send one Idempotency-Key header, not several');
+  });
+
   it('when the body is not JSON or not an object, then it answers 400 saying which; when not sent as JSON, 415', async () => {
     const bad = await request(ctx.app)
       .post('/v1/jobs')

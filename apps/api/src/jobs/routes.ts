@@ -32,6 +32,9 @@ export function jobRoutes(jobs: JobService, deadline: Deadline, sendResult: Send
     if (!body.success) {
       throw new HttpError(400, 'validation_failed', 'the request body is not a valid job', issuesToDetails(body.error));
     }
+    if ((req.headersDistinct['idempotency-key']?.length ?? 0) > 1) {
+      throw new HttpError(400, 'bad_request', 'send one Idempotency-Key header, not several');
+    }
     const key = req.get('idempotency-key');
     if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
       throw new HttpError(400, 'bad_request', 'Idempotency-Key must be 1 to 255 visible ASCII characters');

@@ -77,14 +77,33 @@ export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.in
     .map(([path]) => ({ path, message: 'given more than once: give it once' }));
   if (repeated.length > 0) throw new HttpError(400, 'validation_failed', 'invalid query', repeated);
   const parsed = schema.safeParse(query);
-  if (!parsed.success) throw new HttpError(400, 'validation_failed', 'invalid query', issuesToDetails(parsed.error));
+  if (!parsed.success) {
+    throw new HttpError(400, 'validation_failed', 'invalid query', issuesToDetails(parsed.error, undefined, 'query'));
+  }
   return parsed.data;
 }
 
-/** zod issues → `details` of a 400: where, and what is wrong there. */
-export function issuesToDetails(error: z.ZodError, root?: string): { path: string; message: string }[] {
-  return error.issues.map((i) => ({
-    path: [root, ...i.path.map(String)].filter(Boolean).join('.') || '(body)',
-    message: i.message,
-  }));
+/**
+ * zod issues → `details` of a 400: where, and what is wrong there, in words a caller can act on
+ * (an unknown field is named, a missing one is "required").
+ */
+export function issuesToDetails(
+  error: z.ZodError,
+  root?: string,
+  where: 'body' | 'query' = 'body',
+): { path: string; message: string }[] {
+  const pathOf = (path: readonly PropertyKey[]) =>
+    [root, ...path.map(String)].filter(Boolean).join('.') || `(${where})`;
+  return error.issues.flatMap((i) => {
+    if (i.code === 'unrecognized_keys') {
+      const message = where === 'query' ? 'not a parameter of this route' : 'not a field of this request';
+      return i.keys.map((key) => ({ path: pathOf([...i.path, key]), message }));
+    }
+    if (i.code === 'invalid_type' && i.message.endsWith('received undefined')) {
+      // zod says "expected nonoptional" of a field that takes any value (`input`).
+      const what = i.expected === 'nonoptional' ? '' : ` (${i.expected})`;
+      return [{ path: pathOf(i.path), message: `required${what}` }];
+    }
+    return [{ path: pathOf(i.path), message: i.message }];
+  });
 }
