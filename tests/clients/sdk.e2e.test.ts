@@ -10,6 +10,36 @@ import {
 } from '../../packages/client/src/index.ts';
 import { KEY_A, KEY_B, startSystem } from '../e2e/fixtures.ts';
 
+/**
+ * `res` with its event stream cut after the `count`-th progress event, as a proxy's idle timeout or a
+ * restarted replica would: the body just ends, between two events.
+ */
+function cutAfterProgress(res: Response, count: number): Response {
+  const upstream = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  let text = '';
+  let seen = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await upstream.read();
+      if (done) return controller.close();
+      text += decoder.decode(value, { stream: true });
+      for (let sep = text.indexOf('\n\n'); sep >= 0; sep = text.indexOf('\n\n')) {
+        const block = text.slice(0, sep + 2);
+        text = text.slice(sep + 2);
+        controller.enqueue(encoder.encode(block));
+        if (block.includes('event: progress') && ++seen === count) {
+          controller.close();
+          await upstream.cancel();
+          return;
+        }
+      }
+    },
+  });
+  return new Response(body, { status: res.status, headers: res.headers });
+}
+
 describe('the typed SDK against a real api and worker', () => {
   let system: Awaited<ReturnType<typeof startSystem>>;
   let client: LonghaulClient;
@@ -33,6 +63,35 @@ describe('the typed SDK against a real api and worker', () => {
     const { result } = await client.result<'simulate'>(job.id);
     expect(result.steps).toBe(4);
   });
+
+  it('when the event stream drops mid-job, then events() resumes with Last-Event-ID and progress never goes back', async () => {
+    let streams = 0;
+    const resumes: (string | null)[] = [];
+    const dropping = createClient({
+      baseUrl: system.api.url,
+      apiKey: KEY_A,
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (!String(input).endsWith('/events')) return res;
+        resumes.push(new Headers(init?.headers).get('last-event-id'));
+        return ++streams === 1 ? cutAfterProgress(res, 2) : res;
+      },
+    });
+    // A step a second: progress goes on while the client waits out the server's retry hint.
+    const job = await dropping.submit('simulate', { durationMs: 6_000, steps: 6 });
+    const events: JobEvent[] = [];
+    for await (const event of dropping.events(job.id)) events.push(event);
+
+    expect(streams).toBe(2);
+    expect(resumes[1]).toMatch(/^\d+-\d+$/);
+    expect(events.filter((e) => e.type === 'snapshot')).toHaveLength(2);
+    expect(events.at(-1)).toMatchObject({ type: 'completed', data: { status: 'completed' } });
+    // What a progress bar shows, event after event, across the reconnect.
+    const shown = events.flatMap((e) =>
+      e.type === 'snapshot' ? [e.data.progress?.percent ?? 0] : e.type === 'progress' ? [e.data.progress.percent] : [],
+    );
+    expect(shown).toEqual([...shown].sort((a, b) => a - b));
+  }, 30_000);
 
   it('when waitFor() follows a job, then it resolves with the final view', async () => {
     const job = await client.submit('simulate', { durationMs: 50, fail: 'permanent' });

@@ -296,14 +296,15 @@ export function buildOpenApiDocument(version = '0.1.0'): Record<string, unknown>
           operationId: 'streamJobEvents',
           summary: "The job's live events (Server-Sent Events)",
           description:
-            'A `text/event-stream`. The first event, `snapshot`, is the job view now (`JobView`), so nothing is missed between a read and a subscribe. Then `status` (`{ id, status }`: `active`, `queued`, or `delayed` on a retry) and `progress` (`{ id, status, progress, etaSeconds }`), each with an `id:`. Last, one `completed`, `failed` or `cancelled` with the final job view, after which the server ends the stream; a job already finished gets its snapshot and that final event at once. A `: heartbeat` comment keeps an idle stream open. Reconnect with `Last-Event-ID` to have the events after it replayed; when they are no longer kept, a `reset` event (`{ id, reason, message, lastEventId }`) says so, after the snapshot.',
+            'A `text/event-stream`. The first event, `snapshot`, is the job view now (`JobView`), so nothing is missed between a read and a subscribe. Then `status` (`{ id, status }`: `active`, `queued`, or `delayed` on a retry) and `progress` (`{ id, status, progress, etaSeconds }`), each with an `id:`. Last, one `completed`, `failed` or `cancelled` with the final job view, after which the server ends the stream; a job already finished gets its snapshot and that final event at once. A `: heartbeat` comment keeps an idle stream open. The snapshot carries an `id:` too, the events-stream position it covers. Reconnect with `Last-Event-ID` to resume: the fresh snapshot covers the events missed since that id, so only a final one among them is sent again, never older progress; when the missed events can no longer be checked, a `reset` event (`{ id, reason, message, lastEventId }`) says so, after the snapshot, which is still the current state.',
           parameters: [
             jobId,
             {
               name: 'Last-Event-ID',
               in: 'header',
               required: false,
-              description: 'The `id:` of the last event received: the events after it are replayed.',
+              description:
+                'The `id:` of the last event received: the stream resumes after it (the snapshot covers what was missed).',
               schema: { type: 'string', pattern: '^[0-9]+-[0-9]+$' },
             },
           ],

@@ -122,7 +122,7 @@ describe('event stream limits, bounded replay and slow clients, against a real R
     resumed.close();
   });
 
-  it('when few entries lie after Last-Event-ID, then exactly those of the job are replayed, read from that id', async () => {
+  it('when few entries lie after Last-Event-ID, then the snapshot covers them and none of them is sent again', async () => {
     const id = await submit();
     const first = await stream(id);
     expect((await first.next())?.event).toBe('snapshot');
@@ -132,9 +132,9 @@ describe('event stream limits, bounded replay and slow clients, against a real R
     await progress(id, 20);
     await progress(id, 30);
     const resumed = await stream(id, KEY_A, e10?.id);
-    expect((await resumed.next())?.event).toBe('snapshot');
-    const replayed = [await resumed.next(), await resumed.next()];
-    expect(replayed.map((e) => e?.data.progress.percent)).toEqual([20, 30]);
+    expect(await resumed.next()).toMatchObject({ event: 'snapshot', data: { progress: { percent: 30 } } });
+    await progress(id, 40);
+    expect((await resumed.next())?.data.progress.percent).toBe(40);
     resumed.close();
   });
 });

@@ -82,6 +82,9 @@ function createStreamLimiter({ maxStreams, maxStreamsPerTenant }: Config['events
 
 const FINAL: readonly string[] = FINAL_STATUSES;
 
+/** The events a snapshot read after them makes stale; the rest (final events) end a stream. */
+const LIVE_ONLY: ReadonlySet<QueueEventName> = new Set(['progress', 'active', 'waiting', 'delayed']);
+
 function streamTime(id: string): number {
   return Number(id.split('-')[0]);
 }
@@ -105,8 +108,10 @@ function parseEntry([id, flat]: [string, string[]]): QueueEvent | null {
 /**
  * `GET /v1/jobs/:id/events`: Server-Sent Events for one job. The first event is a `snapshot` (the
  * job view), then `status`, `progress`, and one final `completed`, `failed` or `cancelled`, after
- * which the stream ends. Events carry the Redis stream id as their SSE id; a reconnect with
- * `Last-Event-ID` replays this job's events after that id that the (capped) stream still holds.
+ * which the stream ends. Events carry the Redis stream id as their SSE id, and the snapshot the
+ * position it covers. A reconnect with `Last-Event-ID` gets a fresh snapshot, which covers the
+ * events missed since that id, so only a final one among them is sent again: a client is never
+ * shown state older than it has already been shown.
  */
 export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
   const { hub, jobs, redis, layout, deadline, log, heartbeatMs, retryMs = 2_000, limits } = deps;
@@ -249,13 +254,16 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
       chain = chain.then(() => handle(event)).catch((err) => log.warn({ err, jobId: id }, 'event stream failed'));
     };
 
-    stream.send('snapshot', view);
     if (FINAL.includes(view.status)) {
+      stream.send('snapshot', view);
       // Already over: the final event too, for clients that only listen for it, then the end.
       stream.send(view.status, view);
       finish();
       return;
     }
+    // Its id is the position it covers, so a client that reconnects after it resumes from there
+    // (no id on an empty events stream: `0-0` would read as trimmed away).
+    stream.send('snapshot', view, position === '0-0' ? undefined : position);
     if (lastEventId && compareStreamIds(lastEventId, position) < 0) {
       cursor = lastEventId;
       let replayed: QueueEvent[] | ReplayRefusal;
@@ -270,7 +278,10 @@ export function jobEventsRoute(deps: JobEventsDeps): RequestHandler {
         stream.send('reset', { id, reason: replayed, message: REPLAY_REFUSED[replayed], lastEventId });
         cursor = position;
       } else {
-        for (const event of replayed) enqueue(event);
+        // The snapshot above was read after all of them: a progress or status event among them
+        // would show the client older state than the snapshot just did (67 %, then 25 % again).
+        // Only a final event is sent, which ends the stream.
+        for (const event of replayed) if (!LIVE_ONLY.has(event.name)) enqueue(event);
       }
       chain = chain.then(() => {
         if (compareStreamIds(cursor, position) < 0) cursor = position;

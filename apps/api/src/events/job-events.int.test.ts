@@ -1,12 +1,12 @@
 import { createLogger, createRedisConnection, type JobData } from '@longhaul/shared';
 import { Job, type Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSse } from '../../../../tests/clients/sse-reader.ts';
+import { openSse, type SseEvent } from '../../../../tests/clients/sse-reader.ts';
 import { api } from '../../../../tests/support/http.ts';
 import { redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
 import { waitFor } from '../../../../tests/support/wait.ts';
 import { startEventsApp } from './events-test-app.ts';
-import { createJobEventHub, type JobEventHub } from './job-event-hub.ts';
+import { compareStreamIds, createJobEventHub, type JobEventHub } from './job-event-hub.ts';
 
 const KEY_A = 'sse-tenant-a-key-0123456789';
 const KEY_B = 'sse-tenant-b-key-0123456789';
@@ -55,7 +55,12 @@ describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)
     expect(sse.status).toBe(200);
     expect(sse.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const first = await sse.next();
-    expect(first).toMatchObject({ event: 'snapshot', id: undefined, data: { id, status: 'queued' } });
+    // Its id is the events-stream position it covers: a reconnect resumes from there.
+    expect(first).toMatchObject({
+      event: 'snapshot',
+      id: expect.stringMatching(/^\d+-\d+$/),
+      data: { id, status: 'queued' },
+    });
     // Heartbeat comments keep idle streams open through proxies.
     await waitFor(() => sse.comments() >= 2, { timeoutMs: 3_000, what: 'heartbeats' });
     sse.close();
@@ -70,34 +75,55 @@ describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)
     expect((await api(base, KEY_A).get('/v1/jobs/job_01ARZ3NDEKTSV4RRFFQ69G5FAV/events')).status).toBe(404);
   });
 
-  it('when a client reconnects with Last-Event-ID, then it gets the snapshot and exactly the events after that id', async () => {
+  it('when a client resumes mid-job with Last-Event-ID, then the snapshot covers what it missed and progress never goes back', async () => {
     const id = await submit();
+    const shown: number[] = [];
+    const show = (e: SseEvent | null) => {
+      if (e?.event === 'snapshot') shown.push(e.data.progress?.percent ?? 0);
+      if (e?.event === 'progress') shown.push(e.data.progress.percent);
+      return e;
+    };
     const first = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A);
-    expect((await first.next())?.event).toBe('snapshot');
+    show(await first.next());
     await progress(id, 10);
     await progress(id, 20);
-    const e10 = await first.next();
-    const e20 = await first.next();
-    expect([e10?.data.progress.percent, e20?.data.progress.percent]).toEqual([10, 20]);
+    show(await first.next());
+    const e20 = show(await first.next());
+    expect(e20?.data.progress.percent).toBe(20);
     first.close();
 
     // While nobody listens.
     await progress(id, 30);
     await progress(id, 40);
 
-    const resumed = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A, { lastEventId: e10?.id as string });
-    expect((await resumed.next())?.event).toBe('snapshot');
-    const replayed = [await resumed.next(), await resumed.next(), await resumed.next()];
-    expect(replayed.map((e) => e?.data.progress.percent)).toEqual([20, 30, 40]);
-    expect(replayed[0]?.id).toBe(e20?.id);
+    const resumed = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A, { lastEventId: e20?.id as string });
+    const snapshot = show(await resumed.next());
+    expect(snapshot).toMatchObject({ event: 'snapshot', data: { progress: { percent: 40 } } });
+    // Past every event it covers, so a client that keeps its id never asks for them again.
+    expect(compareStreamIds(snapshot?.id as string, e20?.id as string)).toBeGreaterThan(0);
     await progress(id, 50);
-    expect((await resumed.next())?.data.progress.percent).toBe(50);
+    // 30 and 40 are not sent again after the snapshot showed 40: the next event is the live one.
+    expect(show(await resumed.next())).toMatchObject({ event: 'progress', id: expect.any(String) });
+    expect(shown).toEqual([0, 10, 20, 40, 50]);
 
     // A queued job cancelled ends the stream with `cancelled`.
     expect((await api(base, KEY_A).delete(`/v1/jobs/${id}`)).status).toBe(202);
     const rest = await resumed.rest();
     expect(rest.map((e) => e.event)).toEqual(['cancelled']);
     expect(rest[0]?.data).toMatchObject({ id, status: 'cancelled' });
+  });
+
+  it("when a client resumes from the snapshot's own id, then it gets a snapshot and only what comes next", async () => {
+    const id = await submit();
+    const first = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A);
+    const snapshot = await first.next();
+    first.close();
+    await progress(id, 70);
+    const resumed = await openSse(`${base}/v1/jobs/${id}/events`, KEY_A, { lastEventId: snapshot?.id as string });
+    expect(await resumed.next()).toMatchObject({ event: 'snapshot', data: { progress: { percent: 70 } } });
+    await progress(id, 80);
+    expect((await resumed.next())?.data.progress.percent).toBe(80);
+    resumed.close();
   });
 
   it('when a job is already finished, then the stream sends the snapshot and the final event, and ends', async () => {
