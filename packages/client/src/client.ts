@@ -1,5 +1,7 @@
-import { ApiError, ConnectionError, errorFromResponse, LonghaulError } from './errors.ts';
+import { ApiError, ConnectionError, errorFromResponse, LonghaulError, UnexpectedResponseError } from './errors.ts';
 import { readJobEvents } from './event-stream.ts';
+import { describeFetchFailure } from './fetch-failure.ts';
+import { sleep } from './sleep.ts';
 import {
   type AnalysisInput,
   type AnalysisName,
@@ -47,6 +49,7 @@ export interface EventsOptions {
 }
 
 export interface WaitOptions {
+  /** Stops waiting; `waitFor` then rejects with the signal's reason (an `AbortError` unless you gave one). */
   signal?: AbortSignal;
   /** Called with every event while the job runs (or each polled view, as a `snapshot`, when polling). */
   onEvent?: (event: JobEvent) => void;
@@ -78,11 +81,20 @@ export class LonghaulClient {
     body?: unknown,
     init: { headers?: Record<string, string>; signal?: AbortSignal } = {},
   ): Promise<T> {
+    const url = `${this.baseUrl}${path}`;
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    const failure = (err: unknown): unknown => {
+      // The caller's own abort is theirs to recognise (an AbortError, or the reason they gave),
+      // not a connection problem: ConnectionError promises the API was not reached in time.
+      if (init.signal?.aborted) return init.signal.reason;
+      const why = timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : describeFetchFailure(err);
+      return new ConnectionError(`${method} ${url} failed: ${why}`, { cause: err });
+    };
     let res: Response;
+    let text: string;
     try {
-      res = await this.#fetch(`${this.baseUrl}${path}`, {
+      res = await this.#fetch(url, {
         method,
         signal,
         headers: {
@@ -93,12 +105,24 @@ export class LonghaulClient {
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
+      if (!res.ok) throw await errorFromResponse(res);
+      // The body can be cut by the timeout, an abort or the network as the request can.
+      text = await res.text();
     } catch (err) {
-      const why = timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : (err as Error).message;
-      throw new ConnectionError(`${method} ${this.baseUrl}${path} failed: ${why}`, { cause: err });
+      throw err instanceof ApiError ? err : failure(err);
     }
-    if (!res.ok) throw await errorFromResponse(res);
-    return (await res.json()) as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch (err) {
+      // A proxy's page, or a web app's fallback answering every path: not the API at all.
+      const type = res.headers.get('content-type');
+      throw new UnexpectedResponseError(
+        `the server at ${this.baseUrl} is not a longhaul API: ${method} ${path} answered ${res.status} ${type ?? 'without a content type'}, expected JSON`,
+        res.status,
+        type,
+        { cause: err },
+      );
+    }
   }
 
   /** Submits a job; resolves with its view (status `queued` or `delayed`). */
@@ -177,7 +201,9 @@ export class LonghaulClient {
   /**
    * The job's live events: a `snapshot`, then `status` and `progress`, and one final `completed`,
    * `failed` or `cancelled`, after which the iteration ends. Reconnects by itself (with
-   * `Last-Event-ID`) when the connection drops; each reconnect begins with a fresh `snapshot`.
+   * `Last-Event-ID`) when the connection drops; each reconnect begins with a fresh `snapshot`, which
+   * covers what happened meanwhile (a `reset` after it says the server could not check what was
+   * missed: the snapshot is still the current state).
    */
   events(id: string, opts: EventsOptions = {}): AsyncGenerator<JobEvent> {
     return readJobEvents({
@@ -207,12 +233,15 @@ export class LonghaulClient {
       if (!(err instanceof LonghaulError)) throw err;
     }
     while (!signal?.aborted) {
-      const view = await this.get(id);
+      const view = await this.#request<JobView>('GET', `/v1/jobs/${encodeURIComponent(id)}`, undefined, {
+        ...(signal ? { signal } : {}),
+      });
       onEvent?.({ type: 'snapshot', data: view });
       if (FINAL_STATUSES.includes(view.status)) return view;
-      await new Promise((resolve) => setTimeout(resolve, pollIntervalMs));
+      await sleep(pollIntervalMs, signal);
     }
-    throw new LonghaulError('waiting was aborted');
+    // As fetch does: the caller's abort, not a failure of the API (an AbortError unless they gave a reason).
+    throw signal.reason;
   }
 }
 

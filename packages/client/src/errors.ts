@@ -58,10 +58,29 @@ export class UnavailableError extends ApiError {
   override name = 'UnavailableError';
 }
 
-/** The API could not be reached, or did not answer in time. */
+/** The API could not be reached, did not answer in time, or what answered is not the API. */
 export class ConnectionError extends LonghaulError {
   override name = 'ConnectionError';
   constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/**
+ * Something answered at `baseUrl`, but not as the longhaul API does: a 2xx that is not JSON (or,
+ * on the events route, not `text/event-stream`), e.g. a proxy's or a web app's HTML page. Usually a
+ * wrong `baseUrl`. A {@link ConnectionError}, since the API itself was not reached.
+ */
+export class UnexpectedResponseError extends ConnectionError {
+  override name = 'UnexpectedResponseError';
+  constructor(
+    message: string,
+    /** The HTTP status of the answer. */
+    readonly status: number,
+    /** Its `Content-Type`, or null when it had none. */
+    readonly contentType: string | null,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 }

@@ -283,6 +283,10 @@ export interface SubmitOptions {
   webhook?: { url: string };
   /** Makes the submission safe to retry: the same key and body give the same job. */
   idempotencyKey?: string;
+  /**
+   * Aborts the request; the call then rejects with the signal's reason (a `DOMException` named
+   * `AbortError` unless you gave one), never a `ConnectionError`.
+   */
   signal?: AbortSignal;
 }
 
@@ -332,11 +336,26 @@ export interface ProgressData {
 }
 
 /**
- * An event of `GET /v1/jobs/:id/events`. `id` is the SSE event id (a Redis stream id), absent on
- * the snapshot and on a final event synthesised from an already finished job.
+ * What a `reset` event carries: a resume with `Last-Event-ID` whose missed events the server could
+ * not check (`trimmed` from its events stream, `too_far_behind`, or `unavailable` just then). The
+ * `snapshot` sent before it is the job's current state; nothing needs doing.
+ */
+export interface ResetData {
+  id: string;
+  reason: 'trimmed' | 'too_far_behind' | 'unavailable';
+  message: string;
+  /** The `Last-Event-ID` the client sent. */
+  lastEventId: string;
+}
+
+/**
+ * An event of `GET /v1/jobs/:id/events`. `id` is the SSE event id (a Redis stream id); the
+ * snapshot's is the events-stream position it covers. Absent on a `reset`, and on the snapshot and
+ * final event of an already finished job.
  */
 export type JobEvent =
   | { type: 'snapshot'; id?: string; data: JobView }
+  | { type: 'reset'; id?: undefined; data: ResetData }
   | { type: 'status'; id?: string; data: { id: string; status: JobStatus } }
   | { type: 'progress'; id?: string; data: ProgressData }
   | { type: 'completed' | 'failed' | 'cancelled'; id?: string; data: JobView };

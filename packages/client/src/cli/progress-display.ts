@@ -29,6 +29,9 @@ function next(state: State, event: JobEvent): State {
       return { status: 'active', progress: event.data.progress, etaSeconds: event.data.etaSeconds };
     case 'status':
       return { ...state, status: event.data.status, ...(event.data.status === 'active' ? {} : { etaSeconds: null }) };
+    case 'reset':
+      // The snapshot just before it already brought the state up to date.
+      return state;
     default:
       return { status: event.data.status, progress: event.data.progress, etaSeconds: null };
   }
