@@ -1,11 +1,14 @@
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEY_A, startSystem } from '../e2e/fixtures.ts';
 import { trackChild } from '../support/child-registry.ts';
 import { REPO_ROOT } from '../support/processes.ts';
+import { waitFor } from '../support/wait.ts';
 
 interface Run {
   code: number | null;
@@ -28,24 +31,31 @@ function runOnTty(args: string[], env: Record<string, string>): Promise<Run> {
 }
 
 function capture(cmd: string, args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    trackChild(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString();
-    });
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+  return start(cmd, args, env).done;
 }
+
+/** Starts a command; `stderr()` is what it wrote so far, `done` its exit code and output. */
+function start(cmd: string, args: string[], env: Record<string, string>) {
+  const child = spawn(cmd, args, {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  trackChild(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => {
+    stdout += c.toString();
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const done = new Promise<Run>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+  return { child, done, stderr: () => stderr };
+}
+
+/** A stack trace's frames, which a user of the CLI should never see. */
+const STACK_FRAME = /^\s+at /m;
 
 describe('the longhaul CLI against a real api and worker', () => {
   let system: Awaited<ReturnType<typeof startSystem>>;
@@ -114,6 +124,33 @@ describe('the longhaul CLI against a real api and worker', () => {
     expect((await run(['result', id], env)).code).toBe(3);
   });
 
+  it('when Ctrl-C stops --wait or watch, then the CLI exits 130 with one line, no stack trace, and the job goes on', async () => {
+    const submitted = await run(['submit', 'simulate', '--input', '{"durationMs":10}', '--delay-ms', '60000'], env);
+    const id = submitted.stdout.trim();
+    for (const args of [
+      ['submit', 'simulate', '--input', '{"durationMs":10}', '--delay-ms', '60000', '--wait'],
+      ['watch', id],
+    ]) {
+      const following = start(process.execPath, [BIN, ...args], env);
+      // Following: the first line of progress is out.
+      await waitFor(() => /\[ {2}0%\] delayed/.test(following.stderr()), { what: `${args[0]} to follow the job` });
+      following.child.kill('SIGINT');
+      const r = await following.done;
+      expect(r.code, r.stderr).toBe(130);
+      expect(r.stderr).toMatch(/^longhaul: interrupted; job_\w+ goes on/m);
+      expect(r.stderr).not.toMatch(STACK_FRAME);
+      expect(r.stderr).not.toContain('LonghaulError');
+    }
+    expect((await run(['--json', 'status', id], env)).stdout).toContain('"status": "delayed"');
+    await run(['cancel', id], env);
+  });
+
+  it('when --version is given, then it prints the package version and exits 0', async () => {
+    const { version } = JSON.parse(await readFile(join(REPO_ROOT, 'packages/client/package.json'), 'utf8'));
+    const r = await run(['--version'], {});
+    expect(r).toMatchObject({ code: 0, stdout: `${version}\n` });
+  });
+
   it('when the command is misused or the input is invalid, then it exits 2 with a message', async () => {
     const badJson = await run(['submit', 'simulate', '--input', '{nope'], env);
     expect(badJson.code).toBe(2);
@@ -152,5 +189,40 @@ describe('the longhaul CLI against a real api and worker', () => {
     );
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/cron/);
+  });
+});
+
+describe('the longhaul CLI when LONGHAUL_URL is not a longhaul API', () => {
+  let server: Server;
+  let base: string;
+
+  beforeAll(async () => {
+    // A web app answering every path with its page, as an SPA fallback or a proxy's login page does.
+    server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!doctype html><p>the web app</p>');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('when a 2xx answer is not JSON, then it exits 1 and says the server is not a longhaul API, without a stack trace', async () => {
+    const r = await run(['status', 'job_01ARZ3NDEKTSV4RRFFQ69G5FAV'], { LONGHAUL_URL: base, LONGHAUL_API_KEY: KEY_A });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/^longhaul: the server at http:\/\/127\.0\.0\.1:\d+ is not a longhaul API: .*text\/html/m);
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+
+  it('when nothing listens at LONGHAUL_URL, then it exits 1 and names the cause, not only "fetch failed"', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const r = await run(['list'], { LONGHAUL_URL: `http://127.0.0.1:${port}`, LONGHAUL_API_KEY: KEY_A });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`ECONNREFUSED 127.0.0.1:${port}`);
   });
 });

@@ -5,8 +5,11 @@ import { ApiError, ConflictError, ConnectionError } from '../errors.ts';
 import type { AnalysisName, JobStatus, JobView, ScheduleView } from '../types.ts';
 import { createProgressDisplay, formatEta } from './progress-display.ts';
 
-/** Exit codes, for scripts: the job's outcome, or how the command itself went. */
-export const EXIT = { completed: 0, failed: 1, usage: 2, cancelled: 3 } as const;
+/**
+ * Exit codes, for scripts: the job's outcome, or how the command itself went. `interrupted` is the
+ * shells' 128 + SIGINT, for a Ctrl-C while following a job (the job itself goes on).
+ */
+export const EXIT = { completed: 0, failed: 1, usage: 2, cancelled: 3, interrupted: 130 } as const;
 
 export interface CliIo {
   stdout: NodeJS.WriteStream;
@@ -14,6 +17,8 @@ export interface CliIo {
   stdin: NodeJS.ReadStream;
   /** `LONGHAUL_URL`, `LONGHAUL_API_KEY`. */
   env: Record<string, string | undefined>;
+  /** The package's version, for `--version`. */
+  version: string;
 }
 
 /** A problem with how the command was called (exit 2). */
@@ -104,6 +109,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
   const program = new Command('longhaul')
     .description('Submit and follow longhaul analysis jobs.')
+    .version(io.version, '-V, --version', 'print the version')
     .addOption(
       new Option('--url <url>', 'API base URL').default(
         env.LONGHAUL_URL || 'http://localhost:3000',
@@ -146,6 +152,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       display.stop();
       print(view, outcome(view));
       return exitFor(view.status);
+    } catch (err) {
+      if (!abort.signal.aborted) throw err;
+      // Ctrl-C stops following, not the job: say so, and exit as an interrupted command does.
+      display.stop();
+      stderr.write(`\nlonghaul: interrupted; ${id} goes on (longhaul watch ${id} to follow it again)\n`);
+      return EXIT.interrupted;
     } finally {
       display.stop();
       process.off('SIGINT', onSigint);
