@@ -116,4 +116,15 @@ describe('the OpenAPI document', () => {
     expect(doc.components.schemas).toHaveProperty('ScheduleView');
     expect(doc.components.schemas).toHaveProperty('CreateSchedule');
   });
+
+  it('when a jobs or schedules route answers 404, 413 or 415, then the document lists that answer', () => {
+    const doc = document as unknown as Doc;
+    const codes = (path: string, method: string) =>
+      Object.keys((doc.paths[path]?.[method] as { responses?: Record<string, unknown> } | undefined)?.responses ?? {});
+    // An unknown `schedule` filter answers 404.
+    expect(codes('/v1/jobs', 'get')).toEqual(expect.arrayContaining(['200', '400', '401', '404', '503']));
+    // The JSON body parser answers 413 and the routes 415 before a schedule is looked at.
+    expect(codes('/v1/schedules', 'post')).toEqual(expect.arrayContaining(['201', '400', '413', '415', '429']));
+    expect(codes('/v1/schedules/{id}', 'patch')).toEqual(expect.arrayContaining(['200', '400', '404', '413', '415']));
+  });
 });
