@@ -110,10 +110,14 @@ describe('schedules against a real api and worker', () => {
       what: 'runs after resume',
     });
 
-    // Deleted: 404, and no run starts after the one that may already have been due.
+    // Deleted: 404, and no run starts after the one that may already have been due; its runs are
+    // still listed under it, for its tenant only.
     expect((await a.delete(`/v1/schedules/${id}`)).status).toBe(200);
     expect((await a.get(`/v1/schedules/${id}`)).status).toBe(404);
-    expect((await a.get(`/v1/jobs?schedule=${id}`)).status).toBe(404);
+    const afterDelete = await a.get(`/v1/jobs?schedule=${id}`);
+    expect(afterDelete.status).toBe(200);
+    expect(afterDelete.body.jobs.map((j: { id: string }) => j.id)).toContain(runId);
+    expect((await b.get(`/v1/jobs?schedule=${id}`)).status).toBe(404);
     await sleep(EVERY_MS);
     const atDelete = startedRuns(log, id).length;
     await sleep(EVERY_MS * 3);

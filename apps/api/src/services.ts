@@ -62,6 +62,7 @@ export function createApiServices({ config, log, redis, queueConnection = redis 
     queue,
     prefix: config.queuePrefix,
     quota: config.limits.schedulesPerTenant,
+    runsTtlSeconds: config.retention.tombstoneSeconds,
   });
   return {
     queue,

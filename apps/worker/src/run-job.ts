@@ -328,6 +328,7 @@ function createAttempt({ config, log, store, schedules, implementations, childre
       }
       if (run === 'full') throw new PermanentError("the tenant's backlog quota was full", 'skipped');
       if (run === 'gone') throw new PermanentError('its schedule was deleted before it started', 'skipped');
+      if (run === 'ended') throw new PermanentError("it was due after its schedule's endAt", 'skipped');
     }
 
     const timeout = new AbortController();

@@ -217,10 +217,11 @@ export function createJobService({ config, store, schedules }: JobServiceDeps) {
       const jobs: JobView[] = [];
       let listIds = store.listIds;
       if (q.schedule) {
-        // Runs are not in the tenant's index (the API did not submit them): the schedule lists them.
-        const schedule = schedules ? await schedules.get(tenant, q.schedule) : null;
-        if (!schedules || !schedule) throw notFound('schedule');
-        listIds = (_tenant, cursor, count) => schedules.listRunIds(schedule.id, cursor, count);
+        // Runs are not in the tenant's index (the API did not submit them): the schedule lists them,
+        // and goes on listing them for a while after it was deleted.
+        const scheduleId = q.schedule;
+        if (!schedules || !(await schedules.ownsRuns(tenant, scheduleId))) throw notFound('schedule');
+        listIds = (_tenant, cursor, count) => schedules.listRunIds(scheduleId, cursor, count);
       }
       const batch = Math.max(q.limit * 2, 50);
       let cursor = q.cursor;

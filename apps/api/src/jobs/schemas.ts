@@ -55,7 +55,14 @@ export const listQuerySchema = z
   .object({
     status: z.enum(['queued', 'delayed', 'active', 'completed', 'failed', 'cancelled']).optional(),
     type: z.string().max(100).optional(),
-    schedule: z.string().refine(isScheduleId, 'not a schedule id').optional(),
+    schedule: z
+      .string()
+      .refine(isScheduleId, 'not a schedule id')
+      .optional()
+      .describe(
+        "A schedule's runs, newest first, also for a while after it was deleted (until retention removes them). " +
+          'Runs are listed only this way: without `schedule`, the list holds the jobs submitted with POST /v1/jobs.',
+      ),
     ...pageFields(isJobId, 20),
   })
   .strict();

@@ -27,19 +27,26 @@ const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : undefine
 export function createScheduleService({ config, store }: ScheduleServiceDeps) {
   const minIntervalMs = config.limits.scheduleMinIntervalMs;
 
-  /** Every problem of a timing at once, each with where it is: cron fields, interval, zone, bounds. */
-  function checkTiming(t: ScheduleTiming): void {
+  /**
+   * Every problem of a timing at once, each with where it is: cron fields, interval, zone, bounds.
+   * With `changed` (a PATCH), only the checks that involve a field it sets: the rest was valid when
+   * it was set, and a client must not get a 400 about a field it did not send (an `endAt` that has
+   * since passed, a minimum interval raised since).
+   */
+  function checkTiming(t: ScheduleTiming, changed?: ReadonlySet<keyof ScheduleTiming>): void {
+    const touches = (...fields: (keyof ScheduleTiming)[]) => !changed || fields.some((f) => changed.has(f));
     const issues: TimingIssue[] = [];
-    if ((t.cron === undefined) === (t.everyMs === undefined)) {
+    if (touches('cron', 'everyMs') && (t.cron === undefined) === (t.everyMs === undefined)) {
       issues.push({ path: '(body)', message: 'give exactly one of `cron` and `everyMs`' });
     }
-    if (t.timezone !== undefined && !isTimeZone(t.timezone)) {
+    if (touches('timezone') && t.timezone !== undefined && !isTimeZone(t.timezone)) {
       issues.push({ path: 'timezone', message: `unknown time zone "${t.timezone}" (use an IANA name)` });
     }
-    if (t.everyMs !== undefined && t.everyMs < minIntervalMs) {
+    if (touches('everyMs') && t.everyMs !== undefined && t.everyMs < minIntervalMs) {
       issues.push({ path: 'everyMs', message: `must be at least ${minIntervalMs} ms (SCHEDULE_MIN_INTERVAL_MS)` });
     }
-    if (t.cron !== undefined) {
+    // A zone changes a cron's shortest gap (daylight saving time).
+    if (touches('cron', 'timezone') && t.cron !== undefined) {
       const cron = cronIssues(t.cron);
       issues.push(...cron);
       if (cron.length === 0 && cronShortestGapMs(t.cron, t.timezone) < minIntervalMs) {
@@ -50,8 +57,8 @@ export function createScheduleService({ config, store }: ScheduleServiceDeps) {
       }
     }
     if (t.endAt !== undefined) {
-      if (t.endAt <= Date.now()) issues.push({ path: 'endAt', message: 'must be in the future' });
-      if (t.startAt !== undefined && t.endAt <= t.startAt)
+      if (touches('endAt') && t.endAt <= Date.now()) issues.push({ path: 'endAt', message: 'must be in the future' });
+      if (touches('startAt', 'endAt') && t.startAt !== undefined && t.endAt <= t.startAt)
         issues.push({ path: 'endAt', message: 'must be after startAt' });
     }
     if (issues.length > 0) {
@@ -127,6 +134,10 @@ export function createScheduleService({ config, store }: ScheduleServiceDeps) {
       const current = await own(tenant, id);
       const contract = contractFor(current.type);
       const t = { ...current.timing };
+      const changed = new Set<keyof ScheduleTiming>();
+      for (const field of ['cron', 'everyMs', 'timezone', 'startAt', 'endAt', 'limit'] as const) {
+        if (body[field] !== undefined) changed.add(field);
+      }
       if (body.cron !== undefined) {
         t.cron = body.cron;
         t.everyMs = undefined;
@@ -139,7 +150,7 @@ export function createScheduleService({ config, store }: ScheduleServiceDeps) {
       if (body.startAt !== undefined) t.startAt = ms(body.startAt);
       if (body.endAt !== undefined) t.endAt = ms(body.endAt);
       if (body.limit !== undefined) t.limit = body.limit ?? undefined;
-      checkTiming(t);
+      checkTiming(t, changed);
       const def: ScheduleDef = {
         type: current.type,
         input: body.input === undefined ? current.input : validAnalysisInput(current.type, body.input).input,

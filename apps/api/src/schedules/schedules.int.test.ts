@@ -1,15 +1,20 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   createLogger,
   createRedisConnection,
   createScheduleRunStore,
+  type JobData,
   layoutFor,
   loadConfig,
   type RedisConnection,
+  type RunStart,
   SCHEDULER_RUN_ID,
 } from '@longhaul/shared';
+import { Worker } from 'bullmq';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../../tests/support/redis.ts';
+import { waitFor } from '../../../../tests/support/wait.ts';
 import { createApp } from '../app.ts';
 import { createApiServices } from '../services.ts';
 
@@ -52,6 +57,45 @@ describe('schedules over HTTP against a real Redis (no worker)', () => {
   const create = (body: object, auth = A) =>
     request(ctx.app).post('/v1/schedules').set('Authorization', auth).send(body);
   const get = (path: string, auth = A) => request(ctx.app).get(path).set('Authorization', auth);
+  const patch = (id: string, body: object) =>
+    request(ctx.app).patch(`/v1/schedules/${id}`).set('Authorization', A).send(body);
+
+  /**
+   * A real BullMQ worker takes the schedule's due run and starts it as ours does (`startRun`):
+   * BullMQ makes the schedule's next run as it hands this one out. Other schedules' leftover runs
+   * in the queue are completed untouched.
+   */
+  async function takeRun(scheduleId: string, tenant = 'a'): Promise<{ id: string; start: RunStart }> {
+    const runs = createScheduleRunStore({ redis, prefix });
+    const connection = createRedisConnection(redisUrl(), 'worker');
+    connection.on('error', () => undefined);
+    let taken: { id: string; start: RunStart } | undefined;
+    const worker = new Worker<JobData>(
+      'analyses',
+      async (job) => {
+        if (job.data?.scheduleId !== scheduleId || taken) return;
+        const id = job.id ?? '';
+        taken = { id, start: await runs.startRun(tenant, scheduleId, id) };
+      },
+      { connection, prefix },
+    );
+    try {
+      return await waitFor(() => taken, { timeoutMs: 20_000, what: 'a worker to take the run' });
+    } finally {
+      await worker.close();
+      await connection.quit().catch(() => connection.disconnect());
+    }
+  }
+
+  /** Ids of the schedule's runs that are due and not yet taken (a run has a priority: BullMQ's prioritized set). */
+  async function queuedRuns(scheduleId: string): Promise<string[]> {
+    const layout = layoutFor(prefix);
+    const ids = [
+      ...(await redis.lrange(layout.wait('analyses'), 0, -1)),
+      ...(await redis.zrange(layout.prioritized('analyses'), 0, -1)),
+    ];
+    return ids.filter((id) => id.startsWith(`repeat:${scheduleId}:`));
+  }
 
   it('when a schedule is created, then it answers 201 with the view, and BullMQ holds its scheduler', async () => {
     const res = await create({ ...sim, everyMs: 60_000 });
@@ -202,6 +246,99 @@ describe('schedules over HTTP against a real Redis (no worker)', () => {
     expect(await runs.startRun('b', body.id, next)).toBe('run');
     expect(await redis.zscore(layout.backlog('b'), next)).not.toBeNull();
     await request(ctx.app).delete(`/v1/schedules/${body.id}`).set('Authorization', B);
+  });
+
+  it("when an everyMs schedule's endAt falls before its next slot, then the run BullMQ makes past endAt is refused at its start and nextRunAt is null", async () => {
+    const endAt = Date.now() + 30_000;
+    const { body } = await create({ ...sim, everyMs: 60_000, endAt: new Date(endAt).toISOString() });
+    const first = await takeRun(body.id);
+    expect(first.start).toBe('run');
+    // BullMQ checks the end date against the time a run starts, not against the next run's due
+    // time: it has made one more run, due after endAt.
+    const extraDue = Number(await redis.zscore(layoutFor(prefix).jobSchedulers('analyses'), body.id));
+    expect(extraDue).toBeGreaterThan(endAt);
+    expect((await get(`/v1/schedules/${body.id}`)).body).toMatchObject({ runs: 1, nextRunAt: null });
+    const runs = createScheduleRunStore({ redis, prefix });
+    expect(await runs.startRun('a', body.id, `repeat:${body.id}:${extraDue}`)).toBe('ended');
+    const view = (await get(`/v1/schedules/${body.id}`)).body;
+    expect(view).toMatchObject({ runs: 1, skipped: 0, lastRun: { id: first.id }, nextRunAt: null });
+    const listed = (await get(`/v1/jobs?schedule=${body.id}`)).body.jobs.map((j: { id: string }) => j.id);
+    expect(listed).toEqual([first.id]);
+    await request(ctx.app).delete(`/v1/schedules/${body.id}`).set('Authorization', A);
+  });
+
+  it('when a schedule has made its last run (limit reached), then nextRunAt is null', async () => {
+    const { body } = await create({ ...sim, everyMs: 60_000, limit: 1 });
+    expect((await takeRun(body.id)).start).toBe('run');
+    // BullMQ leaves the scheduler at the due time of the run it made last.
+    expect(await redis.zscore(layoutFor(prefix).jobSchedulers('analyses'), body.id)).not.toBeNull();
+    expect((await get(`/v1/schedules/${body.id}`)).body).toMatchObject({ runs: 1, nextRunAt: null });
+    await request(ctx.app).delete(`/v1/schedules/${body.id}`).set('Authorization', A);
+  });
+
+  it('when an everyMs schedule is paused and resumed again and again, then no run is made sooner than everyMs after the last', async () => {
+    const { body } = await create({ ...sim, everyMs: 600_000 });
+    const first = await takeRun(body.id);
+    const firstDue = Number(SCHEDULER_RUN_ID.exec(first.id)?.[2]);
+    for (let i = 0; i < 3; i++) {
+      expect((await patch(body.id, { paused: true })).body.nextRunAt).toBeNull();
+      const resumed = await patch(body.id, { paused: false });
+      expect(resumed.status).toBe(200);
+      // The next slot of the schedule's cadence, not a run at once.
+      expect(Date.parse(resumed.body.nextRunAt)).toBe(firstDue + 600_000);
+      expect(await queuedRuns(body.id)).toEqual([]);
+    }
+    await request(ctx.app).delete(`/v1/schedules/${body.id}`).set('Authorization', A);
+  });
+
+  it('when an everyMs schedule is paused while a run is due and resumed, then the next run is everyMs after that due run', async () => {
+    const { body } = await create({ ...sim, everyMs: 600_000 });
+    // The first run is due at once, waiting for a worker: pausing leaves it, and it will start.
+    const [due] = await queuedRuns(body.id);
+    const dueAt = Number(SCHEDULER_RUN_ID.exec(due ?? '')?.[2]);
+    await patch(body.id, { paused: true });
+    const resumed = await patch(body.id, { paused: false });
+    expect(Date.parse(resumed.body.nextRunAt)).toBe(dueAt + 600_000);
+    expect(await queuedRuns(body.id)).toEqual([due]);
+    await request(ctx.app).delete(`/v1/schedules/${body.id}`).set('Authorization', A);
+  });
+
+  it("when a schedule's endAt has passed, then a PATCH that does not set endAt is accepted, and one that sets it in the past is not", async () => {
+    const endAt = Date.now() + 1_000;
+    const { body } = await create({ ...sim, everyMs: 60_000, endAt: new Date(endAt).toISOString() });
+    await sleep(Math.max(0, endAt - Date.now()) + 50);
+    const pause = await patch(body.id, { paused: true });
+    expect(pause.status, JSON.stringify(pause.body)).toBe(200);
+    expect((await patch(body.id, { input: { durationMs: 20 } })).status).toBe(200);
+    // Resumed after its end: no run is left.
+    const resumed = await patch(body.id, { paused: false });
+    expect(resumed.status).toBe(200);
+    expect(resumed.body.nextRunAt).toBeNull();
+    const past = await patch(body.id, { endAt: new Date(Date.now() - 1_000).toISOString() });
+    expect(past.status).toBe(400);
+    expect(past.body.error.details).toEqual([{ path: 'endAt', message: 'must be in the future' }]);
+    const later = await patch(body.id, { startAt: new Date(endAt + 60_000).toISOString() });
+    expect(later.status).toBe(400);
+    expect(later.body.error.details).toEqual([{ path: 'endAt', message: 'must be after startAt' }]);
+    // A new endAt in the future brings the schedule back.
+    const extended = await patch(body.id, { endAt: new Date(Date.now() + 3_600_000).toISOString() });
+    expect(extended.status).toBe(200);
+    expect(extended.body.nextRunAt).not.toBeNull();
+    await request(ctx.app).delete(`/v1/schedules/${body.id}`).set('Authorization', A);
+  });
+
+  it('when a schedule is deleted, then its runs are still listed with ?schedule= for its tenant, and for no other', async () => {
+    const { body } = await create({ ...sim, everyMs: 60_000 });
+    const run = await takeRun(body.id);
+    expect((await request(ctx.app).delete(`/v1/schedules/${body.id}`).set('Authorization', A)).status).toBe(200);
+    const listed = await get(`/v1/jobs?schedule=${body.id}`);
+    expect(listed.status).toBe(200);
+    expect(listed.body.jobs).toEqual([expect.objectContaining({ id: run.id, scheduleId: body.id })]);
+    expect((await get(`/v1/jobs?schedule=${body.id}`, B)).status).toBe(404);
+    // The list expires once retention has removed every run it names.
+    const layout = layoutFor(prefix);
+    expect(await redis.ttl(layout.scheduleRuns(body.id))).toBeGreaterThan(0);
+    expect(await redis.ttl(layout.deletedSchedule(body.id))).toBeGreaterThan(0);
   });
 
   it('when a schedule id or query is malformed, then it answers 404 or 400, never 5xx', async () => {

@@ -148,6 +148,8 @@ export function layoutFor(prefix: string) {
     schedule: (scheduleId: string) => `${prefix}:lh:schedule:${scheduleId}`,
     /** Ours: the run ids of a schedule that a worker started (score 0; ids sort by due time). */
     scheduleRuns: (scheduleId: string) => `${prefix}:lh:schedule:${scheduleId}:runs`,
+    /** Ours: the tenant of a deleted schedule, kept as long as its run list, so its runs stay listable. */
+    deletedSchedule: (scheduleId: string) => `${prefix}:lh:schedule:${scheduleId}:deleted`,
     /** Ours: a tenant's schedule ids (score: creation time); its size is the schedule quota. */
     tenantSchedules: (tenant: string) => `${prefix}:lh:tenant:${tenant}:schedules`,
     /** Ours: the pub/sub channel on which the API asks workers to abort an active job. */

@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { AnalysisContract } from '../analysis.ts';
 import type { RedisConnection } from '../redis.ts';
-import { type Layout, layoutFor, OWN_FIELDS, QUEUES } from './bullmq-layout.ts';
+import { type Layout, layoutFor, OWN_FIELDS, QUEUES, SCHEDULER_RUN_ID } from './bullmq-layout.ts';
 import { jobData, jobOptionsFor } from './job-store.ts';
 
 /**
@@ -43,9 +43,27 @@ export interface ScheduleRecord extends ScheduleDef {
   runs: number;
   skipped: number;
   lastRun: { id: string; startedAt: number } | null;
+  /**
+   * Due time of the last run the schedule made: the latest a worker started (run or skipped), or
+   * one already due when the schedule was paused (it starts all the same). Null before any.
+   */
+  lastDueAt: number | null;
   /** Due time of the next run, from BullMQ's scheduler; null when paused or finished. */
   nextRunAt: number | null;
 }
+
+/** Records ARGV[1] as the schedule's last due time, unless a later one is there already. */
+const RECORD_DUE_LUA = `
+local function record_due(key, due)
+  if due and (tonumber(redis.call('HGET', key, 'lastDueAt')) or 0) < due then
+    redis.call('HSET', key, 'lastDueAt', due)
+  end
+end
+`;
+
+const RECORD_DUE = `${RECORD_DUE_LUA}
+if redis.call('EXISTS', KEYS[1]) == 1 then record_due(KEYS[1], tonumber(ARGV[1])) end
+return 0`;
 
 /** Claims a place under the tenant's schedule quota and writes the schedule's hash, atomically. */
 const CREATE = `
@@ -56,18 +74,26 @@ redis.call('HSET', KEYS[2], unpack(ARGV, 4))
 return 1`;
 
 /**
- * The start of a run, in one step: a run already started (a retry, or a stalled run picked up
- * again) runs on; a run of a deleted schedule is skipped; with overlap `skip`, a run whose
+ * The start of a run, in one step: its due time (ARGV[7], from its id) becomes the schedule's last;
+ * a run already started (a retry, or a stalled run picked up again) runs on; a run of a deleted
+ * schedule is skipped; a run due after the schedule's `endAt` is refused (`ended`): BullMQ makes
+ * the next run of an `every` scheduler before it checks the end date (it compares the time the
+ * current run starts, not the next one's due time), so one more run than wanted may come due,
+ * not counted and not listed. With overlap `skip`, a run whose
  * schedule's last started run still holds its lock is skipped and counted; a run that would take
  * the tenant past its backlog quota is skipped and counted (finished entries among the 200 oldest
  * are dropped first, as the API's admission does); otherwise the run takes a backlog place, is
  * counted, recorded as the schedule's last, and added to its run list. The run list's two oldest
  * entries are dropped on the way when retention removed their job, so it stays bounded.
  */
-const START_RUN = `
+const START_RUN = `${RECORD_DUE_LUA}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+local due = tonumber(ARGV[7])
+record_due(KEYS[1], due)
 local active = redis.call('HGET', KEYS[1], 'active')
 if active == ARGV[1] then return 'run' end
+local endAt = cjson.decode(redis.call('HGET', KEYS[1], 'timing') or '{}').endAt
+if due and type(endAt) == 'number' and due > endAt then return 'ended' end
 local jobs = ARGV[3]
 local old = redis.call('ZRANGE', KEYS[2], 0, 1)
 for _, id in ipairs(old) do
@@ -121,14 +147,36 @@ function toHash(tenant: string, def: ScheduleDef): string[] {
   ];
 }
 
+/** The due time in a run id (`repeat:{sch}:{due}`), or null for an id BullMQ did not make. */
+function dueOf(runId: string | undefined): number | null {
+  const match = runId ? SCHEDULER_RUN_ID.exec(runId) : null;
+  return match ? Number(match[2]) : null;
+}
+
+/**
+ * The next run's due time, or null when none is left. BullMQ leaves a scheduler that made its last
+ * run (limit used up, cron past its end date) at that run's due time, and an `every` one at the
+ * run it made past `endAt` (refused when it starts): neither is a run to come.
+ */
+function nextRun(timing: ScheduleTiming, paused: boolean, lastDueAt: number | null, next: string | null) {
+  if (paused || next === null) return null;
+  const due = Number(next);
+  if (timing.endAt !== undefined && due > timing.endAt) return null;
+  if (lastDueAt !== null && due <= lastDueAt) return null;
+  return due;
+}
+
 function fromHash(id: string, h: Record<string, string>, next: string | null): ScheduleRecord {
   const paused = h.paused === '1';
+  const timing = JSON.parse(h.timing ?? '{}') as ScheduleTiming;
+  // Schedules whose runs started before lastDueAt was kept have their last run's id to go by.
+  const lastDueAt = h.lastDueAt ? Number(h.lastDueAt) : dueOf(h.lastRunId);
   return {
     id,
     tenant: h.tenant ?? '',
     type: h.type ?? '',
     input: JSON.parse(h.input ?? 'null'),
-    timing: JSON.parse(h.timing ?? '{}') as ScheduleTiming,
+    timing,
     priority: h.priority ? Number(h.priority) : undefined,
     overlap: h.overlap === 'queue' ? 'queue' : 'skip',
     paused,
@@ -136,7 +184,8 @@ function fromHash(id: string, h: Record<string, string>, next: string | null): S
     runs: Number(h.runs ?? 0),
     skipped: Number(h.skipped ?? 0),
     lastRun: h.lastRunId ? { id: h.lastRunId, startedAt: Number(h.lastRunAt ?? 0) } : null,
-    nextRunAt: paused || next === null ? null : Number(next),
+    lastDueAt,
+    nextRunAt: nextRun(timing, paused, lastDueAt, next),
   };
 }
 
@@ -147,23 +196,74 @@ export interface ScheduleStoreDeps {
   prefix: string;
   /** Schedules a tenant may have at once; 0 turns the quota off. */
   quota: number;
+  /**
+   * How long a deleted schedule's run list (and its owner) stays, so its runs remain listable as
+   * long as retention keeps them: the tombstone's life (`TOMBSTONE_TTL_SECONDS`).
+   */
+  runsTtlSeconds: number;
+}
+
+/**
+ * When an `every` scheduler BullMQ does not hold yet (a resumed schedule, or a new interval) may
+ * first run. BullMQ would run it at once (or at `startAt`): each pause and resume, or each change
+ * of interval, would add a run, more often than the interval. After a run due at `lastDueAt`, the
+ * first is the next slot of its cadence: `every` after it, or a whole number of `every` later, not
+ * in the past.
+ */
+export function everyFirstRun(
+  everyMs: number,
+  startAt: number | undefined,
+  lastDueAt: number | null,
+  now: number,
+): number | undefined {
+  if (lastDueAt === null) return startAt;
+  const slots = Math.max(1, Math.ceil((now - lastDueAt) / everyMs));
+  return Math.max(startAt ?? 0, lastDueAt + slots * everyMs);
 }
 
 /** The API's side of schedules: create, read, change and delete, with the tenant check. */
-export function createScheduleStore({ redis, queue, prefix, quota }: ScheduleStoreDeps) {
+export function createScheduleStore({ redis, queue, prefix, quota, runsTtlSeconds }: ScheduleStoreDeps) {
   const layout: Layout = layoutFor(prefix);
   const schedulers = layout.jobSchedulers(QUEUES.analyses);
 
-  /** Adds or replaces the BullMQ job scheduler from the schedule's definition; removes it when paused. */
-  async function syncScheduler(tenant: string, id: string, def: ScheduleDef, contract: AnalysisContract, done: number) {
+  /**
+   * Removes the scheduler, and its pending run if that is not due yet. A run already due stays
+   * and starts all the same: its due time becomes the last one, so a resume keeps its cadence.
+   */
+  async function pauseScheduler(id: string): Promise<void> {
+    const next = await redis.zscore(schedulers, id);
+    await queue.removeJobScheduler(id);
+    if (next !== null && (await redis.exists(layout.job(QUEUES.analyses, `repeat:${id}:${next}`))) === 1) {
+      await redis.eval(RECORD_DUE, 1, layout.schedule(id), next);
+    }
+  }
+
+  /**
+   * Adds or replaces the BullMQ job scheduler from the schedule's definition; removes it when
+   * paused, or when no run is left (limit used up, or `endAt` before the first run to come).
+   */
+  async function syncScheduler(
+    tenant: string,
+    id: string,
+    def: ScheduleDef,
+    contract: AnalysisContract,
+    done: number,
+    lastDueAt: number | null,
+  ) {
     if (def.paused) {
-      await queue.removeJobScheduler(id);
+      await pauseScheduler(id);
       return;
     }
-    const { cron, everyMs, timezone, startAt, endAt, limit } = def.timing;
+    const { cron, everyMs, timezone, endAt, limit } = def.timing;
     // BullMQ counts iterations from the scheduler's creation; a resumed one gets what is left.
     const left = limit === undefined ? undefined : limit - done;
-    if (left !== undefined && left <= 0) {
+    const now = Date.now();
+    // BullMQ keeps the cadence of an `every` scheduler it holds with the same interval, and ignores
+    // startDate then; otherwise it starts from startDate (see everyFirstRun).
+    const startAt =
+      everyMs === undefined ? def.timing.startAt : everyFirstRun(everyMs, def.timing.startAt, lastDueAt, now);
+    const ended = endAt !== undefined && endAt < Math.max(startAt ?? 0, now);
+    if ((left !== undefined && left <= 0) || ended) {
       await queue.removeJobScheduler(id);
       return;
     }
@@ -228,7 +328,7 @@ export function createScheduleStore({ redis, queue, prefix, quota }: ScheduleSto
       );
       if (Number(created) === 0) return 'full';
       try {
-        await syncScheduler(tenant, id, def, contract, 0);
+        await syncScheduler(tenant, id, def, contract, 0, null);
       } catch (err) {
         // No scheduler, no schedule: undo the claim, so the quota and the list stay true.
         await redis
@@ -297,18 +397,40 @@ export function createScheduleStore({ redis, queue, prefix, quota }: ScheduleSto
     ): Promise<ScheduleRecord | null> {
       await redis.hset(layout.schedule(current.id), ...toHash(tenant, def));
       const timingChanged = JSON.stringify(def.timing) !== JSON.stringify(current.timing);
-      await syncScheduler(tenant, current.id, def, contract, timingChanged ? 0 : current.runs + current.skipped);
+      await syncScheduler(
+        tenant,
+        current.id,
+        def,
+        contract,
+        timingChanged ? 0 : current.runs + current.skipped,
+        current.lastDueAt,
+      );
       return own(tenant, current.id);
     },
 
-    /** Removes the scheduler (and its next, not yet due, run), then the schedule's state. */
+    /**
+     * Removes the scheduler (and its next, not yet due, run), then the schedule's state. Its run
+     * list stays, with its owner, for as long as retention may keep the runs, then expires: no
+     * worker adds to it or trims it any more.
+     */
     async remove(tenant: string, id: string): Promise<void> {
       await queue.removeJobScheduler(id);
       await redis
         .multi()
-        .del(layout.schedule(id), layout.scheduleRuns(id))
+        .del(layout.schedule(id))
+        .expire(layout.scheduleRuns(id), runsTtlSeconds)
+        .set(layout.deletedSchedule(id), tenant, 'EX', runsTtlSeconds)
         .zrem(layout.tenantSchedules(tenant), id)
         .exec();
+    },
+
+    /** Whether the tenant may list the schedule's runs: it owns the schedule, or did until it deleted it. */
+    async ownsRuns(tenant: string, id: string): Promise<boolean> {
+      const [owner, former] = await Promise.all([
+        redis.hget(layout.schedule(id), 'tenant'),
+        redis.get(layout.deletedSchedule(id)),
+      ]);
+      return owner === tenant || former === tenant;
     },
 
     /** A page of a schedule's started runs, newest first, before `cursor` (a run id). */
@@ -336,9 +458,10 @@ function parseScheduleCursor(cursor: string): { score: number; id: string } {
 
 /**
  * What the worker does with a run when it starts: run it, or skip it because the previous run is
- * still active (`skip`), the tenant's backlog quota is full (`full`) or the schedule is gone.
+ * still active (`skip`), the tenant's backlog quota is full (`full`), the schedule is gone, or the
+ * run is due after the schedule's `endAt` (`ended`).
  */
-export type RunStart = 'run' | 'skip' | 'full' | 'gone';
+export type RunStart = 'run' | 'skip' | 'full' | 'gone' | 'ended';
 
 export interface ScheduleRunStoreDeps {
   redis: RedisConnection;
@@ -374,6 +497,7 @@ export function createScheduleRunStore({
         String(backlogQuota),
         String(backlogTtlSeconds),
         String(settleMs),
+        String(dueOf(jobId) ?? ''),
       )) as RunStart;
     },
   };
