@@ -56,11 +56,17 @@ describe('cancels whose message the worker missed (real Redis, BullMQ and the an
       cancelRecheckMs,
     });
     await analysisWorker.start();
+    let drained: Promise<void> | undefined;
+    const drain = (graceMs: number) => {
+      drained ??= analysisWorker.drain(graceMs);
+      return drained;
+    };
     stop = async () => {
-      await analysisWorker.drain(5_000);
+      await drain(5_000);
       await subscriber.quit();
       await connection.quit();
     };
+    return { drain };
   }
 
   /** A job that runs for 30 s unless cancelled, once a worker holds it. */
@@ -92,6 +98,18 @@ describe('cancels whose message the worker missed (real Redis, BullMQ and the an
     const id = await running();
     await flag(id);
     expect(await cancelledFailure(id)).toBe('cancelled');
+  });
+
+  it('when a cancel arrives while the worker drains for a shutdown, then the job is cancelled, not run to its end', async () => {
+    // No periodic read: the cancel's message alone must reach the draining worker.
+    const worker = await startWorker(3_600_000);
+    const id = await running();
+    const drained = worker.drain(20_000);
+    // As the cancel script does: the flag, then the message.
+    await flag(id);
+    await admin.publish(layoutFor(prefix).cancelChannel, id);
+    expect(await cancelledFailure(id)).toBe('cancelled');
+    await drained;
   });
 
   it('when the subscriber reconnects, then it reads the flags of the running jobs and cancels those set', async () => {

@@ -164,32 +164,41 @@ export function createAnalysisWorker({
      */
     async drain(graceMs: number): Promise<void> {
       draining = true;
-      subscriber.off('message', onCancel);
-      subscriber.off('ready', onResubscribed);
-      clearInterval(rechecking);
       clearInterval(beating);
-      // Its slots stop counting at once: no job is handed out for it to take. Not waited for past
-      // a second: while Redis is unreachable it would wait for it, and the slots expire anyway.
-      await Promise.race([heartbeat(0), sleep(1_000)]);
-      const closing = worker.close().finally(() => queue.close());
-      // One wait for both phases: closed, or Redis unreachable with nothing left to wait for here
-      // (no attempt running during the grace period; after it, the hand-back is a write that
-      // cannot happen without Redis). See closedOrUnreachable.
-      let handingBack = false;
-      const ended = closedOrUnreachable(closing, connection, () => handingBack || processor.running() === 0).then(
-        (closed) => {
-          if (!closed)
-            log.warn('redis is unreachable: not waiting for it to close; what ran here is recovered once it returns');
-        },
-      );
-      const within = (ms: number) => Promise.race([ended.then(() => true), sleep(ms).then(() => false)]);
-      if (await within(graceMs)) return;
-      log.warn({ graceMs }, 'grace period over: handing active jobs back to the queue');
-      handingBack = true;
-      processor.cancelAll(ABORT.shutdown);
-      if (await within(10_000)) return;
-      log.error('active jobs did not stop; closing anyway (their locks expire and they run again)');
-      await Promise.race([worker.close(true), ended]);
+      try {
+        await handBackAfterGrace(graceMs);
+      } finally {
+        // Cancels are heard until every attempt here has ended or been handed back: a job cancelled
+        // during the grace period is aborted as cancelled, not run to its end.
+        subscriber.off('message', onCancel);
+        subscriber.off('ready', onResubscribed);
+        clearInterval(rechecking);
+      }
     },
   };
+
+  async function handBackAfterGrace(graceMs: number): Promise<void> {
+    // Its slots stop counting at once: no job is handed out for it to take. Not waited for past
+    // a second: while Redis is unreachable it would wait for it, and the slots expire anyway.
+    await Promise.race([heartbeat(0), sleep(1_000)]);
+    const closing = worker.close().finally(() => queue.close());
+    // One wait for both phases: closed, or Redis unreachable with nothing left to wait for here
+    // (no attempt running during the grace period; after it, the hand-back is a write that
+    // cannot happen without Redis). See closedOrUnreachable.
+    let handingBack = false;
+    const ended = closedOrUnreachable(closing, connection, () => handingBack || processor.running() === 0).then(
+      (closed) => {
+        if (!closed)
+          log.warn('redis is unreachable: not waiting for it to close; what ran here is recovered once it returns');
+      },
+    );
+    const within = (ms: number) => Promise.race([ended.then(() => true), sleep(ms).then(() => false)]);
+    if (await within(graceMs)) return;
+    log.warn({ graceMs }, 'grace period over: handing active jobs back to the queue');
+    handingBack = true;
+    processor.cancelAll(ABORT.shutdown);
+    if (await within(10_000)) return;
+    log.error('active jobs did not stop; closing anyway (their locks expire and they run again)');
+    await Promise.race([worker.close(true), ended]);
+  }
 }
