@@ -19,6 +19,7 @@ import {
 import { type Job, UnrecoverableError, WaitingChildrenError, WaitingError } from 'bullmq';
 import type { Analysis, AnalysisContext } from './define-analysis.ts';
 import { createDurableSteps } from './durable-steps.ts';
+import { failureForLog } from './errors/failure-log.ts';
 import { PermanentError } from './errors/permanent-error.ts';
 import { createSpawn } from './spawn.ts';
 
@@ -430,7 +431,7 @@ function createAttempt({ config, log, store, schedules, implementations, childre
         throw new PermanentError('cancelled by request', 'cancelled');
       }
       if (oversized) {
-        jobLog.warn({ err: oversized.message }, 'analysis failed permanently');
+        jobLog.warn({ failure: failureForLog(oversized) }, 'analysis failed permanently');
         throw oversized;
       }
       if (reason instanceof AttemptTimeoutError) {
@@ -439,10 +440,10 @@ function createAttempt({ config, log, store, schedules, implementations, childre
       }
       if (err instanceof ResultTooLargeError) throw new PermanentError(err.message, 'result_too_large');
       if (err instanceof UnrecoverableError) {
-        jobLog.warn({ err: err.message }, 'analysis failed permanently');
+        jobLog.warn({ failure: failureForLog(err) }, 'analysis failed permanently');
         throw err;
       }
-      jobLog.warn({ err }, 'analysis failed; it will be retried if attempts remain');
+      jobLog.warn({ failure: failureForLog(err) }, 'analysis failed; it will be retried if attempts remain');
       throw err;
     } finally {
       slot.abort = undefined;

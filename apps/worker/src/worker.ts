@@ -17,6 +17,7 @@ import {
 } from '@longhaul/shared';
 import { Queue, Worker } from 'bullmq';
 import type { Analysis } from './define-analysis.ts';
+import { failureForLog } from './errors/failure-log.ts';
 import { assertImplementations } from './implementations.ts';
 import { ABORT, createProcessor } from './run-job.ts';
 import { closedOrUnreachable, logWorkerErrors } from './unreachable.ts';
@@ -90,7 +91,7 @@ export function createAnalysisWorker({
   logWorkerErrors(worker, connection, log, 'worker error');
   worker.on('failed', (job, err) => {
     if (!job?.id || !job.finishedOn) return;
-    log.info({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job failed for good');
+    log.info({ jobId: job.id, attempt: job.attemptsMade, failure: failureForLog(err) }, 'job failed for good');
     // A job that ended keeps no checkpoint (retention would drop it with the job anyway).
     void store.clearCheckpoint(job.id).catch(() => undefined);
     // It leaves its tenant's share and backlog even when it failed outside the processor (stalled too often).
