@@ -68,6 +68,41 @@ describe('toJobView', () => {
     expect(view.links.result).toBe(`/v1/jobs/${view.id}/result`);
   });
 
+  it('when its worker died in a run and another completed it, then both runs count as attempts', () => {
+    const view = toJobView(
+      snap({
+        job: fields({ processedOn: 9_000, finishedOn: 10_000, hasResult: true, attemptsMade: 1, stalledCount: 1 }),
+      }),
+      retention,
+    );
+    expect(view.attempts).toEqual({ made: 2, max: 3 });
+    // Never more than allowed: a poison job fails once its stalls pass the limit.
+    const poison = toJobView(
+      snap({ job: fields({ finishedOn: 10_000, failedReason: 'stalled: x', attemptsMade: 1, stalledCount: 3 }) }),
+      retention,
+    );
+    expect(poison.attempts).toEqual({ made: 3, max: 3 });
+  });
+
+  it('when a job never taken is cancelled and drained, then it never started; one that ran before and was drained did', () => {
+    const cancelled = encodeFailure('cancelled', 'cancelled by request');
+    const drained = { cancelledAt: 5_000, processedOn: 6_000, finishedOn: 6_000, failedReason: cancelled };
+    const never = toJobView(snap({ job: fields({ ...drained, timesTaken: 1 }) }), retention);
+    expect(never).toMatchObject({ status: 'cancelled', startedAt: null, attempts: { made: 0, max: 3 } });
+    // Failed twice, cancelled in its retry's backoff, then drained.
+    const retried = toJobView(snap({ job: fields({ ...drained, timesTaken: 3, attemptsMade: 2 }) }), retention);
+    expect(retried).toMatchObject({ status: 'cancelled', attempts: { made: 2, max: 3 } });
+    expect(retried.startedAt).not.toBeNull();
+    // Its worker killed, cancelled while stalled, then drained.
+    const lost = toJobView(snap({ job: fields({ ...drained, timesTaken: 2, stalledCount: 1 }) }), retention);
+    expect(lost).toMatchObject({ status: 'cancelled', attempts: { made: 1, max: 3 } });
+    expect(lost.startedAt).not.toBeNull();
+    // Handed back by a shutdown (no attempt spent), then cancelled and drained.
+    const handedBack = toJobView(snap({ job: fields({ ...drained, timesTaken: 2 }) }), retention);
+    expect(handedBack.startedAt).not.toBeNull();
+    expect(handedBack.attempts.made).toBe(0);
+  });
+
   it('when completed, then it expires after the completed retention', () => {
     const view = toJobView(snap({ job: fields({ finishedOn: 5_000, hasResult: true, attemptsMade: 1 }) }), retention);
     expect(view.expiresAt).toBe(new Date(5_000 + 86_400_000).toISOString());

@@ -109,6 +109,11 @@ export interface JobFields {
   progress: unknown;
   /** Times the job's worker died or lost its lock while running it (BullMQ's `stc`). */
   stalledCount: number;
+  /**
+   * Times a worker took the job (BullMQ's `ats`): each run, each run again after a crash or a
+   * shutdown's hand-back, and the take that drains a cancelled job.
+   */
+  timesTaken?: number;
   /** When a cancel was asked for, if it was. */
   cancelledAt: number | null;
   /** The webhook URL given on submit, if any. */
@@ -194,10 +199,12 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
   const orphaned = status === 'queued' && job.processedOn !== null && !betweenRuns;
   const progress = orphaned ? null : betweenRuns ? childProgress(children) : progressOf(job);
   // Cancelled before a worker took it: the worker that drains it runs nothing, so it never started.
+  // A take after the cancel is that drain only when it is the job's first: one that ran before (and
+  // was retried, handed back or lost with its worker) did start.
   const neverRan =
     status === 'cancelled' &&
     job.cancelledAt !== null &&
-    (job.processedOn === null || job.cancelledAt <= job.processedOn);
+    (job.processedOn === null || (job.cancelledAt <= job.processedOn && (job.timesTaken ?? 0) <= 1));
   const finishedMs = neverRan ? job.cancelledAt : (job.finishedOn ?? null);
   const startedMs = neverRan ? null : job.processedOn;
   const keepSeconds = status === 'completed' ? retention.completedSeconds : retention.failedSeconds;
@@ -206,7 +213,9 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
     const elapsed = Math.max(0, now - startedMs);
     eta = Math.round((elapsed * (100 - progress.percent)) / progress.percent / 1000);
   }
-  const made = neverRan ? 0 : job.attemptsMade + (status === 'active' ? 1 : 0);
+  // A run its worker died in (a stall) counts as an attempt, as BullMQ's failures do; a shutdown's
+  // hand-back does not (it spends no attempt).
+  const made = neverRan ? 0 : job.attemptsMade + job.stalledCount + (status === 'active' ? 1 : 0);
   const error =
     status === 'failed' || status === 'cancelled'
       ? job.failedReason

@@ -84,6 +84,8 @@ export const STATUS_FIELDS = [
   // BullMQ's key of the job's parent: a parent analysis' job hash (a child of `ctx.spawn`), or a
   // webhook delivery's.
   'parentKey',
+  // BullMQ's count of the times a worker took the job (attemptsStarted).
+  'ats',
 ] as const;
 
 /** Key names, all under the queue prefix (a `{hash-tag}` by default: one Cluster slot for all). */

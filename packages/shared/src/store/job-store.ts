@@ -519,6 +519,7 @@ function num(v: string | null | undefined): number | null {
 function parseFields(values: (string | null)[], resultLength: number): JobFields {
   const [name, timestamp, processedOn, finishedOn, failedReason, atm, progress, opts, , stc, rjk, lhc, lhw, lhS] =
     values;
+  const ats = values[STATUS_FIELDS.indexOf('ats')];
   let parsedProgress: unknown = null;
   let parsedOpts: { attempts?: number; priority?: number } = {};
   try {
@@ -538,6 +539,7 @@ function parseFields(values: (string | null)[], resultLength: number): JobFields
     priority: parsedOpts.priority ?? DEFAULT_PRIORITY,
     progress: parsedProgress,
     stalledCount: Number(stc ?? 0),
+    timesTaken: Number(ats ?? 0),
     cancelledAt: num(lhc),
     webhookUrl: lhw || null,
     hasResult: resultLength > NO_RESULT_LENGTH,
