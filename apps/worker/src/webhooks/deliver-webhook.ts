@@ -16,7 +16,7 @@ import {
   webhookEventId,
   withJobSpan,
 } from '@longhaul/shared';
-import { type Job, UnrecoverableError } from 'bullmq';
+import { type Job, type JobsOptions, UnrecoverableError } from 'bullmq';
 import { type Dispatcher, fetch } from 'undici';
 import { assertFetchableUrl, ForbiddenAddressError } from '../net/public-address.ts';
 
@@ -45,13 +45,25 @@ function describe(err: unknown): string {
 }
 
 /**
+ * How long BullMQ waits before the retry after attempt `attempt`, from the delivery's own backoff:
+ * the API set it when the job was submitted (WEBHOOK_BACKOFF_MS is the API's setting), so this
+ * worker's setting may differ. Exponential: the n-th retry waits delay · 2^(n-1).
+ */
+export function retryDelayMs(backoff: JobsOptions['backoff'], attempt: number): number {
+  if (backoff === undefined) return 0;
+  if (typeof backoff === 'number') return backoff;
+  const delay = backoff.delay ?? 0;
+  return backoff.type === 'exponential' ? delay * 2 ** (attempt - 1) : delay;
+}
+
+/**
  * The webhooks queue's processor: one POST of the job view, signed Stripe-style with the tenant's
  * secret. A non-2xx answer or a network error throws (BullMQ retries with exponential backoff for
  * up to 24 h); a refused address or a missing secret fails at once. Every attempt is recorded on
  * the job view.
  */
 export function createDeliveryProcessor({ config, log, redis, reads, dispatcher }: DeliverWebhookDeps) {
-  const { allowPrivate, timeoutMs, backoffMs, secrets } = config.webhooks;
+  const { allowPrivate, timeoutMs, secrets } = config.webhooks;
 
   /**
    * The event to send, from the job as it ended. Retention may already have removed a job kept by
@@ -121,8 +133,7 @@ export function createDeliveryProcessor({ config, log, redis, reads, dispatcher 
         at: new Date(started).toISOString(),
         ...outcome,
         durationMs: Date.now() - started,
-        // BullMQ's exponential backoff: the n-th retry waits backoffMs · 2^(n-1).
-        nextAttemptAt: last ? null : new Date(Date.now() + backoffMs * 2 ** (attempt - 1)).toISOString(),
+        nextAttemptAt: last ? null : new Date(Date.now() + retryDelayMs(job.opts.backoff, attempt)).toISOString(),
       };
       await recordDelivery(redis, reads.layout, jobId, entry, config.retention.tombstoneSeconds).catch((err) =>
         deliveryLog.warn({ err }, 'could not record the webhook attempt'),
