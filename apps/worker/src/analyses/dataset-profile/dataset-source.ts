@@ -105,7 +105,7 @@ function networkError(err: unknown, timeoutMs: number, deadline: Deadline): Erro
   }
   if (deadline.expired.aborted) {
     return new Error(
-      `the dataset fetch took longer than its ${deadline.totalMs} ms limit (DATASET_FETCH_TOTAL_MS); will retry from the last checkpoint`,
+      `the dataset fetch took longer than its ${deadline.totalMs} ms limit (DATASET_FETCH_TOTAL_MS); a retry, while attempts remain, resumes from the last checkpoint`,
     );
   }
   const refused = forbidden(err);
