@@ -139,7 +139,9 @@ describe('hostile dataset servers', () => {
     const err = await readSlowly(source).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
     expect(err).not.toBeInstanceOf(DatasetError);
-    expect((err as Error).message).toMatch(/longer than its 400 ms limit \(DATASET_FETCH_TOTAL_MS\); will retry/);
+    expect((err as Error).message).toMatch(
+      /longer than its 400 ms limit \(DATASET_FETCH_TOTAL_MS\); a retry, while attempts remain, resumes/,
+    );
   });
 
   it('when the server holds its headers back past the total limit, then the fetch fails with a retryable error', async () => {
