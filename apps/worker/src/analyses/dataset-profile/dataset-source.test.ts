@@ -121,7 +121,7 @@ describe('dataset URLs', () => {
   it('when the server answers 404, then it fails permanently; 503, then it is retried', async () => {
     await expect(open('/gone')).rejects.toThrow(new DatasetError('the dataset URL answered HTTP 404'));
     const busy = open('/busy');
-    await expect(busy).rejects.toThrow(/HTTP 503; will retry/);
+    await expect(busy).rejects.toThrow(/HTTP 503 \(retried while attempts remain\)/);
     await expect(busy).rejects.not.toBeInstanceOf(DatasetError);
   });
 

@@ -189,7 +189,9 @@ async function* counted(
       yield chunk;
     }
     if (until !== undefined && position < until) {
-      throw new RangeLengthError('the connection closed before the whole range arrived; will retry');
+      throw new RangeLengthError(
+        'the connection closed before the whole range arrived (retried while attempts remain)',
+      );
     }
   } catch (err) {
     if (err instanceof DatasetError || err instanceof RangeLengthError) throw err;
@@ -250,7 +252,7 @@ async function get(
     if (status !== 200 && status !== 206) {
       body.destroy();
       const what = `the dataset URL answered HTTP ${status}`;
-      if (status === 408 || status === 429 || status >= 500) throw new Error(`${what}; will retry`);
+      if (status === 408 || status === 429 || status >= 500) throw new Error(`${what} (retried while attempts remain)`);
       throw new DatasetError(what);
     }
     const encoding = (header(res.headers, 'content-encoding') ?? 'identity').trim().toLowerCase();
