@@ -36,22 +36,46 @@ describe.skipIf(!hasRedisServer())("/readyz and Redis' maxmemory-policy", () => 
 
   it("when the worker is draining or the policy is wrong under the strict setting, then the worker's /readyz answers 503 and says why", async () => {
     const state = { draining: false };
-    const lenient = createHealthServer({ redis, state });
-    const strict = createHealthServer({ redis, state: { draining: false }, strictRedisPolicy: true });
+    const metricsToken = 'metrics-token-0123456789';
+    const token = { headers: { authorization: `Bearer ${metricsToken}` } };
+    const lenient = createHealthServer({ redis, state, metricsToken });
+    const strict = createHealthServer({ redis, state: { draining: false }, strictRedisPolicy: true, metricsToken });
     await Promise.all([lenient, strict].map((s) => new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))));
     const url = (s: typeof lenient) => `http://127.0.0.1:${(s.address() as AddressInfo).port}/readyz`;
     try {
-      const ok = await request('GET', url(lenient));
+      const ok = await request('GET', url(lenient), token);
       expect(ok.status).toBe(200);
       expect(ok.body.checks).toMatchObject({ redis: 'ok', maxmemoryPolicy: 'allkeys-lru', draining: false });
       expect(ok.body.warnings.length).toBe(1);
-      expect((await request('GET', url(strict))).status).toBe(503);
+      // Without the token, as the API answers: the status only (Redis error text names hosts).
+      expect((await request('GET', url(lenient))).body).toEqual({ status: 'ready' });
+      const refused = await request('GET', url(strict));
+      expect(refused.status).toBe(503);
+      expect(refused.body).toEqual({ status: 'not_ready' });
+      expect(refused.headers['retry-after']).toBe('2');
       state.draining = true;
-      const draining = await request('GET', url(lenient));
+      const draining = await request('GET', url(lenient), token);
       expect(draining.status).toBe(503);
       expect(draining.body.checks.draining).toBe(true);
     } finally {
       await Promise.all([lenient, strict].map((s) => new Promise((resolve) => s.close(resolve))));
+    }
+  });
+
+  it("when the worker's connection is down, then its /readyz answers 503 at once, without waiting for a PING", async () => {
+    const down = createRedisConnection(server.url, 'worker');
+    await down.quit();
+    const health = createHealthServer({ redis: down, state: { draining: false }, readyTimeoutMs: 60_000 });
+    await new Promise<void>((resolve) => health.listen(0, '127.0.0.1', resolve));
+    try {
+      // A PING would wait the whole minute: the answer comes from the connection's state instead.
+      const res = await request('GET', `http://127.0.0.1:${(health.address() as AddressInfo).port}/readyz`, {
+        timeoutMs: 5_000,
+      });
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('2');
+    } finally {
+      await new Promise((resolve) => health.close(resolve));
     }
   });
 });

@@ -70,6 +70,9 @@ const health = createHealthServer({
   redis: connection,
   state,
   strictRedisPolicy: config.strictRedisPolicy,
+  // The API's probe deadline (app.ts): short, so a probe answers well within its own timeout.
+  readyTimeoutMs: Math.min(900, config.limits.redisCommandTimeoutMs * 2),
+  metricsToken: config.metricsToken,
   routes: { '/metrics': metrics.route(config.metricsToken) },
 });
 // Webhooks: deliveries from their own queue; BullMQ releases each when its job ends for good.
