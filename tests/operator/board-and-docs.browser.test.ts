@@ -63,6 +63,10 @@ describe('Bull Board and /docs, opened in headless Chromium', () => {
     expect(queues.status).toBe(200);
     const analyses = queues.body.queues.find((q: { name: string }) => q.name === 'analyses');
     expect(analyses.readOnlyMode).toBe(true);
+    // Each queue says what it holds.
+    expect(analyses.description).toMatch(/^Analysis jobs/);
+    const webhooks = queues.body.queues.find((q: { name: string }) => q.name === 'webhooks');
+    expect(webhooks.description).toMatch(/^Webhook deliveries/);
     const job = analyses.jobs.find((j: { id: string }) => j.id === jobId);
     expect(job.data.input).toMatch(/^\[redacted\] \(\d+ bytes\)$/);
     expect(job.data.tenant).toBe('a');

@@ -1,7 +1,7 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
-import type { Config } from '@longhaul/shared';
+import { type Config, QUEUES } from '@longhaul/shared';
 import type { Queue } from 'bullmq';
 import { Router } from 'express';
 import { basicAuth } from './basic-auth.ts';
@@ -29,6 +29,13 @@ export interface BoardDeps {
   maxChars?: number;
 }
 
+/** What each queue holds, as the board shows it. */
+const QUEUE_DESCRIPTIONS: Record<string, string> = {
+  [QUEUES.analyses]: 'Analysis jobs; the job name is the analysis.',
+  [QUEUES.webhooks]:
+    "Webhook deliveries; each is the parent of the analysis job it reports (id: the job's, then .webhook).",
+};
+
 /**
  * Bull Board at {@link BOARD_PATH}, behind HTTP basic auth. Read-only unless the config says
  * otherwise (`ADMIN_READONLY=false` allows retry, clean, promote). It reuses the API's queue and
@@ -42,7 +49,7 @@ export function adminBoard({ admin, queues, maxChars = 2048 }: BoardDeps): Route
     const adapter = new BullMQAdapter(queue, {
       readOnlyMode: readOnly,
       allowRetries: !readOnly,
-      description: 'Analysis jobs; the job name is the analysis.',
+      description: QUEUE_DESCRIPTIONS[queue.name] ?? '',
     });
     adapter.setFormatter('data', (data: unknown) => formatJobData(data, { maxChars }));
     adapter.setFormatter('returnValue', (value: unknown) => formatReturnValue(value, { maxChars }));
