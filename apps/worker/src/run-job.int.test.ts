@@ -113,6 +113,7 @@ describe('the processor: cancels, the shutdown and held progress (real Redis and
     const job = await taken();
     const attempt = processor.process(job, token);
     // Its start is still on its way to Redis: the attempt has no signal yet.
+    expect(processor.attemptOf(job.id ?? '')).toEqual({ analysis: job.name, attempt: 1 });
     expect(processor.cancel(job.id ?? '', ABORT.cancel)).toBe(true);
     const err = await attempt.catch((e: unknown) => e);
     expect(decodeFailure((err as Error).message).code).toBe('cancelled');

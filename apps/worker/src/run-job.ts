@@ -40,6 +40,8 @@ type AbortReason = (typeof ABORT)[keyof typeof ABORT];
  * the attempt can abort is kept, and applied when it can.
  */
 interface AbortSlot {
+  /** The attempt, as its log lines name it. */
+  attempt: { analysis: string; attempt: number };
   reason?: unknown;
   abort?: (reason: unknown) => void;
 }
@@ -197,7 +199,7 @@ export function createProcessor(deps: RunJobDeps) {
   async function runAttempt(job: Job<JobData>, token?: string): Promise<unknown> {
     const id = job.id ?? '';
     const tenant = job.data?.tenant ?? '';
-    const slot: AbortSlot = {};
+    const slot: AbortSlot = { attempt: { analysis: job.name, attempt: job.attemptsMade + 1 } };
     running.set(id, slot);
     const finish = (ended: boolean, stillActive: boolean, end?: AttemptEnd) =>
       void store
@@ -252,6 +254,10 @@ export function createProcessor(deps: RunJobDeps) {
       const slot = running.get(jobId);
       if (slot) abortWith(slot, reason);
       return slot !== undefined;
+    },
+    /** The analysis and attempt number of `jobId`'s attempt running here, for log lines. */
+    attemptOf(jobId: string): AbortSlot['attempt'] | undefined {
+      return running.get(jobId)?.attempt;
     },
     /** Aborts every attempt running here with `reason`. */
     cancelAll(reason: AbortReason): void {

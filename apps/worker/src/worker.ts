@@ -91,7 +91,10 @@ export function createAnalysisWorker({
   logWorkerErrors(worker, connection, log, 'worker error');
   worker.on('failed', (job, err) => {
     if (!job?.id || !job.finishedOn) return;
-    log.info({ jobId: job.id, attempt: job.attemptsMade, failure: failureForLog(err) }, 'job failed for good');
+    log.info(
+      { jobId: job.id, attempt: job.attemptsMade, analysis: job.name, failure: failureForLog(err) },
+      'job failed for good',
+    );
     // A job that ended keeps no checkpoint (retention would drop it with the job anyway).
     void store.clearCheckpoint(job.id).catch(() => undefined);
     // It leaves its tenant's share and backlog even when it failed outside the processor (stalled too often).
@@ -102,9 +105,9 @@ export function createAnalysisWorker({
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled; handed to another worker'));
 
   const onCancel = (channel: string, jobId: string) => {
-    if (channel === store.layout.cancelChannel && processor.cancel(jobId, ABORT.cancel)) {
-      log.info({ jobId }, 'cancel requested; aborting');
-    }
+    if (channel !== store.layout.cancelChannel) return;
+    const attempt = processor.attemptOf(jobId);
+    if (processor.cancel(jobId, ABORT.cancel)) log.info({ jobId, ...attempt }, 'cancel requested; aborting');
   };
   /**
    * Pub/sub delivers a cancel message only to a connected subscriber. Whatever was published while
