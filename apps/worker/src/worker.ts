@@ -38,6 +38,9 @@ export interface WorkerDeps {
   cancelRecheckMs?: number;
 }
 
+/** How often a draining worker counts again the attempts it still runs, as its slots. */
+const DRAIN_BEAT_MS = 1_000;
+
 /** One BullMQ Worker on the analyses queue, with cancel messages and a graceful drain. */
 export function createAnalysisWorker({
   config,
@@ -182,9 +185,27 @@ export function createAnalysisWorker({
   };
 
   async function handBackAfterGrace(graceMs: number): Promise<void> {
-    // Its slots stop counting at once: no job is handed out for it to take. Not waited for past
-    // a second: while Redis is unreachable it would wait for it, and the slots expire anyway.
-    await Promise.race([heartbeat(0), sleep(1_000)]);
+    // From now on its slots are the attempts still running here, which hold BullMQ's active places:
+    // no job is handed out for it to take, and the other workers' free slots count in full (with
+    // none, its running jobs would take their places until they end). Refreshed as they end, and
+    // gone with the last. Not waited for past a second: while Redis is unreachable it would wait
+    // for it, and the slots expire anyway.
+    const beatWhileDraining = () => heartbeat(processor.running());
+    await Promise.race([beatWhileDraining(), sleep(1_000)]);
+    // Not while the connection is down: the beats would queue up behind it.
+    const beatingWhileDraining = setInterval(() => {
+      if (connection.status === 'ready') void beatWhileDraining();
+    }, DRAIN_BEAT_MS);
+    beatingWhileDraining.unref();
+    try {
+      await closeWithin(graceMs);
+    } finally {
+      clearInterval(beatingWhileDraining);
+      await Promise.race([heartbeat(0), sleep(1_000)]);
+    }
+  }
+
+  async function closeWithin(graceMs: number): Promise<void> {
     const closing = worker.close().finally(() => queue.close());
     // One wait for both phases: closed, or Redis unreachable with nothing left to wait for here
     // (no attempt running during the grace period; after it, the hand-back is a write that
