@@ -103,6 +103,19 @@ describe('toJobView', () => {
     expect(handedBack.attempts.made).toBe(0);
   });
 
+  it('when a worker took a job only to park it at the fair-share gate, then it reads why it waits and that it never started', () => {
+    // BullMQ stamped processedOn as it took the job; the park took the take back from its count.
+    const parked = toJobView(
+      snap({ parked: 'tenant_concurrency', job: fields({ processedOn: 5_000, timesTaken: 0 }) }),
+      retention,
+    );
+    expect(parked).toMatchObject({ status: 'queued', waiting: 'tenant_concurrency', startedAt: null });
+    // One whose worker died mid-run still says so.
+    const lost = toJobView(snap({ job: fields({ processedOn: 5_000, timesTaken: 1 }) }), retention);
+    expect(lost).toMatchObject({ status: 'queued', waiting: 'worker_lost' });
+    expect(lost.startedAt).not.toBeNull();
+  });
+
   it('when completed, then it expires after the completed retention', () => {
     const view = toJobView(snap({ job: fields({ finishedOn: 5_000, hasResult: true, attemptsMade: 1 }) }), retention);
     expect(view.expiresAt).toBe(new Date(5_000 + 86_400_000).toISOString());

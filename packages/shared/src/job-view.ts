@@ -196,7 +196,10 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
   // for a worker) shows the children's progress together: its own is that of a run that ended.
   const children = s.children;
   const betweenRuns = children !== undefined && !job.finishedOn && !s.locked;
-  const orphaned = status === 'queued' && job.processedOn !== null && !betweenRuns;
+  // Taken by a worker to run (the take that parks a job at the fair-share gate is not counted).
+  const taken = job.timesTaken ?? (job.processedOn === null ? 0 : 1);
+  const started = taken > 0 || job.attemptsMade > 0 || job.stalledCount > 0;
+  const orphaned = status === 'queued' && job.processedOn !== null && started && !s.parked && !betweenRuns;
   const progress = orphaned ? null : betweenRuns ? childProgress(children) : progressOf(job);
   // Cancelled before a worker took it: the worker that drains it runs nothing, so it never started.
   // A take after the cancel is that drain only when it is the job's first: one that ran before (and
@@ -204,9 +207,9 @@ export function toJobView(s: JobSnapshot, retention: Config['retention'], now = 
   const neverRan =
     status === 'cancelled' &&
     job.cancelledAt !== null &&
-    (job.processedOn === null || (job.cancelledAt <= job.processedOn && (job.timesTaken ?? 0) <= 1));
+    (job.processedOn === null || (job.cancelledAt <= job.processedOn && taken <= 1));
   const finishedMs = neverRan ? job.cancelledAt : (job.finishedOn ?? null);
-  const startedMs = neverRan ? null : job.processedOn;
+  const startedMs = neverRan || !started ? null : job.processedOn;
   const keepSeconds = status === 'completed' ? retention.completedSeconds : retention.failedSeconds;
   let eta: number | null = null;
   if (status === 'active' && startedMs && progress && progress.percent > 0 && progress.percent < 100) {

@@ -407,7 +407,11 @@ describe('BullMQ layout contract (real Redis, the pinned BullMQ)', () => {
     expect(await connection.eval(park, 1, own.waitingChildren(analyses), q, later, 'not-its-token', '1', '100')).toBe(
       0,
     );
+    const takenCount = Number(await connection.hget(`${q}${later}`, 'ats'));
+    expect(takenCount).toBe(1);
     expect(await connection.eval(park, 1, own.waitingChildren(analyses), q, later, 't', '1', '100')).toBe(1);
+    // The take that parked it is not counted among its starts.
+    expect(Number(await connection.hget(`${q}${later}`, 'ats'))).toBe(takenCount - 1);
     expect(await connection.lpos(`${q}active`, later)).toBeNull();
     expect(await connection.exists(own.lock(analyses, later))).toBe(0);
     expect(await connection.zscore(own.waitingChildren(analyses), later)).not.toBeNull();

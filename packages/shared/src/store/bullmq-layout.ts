@@ -940,6 +940,8 @@ local function bull_park_active(Q, id, token, now, maxlen)
     redis.call('SREM', Q .. 'stalled', id)
   end
   if redis.call('LREM', Q .. 'active', -1, id) < 1 then return false end
+  -- The take that parks it started nothing: BullMQ counted it among the job's starts (ats).
+  redis.call('HINCRBY', jobKey, 'ats', -1)
   redis.call('ZADD', Q .. 'waiting-children', now, id)
   redis.call('XADD', Q .. 'events', 'MAXLEN', '~', maxlen, '*', 'event', 'waiting-children', 'jobId', id, 'prev', 'active')
   return true
