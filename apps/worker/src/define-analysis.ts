@@ -5,11 +5,14 @@ import type { Spawn } from './spawn.ts';
 /** What an analysis gets besides its input. */
 export interface AnalysisContext {
   readonly jobId: string;
-  /** 1 on the first attempt, 2 on the first retry, … */
+  /**
+   * 1 on the first attempt, and one more after each attempt that failed or that its worker died in
+   * (as the job view's `attempts.made` counts them); a shutdown's hand-back spends none.
+   */
   readonly attempt: number;
   /**
-   * 1 on the job's first start, and one more on every later start: a retry, and also a restart
-   * after its worker died or handed it back on shutdown (which do not spend an attempt).
+   * 1 on the job's first start, and one more on every later start: a retry, a restart after its
+   * worker died, and also one after a shutdown handed it back (which does not spend an attempt).
    */
   readonly run: number;
   /**

@@ -31,6 +31,15 @@ class AttemptTimeoutError extends Error {
   }
 }
 
+/**
+ * The number of the attempt `job` is on: one more than the runs that failed and those its worker
+ * died in (BullMQ's stall count), as the job view's `attempts.made` counts them. A shutdown's
+ * hand-back spends none.
+ */
+export function attemptOf(job: Pick<Job, 'attemptsMade' | 'stalledCounter'>): number {
+  return job.attemptsMade + job.stalledCounter + 1;
+}
+
 /** Why an attempt was aborted from outside: passed to the processor's `cancel` and `cancelAll`. */
 export const ABORT = { cancel: 'cancel', shutdown: 'shutdown' } as const;
 type AbortReason = (typeof ABORT)[keyof typeof ABORT];
@@ -199,7 +208,7 @@ export function createProcessor(deps: RunJobDeps) {
   async function runAttempt(job: Job<JobData>, token?: string): Promise<unknown> {
     const id = job.id ?? '';
     const tenant = job.data?.tenant ?? '';
-    const slot: AbortSlot = { attempt: { analysis: job.name, attempt: job.attemptsMade + 1 } };
+    const slot: AbortSlot = { attempt: { analysis: job.name, attempt: attemptOf(job) } };
     running.set(id, slot);
     const finish = (ended: boolean, stillActive: boolean, end?: AttemptEnd) =>
       void store
@@ -239,7 +248,7 @@ export function createProcessor(deps: RunJobDeps) {
     const attributes = {
       'longhaul.job.id': job.id ?? '',
       'longhaul.job.type': job.name,
-      'longhaul.job.attempt': job.attemptsMade + 1,
+      'longhaul.job.attempt': attemptOf(job),
     };
     if (job.attemptsStarted <= 1 && job.processedOn) {
       recordQueueWait(job, job.timestamp, job.processedOn, attributes);
@@ -296,7 +305,7 @@ function createAttempt({ config, log, store, schedules, implementations, childre
     slot: AbortSlot,
   ): Promise<{ stored: unknown; resultBytes?: number }> {
     const id = job.id ?? '';
-    const attempt = job.attemptsMade + 1;
+    const attempt = attemptOf(job);
     const jobLog = log.child({ jobId: id, attempt, analysis: job.name });
     const analysis = implementations[job.name];
     if (!analysis) throw new PermanentError(`no analysis named "${job.name}"`, 'unknown_analysis');
