@@ -166,7 +166,12 @@ function exactQuantile(sorted: [number, number][], total: number, q: number): nu
   const lo = Math.floor(h);
   const lower = valueAt(sorted, lo);
   const upper = valueAt(sorted, Math.min(lo + 1, total - 1));
-  return lower + (h - lo) * (upper - lower);
+  const f = h - lo;
+  if (f === 0) return lower;
+  // Two values of opposite signs near ±1.8e308 are further apart than a double holds: weighted
+  // instead, which cannot overflow (each term is at most the larger value).
+  const spread = upper - lower;
+  return Number.isFinite(spread) ? lower + f * spread : lower * (1 - f) + upper * f;
 }
 
 /**

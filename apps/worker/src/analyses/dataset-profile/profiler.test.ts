@@ -49,6 +49,24 @@ const quantile7 = (sorted: number[], q: number) => {
 };
 
 describe('dataset-profile statistics', () => {
+  it('when values near both ends of a double are apart by more than a double holds, then the exact quantiles stay in order and finite', async () => {
+    const values = [1e308, 1.7976931348623157e308, -1e308, 1e308];
+    const s = await profile(`a\n${values.join('\n')}\n`);
+    const q = column(s, 'a').quantiles as Record<keyof typeof LEVELS, number>;
+    const sorted = [...values].sort((x, y) => x - y);
+    // The reference by weights, as numpy interpolates: it cannot overflow here either.
+    for (const [name, level] of Object.entries(LEVELS)) {
+      const h = (sorted.length - 1) * level;
+      const lo = Math.floor(h);
+      const [a, b] = [sorted[lo] as number, sorted[Math.min(lo + 1, sorted.length - 1)] as number];
+      const reference = a * (1 - (h - lo)) + b * (h - lo);
+      expect(q[name as keyof typeof LEVELS], name).toBeCloseTo(reference, -300);
+      expect(Number.isFinite(q[name as keyof typeof LEVELS])).toBe(true);
+    }
+    expect(q.p01).toBeLessThan(q.p25);
+    expect(q.p25).toBeLessThanOrEqual(q.p50);
+  });
+
   it('when a small CSV is profiled, then every statistic equals one computed independently', async () => {
     const random = seededRandom(7);
     const header = 'id;amount;paid;region;signed_up';
