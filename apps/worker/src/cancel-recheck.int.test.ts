@@ -1,20 +1,7 @@
-import {
-  createLogger,
-  createRedisConnection,
-  decodeFailure,
-  type JobData,
-  layoutFor,
-  loadConfig,
-  OWN_FIELDS,
-  QUEUES,
-  type RedisConnection,
-} from '@longhaul/shared';
-import { Queue } from 'bullmq';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, redisUrl, uniquePrefix } from '../../../tests/support/redis.ts';
+import { decodeFailure } from '@longhaul/shared';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../../../tests/support/wait.ts';
-import { implementations } from './implementations.ts';
-import { createAnalysisWorker } from './worker.ts';
+import { analysisWorkerBed } from './worker-test-support.ts';
 
 /**
  * A cancel's pub/sub message reaches only a connected subscriber. These tests set the cancel flag
@@ -22,74 +9,17 @@ import { createAnalysisWorker } from './worker.ts';
  * worker's subscriber was away, and watch the worker find it.
  */
 describe('cancels whose message the worker missed (real Redis, BullMQ and the analysis worker)', () => {
-  const prefix = uniquePrefix();
-  const config = loadConfig({ REDIS_URL: redisUrl(), QUEUE_PREFIX: prefix, WORKER_CONCURRENCY: '2' }, 'worker');
-  const log = createLogger({ name: 't', level: 'silent', pretty: false });
-  const subscriberName = `cancels-${prefix.replace(/\W/g, '')}`;
-  let admin: RedisConnection;
-  let queue: Queue<JobData>;
-  let stop: (() => Promise<void>) | undefined;
-
-  beforeAll(() => {
-    admin = createRedisConnection(redisUrl(), 'worker');
-    queue = new Queue<JobData>(QUEUES.analyses, { connection: admin, prefix });
-  });
-  afterEach(async () => {
-    await stop?.();
-    stop = undefined;
-  });
-  afterAll(async () => {
-    await queue.close();
-    await admin.quit();
-    await cleanupPrefix(redisUrl(), prefix);
-  });
-
-  async function startWorker(cancelRecheckMs: number) {
-    const connection = createRedisConnection(redisUrl(), 'worker');
-    const subscriber = createRedisConnection(redisUrl(), 'worker', { name: subscriberName });
-    const analysisWorker = createAnalysisWorker({
-      config,
-      log,
-      connection,
-      subscriber,
-      implementations,
-      cancelRecheckMs,
-    });
-    await analysisWorker.start();
-    let drained: Promise<void> | undefined;
-    const drain = (graceMs: number) => {
-      drained ??= analysisWorker.drain(graceMs);
-      return drained;
-    };
-    stop = async () => {
-      await drain(5_000);
-      await subscriber.quit();
-      await connection.quit();
-    };
-    return { drain };
-  }
-
-  /** A job that runs for 30 s unless cancelled, once a worker holds it. */
-  async function running(): Promise<string> {
-    const job = await queue.add('simulate', { tenant: 'a', input: { durationMs: 30_000, steps: 1 } });
-    const id = job.id as string;
-    await waitFor(async () => (await queue.getJobState(id)) === 'active', {
-      timeoutMs: 10_000,
-      what: 'the job to run',
-    });
-    return id;
-  }
-
-  /** The cancel script's flag, without its message. */
-  const flag = (id: string) =>
-    admin.hset(layoutFor(prefix).job(QUEUES.analyses, id), OWN_FIELDS.cancelledAt, String(Date.now()));
+  const bed = analysisWorkerBed(2);
+  const subscriberName = `cancels-${bed.prefix.replace(/\W/g, '')}`;
+  const startWorker = (cancelRecheckMs: number) => bed.startWorker({ cancelRecheckMs, subscriberName });
+  const { running, flag } = bed;
 
   async function cancelledFailure(id: string): Promise<string> {
-    await waitFor(async () => (await queue.getJobState(id)) === 'failed', {
+    await waitFor(async () => (await bed.queue.getJobState(id)) === 'failed', {
       timeoutMs: 10_000,
       what: 'the job to end',
     });
-    const job = await queue.getJob(id);
+    const job = await bed.queue.getJob(id);
     return decodeFailure(job?.failedReason ?? '').code;
   }
 
@@ -107,7 +37,7 @@ describe('cancels whose message the worker missed (real Redis, BullMQ and the an
     const drained = worker.drain(20_000);
     // As the cancel script does: the flag, then the message.
     await flag(id);
-    await admin.publish(layoutFor(prefix).cancelChannel, id);
+    await bed.admin.publish(bed.layout.cancelChannel, id);
     expect(await cancelledFailure(id)).toBe('cancelled');
     await drained;
   });
@@ -117,12 +47,12 @@ describe('cancels whose message the worker missed (real Redis, BullMQ and the an
     await startWorker(3_600_000);
     const id = await running();
     await flag(id);
-    const clients = String(await admin.call('CLIENT', 'LIST'))
+    const clients = String(await bed.admin.call('CLIENT', 'LIST'))
       .split('\n')
       .filter((line) => line.includes(` name=${subscriberName} `));
     expect(clients).toHaveLength(1);
     const clientId = /\bid=(\d+)/.exec(clients[0] ?? '')?.[1] as string;
-    await admin.call('CLIENT', 'KILL', 'ID', clientId);
+    await bed.admin.call('CLIENT', 'KILL', 'ID', clientId);
     expect(await cancelledFailure(id)).toBe('cancelled');
   });
 });
