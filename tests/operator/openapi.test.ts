@@ -10,6 +10,15 @@ type Doc = {
   components: { schemas: Record<string, Record<string, unknown>> };
 };
 
+/** An Ajv holding every component of the document under the `$ref` that names it. */
+function componentsAjv(doc: Doc): Ajv2020 {
+  const ajv = new Ajv2020({ strict: false });
+  for (const [id, schema] of Object.entries(doc.components.schemas)) {
+    ajv.addSchema(schema, `#/components/schemas/${id}`);
+  }
+  return ajv;
+}
+
 describe('the OpenAPI document', () => {
   const document = buildOpenApiDocument();
 
@@ -23,10 +32,7 @@ describe('the OpenAPI document', () => {
 
   it('when a body passes or fails the zod schema the API validates with, then it passes or fails the document too', () => {
     const doc = document as unknown as Doc;
-    const ajv = new Ajv2020({ strict: false });
-    for (const [id, schema] of Object.entries(doc.components.schemas)) {
-      ajv.addSchema(schema, `#/components/schemas/${id}`);
-    }
+    const ajv = componentsAjv(doc);
     const check = ajv.compile({ $ref: '#/components/schemas/SubmitJob' });
     const bodies: unknown[] = [
       { type: 'simulate', input: { durationMs: 10 } },
@@ -49,10 +55,7 @@ describe('the OpenAPI document', () => {
       expect(ref, ref).toMatch(/^#\/components\/schemas\/[A-Za-z]+$/);
       expect(doc.components.schemas, ref).toHaveProperty(ref.slice('#/components/schemas/'.length));
     }
-    const ajv = new Ajv2020({ strict: false });
-    for (const [id, schema] of Object.entries(doc.components.schemas)) {
-      ajv.addSchema(schema, `#/components/schemas/${id}`);
-    }
+    const ajv = componentsAjv(doc);
     for (const id of Object.keys(doc.components.schemas)) {
       expect(() => ajv.compile({ $ref: `#/components/schemas/${id}` }), id).not.toThrow();
     }
@@ -60,10 +63,7 @@ describe('the OpenAPI document', () => {
 
   it('when a job view with steps and children is checked against JobView, then it passes, and a broken one fails', () => {
     const doc = document as unknown as Doc;
-    const ajv = new Ajv2020({ strict: false });
-    for (const [id, schema] of Object.entries(doc.components.schemas)) {
-      ajv.addSchema(schema, `#/components/schemas/${id}`);
-    }
+    const ajv = componentsAjv(doc);
     const check = ajv.compile({ $ref: '#/components/schemas/JobView' });
     const at = '2026-12-07T12:00:00.000Z';
     const view = {
