@@ -516,10 +516,13 @@ function num(v: string | null | undefined): number | null {
   return v ? Number(v) : null;
 }
 
+/** Where BullMQ's `ats` is among the status read's fields. */
+const ATS_AT = STATUS_FIELDS.indexOf('ats');
+
 function parseFields(values: (string | null)[], resultLength: number): JobFields {
   const [name, timestamp, processedOn, finishedOn, failedReason, atm, progress, opts, , stc, rjk, lhc, lhw, lhS] =
     values;
-  const ats = values[STATUS_FIELDS.indexOf('ats')];
+  const ats = values[ATS_AT];
   let parsedProgress: unknown = null;
   let parsedOpts: { attempts?: number; priority?: number } = {};
   try {
