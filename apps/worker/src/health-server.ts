@@ -1,5 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { checkRedis, metricsAuthorized, type RedisConnection, type RedisReadiness } from '@longhaul/shared';
+import {
+  checkRedis,
+  metricsAuthorized,
+  type RedisConnection,
+  type RedisReadiness,
+  readinessBody,
+} from '@longhaul/shared';
 
 export interface HealthState {
   draining: boolean;
@@ -47,15 +53,10 @@ export function createHealthServer({
       const readiness =
         redis.status === 'ready' ? await checkRedis(redis, readyTimeoutMs, strictRedisPolicy) : NOT_CONNECTED;
       const ready = readiness.ready && !state.draining;
-      const status = ready ? 'ready' : 'not_ready';
       const detailed = metricsToken !== undefined && metricsAuthorized(req.headers.authorization, metricsToken);
       if (!ready) res.setHeader('Retry-After', '2');
-      return json(
-        ready ? 200 : 503,
-        detailed
-          ? { status, ready, checks: { ...readiness.checks, draining: state.draining }, warnings: readiness.warnings }
-          : { status },
-      );
+      const withDrain = { ...readiness, ready, checks: { ...readiness.checks, draining: state.draining } };
+      return json(ready ? 200 : 503, readinessBody(withDrain, detailed));
     }
     const route = routes[path];
     if (route) return route(res, req);

@@ -172,9 +172,23 @@ export function createAnalysisWorker({
     async drain(graceMs: number): Promise<void> {
       draining = true;
       clearInterval(beating);
+      // From now on its slots are the attempts still running here, which hold BullMQ's active
+      // places: no job is handed out for it to take, and the other workers' free slots count in full
+      // (with none, its running jobs would take their places until they end). Refreshed as they
+      // end, and gone with the last. Not waited for past a second: while Redis is unreachable it
+      // would wait for it, and the slots expire anyway.
+      const beatWhileDraining = () => heartbeat(processor.running());
+      await Promise.race([beatWhileDraining(), sleep(1_000)]);
+      // Not while the connection is down: the beats would queue up behind it.
+      const beatingWhileDraining = setInterval(() => {
+        if (connection.status === 'ready') void beatWhileDraining();
+      }, DRAIN_BEAT_MS);
+      beatingWhileDraining.unref();
       try {
-        await handBackAfterGrace(graceMs);
+        await closeWithin(graceMs);
       } finally {
+        clearInterval(beatingWhileDraining);
+        await Promise.race([heartbeat(0), sleep(1_000)]);
         // Cancels are heard until every attempt here has ended or been handed back: a job cancelled
         // during the grace period is aborted as cancelled, not run to its end.
         subscriber.off('message', onCancel);
@@ -183,27 +197,6 @@ export function createAnalysisWorker({
       }
     },
   };
-
-  async function handBackAfterGrace(graceMs: number): Promise<void> {
-    // From now on its slots are the attempts still running here, which hold BullMQ's active places:
-    // no job is handed out for it to take, and the other workers' free slots count in full (with
-    // none, its running jobs would take their places until they end). Refreshed as they end, and
-    // gone with the last. Not waited for past a second: while Redis is unreachable it would wait
-    // for it, and the slots expire anyway.
-    const beatWhileDraining = () => heartbeat(processor.running());
-    await Promise.race([beatWhileDraining(), sleep(1_000)]);
-    // Not while the connection is down: the beats would queue up behind it.
-    const beatingWhileDraining = setInterval(() => {
-      if (connection.status === 'ready') void beatWhileDraining();
-    }, DRAIN_BEAT_MS);
-    beatingWhileDraining.unref();
-    try {
-      await closeWithin(graceMs);
-    } finally {
-      clearInterval(beatingWhileDraining);
-      await Promise.race([heartbeat(0), sleep(1_000)]);
-    }
-  }
 
   async function closeWithin(graceMs: number): Promise<void> {
     const closing = worker.close().finally(() => queue.close());
