@@ -30,6 +30,9 @@ describe('GET /v1/jobs/:id/events against createApp and a real Redis (no worker)
         SSE_HEARTBEAT_MS: '200',
         // The leak test holds 50 streams at a time, and closed ones are released a moment later.
         EVENTS_MAX_STREAMS_PER_TENANT: '1000',
+        // Its 1,000 streams share this process with the app: on a loaded machine a 500 ms stall of
+        // the event loop would read as a silent Redis, and every request would answer 503.
+        REDIS_COMMAND_TIMEOUT_MS: '10000',
       },
     );
     ({ queue, hub, base } = app);
